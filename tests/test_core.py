@@ -1,0 +1,68 @@
+"""Registry, device resolution, atomic writes, CLI skeleton."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xrobust import __version__
+from xrobust._io import atomic_write_json, atomic_write_text
+from xrobust.cli import main
+from xrobust.device import amp_dtype, resolve_device
+from xrobust.errors import ConfigError
+from xrobust.registry import Registry
+
+
+def test_registry_register_get_list_and_suggest() -> None:
+    r: Registry[type] = Registry("widget")
+
+    @r.register("spanner")
+    class Spanner: ...
+
+    @r.register("hammer")
+    class Hammer: ...
+
+    assert r.get("spanner") is Spanner
+    assert r.get("SPANNER") is Spanner
+    assert r.list() == ["hammer", "spanner"]
+    assert r.list("h*") == ["hammer"]
+    assert "hammer" in r and "saw" not in r
+    with pytest.raises(ConfigError, match="Did you mean 'spanner'"):
+        r.get("spaner")
+    with pytest.raises(ValueError, match="already registered"):
+        r.register("hammer")(Spanner)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu-ish")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_amp_is_off_on_cpu() -> None:
+    assert amp_dtype(torch.device("cpu"), True) is None
+    assert amp_dtype(torch.device("cpu"), False) is None
+
+
+def test_atomic_write(tmp_path) -> None:
+    p = atomic_write_json(tmp_path / "a" / "b.json", {"x": 1})
+    assert json.loads(p.read_text()) == {"x": 1}
+    atomic_write_text(p, "hello")
+    assert p.read_text() == "hello"
+    assert [f.name for f in p.parent.iterdir()] == ["b.json"]  # no temporary left behind
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "nan.json", {"x": float("nan")})
+    assert not (tmp_path / "nan.json").exists()
+
+
+def test_cli_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out

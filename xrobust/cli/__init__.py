@@ -1,0 +1,79 @@
+"""The ``xrobust`` command line.
+
+Each subcommand lives in its own module of this package and exposes
+``add_parser(subparsers)`` (which registers its arguments and sets
+``func=run``) and ``run(args) -> int``. The CLI only parses options, builds
+configs and calls the library; user errors (:class:`xrobust.errors.XRobustError`)
+are printed as one line and give exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from xrobust import __version__
+from xrobust.errors import XRobustError
+
+__all__ = ["main"]
+
+# Subcommand modules, in the order `xrobust --help` lists them. A module that
+# does not exist yet is skipped, so the CLI grows as the library does.
+_SUBCOMMANDS = ("train", "attack", "explain", "audit", "report", "listing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="xrobust",
+        description="How far can you trust a neural network? Train, attack, explain and audit models.",
+    )
+    parser.add_argument("--version", action="version", version=f"xrobust {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(f"xrobust.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"xrobust.cli.{name}":
+                continue
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse ``argv`` and run the subcommand; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except XRobustError as exc:
+        print(f"xrobust {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(
+            f"xrobust {args.command}: error: file not found: {exc.filename or exc}", file=sys.stderr
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(f"xrobust {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _entry() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

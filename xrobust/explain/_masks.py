@@ -1,0 +1,86 @@
+"""Feature masks and windows for perturbation methods: square patches for images (shared
+across channels), one feature per column for tabular data."""
+
+from __future__ import annotations
+
+import torch
+
+from xrobust.errors import ConfigError, DataError
+
+__all__ = ["default_patch", "feature_mask", "occlusion_window"]
+
+
+def default_patch(x: torch.Tensor) -> int:
+    """Patch side giving about 7 x 7 patches over an image (4 for 28 x 28)."""
+    return max(1, min(x.shape[-2:]) // 7)
+
+
+def feature_mask(
+    x: torch.Tensor, mask: torch.Tensor | str | None = None, patch: int | None = None
+) -> torch.Tensor:
+    """A feature mask of shape (1, *x.shape[1:]) with ids 0..M-1.
+
+    Images (N, C, H, W): square ``patch`` x ``patch`` patches shared across channels
+    ("patches", the default). Tabular (N, F): one feature per column. Other shapes: one
+    feature per scalar. A user tensor (shape of one input, or with a leading 1) is checked
+    and used.
+    """
+    one = tuple(x.shape[1:])
+    if isinstance(mask, torch.Tensor):
+        m = mask.to(device=x.device)
+        if tuple(m.shape) == one:
+            m = m.unsqueeze(0)
+        if tuple(m.shape[1:]) != one or m.shape[0] not in (1, x.shape[0]):
+            raise DataError(
+                f"feature_mask of shape {tuple(mask.shape)} does not fit inputs {one}; give one "
+                "integer id per input element (shape of one input)"
+            )
+        if m.is_floating_point():
+            raise DataError("feature_mask must hold integer feature ids")
+        return m.long()
+    if mask not in (None, "patches", "features"):
+        raise ConfigError(
+            f"unknown feature_mask {mask!r}; expected 'patches', 'features' or a tensor"
+        )
+    if x.ndim == 4 and mask != "features":
+        c, h, w = one
+        p = patch or default_patch(x)
+        if p < 1:
+            raise ConfigError(f"patch must be at least 1, got {p}")
+        cols = (w + p - 1) // p
+        rr = torch.arange(h, device=x.device) // p
+        cc = torch.arange(w, device=x.device) // p
+        ids = rr[:, None] * cols + cc[None, :]
+        return ids.expand(1, c, h, w).clone()
+    n = int(torch.tensor(one).prod()) if one else 1
+    return torch.arange(n, device=x.device).view(1, *one)
+
+
+def occlusion_window(
+    x: torch.Tensor, window: int | tuple[int, ...] | None, stride: int | tuple[int, ...] | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Sliding window and strides for Occlusion, over all non-batch dimensions.
+
+    Images: a ``window`` x ``window`` square over all channels (default: the default patch),
+    stride half the window. Tabular: one feature at a time.
+    """
+    one = tuple(x.shape[1:])
+    if isinstance(window, tuple):
+        win = window
+    elif x.ndim == 4:
+        p = window or default_patch(x)
+        win = (one[0], p, p)
+    else:
+        win = tuple([window or 1] * len(one))
+    if len(win) != len(one) or any(w < 1 or w > s for w, s in zip(win, one)):
+        raise ConfigError(f"occlusion window {win} does not fit inputs {one}")
+    if isinstance(stride, tuple):
+        st = stride
+    elif x.ndim == 4:
+        s = stride or max(1, win[1] // 2)
+        st = (one[0], s, s)
+    else:
+        st = tuple([stride or 1] * len(one))
+    if len(st) != len(one) or any(s < 1 for s in st):
+        raise ConfigError(f"occlusion strides {st} do not fit inputs {one}")
+    return win, st

@@ -231,17 +231,24 @@ def _num_classes(ys: Sequence[np.ndarray], source: str, class_names: Sequence[st
     return c
 
 
-def _images(x: Any, source: str) -> np.ndarray:
-    """Image array (N,H,W), (N,C,H,W) or (N,H,W,C) -> float32 (N,C,H,W) in [0, 1]."""
+def _images(x: Any, source: str, channels_first: bool = False) -> np.ndarray:
+    """Image array (N,H,W), (N,C,H,W) or (N,H,W,C) -> float32 (N,C,H,W) in [0, 1].
+
+    With ``channels_first`` a 4-D array is known to be (N,C,H,W): no layout guess.
+    """
     x = np.asarray(x)
-    if x.ndim == 3:
+    if x.ndim == 4 and channels_first:
+        pass
+    elif x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4:
         first, last = x.shape[1] in (1, 3, 4), x.shape[3] in (1, 3, 4)
         if first and last:
+            # both readings possible: keep the one with the larger image (ties: channels-last)
+            last = x.shape[1] >= x.shape[3]
             warnings.warn(
                 f"{source}: image array of shape {x.shape} could be (N,C,H,W) or (N,H,W,C); "
-                "reading it as channels-last (N,H,W,C)",
+                f"reading it as {'(N,H,W,C)' if last else '(N,C,H,W)'}",
                 stacklevel=3,
             )
         if last:
@@ -437,11 +444,13 @@ def _array_bundle(
     feature_names: Sequence[str] | None = None,
     standardize: bool = False,
     extra: dict[str, Any] | None = None,
+    channels_first: bool = False,
 ) -> DatasetBundle:
     """Check arrays and build a bundle.
 
     ``xs``/``ys`` hold either one part (split here, stratified and seeded) or two parts
-    (train, test) used as given. 2-D inputs are tabular, 3-D/4-D ones images.
+    (train, test) used as given. 2-D inputs are tabular, 3-D/4-D ones images
+    (``channels_first``: 4-D images are known to be (N,C,H,W)).
     """
     _check_split_args(test_fraction, seed)
     given = len(xs) == 2
@@ -453,7 +462,7 @@ def _array_bundle(
     cx, cy = [], []
     for part, x, y in zip(parts, xs, ys):
         src = f"{source} [{part}]" if part else source
-        x = _tabular(x, src) if tabular else _images(x, src)
+        x = _tabular(x, src) if tabular else _images(x, src, channels_first)
         y = _labels(y, src)
         _check_nonempty(x, y, src)
         cx.append(x)

@@ -161,4 +161,5 @@ def load_image_folder(
         seed=seed,
         class_names=[d.name for d in class_dirs],
         extra={"format": "image_folder", "n_files": len(files)},
+        channels_first=True,
     )

@@ -74,22 +74,25 @@ def load_npz(
         raise DataError(f"{source}: is a folder; expected an .npz file")
     arrays: dict[str, Any] = {}
     try:
+        with open(p, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"{source}: cannot be read ({exc})") from exc
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{source}: is a single .npy array; expected an .npz archive (numpy.savez)")
+    if not magic.startswith(b"PK"):
+        raise DataError(f"{source}: is not an .npz (zip) archive; expected numpy.savez output")
+    try:
         with np.load(p, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise DataError(f"{source}: is a single .npy array; expected an .npz archive")
             for k in z.files:
                 arrays[k.lower()] = z[k]
-    except DataError:
-        raise
     except ValueError as exc:
         raise DataError(
-            f"{source}: holds Python objects or is not an .npz archive ({exc}); "
-            "expected plain numeric arrays saved with numpy.savez"
+            f"{source}: holds an array of Python objects, which is not loaded for safety "
+            f"({exc}); expected plain numeric arrays (and string arrays for names)"
         ) from exc
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise DataError(f"{source}: cannot be read as an .npz archive ({exc})") from exc
-    except AttributeError as exc:  # np.load returned a plain array (an .npy file)
-        raise DataError(f"{source}: is not an .npz archive; expected numpy.savez output") from exc
+        raise DataError(f"{source}: corrupt .npz archive ({exc})") from exc
 
     split_keys = {"x_train", "y_train", "x_test", "y_test"}
     has_xy = "x" in arrays or "y" in arrays

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from xrobust.data import (
@@ -186,6 +188,33 @@ def test_stratified_split_properties():
 def test_bad_test_fraction(bad):
     with pytest.raises(ConfigError, match="test_fraction"):
         load_dataset("blobs", test_fraction=bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    frac=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**32),
+)
+def test_stratified_split_partition_property(counts, frac, seed):
+    y = np.repeat(np.arange(len(counts)), counts)
+    n, n_test = len(y), int(np.floor(len(y) * frac + 0.5))
+    if not 1 <= n_test <= n - 1:
+        with pytest.raises(DataError):
+            stratified_split(y, frac, seed)
+        return
+    tr, te = stratified_split(y, frac, seed)
+    assert len(te) == n_test and len(tr) == n - n_test
+    assert sorted(np.concatenate([tr, te]).tolist()) == list(range(n))
+    exact = np.array(counts) * n_test / n
+    assert np.all(np.abs(np.bincount(y[te], minlength=len(counts)) - exact) < 1)
+
+
+def test_bad_seed():
+    with pytest.raises(ConfigError, match="seed"):
+        load_dataset("blobs", seed=-1)
+    with pytest.raises(ConfigError, match="seed"):
+        load_dataset("blobs", seed=1.5)  # type: ignore[arg-type]
 
 
 def test_split_too_small():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import math
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def _all(ds):
     xtr, ytr = as_tensors(ds.train)
     xte, yte = as_tensors(ds.test)
     return torch.cat([xtr, xte]), torch.cat([ytr, yte])
+
+
+def _json_ok(spec):
+    """The spec survives a strict JSON round trip (audit reports store it)."""
+    d = json.loads(json.dumps(spec.to_dict(), allow_nan=False))
+    assert type(spec).from_dict(d) == spec
 
 
 def _same_rows(x_got, y_got, x_ref, y_ref):
@@ -73,6 +80,7 @@ def test_npz_images_hw_split(tmp_path):
     assert ds.spec.modality == "image" and ds.spec.input_shape == (1, 6, 5)
     assert ds.spec.num_classes == 3 and ds.spec.class_names == ("0", "1", "2")
     assert ds.spec.name == "toy" and ds.spec.bounds == (0.0, 1.0)
+    _json_ok(ds.spec)
     assert len(ds.test) == 6 and len(ds.train) == 24
     xa, ya = _all(ds)
     _same_rows(xa, ya, x[:, None].astype(np.float32) / 255, y)
@@ -95,6 +103,7 @@ def test_npz_channels_last_and_given_split(tmp_path):
     ds = load_npz(f)
     assert ds.spec.input_shape == (3, 7, 9) and ds.spec.class_names == ("cat", "dog", "eel")
     assert ds.spec.extra["split"] == {"method": "given"}
+    _json_ok(ds.spec)
     xt, yt = as_tensors(ds.test)
     ref = torch.from_numpy(x[9:]).permute(0, 3, 1, 2).float() / 255
     assert torch.equal(xt, ref) and yt.tolist() == y[9:].tolist()
@@ -148,6 +157,7 @@ def test_idx_folder_train_t10k(tmp_path, gz):
     write_idx(tmp_path / f"t10k-labels-idx1-ubyte{sfx}", y[15:].astype(np.uint8), gz)
     ds = load_dataset(tmp_path)
     assert ds.spec.extra["format"] == "idx" and ds.spec.input_shape == (1, 4, 4)
+    _json_ok(ds.spec)
     assert len(ds.train) == 15 and len(ds.test) == 5
     xt, yt = as_tensors(ds.test)
     assert torch.equal(xt, torch.from_numpy(x[15:]).float().unsqueeze(1) / 255)
@@ -183,6 +193,7 @@ def test_csv_string_labels_and_standardisation(tmp_path):
     assert ds.spec.class_names == ("setosa", "versicolor", "virginica")
     assert ds.spec.feature_names == ("sepal", "petal", "width")
     assert ds.spec.input_shape == (3,) and ds.spec.modality == "tabular"
+    _json_ok(ds.spec)
     xtr, _ = as_tensors(ds.train)
     torch.testing.assert_close(xtr.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(xtr.std(0), torch.ones(3), atol=1e-5, rtol=0)
@@ -238,6 +249,7 @@ def test_image_folder_png_grey_exact(tmp_path):
     ds = load_image_folder(tmp_path / "pets")
     assert ds.spec.class_names == ("cat", "dog") and ds.spec.input_shape == (1, 4, 6)
     assert len(ds.train) + len(ds.test) == 10 and ds.spec.name == "pets"
+    _json_ok(ds.spec)
     xa, ya = _all(ds)
     _same_rows(
         xa,

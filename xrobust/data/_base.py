@@ -145,8 +145,8 @@ def _check_split_args(test_fraction: float, seed: int) -> None:
         raise ConfigError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
     if not 0.0 < float(test_fraction) < 1.0:
         raise ConfigError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _check_size(size: Any, *, minimum: int = 1) -> tuple[int, int] | None:

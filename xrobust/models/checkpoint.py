@@ -1,0 +1,324 @@
+"""Checkpoints: ``model.safetensors`` (weights) + ``model.json`` (metadata) in a run directory.
+
+The metadata records how to rebuild the model (architecture name and options, dataset
+spec), the training config and metrics, the library versions, and the SHA-256 of the
+weights file. Loading verifies that hash and refuses a checkpoint whose weights or
+metadata were changed, lost or damaged. Nothing is pickled: weights are read with
+safetensors, metadata with ``json``.
+
+Example:
+    >>> import tempfile
+    >>> from xrobust.data.spec import DatasetSpec
+    >>> from xrobust.models import build_model, load_model, save_checkpoint
+    >>> spec = DatasetSpec("t", "tabular", (4,), 2, ("a", "b"), (-1.0, 1.0))
+    >>> model = build_model("mlp", spec, hidden=(8,))
+    >>> run = tempfile.mkdtemp()
+    >>> _ = save_checkpoint(model, run, spec=spec)
+    >>> type(load_model(run)).__name__
+    'MLP'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xrobust._io import atomic_write_bytes, atomic_write_json
+from xrobust.data.spec import DatasetSpec
+from xrobust.device import resolve_device
+from xrobust.errors import CheckpointError, ConfigError, XRobustError
+from xrobust.models._build import MODELS, build_info, build_model
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LoadedRun",
+    "load_model",
+    "load_run",
+    "read_metadata",
+    "save_checkpoint",
+    "state_dict_of",
+]
+
+FORMAT = "xrobust-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+META_NAME = "model.json"
+_REQUIRED = ("format", "format_version", "architecture", "arch_kwargs", "dataset", "weights")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel and/or torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # type: ignore[assignment]
+        elif isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def state_dict_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, unshared copies of the module's state (safe for safetensors)."""
+    return {
+        k: v.detach().to("cpu", copy=True).contiguous()
+        for k, v in unwrap(model).state_dict().items()
+    }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    from xrobust import __version__
+
+    return {"xrobust": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def save_checkpoint(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    spec: DatasetSpec | None,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``out_dir``, atomically.
+
+    The weights are written first and the metadata (holding their hash) second, so a run
+    interrupted in between is refused by :func:`load_model` instead of loading mismatched
+    files.
+
+    Args:
+        model: the model (DDP / torch.compile wrappers are unwrapped).
+        out_dir: the run directory (created if needed).
+        spec: the dataset spec the model was trained on (needed to rebuild it).
+        arch / arch_kwargs: registry name and options; default to what
+            :func:`~xrobust.models.build_model` recorded on the model. A model not built
+            from the registry can be saved, but :func:`load_model` cannot rebuild it.
+        train_config: the training config as a dict (stored as is).
+        metrics: final metrics (stored as is).
+        extra: any further JSON-ready metadata.
+
+    Returns:
+        The path of ``model.json``.
+    """
+    from safetensors.torch import save
+
+    out = Path(out_dir)
+    info = build_info(model) or {}
+    arch = arch if arch is not None else info.get("name")
+    if arch_kwargs is None:
+        arch_kwargs = info.get("kwargs", {}) if arch == info.get("name") else {}
+    weights = save(state_dict_of(model), metadata={"format": FORMAT})
+    atomic_write_bytes(out / WEIGHTS_NAME, weights)
+    normalization = None
+    if spec is not None and spec.mean is not None:
+        normalization = {"mean": list(spec.mean), "std": list(spec.std or ())}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": arch,
+        "arch_kwargs": dict(arch_kwargs or {}),
+        "model_class": type(unwrap(model)).__name__,
+        "dataset": spec.to_dict() if spec is not None else None,
+        "class_names": list(spec.class_names) if spec is not None else None,
+        "normalization": normalization,
+        "train_config": train_config,
+        "metrics": metrics or {},
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "weights": {"file": WEIGHTS_NAME, "sha256": _sha256(weights), "bytes": len(weights)},
+        **({"extra": extra} if extra else {}),
+    }
+    try:
+        return atomic_write_json(out / META_NAME, meta)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
+
+
+def _meta_path(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        return p / META_NAME
+    if p.suffix == ".json":
+        return p
+    if p.suffix == ".safetensors":
+        return p.with_suffix(".json")
+    if not p.exists():
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} not found; give a run directory, its model.json or "
+            "its model.safetensors"
+        )
+    raise CheckpointError(
+        f"{str(p)!r} is not a checkpoint; expected a run directory, a .json or a .safetensors file"
+    )
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The validated metadata (``model.json``) of a checkpoint, without loading weights.
+
+    Raises:
+        CheckpointError: the metadata is missing, not JSON, or lacks required fields.
+    """
+    meta_path = _meta_path(path)
+    if not meta_path.is_file():
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r} is missing; a checkpoint is a run directory "
+            f"holding {META_NAME} and {WEIGHTS_NAME} (written by `xrobust train --out DIR`)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r} is not valid JSON: {exc}"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint metadata {str(meta_path)!r} is not a JSON object")
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r} lacks field(s) {', '.join(missing)}"
+        )
+    if meta["format"] != FORMAT:
+        raise CheckpointError(
+            f"{str(meta_path)!r} is not an xrobust checkpoint (format {meta['format']!r})"
+        )
+    if meta["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(meta_path)!r} has format version {meta['format_version']!r}; "
+            f"this xrobust reads version {FORMAT_VERSION}"
+        )
+    w = meta["weights"]
+    if not (
+        isinstance(w, dict) and isinstance(w.get("file"), str) and isinstance(w.get("sha256"), str)
+    ):
+        raise CheckpointError(f"checkpoint metadata {str(meta_path)!r}: malformed 'weights' entry")
+    if Path(w["file"]).name != w["file"]:
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r}: weights file must be a plain file name, "
+            f"got {w['file']!r}"
+        )
+    meta["_path"] = str(meta_path)
+    return meta
+
+
+def _read_weights(meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    meta_path = Path(meta["_path"])
+    wpath = meta_path.parent / meta["weights"]["file"]
+    if not wpath.is_file():
+        raise CheckpointError(f"checkpoint weights {str(wpath)!r} are missing")
+    data = wpath.read_bytes()
+    digest = _sha256(data)
+    if digest != meta["weights"]["sha256"]:
+        raise CheckpointError(
+            f"checkpoint weights {str(wpath)!r} do not match the SHA-256 recorded in "
+            f"{meta_path.name} (expected {meta['weights']['sha256'][:16]}..., got {digest[:16]}...): "
+            "the file was modified or damaged; refusing to load it"
+        )
+    try:
+        return load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint weights {str(wpath)!r} are malformed: {exc}") from exc
+
+
+@dataclass
+class LoadedRun:
+    """A loaded checkpoint: the model (eval mode), its dataset spec and all metadata.
+
+    Attributes:
+        model: the rebuilt model with its weights, in eval mode.
+        spec: the dataset spec it was trained on (bounds, classes, normalisation).
+        metadata: the content of ``model.json``.
+        path: the run directory.
+    """
+
+    model: nn.Module
+    spec: DatasetSpec
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.spec.class_names
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.spec.bounds
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a checkpoint written by :func:`save_checkpoint` (or ``xrobust train``).
+
+    Args:
+        path: the run directory, its ``model.json`` or its ``model.safetensors``.
+        device: where to put the model ("cpu", "cuda", "auto", ...).
+
+    Raises:
+        CheckpointError: missing/malformed metadata, weights not matching their hash,
+            unknown architecture, or weights that do not fit the architecture.
+
+    Example:
+        >>> run = load_run("runs/digits")  # doctest: +SKIP
+        >>> run.spec.bounds, run.model(x).shape  # doctest: +SKIP
+    """
+    meta = read_metadata(path)
+    where = meta["_path"]
+    if meta["architecture"] is None:
+        raise CheckpointError(
+            f"checkpoint {where!r} holds weights of a custom model ({meta.get('model_class')}); "
+            "it cannot be rebuilt by name: build the model yourself and load the weights"
+        )
+    if meta["dataset"] is None:
+        raise CheckpointError(f"checkpoint {where!r} records no dataset spec; cannot rebuild it")
+    try:
+        spec = DatasetSpec.from_dict(meta["dataset"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"checkpoint {where!r}: malformed dataset spec ({exc})") from exc
+    if meta["architecture"] not in MODELS:
+        raise CheckpointError(
+            f"checkpoint {where!r} needs architecture {meta['architecture']!r}, which is not "
+            f"registered here (available: {', '.join(MODELS.list())})"
+        )
+    if not isinstance(meta["arch_kwargs"], dict):
+        raise CheckpointError(f"checkpoint {where!r}: 'arch_kwargs' must be an object")
+    state = _read_weights(meta)
+    try:
+        model = build_model(meta["architecture"], spec, **meta["arch_kwargs"])
+    except XRobustError as exc:
+        raise CheckpointError(f"checkpoint {where!r}: cannot rebuild the model: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        msg = " ".join(str(exc).split())
+        raise CheckpointError(
+            f"checkpoint {where!r}: weights do not fit architecture {meta['architecture']!r} "
+            f"with {meta['arch_kwargs']}: {msg[:400]}"
+        ) from exc
+    model.to(resolve_device(device)).eval()
+    meta.pop("_path", None)
+    return LoadedRun(model=model, spec=spec, metadata=meta, path=Path(where).parent)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a checkpointed model (eval mode) without pickle; see :func:`load_run`.
+
+    Example:
+        >>> model = load_model("runs/digits")  # doctest: +SKIP
+    """
+    return load_run(path, device).model

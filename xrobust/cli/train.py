@@ -1,0 +1,166 @@
+"""``xrobust train``: train a registered model on a built-in dataset or the user's data.
+
+Example:
+    xrobust train --data digits --model small_cnn --epochs 5 --out runs/digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from xrobust.errors import ConfigError
+
+_OPTIONS = ("sgd", "adamw")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model and write a checkpoint (run directory)",
+        description=(
+            "Train a registered architecture and write the run directory (model.safetensors, "
+            "model.json, metrics.jsonl, resumable state). Other commands accept that directory "
+            "as --model. Runs under torchrun for multi-process (DDP) training."
+        ),
+    )
+    g = p.add_argument_group("data and model")
+    g.add_argument(
+        "--data",
+        required=True,
+        help="built-in dataset name (see `xrobust list datasets`) or a path to your data file/folder",
+    )
+    g.add_argument("--model", required=True, help="architecture (see `xrobust list models`)")
+    g.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture option, value as JSON (e.g. hidden=[128,64], width=32); repeatable",
+    )
+    g.add_argument(
+        "--size", type=int, help="image side for built-in image datasets (digits: 8 or 28)"
+    )
+    g.add_argument("--target", help="target column of a CSV file")
+    g.add_argument("--out", help="run directory (default: runs/<data>_<model>)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, help="passes over the training set (default 10)")
+    g.add_argument("--batch-size", type=int, help="examples per step (default 64)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 AdamW, 0.05 SGD)")
+    g.add_argument("--optimizer", choices=_OPTIONS, help="optimizer (default adamw)")
+    g.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
+    g.add_argument(
+        "--schedule",
+        choices=("none", "cosine", "onecycle"),
+        help="learning-rate schedule (default onecycle)",
+    )
+    g.add_argument("--label-smoothing", type=float, help="label smoothing in [0, 1)")
+    g.add_argument(
+        "--val-fraction", type=float, help="hold out this share of the training set for validation"
+    )
+    g.add_argument(
+        "--patience", type=int, help="early stopping patience in epochs (needs --val-fraction)"
+    )
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    g.add_argument(
+        "--checkpoint-every-steps", type=int, help="also save the resumable state every N steps"
+    )
+    g = p.add_argument_group("hardware")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument(
+        "--amp",
+        nargs="?",
+        const="auto",
+        choices=("auto", "bf16", "fp16"),
+        help="mixed precision on CUDA (bf16 where supported, else fp16)",
+    )
+    g.add_argument("--compile", action="store_true", help="use torch.compile")
+    g.add_argument("--num-workers", type=int, help="DataLoader workers for file-backed datasets")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g = p.add_argument_group("adversarial training")
+    g.add_argument(
+        "--adversarial", choices=("pgd", "fgsm", "trades"), help="train on adversarial examples"
+    )
+    g.add_argument("--eps", type=float, help="perturbation budget in input units (default 0.1)")
+    g.add_argument("--adv-steps", type=int, help="attack iterations (default 10)")
+    g.add_argument("--adv-step-size", type=float, help="attack step size")
+    g.add_argument("--adv-norm", choices=("linf", "l2"), help="perturbation norm (default linf)")
+    g.add_argument("--trades-beta", type=float, help="TRADES robustness weight (default 6)")
+    p.set_defaults(func=run)
+
+
+def _model_args(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-arg expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from xrobust.trainer import TrainConfig, train
+
+    fields = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+        "label_smoothing": args.label_smoothing,
+        "val_fraction": args.val_fraction,
+        "patience": args.patience,
+        "seed": args.seed,
+        "device": args.device,
+        "amp": args.amp,
+        "num_workers": args.num_workers,
+        "checkpoint_every_steps": args.checkpoint_every_steps,
+        "adversarial": args.adversarial,
+        "adv_eps": args.eps,
+        "adv_steps": args.adv_steps,
+        "adv_step_size": args.adv_step_size,
+        "adv_norm": args.adv_norm,
+        "trades_beta": args.trades_beta,
+    }
+    cfg_kwargs = {k: v for k, v in fields.items() if v is not None}
+    if args.compile:
+        cfg_kwargs["compile"] = True
+    config = TrainConfig(**cfg_kwargs)
+    if config.patience is not None and not config.val_fraction:
+        raise ConfigError("--patience needs a validation split: add --val-fraction (e.g. 0.1)")
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(str(args.data)).stem}_{args.model}"
+    main = os.environ.get("RANK", "0") == "0"
+    t0 = time.perf_counter()
+    _model, history = train(
+        args.data,
+        args.model,
+        config,
+        out,
+        model_kwargs=_model_args(args.model_arg),
+        data_kwargs={"size": args.size, "target": args.target},
+        resume=args.resume,
+        progress=not args.no_progress and main,
+    )
+    elapsed = time.perf_counter() - t0
+    if main:
+        last = history.last
+        note = " (stopped early)" if history.stopped_early else ""
+        resumed = f", resumed from epoch {history.resumed_from[0]}" if history.resumed_from else ""
+        if last is not None:
+            print(
+                f"test accuracy {history.test_acc:.4f} (loss {history.test_loss:.4f}); "
+                f"train accuracy {last.train_acc:.4f} after {len(history.records)} epochs"
+                f"{note}{resumed}; {elapsed:.1f} s"
+            )
+        print(f"checkpoint: {out} (model.safetensors, model.json, metrics.jsonl)")
+    return 0

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import difflib
 import logging
+import random
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -177,14 +178,22 @@ def quiet_captum() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Run with torch's global generators seeded, restoring their state afterwards."""
+    """Run with torch's, NumPy's and Python's global generators seeded (Captum draws from
+    all three, e.g. GradientShap picks baselines with NumPy), restoring them afterwards."""
     if seed is None:
         yield
         return
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 # model -> {(input shape, dtype, with backward): bytes per row}

@@ -445,8 +445,14 @@ def _check_input(x: Any) -> torch.Tensor:
 
 
 def _logits(model: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        out = model(x)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ModelError(
+            f"the model failed on a batch of shape {tuple(x.shape)}: {str(exc).splitlines()[0]}"
+            " (is the input shape the one the model expects, with a batch dimension?)"
+        ) from exc
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(

@@ -45,8 +45,8 @@ class GradCam(Explainer):
         interpolate_mode: str = "bilinear"
 
     def _validate_model(self, x: torch.Tensor) -> None:
-        require_images(x, self.name)
         find_conv_layer(self.model, self.params.layer)  # type: ignore[arg-type]
+        require_images(x, self.name)
 
     def _layer(self) -> nn.Module:
         return find_conv_layer(self.model, self.params.layer)  # type: ignore[arg-type]

@@ -42,8 +42,8 @@ class GuidedGradCam(Explainer):
         interpolate_mode: str = "nearest"
 
     def _validate_model(self, x: torch.Tensor) -> None:
-        require_images(x, self.name)
         find_conv_layer(self.model, self.params.layer)  # type: ignore[arg-type]
+        require_images(x, self.name)
 
     def _explain(
         self, x: torch.Tensor, target: torch.Tensor, rows: int, prep: dict[str, torch.Tensor]

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
 from captum.attr import Lime as _Lime
 
+from xrobust.errors import ConfigError
 from xrobust.explain._common import PerturbationParams
 from xrobust.explain.base import EXPLAINERS, Explainer
 
@@ -36,9 +38,19 @@ class Lime(Explainer):
 
     @dataclass(frozen=True)
     class Params(PerturbationParams):
-        """Attributes: n_samples: perturbed samples the surrogate is fitted on."""
+        """Attributes: n_samples: perturbed samples the surrogate is fitted on;
+        surrogate: "lasso" (Captum's default, sparse) or "ridge" (the LIME package's);
+        alpha: regularisation strength of the surrogate."""
 
         n_samples: int = 200
+        surrogate: str = "lasso"
+        alpha: float = 0.01
+
+    def _validate_model(self, x: torch.Tensor) -> None:
+        if self.params.surrogate not in ("lasso", "ridge"):
+            raise ConfigError(
+                f"lime surrogate must be 'lasso' or 'ridge', got {self.params.surrogate!r}"
+            )
 
     def _prepare(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"baselines": self.params.baseline_for(x)}
@@ -47,7 +59,8 @@ class Lime(Explainer):
         self, x: torch.Tensor, target: torch.Tensor, rows: int, prep: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, None]:
         p = self.params
-        a = _Lime(self.model).attribute(
+        cls = SkLearnLasso if p.surrogate == "lasso" else SkLearnRidge
+        a = _Lime(self.model, interpretable_model=cls(alpha=p.alpha)).attribute(
             x,
             baselines=prep["baselines"],
             target=target,

@@ -1,0 +1,344 @@
+"""Robustness evaluation helpers: accuracy against eps, minimal perturbations per
+example, per-class robust accuracy and the clean-vs-adversarial confusion.
+
+Every result is a dataclass with ``to_dict()`` (JSON-ready, no tensors) for the audit.
+
+Example:
+    >>> import torch
+    >>> from xrobust.attacks.evaluation import robustness_curve
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> x, y = torch.rand(16, 4), torch.randint(0, 3, (16,))
+    >>> curve = robustness_curve(model, (x, y), "pgd", eps=[0.0, 0.1, 0.3], steps=5, seed=0)
+    >>> curve.robust_accuracy[0] >= curve.robust_accuracy[-1]
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from xrobust.attacks.base import Attack, AttackResult
+from xrobust.errors import ConfigError, DataError
+
+__all__ = [
+    "ConfusionMatrix",
+    "MinimalPerturbation",
+    "PerClassAccuracy",
+    "RobustnessCurve",
+    "adversarial_confusion",
+    "minimal_perturbation",
+    "per_class_accuracy",
+    "robustness_curve",
+]
+
+
+def _attack_cls(attack: str | type[Attack]) -> type[Attack]:
+    if isinstance(attack, str):
+        from xrobust.attacks import ATTACKS
+
+        return ATTACKS.get(attack)
+    if isinstance(attack, type) and issubclass(attack, Attack):
+        return attack
+    raise ConfigError(f"attack must be a registry name or an Attack class, got {attack!r}")
+
+
+def _tensors(data: Any, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        x, y = data
+    else:
+        from torch.utils.data import DataLoader, Dataset
+
+        if isinstance(data, DataLoader):
+            xs, ys = zip(*[(b[0], b[1]) for b in data], strict=False)
+            x, y = torch.cat(xs), torch.cat(ys)
+        elif isinstance(data, Dataset):
+            items = [data[i] for i in range(len(data) if limit is None else min(limit, len(data)))]  # type: ignore[arg-type]
+            x = torch.stack([torch.as_tensor(i[0]) for i in items])
+            y = torch.as_tensor([int(i[1]) for i in items])
+        else:
+            raise DataError(
+                f"expected an (x, y) pair, a Dataset or a DataLoader, got {type(data).__name__}"
+            )
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+@dataclass
+class RobustnessCurve:
+    """Robust accuracy against eps for one attack.
+
+    ``robust_accuracy[k]`` counts an example as robust at ``eps[k]`` only if the attack
+    failed at every eps <= eps[k] (an adversarial found in a smaller ball is also in the
+    larger one), so the curve never increases.
+    """
+
+    attack: str
+    norm: str
+    eps: list[float]
+    robust_accuracy: list[float]
+    clean_accuracy: float
+    n: int
+    config: dict[str, Any] = field(default_factory=dict)
+    time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "attack": self.attack,
+            "norm": self.norm,
+            "eps": list(self.eps),
+            "robust_accuracy": list(self.robust_accuracy),
+            "clean_accuracy": self.clean_accuracy,
+            "n": self.n,
+            "config": self.config,
+            "time_s": self.time_s,
+        }
+
+
+def robustness_curve(
+    model: nn.Module,
+    data: Any,
+    attack: str | type[Attack] = "pgd",
+    eps: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3),
+    *,
+    batch_size: int = 256,
+    limit: int | None = None,
+    **attack_kwargs: Any,
+) -> RobustnessCurve:
+    """Accuracy under ``attack`` for each eps.
+
+    Args:
+        model: the model (logits).
+        data: an ``(x, y)`` pair, a Dataset or a DataLoader.
+        attack: registry name or Attack class.
+        eps: radii to evaluate (sorted here).
+        batch_size: batch size of the attack runs.
+        limit: use at most this many examples.
+        **attack_kwargs: hyperparameters of the attack (not ``eps``).
+
+    Example:
+        >>> import torch
+        >>> from xrobust.attacks.evaluation import robustness_curve
+        >>> m = torch.nn.Linear(3, 2)
+        >>> robustness_curve(m, (torch.rand(4, 3), torch.tensor([0, 1, 0, 1])), "fgsm", eps=[0.1]).n
+        4
+    """
+    import time
+
+    if "eps" in attack_kwargs:
+        raise ConfigError("pass the radii as eps=[...], not as an attack option")
+    eps_list = sorted(float(e) for e in eps)
+    if not eps_list:
+        raise ConfigError("robustness_curve needs at least one eps")
+    if eps_list[0] < 0:
+        raise ConfigError(f"eps values must be >= 0, got {eps_list[0]}")
+    cls = _attack_cls(attack)
+    t0 = time.perf_counter()
+    x, y = _tensors(data, limit)
+    robust: torch.Tensor | None = None
+    accs: list[float] = []
+    clean = float("nan")
+    cfg: dict[str, Any] = {}
+    for e in eps_list:
+        atk = cls(model, eps=e, **attack_kwargs)
+        res = atk.run_loader((x, y), batch_size=batch_size)
+        ok = (res.pred_adv == res.y).cpu()
+        robust = ok if robust is None else robust & ok
+        accs.append(float(robust.float().mean()))
+        clean = res.clean_accuracy
+        cfg = {k: v for k, v in res.config.items() if k != "eps"}
+    return RobustnessCurve(
+        attack=cls.name,
+        norm=str(cfg.get("norm", "")),
+        eps=eps_list,
+        robust_accuracy=accs,
+        clean_accuracy=clean,
+        n=int(y.shape[0]),
+        config=cfg,
+        time_s=time.perf_counter() - t0,
+    )
+
+
+@dataclass
+class MinimalPerturbation:
+    """Smallest eps (per example) at which the attack fooled the model, by bisection.
+
+    Attributes:
+        eps: per example, the smallest radius found (0 for examples misclassified clean,
+            ``inf`` where even ``eps_max`` failed); exact within ``tolerance``.
+        x_adv: an adversarial at that radius (the clean input where none was found).
+        found: per example, whether an adversarial was found within ``eps_max``.
+    """
+
+    attack: str
+    norm: str
+    eps: torch.Tensor
+    x_adv: torch.Tensor
+    found: torch.Tensor
+    eps_max: float
+    tolerance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: eps per example (None for not found) and statistics."""
+        fin = self.eps[self.found].float()
+        return {
+            "attack": self.attack,
+            "norm": self.norm,
+            "eps_max": self.eps_max,
+            "tolerance": self.tolerance,
+            "n": int(self.eps.shape[0]),
+            "found_fraction": float(self.found.float().mean()) if self.eps.numel() else 0.0,
+            "median_eps": float(fin.median()) if fin.numel() else None,
+            "mean_eps": float(fin.mean()) if fin.numel() else None,
+            "eps": [float(e) if math.isfinite(float(e)) else None for e in self.eps],
+        }
+
+
+def minimal_perturbation(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: str | type[Attack] = "pgd",
+    *,
+    eps_max: float = 0.3,
+    bisection_steps: int = 8,
+    **attack_kwargs: Any,
+) -> MinimalPerturbation:
+    """Per-example minimal adversarial radius by bisection over eps.
+
+    Every bisection round runs the attack once on the unsettled examples with a
+    per-example eps; the answer is within ``eps_max / 2**bisection_steps``.
+
+    Example:
+        >>> import torch
+        >>> from xrobust.attacks.evaluation import minimal_perturbation
+        >>> m = torch.nn.Linear(2, 2)
+        >>> r = minimal_perturbation(m, torch.rand(3, 2), torch.tensor([0, 1, 0]), "fgsm", eps_max=1.0)
+        >>> r.eps.shape
+        torch.Size([3])
+    """
+    if "eps" in attack_kwargs:
+        raise ConfigError("minimal_perturbation searches eps itself; pass eps_max instead")
+    if not eps_max > 0:
+        raise ConfigError(f"eps_max must be > 0, got {eps_max}")
+    if bisection_steps < 1:
+        raise ConfigError(f"bisection_steps must be >= 1, got {bisection_steps}")
+    cls = _attack_cls(attack)
+    atk = cls(model, eps=eps_max, **attack_kwargs)
+    n = x.shape[0]
+    res = atk.run(x, y)
+    eps_found = torch.full((n,), float("inf"))
+    x_best = x.detach().clone()
+    fooled = res.success.cpu()
+    already = (res.pred_clean != res.y).cpu()
+    eps_found[fooled] = eps_max
+    eps_found[already] = 0.0
+    x_best[fooled.to(x.device)] = res.x_adv[fooled.to(x.device)]
+    lo = torch.zeros(n)
+    hi = torch.full((n,), float(eps_max))
+    todo = fooled & ~already
+    for _ in range(bisection_steps):
+        idx = todo.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        mid = (lo[idx] + hi[idx]) / 2
+        sub = atk._execute(x[idx.to(x.device)], y[idx.to(y.device)], None, eps=mid)
+        ok = sub.success.cpu()
+        gi = idx[ok]
+        hi[gi] = mid[ok]
+        eps_found[gi] = mid[ok]
+        x_best[gi.to(x.device)] = sub.x_adv[ok.to(sub.x_adv.device)]
+        lo[idx[~ok]] = mid[~ok]
+    return MinimalPerturbation(
+        attack=cls.name,
+        norm=atk.config.norm,
+        eps=eps_found,
+        x_adv=x_best,
+        found=torch.isfinite(eps_found),
+        eps_max=float(eps_max),
+        tolerance=float(eps_max) / 2**bisection_steps,
+    )
+
+
+@dataclass
+class PerClassAccuracy:
+    """Clean and robust accuracy per true class (None for classes with no example)."""
+
+    classes: list[int]
+    count: list[int]
+    clean_accuracy: list[float | None]
+    robust_accuracy: list[float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "classes": self.classes,
+            "count": self.count,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+        }
+
+
+def _num_classes(result: AttackResult, num_classes: int | None) -> int:
+    if num_classes is not None:
+        return int(num_classes)
+    return int(max(result.y.max(), result.pred_clean.max(), result.pred_adv.max())) + 1
+
+
+def per_class_accuracy(result: AttackResult, num_classes: int | None = None) -> PerClassAccuracy:
+    """Clean and robust accuracy for each true class of an attack result.
+
+    Example:
+        >>> import torch
+        >>> from xrobust.attacks import FGSM
+        >>> from xrobust.attacks.evaluation import per_class_accuracy
+        >>> r = FGSM(torch.nn.Linear(2, 2), eps=0.1).run(torch.rand(4, 2), torch.tensor([0, 1, 0, 1]))
+        >>> per_class_accuracy(r).count
+        [2, 2]
+    """
+    c = _num_classes(result, num_classes)
+    y, pc, pa = result.y.cpu(), result.pred_clean.cpu(), result.pred_adv.cpu()
+    count, clean, robust = [], [], []
+    for k in range(c):
+        m = y == k
+        nk = int(m.sum())
+        count.append(nk)
+        clean.append(float((pc[m] == k).float().mean()) if nk else None)
+        robust.append(float((pa[m] == k).float().mean()) if nk else None)
+    return PerClassAccuracy(list(range(c)), count, clean, robust)
+
+
+@dataclass
+class ConfusionMatrix:
+    """``matrix[i][j]``: examples predicted ``i`` on the clean input and ``j`` under attack."""
+
+    matrix: list[list[int]]
+    labels: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"matrix": self.matrix, "labels": self.labels}
+
+
+def adversarial_confusion(result: AttackResult, num_classes: int | None = None) -> ConfusionMatrix:
+    """Confusion of clean against adversarial predictions.
+
+    Example:
+        >>> import torch
+        >>> from xrobust.attacks import FGSM
+        >>> from xrobust.attacks.evaluation import adversarial_confusion
+        >>> r = FGSM(torch.nn.Linear(2, 2), eps=0.1).run(torch.rand(4, 2), torch.tensor([0, 1, 0, 1]))
+        >>> sum(map(sum, adversarial_confusion(r, 2).matrix))
+        4
+    """
+    c = _num_classes(result, num_classes)
+    idx = result.pred_clean.cpu() * c + result.pred_adv.cpu()
+    m = torch.bincount(idx, minlength=c * c).reshape(c, c)
+    return ConfusionMatrix(m.tolist(), list(range(c)))

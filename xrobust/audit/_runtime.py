@@ -1,0 +1,239 @@
+"""What every section shares: the model, the data, clean predictions, chunking and sharding.
+
+Examples are processed in fixed chunks of ``config.batch_size``. Each chunk's random
+numbers are seeded from (seed, stage, chunk index), so a chunk gives the same result in
+whichever process runs it. Under ``torchrun`` (an initialised ``torch.distributed``
+process group) rank ``r`` runs chunks ``r, r + W, r + 2W, ...`` and the per-example results
+are gathered in chunk order: the report is the same as one process's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xrobust.audit.config import AuditConfig
+from xrobust.data.spec import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def chunk_seed(seed: int, stage: str, index: int) -> int:
+    """A seed for one chunk of one stage, independent of the process that runs it."""
+    return (seed * 1_000_003 + zlib.crc32(stage.encode()) + index * 7919) % (2**31 - 1)
+
+
+@dataclass
+class Dist:
+    """The process group the audit runs in (world 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> Dist:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def gather(self, items: list[Any]) -> list[list[Any]]:
+        """Every rank's ``items`` (all ranks get all lists)."""
+        if not self.active:
+            return [items]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, items)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.active:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+@dataclass
+class Runtime:
+    """Shared state of one audit run."""
+
+    model: nn.Module
+    spec: DatasetSpec
+    config: AuditConfig
+    device: torch.device
+    x: torch.Tensor  # evaluation inputs (CPU)
+    y: torch.Tensor  # evaluation labels (CPU)
+    order: torch.Tensor  # seeded permutation of range(len(x)); samples are its prefixes
+    train_mean: torch.Tensor | None = None
+    feature_std: torch.Tensor | None = None
+    progress: ProgressFn | None = None
+    dist: Dist = field(default_factory=Dist)
+    amp: torch.dtype | None = None
+    cache: dict[Any, Any] = field(default_factory=dict)
+    _logits: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ data
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (float(self.spec.bounds[0]), float(self.spec.bounds[1]))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.spec.num_classes)
+
+    def sample(self, n: int | None) -> torch.Tensor:
+        """Indices of a seeded sample of ``n`` evaluation examples (all when None)."""
+        if n is None or n >= len(self.order):
+            return self.order.clone()
+        return self.order[:n].clone()
+
+    def chunks(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        bs = self.config.batch_size
+        return [idx[i : i + bs] for i in range(0, len(idx), bs)]
+
+    # ------------------------------------------------------------------ compute
+    def report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None and self.dist.rank == 0:
+            try:
+                self.progress(stage, done, total)
+            except Exception:  # a broken progress bar must not break the audit
+                log.debug("progress callback failed", exc_info=True)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Model outputs for a batch (float32, on the CPU), in chunks of batch_size."""
+        from xrobust.device import autocast
+
+        outs = []
+        bs = self.config.batch_size
+        for i in range(0, len(x), bs):
+            xb = x[i : i + bs].to(self.device)
+            with autocast(self.device, self.amp):
+                out = self.model(xb)
+            outs.append(out.float().cpu())
+        if not outs:
+            return torch.zeros(0, self.num_classes)
+        return torch.cat(outs)
+
+    def clean_logits(self) -> torch.Tensor:
+        """Outputs on the whole evaluation set, computed once and shared by the sections."""
+        if self._logits is None:
+            order = self.order
+            per_chunk = self.map_chunks(
+                "clean predictions", order, lambda i, idx: self.forward(self.x[idx])
+            )
+            logits = torch.cat(per_chunk) if per_chunk else torch.zeros(0, self.num_classes)
+            out = torch.empty_like(logits)
+            out[order] = logits
+            self._logits = out
+        return self._logits
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities: softmax of logits, or the outputs themselves when the model
+        already returns probabilities (then the sanity check flags it)."""
+        if looks_like_probabilities(logits):
+            return logits.clamp_min(0)
+        return F.softmax(logits.double(), dim=1).float()
+
+    def map_chunks(
+        self,
+        stage: str,
+        idx: torch.Tensor,
+        fn: Callable[[int, torch.Tensor], T],
+    ) -> list[T]:
+        """``fn(chunk_index, chunk_indices)`` over the chunks of ``idx``, sharded across
+        ranks; returns the results of every chunk in order (on every rank)."""
+        chunks = self.chunks(idx)
+        mine = [(i, c) for i, c in enumerate(chunks) if i % self.dist.world == self.dist.rank]
+        results: list[tuple[int, T]] = []
+        for k, (i, c) in enumerate(mine):
+            torch.manual_seed(chunk_seed(self.config.seed, stage, i))
+            results.append((i, fn(i, c)))
+            self.report(
+                stage, min(len(idx), (k + 1) * self.dist.world * self.config.batch_size), len(idx)
+            )
+        gathered = self.dist.gather(results)
+        merged = sorted((pair for part in gathered for pair in part), key=lambda p: p[0])
+        return [r for _, r in merged]
+
+    def on_rank0(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 only and hand its result to every rank."""
+        if not self.dist.active:
+            return fn()
+        result = fn() if self.dist.rank == 0 else None
+        return self.dist.broadcast(result)
+
+
+def looks_like_probabilities(out: torch.Tensor, atol: float = 1e-3) -> bool:
+    """True when every row is non-negative, at most 1 and sums to 1: softmax outputs."""
+    if out.ndim != 2 or out.shape[1] < 2 or out.numel() == 0:
+        return False
+    o = out.double()
+    return bool(
+        ((o >= -atol) & (o <= 1 + atol)).all()
+        and torch.allclose(o.sum(1), torch.ones(len(o), dtype=o.dtype), atol=atol)
+    )
+
+
+def default_eps(spec: DatasetSpec, norm: str, feature_std: torch.Tensor | None) -> list[float]:
+    """An eps grid for ``norm`` from the data range (images) or feature spread (tabular)."""
+    d = math.prod(spec.input_shape)
+    lo, hi = spec.bounds
+    span = hi - lo
+    if spec.modality == "tabular" or not math.isfinite(span):
+        s = float(feature_std.median()) if feature_std is not None else 1.0
+        base = [0.05, 0.1, 0.25, 0.5] if norm == "linf" else [0.1, 0.25, 0.5, 1.0]
+        scale = s if norm == "linf" else s * math.sqrt(d) * 0.25
+        return [_round(b * scale) for b in base]
+    if norm == "linf":
+        return [_round(f * span) for f in (0.05, 0.1, 0.15, 0.2, 0.3)]
+    return [_round(f * span * math.sqrt(d)) for f in (0.02, 0.04, 0.08, 0.12)]
+
+
+def _round(v: float) -> float:
+    if v == 0:
+        return 0.0
+    return float(f"{v:.3g}")
+
+
+def to_list(t: torch.Tensor | Sequence[Any], digits: int | None = None) -> list[Any]:
+    """A tensor as (nested) Python lists, floats rounded to ``digits`` when given."""
+    if isinstance(t, torch.Tensor):
+        if t.is_floating_point():
+            t = t.detach().cpu().double()
+            if digits is not None:
+                t = torch.round(t * 10**digits) / 10**digits
+            vals = t.tolist()
+            return _finite(vals)
+        return t.detach().cpu().tolist()
+    return list(t)
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_finite(i) for i in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

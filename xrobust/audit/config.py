@@ -1,0 +1,466 @@
+"""Audit configuration: every section switchable, sample sizes, eps grids, requirements.
+
+An :class:`AuditConfig` is plain data. It loads from a TOML file (:func:`load_config`) and
+round-trips through :meth:`AuditConfig.to_dict` / :meth:`AuditConfig.from_dict`, so the
+report can store exactly what was run.
+
+Example:
+    >>> from xrobust.audit import AuditConfig
+    >>> cfg = AuditConfig.from_dict({"adversarial": {"n": 64, "norms": ["linf"]},
+    ...                              "requirements": {"min_clean_accuracy": 0.9}})
+    >>> cfg.adversarial.n, cfg.requirements.min_clean_accuracy
+    (64, 0.9)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xrobust.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "SECTIONS",
+    "AdversarialConfig",
+    "AuditConfig",
+    "CleanConfig",
+    "CorruptionConfig",
+    "ExplanationConfig",
+    "RequirementsConfig",
+    "RobustRequirement",
+    "SanityConfig",
+    "load_config",
+]
+
+SECTIONS = ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements")
+NORMS = ("linf", "l2")
+IMAGE_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "brightness", "contrast", "occlusion")
+TABULAR_CORRUPTIONS = ("feature_noise", "missing_features")
+
+
+@dataclass
+class CleanConfig:
+    """Section 1, clean performance.
+
+    Attributes:
+        enabled: run the section.
+        n: number of test examples (None: the whole test set).
+        ece_bins: number of equal-width confidence bins of the calibration error.
+    """
+
+    enabled: bool = True
+    n: int | None = None
+    ece_bins: int = 15
+
+
+@dataclass
+class AdversarialConfig:
+    """Section 2, adversarial robustness.
+
+    Attributes:
+        enabled: run the section.
+        n: number of test examples attacked.
+        attacks: registered attack names (robustness curves for each).
+        norms: threat models, "linf" and/or "l2".
+        eps: eps grid per norm in input units; a norm left out gets a grid derived from
+            the data bounds and input size.
+        steps: iterations of the iterative attacks other than APGD (PGD...).
+        apgd_steps: iterations of APGD (the reference uses 100).
+        restarts: random restarts of the iterative attacks.
+        headline_eps: per norm, the eps at which per-class robust accuracy, the flip matrix
+            and the explanations' adversarial examples are reported (default: the middle
+            of the grid).
+        minimal_perturbation: measure each example's smallest fooling eps (bisection).
+        bisection_steps: bisection iterations of the minimal perturbation.
+        n_vulnerable: how many most-vulnerable examples to show.
+        early_stop: evaluation mode (stop attacking an example once it is fooled); it
+            never raises robust accuracy and is much faster.
+    """
+
+    enabled: bool = True
+    n: int = 256
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd"])
+    norms: list[str] = field(default_factory=lambda: ["linf", "l2"])
+    eps: dict[str, list[float]] = field(default_factory=dict)
+    steps: int = 20
+    apgd_steps: int = 100
+    restarts: int = 1
+    headline_eps: dict[str, float] = field(default_factory=dict)
+    minimal_perturbation: bool = True
+    bisection_steps: int = 6
+    n_vulnerable: int = 6
+    early_stop: bool = True
+
+
+@dataclass
+class CorruptionConfig:
+    """Section 3, corruption robustness.
+
+    Attributes:
+        enabled: run the section.
+        n: number of test examples corrupted.
+        severities: severities 1..5 to evaluate.
+        corruptions: names from :mod:`xrobust.audit.corruptions` (None: every corruption
+            of the data's modality).
+    """
+
+    enabled: bool = True
+    n: int = 512
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    corruptions: list[str] | None = None
+
+
+@dataclass
+class ExplanationConfig:
+    """Section 4, explanations.
+
+    Attributes:
+        enabled: run the section.
+        n: examples shown (clean and adversarial attributions side by side).
+        methods: registered explainer names.
+        norm: threat model of the adversarial examples explained.
+        deletion_insertion: compute deletion/insertion AUC.
+        randomisation: run the model-parameter randomisation sanity check.
+        stability: measure how attributions shift under attack.
+        n_metrics: examples over which the metrics are averaged.
+    """
+
+    enabled: bool = True
+    n: int = 4
+    methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients"])
+    norm: str = "linf"
+    deletion_insertion: bool = True
+    randomisation: bool = True
+    stability: bool = True
+    n_metrics: int = 32
+
+
+@dataclass
+class SanityConfig:
+    """Section 5, evaluation sanity checks against gradient masking.
+
+    Attributes:
+        enabled: run the section.
+        n: examples used by the checks that run their own attacks.
+        convergence_factor: the convergence check reruns PGD with this many times more
+            steps (and this many restarts) and compares.
+        tolerance: largest accuracy difference still counted as agreement.
+        large_eps_max_accuracy: accuracy at the large eps above which the check fails.
+    """
+
+    enabled: bool = True
+    n: int = 64
+    convergence_factor: int = 5
+    tolerance: float = 0.03
+    large_eps_max_accuracy: float = 0.05
+
+
+@dataclass
+class RobustRequirement:
+    """Minimum robust accuracy under one attack at one eps.
+
+    Attributes:
+        attack: registered attack name, or "worst" for the worst case over all the
+            section's attacks.
+        norm: "linf" or "l2".
+        eps: perturbation budget (added to the section's eps grid when missing).
+        min_accuracy: required robust accuracy in [0, 1].
+    """
+
+    attack: str
+    norm: str
+    eps: float
+    min_accuracy: float
+
+    @property
+    def name(self) -> str:
+        """Readable identifier, e.g. ``robust_accuracy[pgd,linf,eps=0.1]``."""
+        return f"robust_accuracy[{self.attack},{self.norm},eps={self.eps:g}]"
+
+
+@dataclass
+class RequirementsConfig:
+    """Section 6, requirements: thresholds that become pass/fail results.
+
+    Attributes:
+        enabled: evaluate the requirements.
+        min_clean_accuracy: minimum clean accuracy.
+        max_ece: maximum expected calibration error.
+        min_corruption_accuracy: minimum accuracy under every corruption at
+            ``corruption_severity``.
+        corruption_severity: severity of that requirement.
+        robust: minimum robust accuracies.
+        sanity_checks_pass: a failed sanity check fails the audit (the robust numbers
+            cannot be trusted then).
+    """
+
+    enabled: bool = True
+    min_clean_accuracy: float | None = None
+    max_ece: float | None = None
+    min_corruption_accuracy: float | None = None
+    corruption_severity: int = 3
+    robust: list[RobustRequirement] = field(default_factory=list)
+    sanity_checks_pass: bool = True
+
+
+@dataclass
+class AuditConfig:
+    """Everything an audit runs.
+
+    Attributes:
+        seed: seed of every random choice (sample, random starts, corruptions).
+        device: "auto", "cpu", "cuda", ...
+        batch_size: examples per chunk; also the unit of sharding under torchrun.
+        amp: mixed precision on CUDA (False, True, "bf16", "fp16").
+        clean / adversarial / corruption / explanations / sanity / requirements: sections.
+
+    Example:
+        >>> cfg = AuditConfig(seed=1)
+        >>> AuditConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+    amp: bool | str = False
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    explanations: ExplanationConfig = field(default_factory=ExplanationConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
+    requirements: RequirementsConfig = field(default_factory=RequirementsConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ conversion
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (inverse of :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditConfig:
+        """Build a config from a (possibly partial) dict; unknown keys are errors.
+
+        Raises:
+            ConfigError: unknown key (with a did-you-mean), wrong type or bad value.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"audit config must be a table/dict, got {type(d).__name__}")
+        return _build(cls, d, "")
+
+    def replace(self, **changes: Any) -> AuditConfig:
+        """A copy with top-level fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def enabled(self, section: str) -> bool:
+        """Whether ``section`` (one of :data:`SECTIONS`) runs."""
+        return bool(getattr(self, section).enabled)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Check values; raises :class:`ConfigError` with what was expected."""
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        a = self.adversarial
+        for norm in a.norms:
+            if norm not in NORMS:
+                raise ConfigError(
+                    f"adversarial.norms: unknown norm {norm!r}; expected one of {NORMS}"
+                )
+        for norm, grid in a.eps.items():
+            if norm not in NORMS:
+                raise ConfigError(
+                    f"adversarial.eps: unknown norm {norm!r}; expected one of {NORMS}"
+                )
+            if not grid or any(not isinstance(e, int | float) or e <= 0 for e in grid):
+                raise ConfigError(
+                    f"adversarial.eps.{norm} must be a non-empty list of positive numbers, got {grid!r}"
+                )
+        for norm, e in a.headline_eps.items():
+            if norm not in NORMS or e <= 0:
+                raise ConfigError(f"adversarial.headline_eps: bad entry {norm!r} = {e!r}")
+        for name, v in (
+            ("adversarial.n", a.n),
+            ("adversarial.steps", a.steps),
+            ("adversarial.apgd_steps", a.apgd_steps),
+            ("adversarial.restarts", a.restarts),
+            ("corruption.n", self.corruption.n),
+            ("explanations.n", self.explanations.n),
+            ("sanity.n", self.sanity.n),
+            ("clean.ece_bins", self.clean.ece_bins),
+            ("sanity.convergence_factor", self.sanity.convergence_factor),
+        ):
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.clean.n is not None and self.clean.n < 1:
+            raise ConfigError(f"clean.n must be a positive integer or absent, got {self.clean.n}")
+        if not a.attacks and a.enabled:
+            raise ConfigError(
+                "adversarial.attacks is empty; name at least one attack or disable the section"
+            )
+        for s in self.corruption.severities:
+            if s not in (1, 2, 3, 4, 5):
+                raise ConfigError(f"corruption.severities must be in 1..5, got {s!r}")
+        if self.explanations.norm not in NORMS:
+            raise ConfigError(
+                f"explanations.norm must be one of {NORMS}, got {self.explanations.norm!r}"
+            )
+        r = self.requirements
+        for name, v in (
+            ("min_clean_accuracy", r.min_clean_accuracy),
+            ("max_ece", r.max_ece),
+            ("min_corruption_accuracy", r.min_corruption_accuracy),
+        ):
+            if v is not None and not (0.0 <= float(v) <= 1.0):
+                raise ConfigError(f"requirements.{name} must be in [0, 1], got {v!r}")
+        for req in r.robust:
+            if req.norm not in NORMS:
+                raise ConfigError(
+                    f"requirements.robust: unknown norm {req.norm!r}; expected one of {NORMS}"
+                )
+            if req.eps <= 0:
+                raise ConfigError(f"requirements.robust: eps must be positive, got {req.eps!r}")
+            if not 0.0 <= req.min_accuracy <= 1.0:
+                raise ConfigError(
+                    f"requirements.robust: min_accuracy must be in [0, 1], got {req.min_accuracy!r}"
+                )
+
+
+def load_config(path: str | Path) -> AuditConfig:
+    """Load an :class:`AuditConfig` from a TOML file.
+
+    The file's top-level keys are those of :class:`AuditConfig`; sections are tables
+    (``[adversarial]``), robust requirements an array of tables
+    (``[[requirements.robust]]``). Keys left out keep their defaults.
+
+    Raises:
+        ConfigError: the file is not valid TOML, or a key or value is wrong.
+        FileNotFoundError: no such file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "audit.toml"
+        >>> _ = p.write_text('seed = 3\\n[requirements]\\nmin_clean_accuracy = 0.8\\n')
+        >>> load_config(p).requirements.min_clean_accuracy
+        0.8
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return AuditConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- helpers
+def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=2, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {prefix + key!r}.{hint} Expected one of: {', '.join(fields)}."
+            )
+        kwargs[key] = _convert(cls, key, value, prefix)
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
+    return obj
+
+
+_SUB = {
+    "clean": CleanConfig,
+    "adversarial": AdversarialConfig,
+    "corruption": CorruptionConfig,
+    "explanations": ExplanationConfig,
+    "sanity": SanityConfig,
+    "requirements": RequirementsConfig,
+}
+
+
+def _convert(cls: type, key: str, value: Any, prefix: str) -> Any:
+    where = prefix + key
+    if cls is AuditConfig and key in _SUB:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return _build(_SUB[key], value, where + ".")
+    if cls is RequirementsConfig and key == "robust":
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(
+                f"{where} must be a list of tables with attack, norm, eps, min_accuracy; got {value!r}"
+            )
+        out = []
+        for i, v in enumerate(value):
+            missing = {"attack", "norm", "eps", "min_accuracy"} - set(v)
+            if missing:
+                raise ConfigError(f"{where}[{i}] is missing {sorted(missing)}")
+            rr = _build(RobustRequirement, v, f"{where}[{i}].")
+            rr.eps = _num(rr.eps, f"{where}[{i}].eps")
+            rr.min_accuracy = _num(rr.min_accuracy, f"{where}[{i}].min_accuracy")
+            out.append(rr)
+        return out
+    if key == "eps" and cls is AdversarialConfig:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table of norm -> list of eps, got {value!r}")
+        out_eps = {}
+        for k, v in value.items():
+            if not isinstance(v, list):
+                v = [v]
+            out_eps[str(k)] = [_num(e, f"{where}.{k}") for e in v]
+        return out_eps
+    if key == "headline_eps" and cls is AdversarialConfig:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table of norm -> eps, got {value!r}")
+        return {str(k): _num(v, f"{where}.{k}") for k, v in value.items()}
+    default = next(f for f in dataclasses.fields(cls) if f.name == key)
+    ann = str(default.type)
+    if ann == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif ann.startswith("int") and "float" not in ann:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif ann.startswith("float"):
+        if value is not None:
+            value = _num(value, where)
+    elif ann.startswith("list[str]"):
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(s, str) for s in value)
+        ):
+            raise ConfigError(f"{where} must be a list of names, got {value!r}")
+        if value is not None:
+            value = [s.lower() for s in value]
+    elif ann.startswith("list[int]"):
+        if not isinstance(value, list) or not all(isinstance(s, int) for s in value):
+            raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+    elif ann == "str" and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _num(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"{where} must be a number, got {v!r}")
+    return float(v)

@@ -1,0 +1,309 @@
+"""Report figures, drawn with matplotlib from a report's plain data (never from tensors),
+so that ``xrobust report report.json`` redraws them exactly. Each function returns a
+:class:`matplotlib.figure.Figure`; :func:`to_png_base64` embeds one in HTML.
+
+Example:
+    >>> from xrobust.audit.figures import robustness_curves, to_png_base64
+    >>> fig = robustness_curves({"eps": [0.1, 0.2], "curves": {"pgd": [0.5, 0.1]}}, 0.9, "linf")
+    >>> to_png_base64(fig).startswith("iVBOR")
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = [
+    "confusion",
+    "corruption_curves",
+    "corruption_examples",
+    "explanation_grid",
+    "minimal_perturbation_hist",
+    "per_class_bars",
+    "reliability_diagram",
+    "robustness_curves",
+    "tabular_explanations",
+    "to_png_base64",
+    "vulnerable_examples",
+]
+
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _fig(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=90)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def to_png_base64(fig: Figure) -> str:
+    """PNG bytes of ``fig``, base64-encoded (ASCII), for a ``data:image/png`` URL."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def reliability_diagram(cal: dict[str, Any]) -> Figure:
+    """Accuracy against confidence per bin, with the diagonal of perfect calibration."""
+    fig = _fig(4.2, 3.4)
+    ax = fig.add_subplot()
+    edges = np.asarray(cal["bin_edges"], dtype=float)
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1:] - edges[:-1]
+    acc = np.array([np.nan if a is None else a for a in cal["bin_accuracy"]], dtype=float)
+    ax.bar(
+        centers,
+        np.nan_to_num(acc),
+        width=width * 0.95,
+        color="#1f77b4",
+        alpha=0.8,
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="#444", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability (ECE {cal['ece']:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def confusion(
+    matrix: Sequence[Sequence[int]],
+    names: Sequence[str],
+    title: str,
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+) -> Figure:
+    """A count matrix as a heatmap with counts written in the cells (small matrices)."""
+    m = np.asarray(matrix, dtype=float)
+    k = len(m)
+    size = min(6.0, 2.0 + 0.35 * k)
+    fig = _fig(size + 0.8, size)
+    ax = fig.add_subplot()
+    im = ax.imshow(m, cmap="Blues")
+    ticks = list(range(k))
+    labels = [str(n)[:12] for n in names]
+    ax.set_xticks(ticks, labels, rotation=90 if k > 6 else 0, fontsize=8)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if k <= 12:
+        top = m.max() if m.size else 0
+        for i in range(k):
+            for j in range(k):
+                if m[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        int(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if m[i, j] > top / 2 else "black",
+                    )
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: str) -> Figure:
+    """Accuracy against eps for every attack and the per-example worst case."""
+    fig = _fig(4.6, 3.4)
+    ax = fig.add_subplot()
+    eps = [0.0, *norm_data["eps"]]
+    for i, (name, curve) in enumerate(norm_data["curves"].items()):
+        ys = [clean_accuracy, *[np.nan if v is None else v for v in curve]]
+        style = (
+            {"color": "black", "lw": 2.2, "ls": "--"}
+            if name == "worst"
+            else {"color": _COLORS[i % 8], "lw": 1.5}
+        )
+        ax.plot(eps, ys, marker="o", ms=3, label="worst case" if name == "worst" else name, **style)
+    head = norm_data.get("headline_eps")
+    if head is not None:
+        ax.axvline(head, color="#999", lw=0.8, ls=":")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"eps ({'L∞' if norm == 'linf' else 'L2'})")
+    ax.set_ylabel("robust accuracy")
+    ax.set_title(f"Robustness curve, {'L∞' if norm == 'linf' else 'L2'}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def per_class_bars(
+    per_class: dict[str, Any], names: Sequence[str], eps: float, norm: str
+) -> Figure:
+    """Clean and robust accuracy per class at the headline eps."""
+    k = len(names)
+    fig = _fig(max(4.0, 0.45 * k + 1.5), 3.2)
+    ax = fig.add_subplot()
+    xs = np.arange(k)
+    clean = [np.nan if v is None else v for v in per_class["clean"]]
+    robust = [np.nan if v is None else v for v in per_class["robust"]]
+    ax.bar(xs - 0.2, clean, width=0.4, label="clean", color="#1f77b4")
+    ax.bar(xs + 0.2, robust, width=0.4, label=f"robust ({norm} eps={eps:g})", color="#d62728")
+    ax.set_xticks(xs, [str(n)[:12] for n in names], rotation=90 if k > 8 else 0, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Per-class accuracy")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def minimal_perturbation_hist(mp: dict[str, Any], norm: str) -> Figure:
+    """Distribution of each example's smallest fooling eps (censored ones counted apart)."""
+    fig = _fig(4.4, 3.2)
+    ax = fig.add_subplot()
+    vals = [v for v in mp["values"] if v is not None and v > 0]
+    if vals:
+        ax.hist(vals, bins=min(20, max(5, len(set(vals)))), color="#9467bd", alpha=0.85)
+    if mp.get("median") is not None:
+        ax.axvline(mp["median"], color="black", ls="--", lw=1, label=f"median {mp['median']:.3g}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel(f"minimal {norm} perturbation")
+    ax.set_ylabel("examples")
+    ax.set_title(
+        f"Minimal perturbation ({mp['n_censored']} not fooled up to {mp['max_eps']:g})", fontsize=10
+    )
+    return fig
+
+
+def _gray(ax: Any, img: Any, title: str) -> None:
+    ax.imshow(np.asarray(img, dtype=float), cmap="gray", vmin=0, vmax=None)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def vulnerable_examples(rows: list[dict[str, Any]], names: Sequence[str]) -> Figure:
+    """Clean image, adversarial image and their difference for the most vulnerable examples."""
+    n = len(rows)
+    fig = _fig(1.6 * n + 0.5, 5.0)
+    axes = fig.subplots(3, n, squeeze=False)
+    for j, r in enumerate(rows):
+        x = np.asarray(r["x"], dtype=float)
+        xa = np.asarray(r["x_adv"], dtype=float)
+        _gray(axes[0][j], x, f"clean: {names[r['label']]}"[:18])
+        _gray(
+            axes[1][j],
+            xa,
+            f"{names[r['label']]}"[:8] + f"→{names[r['pred_adv']]}"[:9] + f" eps {r['eps']:.3g}",
+        )
+        d = xa - x
+        lim = float(np.abs(d).max()) or 1.0
+        axes[2][j].imshow(d, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[2][j].set_title("perturbation", fontsize=8)
+        axes[2][j].axis("off")
+    return fig
+
+
+def corruption_curves(data: dict[str, Any]) -> Figure:
+    """Accuracy against severity for every corruption."""
+    fig = _fig(4.8, 3.4)
+    ax = fig.add_subplot()
+    sev = [0, *data["severities"]]
+    for i, (name, r) in enumerate(data["corruptions"].items()):
+        ax.plot(
+            sev,
+            [data["clean_accuracy"], *r["accuracy"]],
+            marker="o",
+            ms=3,
+            color=_COLORS[i % 8],
+            label=name,
+        )
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(sev)
+    ax.set_xlabel("severity (0 = clean)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Corruption robustness")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def corruption_examples(example: dict[str, Any], severities: Sequence[int]) -> Figure:
+    """One image under every corruption and severity."""
+    names = list(example["corrupted"])
+    cols = len(severities) + 1
+    fig = _fig(1.2 * cols + 0.6, 1.2 * len(names) + 0.3)
+    axes = fig.subplots(len(names), cols, squeeze=False)
+    for i, name in enumerate(names):
+        _gray(axes[i][0], example["clean"], "clean" if i == 0 else "")
+        axes[i][0].text(
+            -0.1,
+            0.5,
+            name,
+            transform=axes[i][0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+        for j, img in enumerate(example["corrupted"][name]):
+            _gray(axes[i][j + 1], img, f"severity {severities[j]}" if i == 0 else "")
+    return fig
+
+
+def _heat(ax: Any, a: Any, title: str) -> None:
+    a = np.asarray(a, dtype=float)
+    lim = float(np.abs(a).max()) or 1.0
+    ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def explanation_grid(data: dict[str, Any], names: Sequence[str]) -> Figure:
+    """Per example: clean image and attributions, adversarial image and attributions."""
+    ex = data["examples"]
+    methods = [m for m, v in data["methods"].items() if "clean" in v]
+    has_adv = any("x_adv" in r for r in ex)
+    cols = (1 + len(methods)) * (2 if has_adv else 1)
+    fig = _fig(1.35 * cols + 0.4, 1.45 * len(ex) + 0.4)
+    axes = fig.subplots(len(ex), cols, squeeze=False)
+    for i, r in enumerate(ex):
+        c = 0
+        _gray(axes[i][c], r["x"], f"clean: {names[r['label']]}"[:18])
+        c += 1
+        for m in methods:
+            _heat(axes[i][c], data["methods"][m]["clean"][i], m[:16])
+            c += 1
+        if has_adv and "x_adv" in r:
+            _gray(axes[i][c], r["x_adv"], f"adv: {names[r['pred_adv']]}"[:18])
+            c += 1
+            for m in methods:
+                adv = data["methods"][m].get("adversarial")
+                if adv is not None:
+                    _heat(axes[i][c], adv[i], m[:16])
+                c += 1
+    return fig
+
+
+def tabular_explanations(
+    data: dict[str, Any], feature_names: Sequence[str] | None, top: int = 12
+) -> Figure:
+    """Mean |attribution| per feature on clean and adversarial examples (top features)."""
+    methods = [m for m, v in data["methods"].items() if "clean" in v]
+    fig = _fig(4.2 * max(1, len(methods)), 3.8)
+    axes = fig.subplots(1, max(1, len(methods)), squeeze=False)[0]
+    for ax, m in zip(axes, methods):
+        clean = np.abs(np.asarray(data["methods"][m]["clean"], dtype=float)).mean(0)
+        adv_l = data["methods"][m].get("adversarial")
+        adv = np.abs(np.asarray(adv_l, dtype=float)).mean(0) if adv_l is not None else None
+        order = np.argsort(-clean)[:top][::-1]
+        labels = [(feature_names[k] if feature_names else f"f{k}")[:22] for k in order]
+        ys = np.arange(len(order))
+        ax.barh(ys + 0.2, clean[order], height=0.4, label="clean", color="#1f77b4")
+        if adv is not None:
+            ax.barh(ys - 0.2, adv[order], height=0.4, label="adversarial", color="#d62728")
+        ax.set_yticks(ys, labels, fontsize=7)
+        ax.set_title(f"{m}: mean |attribution|", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig

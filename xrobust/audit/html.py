@@ -1,0 +1,443 @@
+"""A self-contained HTML report: figures embedded as base64 PNG, inline CSS, no scripts,
+no external styles, fonts or images, and a Content-Security-Policy that forbids any
+network request. Every string that comes from the user, the model or the data (class
+names, feature names, titles, messages) goes through :func:`html.escape`.
+
+Example:
+    >>> from xrobust.audit.report import AuditReport
+    >>> page = render_html(AuditReport(title="<script>x</script>"))
+    >>> "<script>x" in page, "&lt;script&gt;x" in page
+    (False, True)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from xrobust.audit import figures as F
+from xrobust.audit.markdown import headline
+from xrobust.audit.report import AuditReport, CheckResult, SectionResult
+
+__all__ = ["SECTION_TITLES", "render_html"]
+
+log = logging.getLogger(__name__)
+
+SECTION_TITLES = {
+    "clean": "1. Clean performance",
+    "adversarial": "2. Adversarial robustness",
+    "corruption": "3. Corruption robustness",
+    "explanations": "4. Explanations",
+    "sanity": "5. Evaluation sanity checks",
+    "requirements": "6. Requirements",
+}
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
+header{background:#1d2733;color:#fff;padding:18px 28px}
+header h1{margin:0 0 6px 0;font-size:22px}
+header p{margin:2px 0;color:#c9d1da;font-size:13px}
+nav{background:#fff;border-bottom:1px solid #dde2e8;padding:8px 28px;font-size:14px}
+nav a{margin-right:16px;color:#2457a6;text-decoration:none}
+main{padding:12px 28px 40px 28px;max-width:1250px}
+section{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:14px 20px;margin:16px 0}
+h2{margin-top:4px;font-size:19px}
+h3{font-size:15px;margin-bottom:6px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{border:1px solid #dde2e8;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f2f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{display:inline-block;padding:4px 12px;border-radius:4px;font-weight:bold;margin-top:6px}
+.pass{background:#d9f2de;color:#17632a}.fail{background:#fadcdc;color:#8a1c1c}
+.warn{background:#fff1cc;color:#7a5a00}.skip{background:#e8eaee;color:#4a5360}
+.badge{display:inline-block;padding:1px 8px;border-radius:3px;font-size:12px;font-weight:bold}
+.figs{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+figure{margin:0}figure img{max-width:100%;border:1px solid #eef0f3}
+figcaption{font-size:12px;color:#56606b;max-width:560px}
+.note{color:#56606b;font-size:13px}
+.why{color:#56606b;font-size:12px}
+pre{background:#f6f7f9;padding:8px;font-size:12px;overflow:auto;max-height:360px}
+"""
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return _e(v)
+
+
+def _figure(make: Callable[[], Figure], caption: str, alt: str) -> str:
+    try:
+        fig = make()
+        data = F.to_png_base64(fig)
+    except Exception as exc:  # one broken figure must not lose the report
+        log.warning("figure %r failed: %s", alt, exc, exc_info=True)
+        return f'<p class="note">Figure "{_e(alt)}" could not be drawn: {_e(exc)}</p>'
+    return (
+        f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _table(head: list[str], rows: list[list[str]], raw: bool = False) -> str:
+    """A table; cells are escaped unless ``raw`` (then the caller escaped them)."""
+    h = "".join(f"<th>{_e(c)}</th>" for c in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if raw else _e(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge {_e(status)}">{_e(status.upper())}</span>'
+
+
+def _names(report: AuditReport) -> list[str]:
+    spec = report.dataset.get("spec", {})
+    names = spec.get("class_names") or [str(i) for i in range(int(spec.get("num_classes", 0)))]
+    return [str(n) for n in names]
+
+
+# ---------------------------------------------------------------------- sections
+def _clean(s: SectionResult, report: AuditReport) -> str:
+    d = s.data
+    names = _names(report)
+    pc = d["per_class"]
+    rows = [
+        [_e(n), _fmt(p, 3), _fmt(r, 3), _fmt(f, 3), str(sup)]
+        for n, p, r, f, sup in zip(names, pc["precision"], pc["recall"], pc["f1"], pc["support"])
+    ]
+    cal = d["calibration"]
+    out = [
+        f"<p>Accuracy <b>{d['accuracy']:.4f}</b> on {d['n']} test examples; negative log-likelihood "
+        f"{d['nll']:.4f}; expected calibration error <b>{cal['ece']:.4f}</b> over {cal['bins']} bins "
+        f"(maximum {cal['mce']:.4f}, mean confidence {cal['mean_confidence']:.4f}).</p>",
+        '<div class="figs">',
+        _figure(
+            lambda: F.confusion(d["confusion_matrix"], names, "Confusion matrix"),
+            "Rows: true class; columns: predicted class.",
+            "confusion matrix",
+        ),
+        _figure(
+            lambda: F.reliability_diagram(cal),
+            "Accuracy per confidence bin; bars below the diagonal mean over-confidence.",
+            "reliability diagram",
+        ),
+        "</div>",
+        "<h3>Per class</h3>",
+        _table(["class", "precision", "recall", "F1", "support"], rows, raw=True),
+    ]
+    return "".join(out)
+
+
+def _adversarial(s: SectionResult, report: AuditReport) -> str:
+    d = s.data
+    names = _names(report)
+    out = [
+        f"<p>{d['n']} test examples attacked (clean accuracy on them {d['clean_accuracy']:.4f}) with "
+        f"{_e(', '.join(d['attacks']))}. The worst case counts an example as robust only when "
+        "every attack failed on it.</p>"
+    ]
+    for norm, nd in d["norms"].items():
+        label = "L∞" if norm == "linf" else "L2"
+        head = nd["headline_eps"]
+        out.append(f"<h3>{label} threat model</h3>")
+        rows = []
+        for a, curve in nd["curves"].items():
+            rows.append([_e("worst case" if a == "worst" else a)] + [_fmt(v) for v in curve])
+        out.append(_table(["attack \\ eps", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True))
+        opts = "; ".join(f"{_e(a)}: {_e(json.dumps(o))}" for a, o in nd["attack_options"].items())
+        out.append(
+            f'<p class="note">Options: {opts}. Seconds: {_e(json.dumps(nd["seconds"]))}.</p>'
+        )
+        figs = [
+            _figure(
+                lambda nd=nd, norm=norm: F.robustness_curves(nd, d["clean_accuracy"], norm),
+                f"Accuracy against eps; the dotted line marks the headline eps {head:g}.",
+                f"robustness curve {norm}",
+            ),
+            _figure(
+                lambda nd=nd, norm=norm, head=head: F.per_class_bars(
+                    nd["per_class"], names, head, norm
+                ),
+                f"Per-class clean and worst-case robust accuracy at eps {head:g}.",
+                f"per-class {norm}",
+            ),
+            _figure(
+                lambda nd=nd, head=head: F.confusion(
+                    nd["flip_matrix"],
+                    names,
+                    f"Flips at eps={head:g}",
+                    "adversarial prediction",
+                    "true class",
+                ),
+                "Which class flips to which (correctly classified examples; the diagonal stayed "
+                "correct).",
+                f"flip matrix {norm}",
+            ),
+            _figure(
+                lambda nd=nd, norm=norm: F.minimal_perturbation_hist(
+                    nd["minimal_perturbation"], norm
+                ),
+                f"Each example's smallest fooling eps ({_e(nd['minimal_perturbation']['method'])}).",
+                f"minimal perturbation {norm}",
+            ),
+        ]
+        out.append('<div class="figs">' + "".join(figs) + "</div>")
+        vul = nd.get("vulnerable") or []
+        if vul and "x" in vul[0]:
+            out.append(
+                _figure(
+                    lambda vul=vul: F.vulnerable_examples(vul, names),
+                    f"The {len(vul)} most vulnerable examples (smallest fooling eps): "
+                    "clean, adversarial and perturbation.",
+                    f"vulnerable examples {norm}",
+                )
+            )
+        if vul:
+            rows = [
+                [
+                    str(r["index"]),
+                    _e(names[r["label"]]),
+                    _e(names[r["pred_adv"]]),
+                    _fmt(r["eps"]),
+                    _fmt(r["perturbation_norm"]),
+                    _e(r.get("attack", "")),
+                ]
+                for r in vul
+            ]
+            out.append(
+                _table(
+                    [
+                        "example",
+                        "label",
+                        "adversarial prediction",
+                        "minimal eps",
+                        "perturbation norm",
+                        "attack",
+                    ],
+                    rows,
+                    raw=True,
+                )
+            )
+    return "".join(out)
+
+
+def _corruption(s: SectionResult, report: AuditReport) -> str:
+    d = s.data
+    rows = [
+        [_e(n), *[_fmt(a) for a in r["accuracy"]], _fmt(r["mean_accuracy"]), _e(r["description"])]
+        for n, r in d["corruptions"].items()
+    ]
+    out = [
+        f"<p>{d['n']} test examples (clean accuracy {d['clean_accuracy']:.4f}); mean accuracy over "
+        f"corruptions and severities <b>{_fmt(d.get('mean_corruption_accuracy'))}</b>.</p>",
+        _table(
+            ["corruption", *[f"severity {v}" for v in d["severities"]], "mean", "what"],
+            rows,
+            raw=True,
+        ),
+        '<div class="figs">',
+        _figure(lambda: F.corruption_curves(d), "Accuracy against severity.", "corruption curves"),
+    ]
+    if d.get("example"):
+        out.append(
+            _figure(
+                lambda: F.corruption_examples(d["example"], d["severities"]),
+                "One test image under every corruption and severity.",
+                "corruption examples",
+            )
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+def _explanations(s: SectionResult, report: AuditReport) -> str:
+    d = s.data
+    names = _names(report)
+    if not d.get("methods"):
+        return f'<p class="note">{_e(d.get("note", "nothing to show"))}</p>'
+    out = [
+        f"<p>{d['n']} correctly classified examples"
+        + (
+            f", and their adversarial versions ({_e(d['attack'])}, {_e(d['norm'])} eps={d['eps']:g})"
+            if d.get("attack")
+            else ""
+        )
+        + f"; metrics over {d['n_metrics']} examples.</p>"
+    ]
+    for note in d.get("notes", []):
+        out.append(f'<p class="note">{_e(note)}</p>')
+    spec = report.dataset.get("spec", {})
+    if spec.get("modality") == "image" and d["examples"] and "x" in d["examples"][0]:
+        out.append(
+            _figure(
+                lambda: F.explanation_grid(d, names),
+                "Left: clean input and its attributions (target: true class). Right: "
+                "adversarial input and its attributions (target: the fooled prediction). "
+                "Red: evidence for the target, blue: against.",
+                "explanations",
+            )
+        )
+    elif spec.get("modality") == "tabular":
+        out.append(
+            _figure(
+                lambda: F.tabular_explanations(d, d.get("feature_names")),
+                "Mean absolute attribution per feature, clean and adversarial.",
+                "tabular explanations",
+            )
+        )
+    rows = []
+    for m, md in d["methods"].items():
+        di = md.get("deletion_insertion") or {}
+        rz = md.get("randomisation") or {}
+        st = md.get("stability") or {}
+        rows.append(
+            [
+                _e(m),
+                _fmt(di.get("deletion_auc")),
+                _fmt(di.get("random_deletion_auc")),
+                _fmt(di.get("insertion_auc")),
+                _fmt(di.get("random_insertion_auc")),
+                (_badge(rz["status"]) + " " + _e(rz.get("message", "")))
+                if rz.get("status")
+                else _e(rz.get("reason", "–")),
+                _fmt(st.get("topk_overlap")),
+                _fmt(st.get("spearman")),
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "method",
+                "deletion AUC ↓",
+                "random",
+                "insertion AUC ↑",
+                "random",
+                "randomisation check",
+                "top-k overlap (clean vs adv)",
+                "rank correlation",
+            ],
+            rows,
+            raw=True,
+        )
+    )
+    notes = [
+        f"{m}: {md['metrics_note']}" for m, md in d["methods"].items() if md.get("metrics_note")
+    ]
+    for n in notes:
+        out.append(f'<p class="note">{_e(n)}</p>')
+    return "".join(out)
+
+
+def _checks(checks: list[CheckResult], why_label: str) -> str:
+    rows = [
+        [
+            _badge(c.status),
+            f"<code>{_e(c.name)}</code>",
+            _e(c.message),
+            f'<span class="why">{_e(c.why)}</span>',
+        ]
+        for c in checks
+    ]
+    return _table(["status", "check", "result", why_label], rows, raw=True)
+
+
+def _sanity(s: SectionResult, report: AuditReport) -> str:
+    return (
+        f"<p>After Carlini et al. (arXiv:1902.06705) and AutoAttack: signs that the robustness "
+        f"numbers above are inflated by gradient masking or a broken evaluation "
+        f"({s.data.get('n', '?')} examples).</p>" + _checks(report.sanity_checks, "why it matters")
+    )
+
+
+def _requirements(s: SectionResult, report: AuditReport) -> str:
+    if not report.requirements:
+        return '<p class="note">No requirement configured.</p>'
+    return _checks(report.requirements, "requirement")
+
+
+_RENDER = {
+    "clean": _clean,
+    "adversarial": _adversarial,
+    "corruption": _corruption,
+    "explanations": _explanations,
+    "sanity": _sanity,
+    "requirements": _requirements,
+}
+
+
+def _section(name: str, report: AuditReport) -> str:
+    s = report.section(name)
+    title = SECTION_TITLES.get(name, name)
+    head = f'<section id="{_e(name)}" data-status="{_e(s.status)}"><h2>{_e(title)}</h2>'
+    if s.status != "ok":
+        word = {"skipped": "Skipped", "not_available": "Not available", "error": "Error"}.get(
+            s.status, s.status
+        )
+        return head + f'<p class="note"><b>{_e(word)}</b>: {_e(s.reason)}</p></section>'
+    try:
+        body = _RENDER[name](s, report)
+    except Exception as exc:  # a malformed section must not lose the rest of the report
+        log.warning("rendering section %s failed", name, exc_info=True)
+        body = f'<p class="note">This section could not be rendered: {_e(type(exc).__name__)}: {_e(exc)}</p>'
+    return head + body + f'<p class="note">Section time {s.seconds:.1f} s.</p></section>'
+
+
+def render_html(report: AuditReport) -> str:
+    """The whole report as one self-contained HTML page."""
+    verdict = "pass" if report.passed else "fail"
+    verdict_text = (
+        "PASSED" if report.passed else f"FAILED: {len(report.failed_requirements)} requirement(s)"
+    )
+    spec = report.dataset.get("spec", {})
+    meta = (
+        f"Model {_e(report.model.get('name', report.model.get('class', '?')))} "
+        f"({report.model.get('parameters', '?')} parameters) on {_e(spec.get('name', '?'))}; "
+        f"xrobust {_e(report.xrobust_version)}; {_e(report.created)}; "
+        f"{report.timings.get('total', 0):.1f} s on {_e(report.environment.get('device', '?'))}"
+        f" ({_e(report.environment.get('world_size', 1))} process(es))."
+    )
+    nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in SECTION_TITLES.items())
+    summary = _table(["measure", "value"], [[k, v] for k, v in headline(report)])
+    details = json.dumps(
+        {
+            "config": report.config,
+            "seeds": report.seeds,
+            "versions": report.versions,
+            "environment": report.environment,
+            "timings": report.timings,
+            "model": report.model,
+            "dataset": report.dataset,
+        },
+        indent=1,
+    )
+    body = "".join(_section(n, report) for n in SECTION_TITLES)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(report.title)}</title><style>{_CSS}</style></head>
+<body>
+<header><h1>{_e(report.title)}</h1><p>{meta}</p>
+<div class="verdict {verdict}" id="verdict">{_e(verdict_text)}</div></header>
+<nav>{nav}<a href="#details">Details</a></nav>
+<main>
+<section id="summary"><h2>Summary</h2>{summary}</section>
+{body}
+<section id="details"><h2>Configuration, seeds, versions, timings</h2><pre>{_e(details)}</pre></section>
+</main></body></html>
+"""

@@ -1,0 +1,268 @@
+"""The audit's result: one plain dataclass from which every report form is rendered.
+
+:class:`AuditReport` holds every number, the configuration, seeds, versions and timings,
+each section's results, the sanity checks and the requirements. It round-trips through
+JSON (:meth:`AuditReport.to_dict` / :meth:`AuditReport.from_dict`) and validates against
+the schema shipped as ``xrobust/audit/report.schema.json``.
+
+Example:
+    >>> from xrobust.audit.report import AuditReport, CheckResult
+    >>> r = AuditReport(requirements=[CheckResult("min_clean_accuracy", "pass", "0.97 >= 0.9")])
+    >>> AuditReport.from_dict(r.to_dict()) == r, r.passed
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from xrobust import __version__
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AuditReport",
+    "CheckResult",
+    "SectionResult",
+    "load_report",
+    "report_schema",
+]
+
+SCHEMA_VERSION = "1.0"
+
+Status = Literal["pass", "warn", "fail", "skip"]
+SectionStatus = Literal["ok", "skipped", "not_available", "error"]
+
+
+@dataclass
+class CheckResult:
+    """One sanity check or requirement.
+
+    Attributes:
+        name: identifier (also the JUnit test-case name).
+        status: "pass", "warn", "fail" or "skip" (not applicable / not measured).
+        message: what was measured, in one sentence with the numbers.
+        why: why the check matters (sanity checks) or what was required.
+        details: the numbers behind the message.
+    """
+
+    name: str
+    status: Status
+    message: str
+    why: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckResult:
+        return cls(
+            name=d["name"],
+            status=d["status"],
+            message=d["message"],
+            why=d.get("why", ""),
+            details=dict(d.get("details") or {}),
+        )
+
+
+@dataclass
+class SectionResult:
+    """One section of the audit.
+
+    Attributes:
+        name: section name ("clean", "adversarial", ...).
+        status: "ok", "skipped" (switched off), "not_available" (a component it needs is
+            missing) or "error" (it raised; ``reason`` says what).
+        reason: why the section is not "ok".
+        seconds: wall time of the section.
+        data: the section's numbers (keys documented in the schema).
+    """
+
+    name: str
+    status: SectionStatus = "ok"
+    reason: str = ""
+    seconds: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SectionResult:
+        return cls(
+            name=d["name"],
+            status=d.get("status", "ok"),
+            reason=d.get("reason", ""),
+            seconds=float(d.get("seconds", 0.0)),
+            data=dict(d.get("data") or {}),
+        )
+
+
+@dataclass
+class AuditReport:
+    """Everything an audit measured.
+
+    Attributes:
+        schema_version: version of the JSON schema this report follows.
+        xrobust_version: library version that produced it.
+        created: ISO-8601 UTC time stamp.
+        title: report title.
+        model: description of the model (class, parameter count, source).
+        dataset: the dataset's spec (``DatasetSpec.to_dict()``) and split sizes.
+        config: the ``AuditConfig`` used (``to_dict()``).
+        seeds: seeds used.
+        versions: Python, torch, captum, numpy, platform.
+        environment: device, world size, threads.
+        timings: seconds per stage and in total.
+        sections: section name -> :class:`SectionResult`.
+        sanity_checks: evaluation sanity checks (section 5).
+        requirements: requirement results (section 6).
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    xrobust_version: str = __version__
+    created: str = ""
+    title: str = "xrobust audit"
+    model: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    sections: dict[str, SectionResult] = field(default_factory=dict)
+    sanity_checks: list[CheckResult] = field(default_factory=list)
+    requirements: list[CheckResult] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ verdicts
+    @property
+    def passed(self) -> bool:
+        """True when no requirement failed (what ``xrobust audit``'s exit status reports)."""
+        return not any(r.status == "fail" for r in self.requirements)
+
+    @property
+    def failed_requirements(self) -> list[CheckResult]:
+        """The requirements that failed."""
+        return [r for r in self.requirements if r.status == "fail"]
+
+    def section(self, name: str) -> SectionResult:
+        """The section ``name`` (a "skipped" placeholder when absent)."""
+        return self.sections.get(name, SectionResult(name, "skipped", "not run"))
+
+    def check(self, name: str) -> CheckResult | None:
+        """The sanity check or requirement called ``name``, or None."""
+        for c in (*self.sanity_checks, *self.requirements):
+            if c.name == name:
+                return c
+        return None
+
+    # ------------------------------------------------------------------ conversion
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (validates against :func:`report_schema`)."""
+        d = dataclasses.asdict(self)
+        d["passed"] = self.passed
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditReport:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            schema_version=str(d.get("schema_version", SCHEMA_VERSION)),
+            xrobust_version=str(d.get("xrobust_version", "")),
+            created=str(d.get("created", "")),
+            title=str(d.get("title", "xrobust audit")),
+            model=dict(d.get("model") or {}),
+            dataset=dict(d.get("dataset") or {}),
+            config=dict(d.get("config") or {}),
+            seeds=dict(d.get("seeds") or {}),
+            versions=dict(d.get("versions") or {}),
+            environment=dict(d.get("environment") or {}),
+            timings=dict(d.get("timings") or {}),
+            sections={k: SectionResult.from_dict(v) for k, v in (d.get("sections") or {}).items()},
+            sanity_checks=[CheckResult.from_dict(c) for c in d.get("sanity_checks") or []],
+            requirements=[CheckResult.from_dict(c) for c in d.get("requirements") or []],
+        )
+
+    def to_json(self) -> str:
+        """The report as JSON text: objects indented, lists of numbers on one line.
+
+        Raises:
+            ValueError: a NaN or infinite number slipped in (not valid JSON).
+        """
+        return _dumps(self.to_dict(), 0)
+
+    # ------------------------------------------------------------------ output
+    def save(
+        self, folder: str | os.PathLike[str], formats: tuple[str, ...] | None = None
+    ) -> dict[str, Path]:
+        """Write report.html, report.json, junit.xml and summary.md into ``folder``.
+
+        Every file is written atomically. Returns the paths by format name
+        ("html", "json", "junit", "md").
+        """
+        from xrobust.audit.render import write_report
+
+        return write_report(self, folder, formats)
+
+
+def _dumps(obj: Any, level: int) -> str:
+    pad, inner = " " * level, " " * (level + 1)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{inner}{json.dumps(str(k))}: {_dumps(v, level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list | tuple):
+        if all(not isinstance(v, dict | list | tuple) for v in obj):
+            return json.dumps(list(obj), allow_nan=False, separators=(",", ":"))
+        if all(
+            isinstance(v, list | tuple) and all(not isinstance(w, dict | list | tuple) for w in v)
+            for v in obj
+        ):
+            rows = [json.dumps(list(v), allow_nan=False, separators=(",", ":")) for v in obj]
+            return "[" + ",".join(rows) + "]"
+        items = [inner + _dumps(v, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return json.dumps(obj, allow_nan=False)
+
+
+def load_report(path: str | os.PathLike[str]) -> AuditReport:
+    """Read a ``report.json`` written by :meth:`AuditReport.save`.
+
+    Raises:
+        DataError: not JSON, or not an audit report.
+    """
+    from xrobust.errors import DataError
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from exc
+    if not isinstance(d, dict) or "sections" not in d or "schema_version" not in d:
+        raise DataError(f"{p}: not an xrobust audit report (no schema_version/sections)")
+    major = str(d["schema_version"]).split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise DataError(
+            f"{p}: report schema version {d['schema_version']} is not supported by this "
+            f"xrobust (schema {SCHEMA_VERSION})"
+        )
+    return AuditReport.from_dict(d)
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``report.json``, as shipped in the package."""
+    text = resources.files("xrobust.audit").joinpath("report.schema.json").read_text("utf-8")
+    return json.loads(text)

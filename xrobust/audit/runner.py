@@ -1,0 +1,317 @@
+"""The audit runner: one call from a model and a dataset to an :class:`AuditReport`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from xrobust import __version__
+from xrobust.audit._runtime import Dist, ProgressFn, Runtime
+from xrobust.audit.config import SECTIONS, AuditConfig
+from xrobust.audit.report import AuditReport, CheckResult, SectionResult
+from xrobust.data.spec import DatasetBundle
+from xrobust.device import amp_dtype, resolve_device
+from xrobust.errors import ConfigError, DataError, ModelError, XRobustError
+
+__all__ = ["audit"]
+
+log = logging.getLogger(__name__)
+
+
+class SectionUnavailable(Exception):
+    """A component a section needs is not installed or not built yet."""
+
+
+def audit(
+    model: nn.Module,
+    dataset: DatasetBundle | str,
+    config: AuditConfig | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    title: str | None = None,
+    model_info: dict[str, Any] | None = None,
+) -> AuditReport:
+    """Audit ``model`` on ``dataset``: clean performance, adversarial and corruption
+    robustness, explanations, evaluation sanity checks and requirements.
+
+    The model must return logits for inputs in the dataset's input space (normalisation
+    inside the model). Bounds, classes and input shape come from ``dataset.spec``. Under
+    ``torchrun`` (an initialised process group) the examples are sharded across ranks and
+    every rank returns the same report; save it on rank 0 only.
+
+    Args:
+        model: a classifier returning logits of shape (N, num_classes).
+        dataset: a :class:`~xrobust.data.spec.DatasetBundle`, or a dataset name or path
+            for :func:`xrobust.data.load_dataset`.
+        config: what to run (default :class:`AuditConfig()`).
+        progress: optional callback ``progress(stage, done, total)``.
+        title: report title (default: "xrobust audit of <model> on <dataset>").
+        model_info: extra facts about the model stored in the report (e.g. its run folder).
+
+    Returns:
+        The :class:`AuditReport`; ``report.save(folder)`` writes HTML, JSON, JUnit XML and
+        Markdown.
+
+    Raises:
+        ConfigError: bad configuration (unknown attack or explainer, ...).
+        DataError: unusable dataset.
+        ModelError: the model's outputs do not fit the dataset.
+
+    Example:
+        >>> from xrobust.audit import audit, AuditConfig
+        >>> report = audit(model, "digits", AuditConfig())  # doctest: +SKIP
+        >>> report.save("reports/run")  # doctest: +SKIP
+    """
+    t_start = time.perf_counter()
+    cfg = config if config is not None else AuditConfig()
+    if not isinstance(cfg, AuditConfig):
+        raise ConfigError(f"config must be an AuditConfig, got {type(cfg).__name__}")
+    cfg.validate()
+    if not isinstance(model, nn.Module):
+        raise ModelError(
+            f"audit needs a torch nn.Module returning logits, got {type(model).__name__}"
+        )
+    bundle = _resolve_dataset(dataset)
+    spec = bundle.spec
+    dist = Dist.current()
+    device = _device(cfg.device, dist)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    x, y = _tensors(bundle.test, "test")
+    if len(x) == 0:
+        raise DataError(f"dataset {spec.name!r} has an empty test split: nothing to audit")
+    train_mean, feature_std = _train_stats(bundle)
+    timings["load_data"] = round(time.perf_counter() - t0, 4)
+
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    modes = {m: m.training for m in model.modules()}
+    orig_device = _first_device(model)
+    model.eval()
+    model.to(device)
+    rt = Runtime(
+        model=model,
+        spec=spec,
+        config=cfg,
+        device=device,
+        x=x,
+        y=y,
+        order=order,
+        train_mean=train_mean,
+        feature_std=feature_std,
+        progress=progress,
+        dist=dist,
+        amp=amp_dtype(device, cfg.amp),
+    )
+    sections: dict[str, SectionResult] = {}
+    sanity: list[CheckResult] = []
+    requirements: list[CheckResult] = []
+    try:
+        t0 = time.perf_counter()
+        _check_outputs(rt)
+        rt.clean_logits()
+        timings["clean_predictions"] = round(time.perf_counter() - t0, 4)
+
+        from xrobust.audit.sections import (
+            adversarial,
+            clean,
+            corruption,
+            explanations,
+            sanity_checks,
+        )
+
+        runners: dict[str, Callable[[Runtime], dict[str, Any]]] = {
+            "clean": clean.run_clean,
+            "adversarial": lambda r: adversarial.run_adversarial(r),
+            "corruption": corruption.run_corruption,
+            "explanations": lambda r: explanations.run_explanations(r, sections.get("adversarial")),
+        }
+        for name in ("clean", "adversarial", "corruption", "explanations"):
+            sections[name] = _run_section(rt, name, runners[name])
+            timings[name] = sections[name].seconds
+
+        t0 = time.perf_counter()
+        if cfg.sanity.enabled:
+            sres = _run_section(
+                rt, "sanity", lambda r: sanity_checks.run_sanity(r, sections.get("adversarial"))
+            )
+            sanity = [CheckResult.from_dict(c) for c in sres.data.pop("checks", [])]
+            sections["sanity"] = sres
+        else:
+            sections["sanity"] = SectionResult("sanity", "skipped", "switched off in the config")
+        timings["sanity"] = round(time.perf_counter() - t0, 4)
+
+        from xrobust.audit.sections.requirements import evaluate_requirements
+
+        if cfg.requirements.enabled:
+            requirements = evaluate_requirements(cfg, sections, sanity)
+            sections["requirements"] = SectionResult(
+                "requirements",
+                "ok",
+                data={
+                    "n": len(requirements),
+                    "failed": sum(r.status == "fail" for r in requirements),
+                },
+            )
+        else:
+            sections["requirements"] = SectionResult(
+                "requirements", "skipped", "switched off in the config"
+            )
+    finally:
+        model.to(orig_device)
+        for m, was_training in modes.items():
+            m.train(was_training)
+
+    timings["total"] = round(time.perf_counter() - t_start, 4)
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {
+        "class": type(model).__name__,
+        "parameters": int(n_params),
+        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+    }
+    info.update(model_info or {})
+    return AuditReport(
+        created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        title=title or f"xrobust audit of {info.get('name', info['class'])} on {spec.name}",
+        model=info,
+        dataset={"spec": spec.to_dict(), "n_test": len(x), "n_train": _len(bundle.train)},
+        config=cfg.to_dict(),
+        seeds={"audit": cfg.seed},
+        versions=_versions(),
+        environment={
+            "device": str(device),
+            "world_size": dist.world,
+            "threads": torch.get_num_threads(),
+            "amp": str(rt.amp).replace("torch.", "") if rt.amp is not None else None,
+        },
+        timings=timings,
+        sections={k: sections[k] for k in SECTIONS if k in sections},
+        sanity_checks=sanity,
+        requirements=requirements,
+    )
+
+
+# ---------------------------------------------------------------------- helpers
+def _run_section(rt: Runtime, name: str, fn: Callable[[Runtime], dict[str, Any]]) -> SectionResult:
+    if not rt.config.enabled(name):
+        return SectionResult(name, "skipped", "switched off in the config")
+    t0 = time.perf_counter()
+    try:
+        data = fn(rt)
+        status, reason = "ok", ""
+        if isinstance(data, dict) and data.get("_unavailable"):
+            status, reason = "not_available", str(data.pop("_unavailable"))
+    except SectionUnavailable as exc:
+        data, status, reason = {}, "not_available", str(exc)
+    except XRobustError:
+        raise
+    except Exception as exc:  # keep the audit going; the report says what broke
+        log.error("audit section %s failed:\n%s", name, traceback.format_exc())
+        data, status, reason = {}, "error", f"{type(exc).__name__}: {exc}"
+    secs = round(time.perf_counter() - t0, 4)
+    rt.report(f"{name} done", 1, 1)
+    return SectionResult(name, status, reason, secs, data)  # type: ignore[arg-type]
+
+
+def _resolve_dataset(dataset: DatasetBundle | str | os.PathLike[str]) -> DatasetBundle:
+    if isinstance(dataset, DatasetBundle):
+        return dataset
+    if isinstance(dataset, str | os.PathLike):
+        try:
+            from xrobust.data import load_dataset
+        except ImportError as exc:  # pragma: no cover - data layer missing
+            raise DataError(
+                f"cannot load dataset {dataset!r}: xrobust.data is not available ({exc})"
+            ) from exc
+        return load_dataset(str(dataset))
+    raise DataError(
+        f"dataset must be a DatasetBundle or a dataset name/path, got {type(dataset).__name__}"
+    )
+
+
+def _tensors(ds: Any, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A torch Dataset of (x, y) as two CPU tensors."""
+    from xrobust.data import as_tensors
+
+    x, y = as_tensors(ds, limit=limit)
+    if not x.is_floating_point():
+        raise DataError(f"{split} inputs must be floating point, got {x.dtype}")
+    return x.float().cpu(), y.long().cpu().view(-1)
+
+
+def _train_stats(bundle: DatasetBundle) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    try:
+        xt, _ = _tensors(bundle.train, "train", limit=5000)
+    except Exception:  # a train split is optional for the audit
+        return None, None
+    if len(xt) == 0:
+        return None, None
+    return xt.mean(0), xt.std(0, unbiased=False)
+
+
+def _device(name: str, dist: Dist) -> torch.device:
+    dev = resolve_device(name)
+    if dev.type == "cuda" and dist.active and dev.index is None:
+        local = int(os.environ.get("LOCAL_RANK", dist.rank)) % max(1, torch.cuda.device_count())
+        dev = torch.device("cuda", local)
+    return dev
+
+
+def _first_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _check_outputs(rt: Runtime) -> None:
+    xb = rt.x[: min(2, len(rt.x))]
+    try:
+        out = rt.forward(xb)
+    except Exception as exc:
+        raise ModelError(
+            f"the model failed on a batch of shape {tuple(xb.shape)} from dataset "
+            f"{rt.spec.name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if out.ndim != 2 or out.shape[1] != rt.num_classes:
+        raise ModelError(
+            f"the model returns outputs of shape {tuple(out.shape)}; expected (N, {rt.num_classes}) "
+            f"logits for the {rt.num_classes} classes of {rt.spec.name!r}"
+        )
+
+
+def _len(ds: Any) -> int | None:
+    try:
+        return len(ds)
+    except TypeError:
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+
+    v = {
+        "xrobust": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+    try:
+        import captum
+
+        v["captum"] = captum.__version__
+    except ImportError:  # pragma: no cover
+        v["captum"] = "not installed"
+    return v

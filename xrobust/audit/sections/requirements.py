@@ -1,0 +1,143 @@
+"""Section 6: the configuration's thresholds become pass/fail results.
+
+A requirement that could not be measured (its section switched off, not available, or
+its eps not evaluated) fails: a gate must not pass on numbers nobody measured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xrobust.audit.config import AuditConfig
+from xrobust.audit.report import CheckResult, SectionResult
+
+__all__ = ["evaluate_requirements", "find_eps"]
+
+
+def find_eps(grid: list[float], eps: float) -> int | None:
+    """Index of ``eps`` in ``grid`` (relative tolerance 1e-6), or None."""
+    for i, e in enumerate(grid):
+        if math.isclose(float(e), float(eps), rel_tol=1e-6, abs_tol=1e-12):
+            return i
+    return None
+
+
+def _unmeasured(name: str, why: str, what: str, section: SectionResult | None) -> CheckResult:
+    state = (
+        "not run"
+        if section is None
+        else f"{section.status}" + (f" ({section.reason})" if section.reason else "")
+    )
+    return CheckResult(name, "fail", f"not measured: {what} (section {state})", why)
+
+
+def evaluate_requirements(
+    cfg: AuditConfig, sections: dict[str, SectionResult], sanity: list[CheckResult]
+) -> list[CheckResult]:
+    """Pass/fail results for every requirement of ``cfg.requirements``."""
+    r = cfg.requirements
+    out: list[CheckResult] = []
+    clean = sections.get("clean")
+    if r.min_clean_accuracy is not None:
+        name, why = (
+            "min_clean_accuracy",
+            f"clean accuracy must be at least {r.min_clean_accuracy:g}",
+        )
+        if clean is None or not clean.ok:
+            out.append(_unmeasured(name, why, "clean accuracy", clean))
+        else:
+            acc = float(clean.data["accuracy"])
+            ok = acc >= r.min_clean_accuracy
+            out.append(
+                CheckResult(
+                    name,
+                    "pass" if ok else "fail",
+                    f"clean accuracy {acc:.4f} {'>=' if ok else '<'} required {r.min_clean_accuracy:g} "
+                    f"(n={clean.data['n']})",
+                    why,
+                    {"value": acc, "threshold": r.min_clean_accuracy, "n": clean.data["n"]},
+                )
+            )
+    if r.max_ece is not None:
+        name, why = "max_ece", f"expected calibration error must be at most {r.max_ece:g}"
+        if clean is None or not clean.ok:
+            out.append(_unmeasured(name, why, "calibration error", clean))
+        else:
+            ece = float(clean.data["calibration"]["ece"])
+            ok = ece <= r.max_ece
+            out.append(
+                CheckResult(
+                    name,
+                    "pass" if ok else "fail",
+                    f"expected calibration error {ece:.4f} {'<=' if ok else '>'} allowed {r.max_ece:g}",
+                    why,
+                    {"value": ece, "threshold": r.max_ece},
+                )
+            )
+    if r.min_corruption_accuracy is not None:
+        sev = r.corruption_severity
+        name = f"min_corruption_accuracy[severity={sev}]"
+        why = f"accuracy under every corruption at severity {sev} must be at least {r.min_corruption_accuracy:g}"
+        corr = sections.get("corruption")
+        if corr is None or not corr.ok or sev not in corr.data.get("severities", []):
+            out.append(_unmeasured(name, why, f"corruption accuracy at severity {sev}", corr))
+        else:
+            k = corr.data["severities"].index(sev)
+            accs = {c: float(v["accuracy"][k]) for c, v in corr.data["corruptions"].items()}
+            worst = min(accs, key=lambda c: accs[c])
+            ok = accs[worst] >= r.min_corruption_accuracy
+            out.append(
+                CheckResult(
+                    name,
+                    "pass" if ok else "fail",
+                    f"worst corruption {worst} at severity {sev}: accuracy {accs[worst]:.4f} "
+                    f"{'>=' if ok else '<'} required {r.min_corruption_accuracy:g}",
+                    why,
+                    {"accuracy": accs, "worst": worst, "threshold": r.min_corruption_accuracy},
+                )
+            )
+    adv = sections.get("adversarial")
+    for req in r.robust:
+        why = (
+            f"robust accuracy under {req.attack} ({req.norm}, eps={req.eps:g}) must be at "
+            f"least {req.min_accuracy:g}"
+        )
+        if adv is None or not adv.ok:
+            out.append(_unmeasured(req.name, why, "robust accuracy", adv))
+            continue
+        norm_data: dict[str, Any] | None = adv.data.get("norms", {}).get(req.norm)
+        k = None if norm_data is None else find_eps(norm_data["eps"], req.eps)
+        curve = None if norm_data is None else norm_data["curves"].get(req.attack)
+        if k is None or curve is None or curve[k] is None:
+            what = f"{req.attack} at {req.norm} eps={req.eps:g} was not evaluated"
+            out.append(CheckResult(req.name, "fail", f"not measured: {what}", why))
+            continue
+        acc = float(curve[k])
+        ok = acc >= req.min_accuracy
+        out.append(
+            CheckResult(
+                req.name,
+                "pass" if ok else "fail",
+                f"{req.attack} {req.norm} eps={req.eps:g}: robust accuracy {acc:.4f} "
+                f"{'>=' if ok else '<'} required {req.min_accuracy:g} (n={adv.data['n']})",
+                why,
+                {"value": acc, "threshold": req.min_accuracy, "n": adv.data["n"]},
+            )
+        )
+    if r.sanity_checks_pass and cfg.sanity.enabled:
+        failed = [c.name for c in sanity if c.status == "fail"]
+        out.append(
+            CheckResult(
+                "sanity_checks_pass",
+                "fail" if failed else "pass",
+                (
+                    f"sanity checks failed: {', '.join(failed)}; the robustness numbers cannot be trusted"
+                    if failed
+                    else f"no sanity check failed ({len(sanity)} run)"
+                ),
+                "robust accuracy measured under gradient masking overstates robustness",
+                {"failed": failed},
+            )
+        )
+    return out

@@ -1,0 +1,401 @@
+"""Section 5: is the robustness evaluation itself trustworthy?
+
+Checks against gradient masking and broken evaluations after Carlini et al., "On
+Evaluating Adversarial Robustness" (arXiv:1902.06705) and AutoAttack's checks (Croce and
+Hein, arXiv:2003.01690). Each gives pass, warn, fail or skip with a sentence saying why it
+matters. They run on rank 0 on a small seeded sample and reuse the adversarial section's
+curves when it ran.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from xrobust.audit._attacks import attacks_unavailable, run_attack
+from xrobust.audit._runtime import Runtime, chunk_seed
+from xrobust.audit.report import CheckResult, SectionResult
+from xrobust.audit.sections.adversarial import attack_options, eps_grid
+
+__all__ = ["WHY", "run_sanity"]
+
+#: why each check matters (shown next to its result)
+WHY = {
+    "deterministic_outputs": (
+        "A model whose outputs change between identical calls (randomised layers, dropout "
+        "left on) hides its gradients from attacks: robust accuracy is overestimated and "
+        "results are not reproducible."
+    ),
+    "logits_not_probabilities": (
+        "Attacks expect logits; on softmax outputs the cross-entropy saturates, gradients "
+        "vanish and the model looks more robust than it is."
+    ),
+    "finite_nonzero_gradients": (
+        "Gradient attacks follow input gradients; zero (quantised, saturated) or non-finite "
+        "gradients stall them, a classic sign of gradient masking."
+    ),
+    "iterative_beats_single_step": (
+        "An iterative attack explores more of the eps-ball than a single step, so it must be "
+        "at least as strong; otherwise the loss surface is masked or the attack broken."
+    ),
+    "accuracy_decreases_with_eps": (
+        "A larger budget contains every smaller one, so robust accuracy must not rise with "
+        "eps; if it does, the attack is not finding what exists."
+    ),
+    "large_eps_breaks_model": (
+        "With an eps large enough to change the input's class outright, accuracy must fall "
+        "to about zero; if it does not, the attack fails for reasons other than robustness."
+    ),
+    "attack_converged": (
+        "More steps and restarts should change robust accuracy little; a large change means "
+        "the reported attack had not converged and overstates robustness."
+    ),
+    "attack_beats_random_noise": (
+        "Random noise of the same size must not fool the model more often than a gradient "
+        "attack; if it does, the gradients point the wrong way (masking)."
+    ),
+    "black_box_not_stronger": (
+        "A black-box attack that beats the white-box ones shows that gradients are masked; "
+        "it needs a registered black-box attack."
+    ),
+}
+
+
+def _res(name: str, status: str, message: str, **details: Any) -> dict[str, Any]:
+    return CheckResult(name, status, message, WHY[name], details).to_dict()  # type: ignore[arg-type]
+
+
+def run_sanity(rt: Runtime, adversarial: SectionResult | None) -> dict[str, Any]:
+    """Every sanity check; returns ``{"checks": [...], "n": ...}`` (same on every rank)."""
+    return rt.on_rank0(lambda: _run(rt, adversarial))
+
+
+def _run(rt: Runtime, adversarial: SectionResult | None) -> dict[str, Any]:
+    cfg = rt.config.sanity
+    idx = rt.sample(cfg.n)
+    x, y = rt.x[idx], rt.y[idx]
+    tol = max(cfg.tolerance, 1.5 / max(1, len(idx)))
+    checks: list[dict[str, Any]] = []
+    checks.append(_deterministic(rt, x))
+    checks.append(_logits(rt))
+    checks.append(_gradients(rt, x, y))
+    why = attacks_unavailable()
+    adv_ok = adversarial is not None and adversarial.ok
+    if why:
+        for name in (
+            "iterative_beats_single_step",
+            "accuracy_decreases_with_eps",
+            "large_eps_breaks_model",
+            "attack_converged",
+            "attack_beats_random_noise",
+        ):
+            checks.append(_res(name, "skip", f"not available: {why}"))
+    else:
+        checks.append(_iterative(rt, adversarial if adv_ok else None, x, y, tol))
+        checks.append(_monotonic(rt, adversarial if adv_ok else None, tol))
+        checks.append(_large_eps(rt, x, y))
+        checks.append(_converged(rt, x, y, tol))
+        checks.append(_noise(rt, x, y))
+    checks.append(_black_box(rt))
+    return {"n": len(idx), "tolerance": round(tol, 6), "checks": checks}
+
+
+# ---------------------------------------------------------------------- model checks
+def _deterministic(rt: Runtime, x: torch.Tensor) -> dict[str, Any]:
+    a = rt.forward(x)
+    b = rt.forward(x)
+    diff = float((a - b).abs().max()) if a.numel() else 0.0
+    scale = float(a.abs().max()) if a.numel() else 1.0
+    flips = int((a.argmax(1) != b.argmax(1)).sum()) if a.numel() else 0
+    ok = diff <= 1e-5 * (1.0 + scale)
+    msg = f"two forward passes on the same {len(x)} inputs differ by at most {diff:.3g}" + (
+        f"; {flips} predictions changed" if flips else ""
+    )
+    return _res(
+        "deterministic_outputs",
+        "pass" if ok else "fail",
+        msg,
+        max_abs_diff=diff,
+        changed_predictions=flips,
+    )
+
+
+def _logits(rt: Runtime) -> dict[str, Any]:
+    from xrobust.audit._runtime import looks_like_probabilities
+
+    out = rt.clean_logits()[rt.sample(min(len(rt.order), 512))]
+    try:
+        from xrobust.attacks.checks import output_looks_like_probabilities as probs_like
+    except ImportError:  # pragma: no cover - attacks layer missing
+        probs_like = looks_like_probabilities
+    row_sums = out.double().sum(1)
+    details = {
+        "min": round(float(out.min()), 6),
+        "max": round(float(out.max()), 6),
+        "row_sum_mean": round(float(row_sums.mean()), 6),
+        "row_sum_std": round(float(row_sums.std()) if len(row_sums) > 1 else 0.0, 6),
+    }
+    if looks_like_probabilities(out):
+        return _res(
+            "logits_not_probabilities",
+            "fail",
+            "outputs are non-negative and every row sums to 1: the model returns softmax "
+            "probabilities; remove the final softmax",
+            **details,
+        )
+    if probs_like(out):
+        return _res(
+            "logits_not_probabilities",
+            "warn",
+            "every output lies in [0, 1]: the model may return sigmoid probabilities",
+            **details,
+        )
+    return _res(
+        "logits_not_probabilities",
+        "pass",
+        f"outputs range over [{details['min']:.3g}, {details['max']:.3g}] and rows do not "
+        "sum to 1: they look like logits",
+        **details,
+    )
+
+
+def _gradients(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    grads = []
+    model = rt.model
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        for i in range(0, len(x), rt.config.batch_size):
+            xb = x[i : i + rt.config.batch_size].to(rt.device).requires_grad_(True)
+            yb = y[i : i + rt.config.batch_size].to(rt.device)
+            with torch.enable_grad():
+                loss = F.cross_entropy(model(xb).float(), yb, reduction="sum")
+                (g,) = torch.autograd.grad(loss, xb)
+            grads.append(g.detach().cpu().flatten(1))
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+    g = torch.cat(grads)
+    finite = torch.isfinite(g)
+    nonfinite = float((~finite).any(1).double().mean())
+    zero = float((g == 0).all(1).double().mean())
+    mean_abs = float(g[finite].abs().mean()) if bool(finite.any()) else 0.0
+    details = {
+        "zero_fraction": round(zero, 6),
+        "nonfinite_fraction": round(nonfinite, 6),
+        "mean_abs": mean_abs,
+        "n": len(g),
+    }
+    msg = (
+        f"input gradients of the cross-entropy: {zero:.0%} of {len(g)} examples all zero, "
+        f"{nonfinite:.0%} non-finite, mean |g| = {mean_abs:.3g}"
+    )
+    if nonfinite > 0 or zero > 0.5:
+        return _res("finite_nonzero_gradients", "fail", msg, **details)
+    if zero > 0.05:
+        return _res("finite_nonzero_gradients", "warn", msg, **details)
+    return _res("finite_nonzero_gradients", "pass", msg, **details)
+
+
+# ---------------------------------------------------------------------- attack checks
+def _acc(
+    rt: Runtime,
+    attack: str,
+    norm: str,
+    eps: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    stage: str,
+    **opts: Any,
+) -> float:
+    """Robust accuracy of ``attack`` on (x, y), chunked and seeded like the audit (memoised)."""
+    key = (attack, norm, float(eps), stage, tuple(sorted(opts.items())), len(x))
+    if key in rt.cache:
+        return rt.cache[key]
+    hits = 0
+    bs = rt.config.batch_size
+    for i in range(0, len(x), bs):
+        torch.manual_seed(chunk_seed(rt.config.seed, stage, i // bs))
+        res = run_attack(rt, attack, norm, eps, x[i : i + bs], y[i : i + bs], **opts)
+        hits += int((res.pred_adv == y[i : i + bs]).sum())
+    rt.cache[key] = hits / max(1, len(x))
+    return rt.cache[key]
+
+
+def _norms(rt: Runtime) -> list[str]:
+    return list(rt.config.adversarial.norms) or ["linf"]
+
+
+def _iterative(
+    rt: Runtime, adv: SectionResult | None, x: torch.Tensor, y: torch.Tensor, tol: float
+) -> dict[str, Any]:
+    name = "iterative_beats_single_step"
+    rows = []
+    if adv is not None and "fgsm" in adv.data.get("attacks", []):
+        iterative = [a for a in adv.data["attacks"] if a != "fgsm"]
+        for norm, nd in adv.data["norms"].items():
+            for it in iterative:
+                for e, single, multi in zip(nd["eps"], nd["curves"]["fgsm"], nd["curves"][it]):
+                    rows.append(
+                        {"norm": norm, "eps": e, "iterative": it, "single": single, "multi": multi}
+                    )
+        source = f"the adversarial section's curves (n={adv.data['n']})"
+        tol = max(tol, 1.5 / max(1, adv.data["n"]))
+    else:
+        for norm in _norms(rt):
+            _, head = eps_grid(rt, norm)
+            single = _acc(
+                rt, "fgsm", norm, head, x, y, f"sanity:fgsm:{norm}", **attack_options(rt, "fgsm")
+            )
+            multi = _acc(
+                rt, "pgd", norm, head, x, y, f"sanity:pgd:{norm}", **attack_options(rt, "pgd")
+            )
+            rows.append(
+                {"norm": norm, "eps": head, "iterative": "pgd", "single": single, "multi": multi}
+            )
+        source = f"FGSM and PGD at the headline eps (n={len(x)})"
+    if not rows:
+        return _res(name, "skip", "no single-step and iterative attack to compare")
+    worst = max(rows, key=lambda r: r["multi"] - r["single"])
+    gap = worst["multi"] - worst["single"]
+    msg = (
+        f"largest excess of iterative over single-step robust accuracy: {gap:+.3f} "
+        f"({worst['iterative']} {worst['multi']:.3f} vs FGSM {worst['single']:.3f} at "
+        f"{worst['norm']} eps={worst['eps']:g}), from {source}"
+    )
+    status = "pass" if gap <= tol else ("warn" if gap <= 2 * tol else "fail")
+    return _res(name, status, msg, rows=rows, tolerance=tol)
+
+
+def _monotonic(rt: Runtime, adv: SectionResult | None, tol: float) -> dict[str, Any]:
+    name = "accuracy_decreases_with_eps"
+    if adv is None:
+        return _res(name, "skip", "needs the adversarial section's robustness curves")
+    tol = max(tol, 1.5 / max(1, adv.data["n"]))
+    worst_rise, where = 0.0, ""
+    for norm, nd in adv.data["norms"].items():
+        for attack, curve in nd["curves"].items():
+            for k in range(1, len(curve)):
+                rise = curve[k] - curve[k - 1]
+                if rise > worst_rise:
+                    worst_rise = rise
+                    where = f"{attack} {norm} eps {nd['eps'][k - 1]:g} -> {nd['eps'][k]:g}"
+    if worst_rise <= 0:
+        return _res(
+            name, "pass", "every robustness curve is non-increasing in eps", largest_rise=0.0
+        )
+    status = "pass" if worst_rise <= tol else ("warn" if worst_rise <= 2 * tol else "fail")
+    return _res(
+        name,
+        status,
+        f"largest rise of robust accuracy with eps: {worst_rise:+.3f} ({where})",
+        largest_rise=worst_rise,
+        tolerance=tol,
+    )
+
+
+def _large_eps(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    name = "large_eps_breaks_model"
+    lo, hi = rt.bounds
+    span = hi - lo
+    if math.isfinite(span):
+        eps = 0.5 * span
+    else:
+        s = float(rt.feature_std.median()) if rt.feature_std is not None else 1.0
+        eps = 5.0 * s
+    opts = attack_options(rt, "pgd")
+    acc = _acc(rt, "pgd", "linf", eps, x, y, "sanity:large", **opts)
+    limit = rt.config.sanity.large_eps_max_accuracy
+    msg = f"PGD Linf at eps={eps:.3g} (half the input range) leaves robust accuracy {acc:.3f}"
+    status = "pass" if acc <= limit else ("warn" if acc <= 4 * limit else "fail")
+    return _res(name, status, msg, eps=eps, accuracy=acc, max_accuracy=limit)
+
+
+def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dict[str, Any]:
+    name = "attack_converged"
+    f = rt.config.sanity.convergence_factor
+    rows = []
+    for norm in _norms(rt):
+        _, head = eps_grid(rt, norm)
+        base = attack_options(rt, "pgd")
+        more = dict(base, steps=base["steps"] * f, restarts=max(2, base["restarts"]))
+        a0 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}", **base)
+        a1 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv1:{norm}", **more)
+        rows.append(
+            {
+                "norm": norm,
+                "eps": head,
+                "accuracy": a0,
+                "accuracy_more": a1,
+                "steps": base["steps"],
+                "steps_more": more["steps"],
+                "restarts_more": more["restarts"],
+            }
+        )
+    worst = max(rows, key=lambda r: r["accuracy"] - r["accuracy_more"])
+    drop = worst["accuracy"] - worst["accuracy_more"]
+    msg = (
+        f"PGD-{worst['steps']} vs PGD-{worst['steps_more']} with {worst['restarts_more']} restarts "
+        f"at {worst['norm']} eps={worst['eps']:g}: robust accuracy {worst['accuracy']:.3f} -> "
+        f"{worst['accuracy_more']:.3f} ({-drop:+.3f})"
+    )
+    status = "pass" if drop <= tol else ("warn" if drop <= 2 * tol else "fail")
+    return _res(name, status, msg, rows=rows, tolerance=tol)
+
+
+def _noise(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    name = "attack_beats_random_noise"
+    rows = []
+    lo, hi = rt.bounds
+    for norm in _norms(rt):
+        _, head = eps_grid(rt, norm)
+        g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, f"sanity:noise:{norm}", 0))
+        best_noise_acc = 1.0
+        correct_any = torch.zeros(len(x), dtype=torch.bool)
+        still = torch.ones(len(x), dtype=torch.bool)
+        for _ in range(
+            10
+        ):  # ten noise draws per example; the example counts as fooled if any fools it
+            if norm == "linf":
+                d = (torch.rand(x.shape, generator=g) * 2 - 1) * head
+            else:
+                d = torch.randn(x.shape, generator=g)
+                d = (
+                    d
+                    / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+                    * head
+                )
+            xn = (x + d).clamp(lo, hi) if math.isfinite(hi - lo) else x + d
+            still &= rt.forward(xn).argmax(1) == y
+        correct_any = still
+        best_noise_acc = float(correct_any.double().mean())
+        atk = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}", **attack_options(rt, "pgd"))
+        rows.append(
+            {"norm": norm, "eps": head, "noise_accuracy": best_noise_acc, "attack_accuracy": atk}
+        )
+    worst = max(rows, key=lambda r: r["attack_accuracy"] - r["noise_accuracy"])
+    gap = worst["attack_accuracy"] - worst["noise_accuracy"]
+    msg = (
+        f"at {worst['norm']} eps={worst['eps']:g}: accuracy under 10 random-noise draws "
+        f"{worst['noise_accuracy']:.3f}, under PGD {worst['attack_accuracy']:.3f}"
+    )
+    status = "pass" if gap <= 0 else ("warn" if gap <= 1.5 / max(1, len(x)) else "fail")
+    return _res(name, status, msg, rows=rows)
+
+
+def _black_box(rt: Runtime) -> dict[str, Any]:
+    name = "black_box_not_stronger"
+    try:
+        from xrobust.attacks import ATTACKS
+    except ImportError:
+        return _res(name, "skip", "not applicable: xrobust.attacks is not available")
+    bb = [n for n, cls in ATTACKS.items() if getattr(cls, "black_box", False)]
+    if not bb:
+        return _res(name, "skip", "not applicable: no black-box attack is registered yet")
+    return _res(
+        name, "skip", f"black-box attacks {bb} are registered but not yet wired into the audit"
+    )

@@ -1,0 +1,280 @@
+"""``xrobust audit``: audit a trained model and write HTML, JSON, JUnit XML and Markdown.
+
+Exit status: 0 when every requirement passed, 1 when one failed, 2 on a usage error.
+Under ``torchrun`` the examples are sharded across the processes and rank 0 writes the
+report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from xrobust.errors import ConfigError, XRobustError
+
+DEFAULT_OUT = "reports/audit"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="audit a model: robustness, corruptions, explanations, sanity checks, requirements",
+        description=(
+            "Audit a trained model and write report.html, report.json, junit.xml and summary.md "
+            "into --out. Options given here override the --config TOML file. Exit status 1 when "
+            "a requirement fails."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_argument_group("what to audit")
+    src.add_argument("--model", metavar="RUN_DIR", help="run folder written by `xrobust train`")
+    src.add_argument(
+        "--data",
+        metavar="NAME_OR_PATH",
+        help="dataset name or path (default: the dataset the model was trained on)",
+    )
+    src.add_argument(
+        "--demo",
+        nargs="?",
+        const="digits",
+        choices=["digits", "breast_cancer"],
+        help="audit the built-in demo model (trained and cached on first use)",
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="audit configuration (TOML)")
+    p.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help="folder for the reports")
+    p.add_argument("--title", help="report title")
+    o = p.add_argument_group("overrides of the configuration")
+    o.add_argument("--seed", type=int)
+    o.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
+    o.add_argument("--batch-size", type=int)
+    o.add_argument("--n", type=int, metavar="N", help="examples attacked (adversarial.n)")
+    o.add_argument("--attacks", help="comma-separated attack names, e.g. fgsm,pgd,apgd")
+    o.add_argument("--norms", help="comma-separated norms: linf,l2")
+    o.add_argument("--eps-linf", metavar="E1,E2", help="Linf eps grid")
+    o.add_argument("--eps-l2", metavar="E1,E2", help="L2 eps grid")
+    o.add_argument("--steps", type=int, help="iterations of PGD")
+    o.add_argument("--methods", help="comma-separated explainer names")
+    o.add_argument(
+        "--skip",
+        metavar="SECTIONS",
+        help="comma-separated sections to switch off (clean, adversarial, corruption, "
+        "explanations, sanity, requirements)",
+    )
+    r = p.add_argument_group("requirements (pass/fail; a failure gives exit status 1)")
+    r.add_argument("--min-clean-accuracy", type=float, metavar="X")
+    r.add_argument("--max-ece", type=float, metavar="X")
+    r.add_argument("--min-corruption-accuracy", type=float, metavar="X")
+    r.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="ATTACK:NORM:EPS:MIN",
+        help="minimum robust accuracy, e.g. pgd:linf:0.1:0.5 (repeatable; ATTACK may be 'worst')",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(func=run)
+
+
+def _csv(v: str) -> list[str]:
+    return [s.strip() for s in v.split(",") if s.strip()]
+
+
+def _floats(v: str, opt: str) -> list[float]:
+    try:
+        return [float(s) for s in _csv(v)]
+    except ValueError as exc:
+        raise ConfigError(f"{opt} expects comma-separated numbers, got {v!r}") from exc
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The AuditConfig from --config (or the demo's) with the flags applied."""
+    from xrobust.audit import AuditConfig, load_config
+    from xrobust.audit.config import SECTIONS
+    from xrobust.audit.demo import demo_config
+
+    if args.config:
+        base = load_config(args.config)
+    elif args.demo:
+        base = demo_config(args.demo)
+    else:
+        base = AuditConfig()
+    d = base.to_dict()
+    if args.seed is not None:
+        d["seed"] = args.seed
+    if args.device:
+        d["device"] = args.device
+    if args.batch_size is not None:
+        d["batch_size"] = args.batch_size
+    adv = d["adversarial"]
+    if args.n is not None:
+        adv["n"] = args.n
+    if args.attacks:
+        adv["attacks"] = _csv(args.attacks)
+    if args.norms:
+        adv["norms"] = _csv(args.norms)
+    if args.eps_linf:
+        adv["eps"]["linf"] = _floats(args.eps_linf, "--eps-linf")
+    if args.eps_l2:
+        adv["eps"]["l2"] = _floats(args.eps_l2, "--eps-l2")
+    if args.steps is not None:
+        adv["steps"] = args.steps
+    if args.methods:
+        d["explanations"]["methods"] = _csv(args.methods)
+    for s in _csv(args.skip or ""):
+        if s not in SECTIONS:
+            raise ConfigError(
+                f"--skip: unknown section {s!r}; expected some of {', '.join(SECTIONS)}"
+            )
+        d[s]["enabled"] = False
+    req = d["requirements"]
+    if args.min_clean_accuracy is not None:
+        req["min_clean_accuracy"] = args.min_clean_accuracy
+    if args.max_ece is not None:
+        req["max_ece"] = args.max_ece
+    if args.min_corruption_accuracy is not None:
+        req["min_corruption_accuracy"] = args.min_corruption_accuracy
+    for spec in args.require:
+        parts = spec.split(":")
+        if len(parts) != 4:
+            raise ConfigError(
+                f"--require expects ATTACK:NORM:EPS:MIN (e.g. pgd:linf:0.1:0.5), got {spec!r}"
+            )
+        try:
+            eps, mn = float(parts[2]), float(parts[3])
+        except ValueError as exc:
+            raise ConfigError(f"--require {spec!r}: EPS and MIN must be numbers") from exc
+        req["robust"].append(
+            {"attack": parts[0].lower(), "norm": parts[1].lower(), "eps": eps, "min_accuracy": mn}
+        )
+    return AuditConfig.from_dict(d)
+
+
+class _Bars:
+    """tqdm bars on stderr, one per stage."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.stage: str | None = None
+        self.bar: Any = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        key = stage.split(":")[0]
+        if key != self.stage:
+            self.close()
+            self.stage = key
+            self.bar = tqdm(total=total, desc=key, file=sys.stderr, leave=False, dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _init_distributed() -> bool:
+    """Join the torchrun process group when launched by torchrun; True if we created it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    from xrobust.audit import audit
+
+    if args.demo and args.model:
+        raise ConfigError("give either --demo or --model, not both")
+    if not args.demo and not args.model:
+        raise ConfigError("nothing to audit: give --model RUN_DIR (from `xrobust train`) or --demo")
+    cfg = build_config(args)
+    created = _init_distributed()
+    try:
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        bars = _Bars(not args.no_progress and rank == 0)
+        if args.demo:
+            from xrobust.audit.demo import demo_run
+
+            if rank == 0:
+                print(
+                    f"xrobust audit: demo model for {args.demo} (trained and cached on first use)",
+                    file=sys.stderr,
+                )
+            loaded = (
+                demo_run(args.demo, progress=not args.no_progress and rank == 0)
+                if rank == 0
+                else None
+            )
+            if created or (dist.is_available() and dist.is_initialized()):
+                dist.barrier()
+            if loaded is None:
+                loaded = demo_run(args.demo)
+            data = args.data or args.demo
+        else:
+            from xrobust.models import load_run
+
+            loaded = load_run(args.model)
+            data = args.data
+        bundle = _dataset(data, loaded.spec)
+        info = {
+            "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
+            "source": str(loaded.path) if loaded.path else None,
+        }
+        report = audit(loaded.model, bundle, cfg, progress=bars, title=args.title, model_info=info)
+        bars.close()
+        if rank == 0:
+            paths = report.save(args.out)
+            from xrobust.audit.markdown import headline
+
+            for k, v in headline(report):
+                print(f"{k}: {v}")
+            for c in report.failed_requirements:
+                print(f"FAILED {c.name}: {c.message}")
+            print(f"reports: {', '.join(str(p) for p in paths.values())}")
+            print("audit " + ("passed" if report.passed else "FAILED"))
+        return 0 if report.passed else 1
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _dataset(data: str | None, spec: Any) -> Any:
+    """Load ``data`` (default: the model's training dataset at the model's input size)."""
+    from xrobust.data import load_dataset
+
+    name = data or spec.name
+    kwargs: dict[str, Any] = {}
+    if spec.modality == "image" and len(spec.input_shape) == 3:
+        kwargs["size"] = (
+            int(spec.input_shape[-1])
+            if spec.input_shape[-1] == spec.input_shape[-2]
+            else tuple(spec.input_shape[-2:])
+        )
+    try:
+        bundle = load_dataset(name, **kwargs)
+    except (TypeError, XRobustError):
+        bundle = load_dataset(name)
+    if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
+        raise ConfigError(
+            f"dataset {name!r} has inputs of shape {tuple(bundle.spec.input_shape)} but the model "
+            f"was trained on {tuple(spec.input_shape)}"
+        )
+    return bundle

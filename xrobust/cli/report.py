@@ -1,0 +1,47 @@
+"""``xrobust report``: render a saved ``report.json`` again as HTML, Markdown, JUnit or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="render an audit's report.json as HTML, Markdown or JUnit XML",
+        description="Render an audit report again from its report.json (no model needed).",
+    )
+    p.add_argument("report", metavar="REPORT_JSON", help="report.json (or the folder holding it)")
+    p.add_argument(
+        "--format",
+        default="html",
+        choices=["html", "md", "junit", "json"],
+        help="output format (default: html)",
+    )
+    p.add_argument("--out", metavar="FILE", help="output file (default: standard output)")
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="validate the JSON against the shipped schema first (needs jsonschema)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xrobust._io import atomic_write_text
+    from xrobust.audit.render import render
+    from xrobust.audit.report import load_report
+
+    report = load_report(args.report)
+    if args.validate:
+        from xrobust.audit.validate import validate_report
+
+        validate_report(report.to_dict())
+    text = render(report, args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0 if report.passed else 1

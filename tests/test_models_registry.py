@@ -90,7 +90,7 @@ def test_image_normalisation_lives_inside_the_model() -> None:
     mean, std = (0.5, 0.25, 0.1), (0.2, 0.5, 1.0)
     spec = _spec((3, 10, 10), 4, mean, std)
     torch.manual_seed(0)
-    model = build_model("small_cnn", spec)
+    model = build_model("small_cnn", spec).eval()
     assert isinstance(model, NormalizedModel)
     x = torch.rand(2, 3, 10, 10)
     manual = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from xrobust.trainer import TrainConfig, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread: these small models train faster so, and a busy machine hurts less."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.mark.slow

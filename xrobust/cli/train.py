@@ -48,9 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--target", help="target column of a CSV file")
     g.add_argument("--out", help="run directory (default: runs/<data>_<model>)")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, help="passes over the training set (default 10)")
+    g.add_argument("--epochs", type=int, help="passes over the training set (default 15)")
     g.add_argument("--batch-size", type=int, help="examples per step (default 64)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 AdamW, 0.05 SGD)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default 4e-3 AdamW, 0.05 SGD)")
     g.add_argument("--optimizer", choices=_OPTIONS, help="optimizer (default adamw)")
     g.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
     g.add_argument(
@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("none", "cosine", "onecycle"),
         help="learning-rate schedule (default onecycle)",
     )
-    g.add_argument("--label-smoothing", type=float, help="label smoothing in [0, 1)")
+    g.add_argument("--label-smoothing", type=float, help="label smoothing in [0, 1) (default 0.1)")
     g.add_argument(
         "--val-fraction", type=float, help="hold out this share of the training set for validation"
     )

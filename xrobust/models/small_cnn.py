@@ -31,7 +31,7 @@ class SmallCNN(nn.Module):
         num_classes: int,
         channels: Sequence[int] = (16, 32),
         hidden: int = 64,
-        dropout: float = 0.0,
+        dropout: float = 0.25,
     ) -> None:
         super().__init__()
         if len(input_shape) != 3:
@@ -71,9 +71,10 @@ def small_cnn(
     spec: DatasetSpec,
     channels: Sequence[int] = (16, 32),
     hidden: int = 64,
-    dropout: float = 0.0,
+    dropout: float = 0.25,
 ) -> nn.Module:
-    """LeNet-like CNN for ``spec`` (image modality, H and W at least 8).
+    """LeNet-like CNN for ``spec`` (image modality, H and W at least 8); dropout 0.25 before
+    the head by default.
 
     Example:
         >>> import torch

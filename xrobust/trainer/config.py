@@ -14,7 +14,7 @@ ADVERSARIAL_METHODS = ("pgd", "fgsm", "trades")
 _OPTIMIZERS = ("sgd", "adamw")
 _SCHEDULES = ("none", "cosine", "onecycle")
 _AMP = (False, True, "auto", "bf16", "fp16")
-_DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.05}
+_DEFAULT_LR = {"adamw": 4e-3, "sgd": 0.05}
 
 # Options that change the training trajectory: a resumed run must use the same values.
 TRAJECTORY_FIELDS = (
@@ -47,12 +47,12 @@ class TrainConfig:
     Attributes:
         epochs: passes over the training set.
         batch_size: examples per step (per process under torchrun).
-        lr: peak learning rate; None picks 2e-3 for AdamW and 0.05 for SGD.
+        lr: peak learning rate; None picks 4e-3 for AdamW and 0.05 for SGD.
         optimizer: "adamw" or "sgd" (with ``momentum``, Nesterov).
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
         momentum: SGD momentum.
         schedule: "none", "cosine" (per step, to 0) or "onecycle" (per step).
-        label_smoothing: cross-entropy label smoothing in [0, 1).
+        label_smoothing: cross-entropy label smoothing in [0, 1) (default 0.1).
         val_fraction: share of the training set held out for validation when no
             validation set is given (0 disables).
         patience: early stopping after this many epochs without a better validation
@@ -81,14 +81,14 @@ class TrainConfig:
         0.05
     """
 
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 64
     lr: float | None = None
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: str = "onecycle"
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     val_fraction: float = 0.0
     patience: int | None = None
     seed: int = 0

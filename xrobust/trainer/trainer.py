@@ -7,7 +7,7 @@ Example:
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(256, 2, generator=g); y = (x[:, 0] > 0).long()
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    >>> hist = Trainer(model, TrainConfig(epochs=5, device="cpu")).fit(
+    >>> hist = Trainer(model, TrainConfig(epochs=10, lr=0.02, device="cpu")).fit(
     ...     TensorDataset(x, y), progress=False)
     >>> hist.records[-1].train_acc > 0.9
     True

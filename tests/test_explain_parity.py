@@ -110,13 +110,18 @@ IMAGE_CASES: dict[str, tuple[dict[str, Any], Callable[..., Any]]] = {
     "feature_ablation": (
         {},
         lambda m, x, t: ca.FeatureAblation(m).attribute(
-            x, baselines=0.0, target=t, feature_mask=_patch_mask()
+            x, baselines=0.0, target=t, feature_mask=_patch_mask(), perturbations_per_eval=16
         ),
     ),
     "shapley_value_sampling": (
         {"n_samples": 2},
         lambda m, x, t: ca.ShapleyValueSampling(m).attribute(
-            x, baselines=0.0, target=t, feature_mask=_patch_mask(), n_samples=2
+            x,
+            baselines=0.0,
+            target=t,
+            feature_mask=_patch_mask(),
+            n_samples=2,
+            perturbations_per_eval=16,
         ),
     ),
     # Captum's KernelShap and Lime draw their samples in perturbations_per_eval-sized

@@ -204,8 +204,10 @@ _ROW_BYTES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], int]] = (
 
 def _estimate_row_bytes(forward: Callable[..., torch.Tensor], x1: torch.Tensor, grad: bool) -> int:
     """Memory of one input row through the model: the outputs of every leaf module plus the
-    input, doubled for the backward pass, times a safety factor of 1.5 for functional
-    intermediates (activations applied with ``torch.nn.functional``) hooks cannot see."""
+    input, times 2 for intermediates applied with ``torch.nn.functional`` (which hooks cannot
+    see), times 2 again for the backward pass of gradient methods. On a conv net with
+    functional ReLUs (benchmarks/bench_explain.py) integrated gradients then peaked at 69%
+    of its memory budget."""
     key = (tuple(x1.shape[1:]), x1.dtype, grad)
     cache = _ROW_BYTES.get(forward) if isinstance(forward, nn.Module) else None
     if cache is not None and key in cache:
@@ -232,7 +234,7 @@ def _estimate_row_bytes(forward: Callable[..., torch.Tensor], x1: torch.Tensor, 
     if not handles and isinstance(out, torch.Tensor):
         total[0] += out.numel() * out.element_size()
     act = total[0] + x1.numel() * x1.element_size()
-    per_row = int(act * (3.0 if grad else 1.5)) + 1
+    per_row = int(act * (4.0 if grad else 2.0)) + 1
     if isinstance(forward, nn.Module):
         _ROW_BYTES.setdefault(forward, {})[key] = per_row
     return per_row
@@ -461,15 +463,32 @@ def _logits(model: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# model -> {(input shape, dtype): number of classes}, so that an explicit target costs no
+# forward pass after the first call
+_NUM_CLASSES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _num_classes(model: Callable[..., Any], x: torch.Tensor) -> int:
+    key = (tuple(x.shape[1:]), x.dtype, x.device)
+    cache = _NUM_CLASSES.get(model) if isinstance(model, nn.Module) else None
+    if cache is not None and key in cache:
+        return cache[key]
+    k = int(_logits(model, x[:1]).shape[1])
+    if isinstance(model, nn.Module):
+        _NUM_CLASSES.setdefault(model, {})[key] = k
+    return k
+
+
 def _resolve_targets(
     model: Callable[..., Any], x: torch.Tensor, target: TargetSpec
 ) -> torch.Tensor:
     """Targets as int64 on x's device: shape (N,) or (N, K)."""
     n = x.shape[0]
-    out = _logits(model, x[:1] if target is not None else x)
-    num_classes = out.shape[1]
     if target is None:
-        return out.argmax(1)
+        return _logits(model, x).argmax(1)
+    num_classes = _num_classes(model, x)
     if isinstance(target, bool):
         raise ConfigError("target must be a class index, not a bool")
     if isinstance(target, int | np.integer):

@@ -1,0 +1,253 @@
+"""Explainers: our overhead over calling Captum directly, and bounded memory of IG.
+
+Run by hand (never in tests):
+
+    .venv/bin/python benchmarks/bench_explain.py            # both parts
+    .venv/bin/python benchmarks/bench_explain.py --part overhead --reps 7
+    .venv/bin/python benchmarks/bench_explain.py --part memory
+
+1. Overhead: saliency, integrated gradients and smoothgrad through ``xrobust.explain`` vs
+   Captum called directly with the same arguments (same targets, same internal batch size /
+   noise batch size), on the same batch of digits (1x28x28) through a LeNet-like CNN.
+   Calls are interleaved; the best of ``--reps`` runs is compared (the machine is shared).
+2. Memory: integrated gradients (64 steps) on 3x224x224 images through a small conv net,
+   once with our automatic chunking (256 MB budget) and once with plain Captum without
+   ``internal_batch_size``. Each measurement runs in a fresh subprocess and reports the
+   growth of the peak resident set size (``ru_maxrss``) over the RSS before the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeNet(nn.Module):
+    """Same shape as the test suite's digits CNN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class WideConv(nn.Module):
+    """A small conv net on 224x224 inputs with large activations (~20 MB per row)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.c3 = nn.Conv2d(16, 32, 3, padding=1, stride=2)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.c1(x))
+        x = F.relu(self.c2(x))
+        x = F.relu(self.c3(x))
+        return self.head(x.mean((2, 3)))
+
+
+def _digits(n: int) -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    x = torch.tensor(load_digits().images[:n], dtype=torch.float32).unsqueeze(1) / 16.0
+    return F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _best(fn, reps: int) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def overhead(reps: int, batch: int) -> list[dict[str, object]]:
+    import captum.attr as ca
+
+    from xrobust.explain import get_explainer
+
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x = _digits(batch)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    ig_ours = get_explainer("integrated_gradients", model, n_steps=64)
+    rows = ig_ours._row_budget(x, torch.device("cpu"))  # what ours picks from the budget
+    cases = {
+        "saliency": (
+            lambda: get_explainer("saliency", model).explain(x, t),
+            lambda: ca.Saliency(model).attribute(x, target=t),
+        ),
+        "integrated_gradients (64 steps)": (
+            lambda: ig_ours.explain(x, t),
+            lambda: ca.IntegratedGradients(model).attribute(
+                x,
+                baselines=torch.zeros_like(x),
+                target=t,
+                n_steps=64,
+                internal_batch_size=rows,
+                return_convergence_delta=True,
+            ),
+        ),
+        "smoothgrad (16 samples)": (
+            lambda: get_explainer(
+                "smoothgrad", model, nt_samples=16, nt_samples_batch_size=4
+            ).explain(x, t, seed=0),
+            lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(
+                x,
+                nt_type="smoothgrad",
+                nt_samples=16,
+                nt_samples_batch_size=4,
+                stdevs=0.15,
+                target=t,
+            ),
+        ),
+    }
+    out = []
+    for name, (ours, theirs) in cases.items():
+        ours()
+        theirs()  # warm up
+        t_ours, t_theirs = [], []
+        for i in range(reps):  # interleaved pairs, order alternating, so load hits both alike
+            pair = (theirs, ours) if i % 2 == 0 else (ours, theirs)
+            times = {id(f): _best(f, 1) for f in pair}
+            t_ours.append(times[id(ours)])
+            t_theirs.append(times[id(theirs)])
+        ratios = [o / t for o, t in zip(t_ours, t_theirs)]
+        out.append(
+            {
+                "method": name,
+                "captum_ms (best)": round(min(t_theirs) * 1000, 1),
+                "xrobust_ms (best)": round(min(t_ours) * 1000, 1),
+                "overhead of best (%)": round(100 * (min(t_ours) / min(t_theirs) - 1), 1),
+                "median paired overhead (%)": round(100 * (statistics.median(ratios) - 1), 1),
+            }
+        )
+    return out
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _child(mode: str, batch: int, n_steps: int, budget_mb: float) -> None:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = WideConv().eval()
+    x = torch.rand(batch, 3, 224, 224)
+    with torch.no_grad():
+        t = model(x[:1]).argmax(1).expand(batch).clone()
+    if mode == "xrobust":
+        from xrobust.explain import get_explainer
+        from xrobust.explain.base import _estimate_row_bytes
+
+        ex = get_explainer(
+            "integrated_gradients", model, n_steps=n_steps, memory_budget_mb=budget_mb
+        )
+        row = _estimate_row_bytes(model, x[:1], True)
+        rows = ex._row_budget(x, torch.device("cpu"))
+        run = lambda: ex.explain(x, t)  # noqa: E731
+    else:
+        import captum.attr as ca
+
+        row, rows = None, batch * n_steps
+        run = lambda: ca.IntegratedGradients(model).attribute(  # noqa: E731
+            x, baselines=torch.zeros_like(x), target=t, n_steps=n_steps
+        )
+    before = _rss_kb()
+    t0 = time.perf_counter()
+    run()
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "peak_growth_mb": round((peak - before) / 1024, 1),
+                "rows_per_pass": rows,
+                "estimated_row_mb": None if row is None else round(row / 2**20, 2),
+                "seconds": round(secs, 2),
+            }
+        )
+    )
+
+
+def memory(batch: int, n_steps: int, budget_mb: float) -> list[dict[str, object]]:
+    out = []
+    for mode in ("xrobust", "captum"):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--batch",
+            str(batch),
+            "--n-steps",
+            str(n_steps),
+            "--budget-mb",
+            str(budget_mb),
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        d = json.loads(res.stdout.strip().splitlines()[-1])
+        d["budget_mb"] = budget_mb if mode == "xrobust" else None
+        out.append(d)
+    return out
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=("overhead", "memory", "all"), default="all")
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--n-steps", type=int, default=64)
+    p.add_argument("--budget-mb", type=float, default=256.0)
+    p.add_argument("--child", choices=("xrobust", "captum"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        _child(a.child, a.batch or 2, a.n_steps, a.budget_mb)
+        return
+    torch.set_num_threads(2)
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
+        f"{platform.machine()}, {torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}"
+    )
+    if a.part in ("overhead", "all"):
+        print(f"\n## overhead, batch {a.batch or 128} digits, best of {a.reps}\n")
+        print(_table(overhead(a.reps, a.batch or 128)))
+    if a.part in ("memory", "all"):
+        print(f"\n## peak memory, IG {a.n_steps} steps on 2x3x224x224\n")
+        print(_table(memory(a.batch or 2, a.n_steps, a.budget_mb)))
+
+
+if __name__ == "__main__":
+    main()

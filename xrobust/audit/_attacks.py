@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,25 +60,28 @@ def accepted_options(name: str) -> set[str] | None:
     return _accepted(ATTACKS.get(name))
 
 
-def make_attack(rt: Runtime, name: str, norm: str, eps: float, **options: Any) -> Any:
-    """``get_attack(name, model, eps=..., norm=..., bounds=..., **options)`` keeping only the
-    options the attack accepts (FGSM has no ``steps``)."""
-    from xrobust.attacks import ATTACKS, get_attack
-
-    cls = ATTACKS.get(name)
+def attack_kwargs(rt: Runtime, name: str, norm: str, **options: Any) -> dict[str, Any]:
+    """Keyword arguments for attack ``name`` (without eps): norm, bounds (None when the data
+    is unbounded), AMP, and those ``options`` the attack accepts (FGSM has no ``steps``)."""
     lo, hi = rt.bounds
-    bounds = (lo, hi) if math.isfinite(hi - lo) else None
-    kwargs: dict[str, Any] = {"eps": float(eps), "norm": norm, "bounds": bounds}
+    kwargs: dict[str, Any] = {"norm": norm, "bounds": (lo, hi) if math.isfinite(hi - lo) else None}
     if rt.amp is not None:
         kwargs["amp"] = rt.config.amp
     kwargs.update({k: v for k, v in options.items() if v is not None})
-    ok = _accepted(cls)
+    ok = accepted_options(name)
     if ok is not None:
         dropped = sorted(k for k in kwargs if k not in ok)
         if dropped:
             log.debug("attack %s ignores options %s", name, dropped)
         kwargs = {k: v for k, v in kwargs.items() if k in ok}
-    return get_attack(name, rt.model, **kwargs)
+    return kwargs
+
+
+def make_attack(rt: Runtime, name: str, norm: str, eps: float, **options: Any) -> Any:
+    """``get_attack(name, model, eps=..., **attack_kwargs(...))``."""
+    from xrobust.attacks import get_attack
+
+    return get_attack(name, rt.model, eps=float(eps), **attack_kwargs(rt, name, norm, **options))
 
 
 def run_attack(
@@ -91,7 +95,15 @@ def run_attack(
 ) -> AttackOutput:
     """Attack a batch; returns adversarial inputs and predictions on the CPU."""
     atk = make_attack(rt, name, norm, eps, **options)
-    res = atk.run(x.to(rt.device), y.to(rt.device))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = atk.run(x.to(rt.device), y.to(rt.device))
+    seen = rt.cache.setdefault("attack_warnings", {})
+    for w in caught:  # kept once each in the report instead of flooding the console
+        msg = str(w.message)
+        if msg not in seen:
+            seen[msg] = name
+            log.info("attack %s warned: %s", name, msg)
     x_adv = res.x_adv.detach().float().cpu()
     pred_adv = torch.as_tensor(res.pred_adv).long().cpu()
     return AttackOutput(x_adv=x_adv, pred_adv=pred_adv, success=pred_adv != y.cpu())

@@ -146,6 +146,9 @@ def audit(
                 rt, "sanity", lambda r: sanity_checks.run_sanity(r, sections.get("adversarial"))
             )
             sanity = [CheckResult.from_dict(c) for c in sres.data.pop("checks", [])]
+            sres.data["attack_warnings"] = [
+                {"attack": a, "message": m} for m, a in rt.cache.get("attack_warnings", {}).items()
+            ]
             sections["sanity"] = sres
         else:
             sections["sanity"] = SectionResult("sanity", "skipped", "switched off in the config")

@@ -151,16 +151,21 @@ def _one_norm(
     # minimal perturbation: smallest grid eps at which the worst case fools the example,
     # refined by bisection with the strongest iterative attack when enabled
     min_eps = _grid_min_eps(grid, robust_all, correct)
-    mp_method = "grid"
-    strongest = min((n for n in a.attacks), key=lambda n: (curves[n][k_head], a.attacks.index(n)))
-    if a.minimal_perturbation and correct.any() and _library_minimal() is not None:
-        refined = _bisect(rt, strongest, norm, grid, idx, y, min_eps, correct)
-        if refined is not None:
-            min_eps, mp_method = refined, f"bisection ({strongest}, {a.bisection_steps} steps)"
+    mp_method = "grid (smallest eps of the grid at which the worst case fools the example)"
+    strongest = min(a.attacks, key=lambda n: (curves[n][k_head], a.attacks.index(n)))
+    by_strength = sorted(a.attacks, key=lambda n: (curves[n][k_head], a.attacks.index(n)))
+    vulnerable: list[dict[str, Any]] | None = None
+    lib = _library_minimal()
+    if a.minimal_perturbation and bool(correct.any()) and lib is not None:
+        min_eps, vulnerable = _bisect(
+            rt, lib, strongest, norm, grid[-1], idx, y, clean_pred, correct
+        )
+        tol = grid[-1] / 2**a.bisection_steps
+        mp_method = f"bisection with {strongest} ({a.bisection_steps} steps, tolerance {tol:.3g})"
+    if vulnerable is None:
+        vulnerable = _vulnerable(rt, norm, by_strength, idx, y, clean_pred, min_eps, correct)
     found = [v for v, c in zip(min_eps, correct.tolist()) if c and v is not None]
     censored = sum(1 for v, c in zip(min_eps, correct.tolist()) if c and v is None)
-    by_strength = sorted(a.attacks, key=lambda n: (curves[n][k_head], a.attacks.index(n)))
-    vulnerable = _vulnerable(rt, norm, by_strength, idx, y, clean_pred, min_eps, correct)
     return {
         "eps": grid,
         "headline_eps": head,
@@ -203,78 +208,106 @@ def _grid_min_eps(
 
 def _bisect(
     rt: Runtime,
+    lib: Any,
     attack: str,
     norm: str,
-    grid: list[float],
+    eps_max: float,
     idx: torch.Tensor,
     y: torch.Tensor,
-    upper: list[float | None],
+    clean_pred: torch.Tensor,
     correct: torch.Tensor,
-) -> list[float | None] | None:
-    """Per-example bisection between the grid point below the first fooling eps and that eps,
-    using the library's ``minimal_perturbation`` when it offers one, else our own loop over
-    per-eps attack runs."""
+) -> tuple[list[float | None], list[dict[str, Any]]]:
+    """Per-example minimal perturbation by bisection (``xrobust.attacks``'
+    ``minimal_perturbation``), chunk by chunk; each chunk also hands back its most
+    vulnerable examples with their adversarials."""
+    from xrobust.audit._attacks import attack_kwargs
+
     a = rt.config.adversarial
-    steps = a.bisection_steps
-    lo = torch.zeros(len(idx), dtype=torch.float64)
-    hi = torch.tensor([float("nan") if u is None else u for u in upper], dtype=torch.float64)
-    for i, u in enumerate(upper):
-        if u is None or not bool(correct[i]):
-            continue
-        k = grid.index(u)
-        lo[i] = grid[k - 1] if k > 0 else 0.0
-    todo = torch.tensor([u is not None and bool(c) for u, c in zip(upper, correct.tolist())])
-    if not bool(todo.any()):
-        return None
-    opts = attack_options(rt, attack)
+    kw = attack_kwargs(rt, attack, norm, **attack_options(rt, attack))
     positions = torch.arange(len(idx))
-    for s in range(steps):
-        mid = (lo + hi) / 2
+    store_x = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
 
-        def one(i: int, p: torch.Tensor, _mid: torch.Tensor = mid) -> torch.Tensor:
-            fooled = torch.zeros(len(p), dtype=torch.bool)
-            sel = todo[p]
-            if not bool(sel.any()):
-                return fooled
-            ps = p[sel]
-            fooled[sel] = _fooled_at(rt, attack, norm, _mid[ps], rt.x[idx[ps]], y[ps], opts)
-            return fooled
+    def one(i: int, p: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        xs, ys = rt.x[idx[p]], y[p]
+        r = lib(
+            rt.model,
+            xs.to(rt.device),
+            ys.to(rt.device),
+            attack,
+            eps_max=eps_max,
+            bisection_steps=a.bisection_steps,
+            **kw,
+        )
+        eps = r.eps.detach().double().cpu()
+        x_adv = r.x_adv.detach().float().cpu()
+        ok = correct[p] & torch.isfinite(eps)
+        order = sorted((float(eps[j]), j) for j in range(len(p)) if bool(ok[j]))[: a.n_vulnerable]
+        rows = []
+        if order:
+            with torch.no_grad():
+                pred = rt.forward(x_adv[[j for _, j in order]]).argmax(1)
+            for (v, j), pa in zip(order, pred.tolist()):
+                rows.append(
+                    _row(
+                        rt,
+                        norm,
+                        int(idx[p[j]]),
+                        int(ys[j]),
+                        int(clean_pred[p[j]]),
+                        pa,
+                        v,
+                        attack,
+                        xs[j],
+                        x_adv[j],
+                        store_x,
+                    )
+                )
+        return eps, rows
 
-        fooled = torch.cat(rt.map_chunks(f"minimal:{norm}:{attack}:{s}", positions, one))
-        hi = torch.where(todo & fooled, mid, hi)
-        lo = torch.where(todo & ~fooled, mid, lo)
-        rt.report(f"minimal perturbation {norm}", s + 1, steps)
-    out: list[float | None] = []
-    for i in range(len(idx)):
-        if not bool(correct[i]):
-            out.append(0.0)
-        elif upper[i] is None:
-            out.append(None)
+    parts = rt.map_chunks(f"minimal:{norm}:{attack}", positions, one)
+    eps_all = torch.cat([e for e, _ in parts])
+    rows = sorted((r for _, rs in parts for r in rs), key=lambda r: (r["eps"], r["index"]))
+    values: list[float | None] = []
+    for j in range(len(idx)):
+        if not bool(correct[j]):
+            values.append(0.0)
+        elif not math.isfinite(float(eps_all[j])):
+            values.append(None)
         else:
-            out.append(float(hi[i]))
-    return out
+            values.append(float(eps_all[j]))
+    return values, rows[: a.n_vulnerable]
 
 
-def _fooled_at(
+def _row(
     rt: Runtime,
-    attack: str,
     norm: str,
-    eps: torch.Tensor,
+    index: int,
+    label: int,
+    pred_clean: int,
+    pred_adv: int,
+    eps: float,
+    attack: str,
     x: torch.Tensor,
-    y: torch.Tensor,
-    opts: dict,
-) -> torch.Tensor:
-    """Whether ``attack`` fools each example at its own eps (one call with a per-example
-    eps tensor when the attack takes one, else one call per distinct eps)."""
-    try:
-        return run_attack(rt, attack, norm, eps.float(), x, y, **opts).success
-    except (TypeError, ValueError, RuntimeError):
-        pass
-    fooled = torch.zeros(len(x), dtype=torch.bool)
-    for e in torch.unique(eps).tolist():
-        m = eps == e
-        fooled[m] = run_attack(rt, attack, norm, float(e), x[m], y[m], **opts).success
-    return fooled
+    x_adv: torch.Tensor,
+    store_x: bool,
+) -> dict[str, Any]:
+    delta = (x_adv - x).flatten()
+    row: dict[str, Any] = {
+        "index": index,
+        "attack": attack,
+        "label": label,
+        "pred_clean": pred_clean,
+        "pred_adv": pred_adv,
+        "eps": round(float(eps), 6),
+        "perturbation_norm": round(float(delta.abs().max() if norm == "linf" else delta.norm()), 6),
+    }
+    if store_x:
+        if rt.spec.modality == "image":
+            row["x"] = to_list(x.mean(0) if x.dim() == 3 else x, 4)
+            row["x_adv"] = to_list(x_adv.mean(0) if x.dim() == 3 else x_adv, 4)
+        else:
+            row["delta"] = to_list(delta, 5)
+    return row
 
 
 def _vulnerable(
@@ -324,27 +357,21 @@ def _vulnerable(
             used.append(attack)
         for j, (v, i) in enumerate(pick):
             r = results[j]
-            row: dict[str, Any] = {
-                "index": int(idx[i]),
-                "attack": used[j],
-                "label": int(y[i]),
-                "pred_clean": int(clean_pred[i]),
-                "pred_adv": int(r.pred_adv[0]),
-                "eps": round(float(v), 6),
-            }
-            delta = (r.x_adv[0] - xs[j]).flatten()
-            row["perturbation_norm"] = round(
-                float(delta.abs().max() if norm == "linf" else delta.norm()), 6
+            rows.append(
+                _row(
+                    rt,
+                    norm,
+                    int(idx[i]),
+                    int(y[i]),
+                    int(clean_pred[i]),
+                    int(r.pred_adv[0]),
+                    float(v),
+                    used[j],
+                    xs[j],
+                    r.x_adv[0],
+                    store_x,
+                )
             )
-            if store_x:
-                if rt.spec.modality == "image":
-                    row["x"] = to_list(xs[j].mean(0) if xs[j].dim() == 3 else xs[j], 4)
-                    row["x_adv"] = to_list(
-                        r.x_adv[0].mean(0) if xs[j].dim() == 3 else r.x_adv[0], 4
-                    )
-                else:
-                    row["delta"] = to_list(delta, 5)
-            rows.append(row)
         return rows
 
     return rt.on_rank0(compute)
@@ -367,9 +394,9 @@ def _check_attack_names(names: list[str]) -> None:
 
 
 def _library_minimal() -> Any:
-    """``xrobust.attacks.minimal_perturbation`` when the attacks package offers it."""
+    """``xrobust.attacks.evaluation.minimal_perturbation`` when the attacks package has it."""
     try:
-        import xrobust.attacks as A
+        from xrobust.attacks.evaluation import minimal_perturbation
     except ImportError:
         return None
-    return getattr(A, "minimal_perturbation", None)
+    return minimal_perturbation

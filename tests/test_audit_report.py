@@ -1,0 +1,233 @@
+"""The audit end to end on the digits CNN: sections, JSON schema and round trip, JUnit XML,
+Markdown, HTML escaping, requirements, re-rendering from JSON."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from xrobust.audit import AuditConfig, AuditReport, audit, load_report
+from xrobust.audit.render import render
+from xrobust.audit.validate import validate_report
+from xrobust.cli import main
+from xrobust.data.spec import DatasetBundle, DatasetSpec
+from xrobust.errors import ConfigError, DataError
+
+SMALL = {
+    "batch_size": 64,
+    "clean": {"n": 200},
+    "adversarial": {
+        "n": 32,
+        "attacks": ["fgsm", "pgd", "apgd"],
+        "eps": {"linf": [0.05, 0.2], "l2": [1.0]},
+        "steps": 10,
+        "apgd_steps": 10,
+        "bisection_steps": 3,
+        "n_vulnerable": 3,
+    },
+    "corruption": {"n": 64, "severities": [1, 5]},
+    "explanations": {"n": 2, "n_metrics": 4, "methods": ["saliency"]},
+    "sanity": {"n": 24, "convergence_factor": 2},
+    "requirements": {
+        "min_clean_accuracy": 0.9,
+        "max_ece": 0.5,
+        "robust": [
+            {"attack": "pgd", "norm": "linf", "eps": 0.05, "min_accuracy": 0.2},
+            {"attack": "worst", "norm": "linf", "eps": 0.2, "min_accuracy": 0.9},
+        ],
+    },
+}
+
+EVIL = '<img src=x onerror="alert(1)">'
+
+
+def digits_bundle(
+    d: dict[str, torch.Tensor], class_names: tuple[str, ...] | None = None
+) -> DatasetBundle:
+    spec = DatasetSpec(
+        name="digits-test",
+        modality="image",
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        class_names=class_names or tuple(str(i) for i in range(10)),
+        bounds=(0.0, 1.0),
+    )
+    return DatasetBundle(
+        TensorDataset(d["x_train"], d["y_train"]), TensorDataset(d["x_test"], d["y_test"]), spec
+    )
+
+
+@pytest.fixture(scope="module")
+def report(digits28, digits_cnn) -> AuditReport:
+    names = (EVIL, *[str(i) for i in range(1, 10)])
+    return audit(
+        digits_cnn,
+        digits_bundle(digits28, names),
+        AuditConfig.from_dict(SMALL),
+        title=f"audit {EVIL}",
+    )
+
+
+def test_every_section_runs(report: AuditReport) -> None:
+    for name in ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements"):
+        assert report.sections[name].status == "ok", (name, report.sections[name].reason)
+    clean = report.sections["clean"].data
+    assert clean["n"] == 200 and 0.9 <= clean["accuracy"] <= 1.0
+    # confusion matrix rows sum to the class support; its trace is the accuracy
+    cm = torch.tensor(clean["confusion_matrix"])
+    assert cm.sum().item() == 200
+    assert cm.sum(1).tolist() == clean["per_class"]["support"]
+    assert abs(cm.trace().item() / 200 - clean["accuracy"]) < 1e-6
+    cal = clean["calibration"]
+    assert sum(cal["bin_count"]) == 200 and 0 <= cal["ece"] <= cal["mce"] + 1e-9
+
+
+def test_adversarial_curves_are_consistent(report: AuditReport) -> None:
+    adv = report.sections["adversarial"].data
+    assert adv["n"] == 32
+    for nd in adv["norms"].values():
+        curves = nd["curves"]
+        assert set(curves) == {"fgsm", "pgd", "apgd", "worst"}
+        for k in range(len(nd["eps"])):
+            # the worst case is at most every single attack's accuracy
+            assert curves["worst"][k] <= min(curves[a][k] for a in ("fgsm", "pgd", "apgd")) + 1e-9
+            assert curves["worst"][k] <= adv["clean_accuracy"] + 1e-9
+        flips = torch.tensor(nd["flip_matrix"])
+        assert flips.sum().item() == round(adv["clean_accuracy"] * 32)
+        mp = nd["minimal_perturbation"]
+        assert mp["n_found"] + mp["n_censored"] == round(adv["clean_accuracy"] * 32)
+        for r in nd["vulnerable"]:
+            assert r["pred_adv"] != r["label"]  # each shown example is really fooled
+            assert r["perturbation_norm"] <= r["eps"] * (1 + 1e-4) + 1e-6
+    # linf curve at the largest eps: a standard CNN is broken at eps 0.2
+    assert adv["norms"]["linf"]["curves"]["worst"][-1] <= 0.1
+
+
+def test_requirements_pass_and_fail(report: AuditReport) -> None:
+    by = {r.name: r for r in report.requirements}
+    assert by["min_clean_accuracy"].status == "pass"
+    assert by["max_ece"].status == "pass"
+    assert by["robust_accuracy[pgd,linf,eps=0.05]"].status == "pass"
+    assert by["robust_accuracy[worst,linf,eps=0.2]"].status == "fail"
+    assert by["sanity_checks_pass"].status == "pass"
+    assert not report.passed and len(report.failed_requirements) == 1
+
+
+def test_json_validates_and_round_trips(report: AuditReport, tmp_path) -> None:
+    paths = report.save(tmp_path)
+    assert {p.name for p in paths.values()} == {
+        "report.html",
+        "report.json",
+        "junit.xml",
+        "summary.md",
+    }
+    d = json.loads((tmp_path / "report.json").read_text())
+    validate_report(d)
+    back = load_report(tmp_path / "report.json")
+    assert back == report
+    assert back.to_dict() == d
+    assert d["versions"]["torch"] == torch.__version__ and d["seeds"] == {"audit": 0}
+    # a broken report is refused with the path of the violation
+    d["sections"]["clean"]["data"]["accuracy"] = 1.5
+    with pytest.raises(DataError, match="accuracy"):
+        validate_report(d)
+
+
+def test_junit_parses(report: AuditReport) -> None:
+    root = ET.fromstring(render(report, "junit"))
+    cases = root.findall(".//testcase")
+    names = {c.get("name") for c in cases}
+    assert {r.name for r in report.requirements} <= names
+    assert {c.name for c in report.sanity_checks} <= names
+    failures = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failures == ["robust_accuracy[worst,linf,eps=0.2]"]
+    assert int(root.get("failures")) == 1
+
+
+def test_markdown_summary(report: AuditReport) -> None:
+    md = render(report, "md")
+    assert md.startswith("## ") and "failed" in md
+    assert "robust_accuracy[worst,linf,eps=0.2]" in md
+    assert "<img" not in md  # user strings cannot inject HTML into a PR comment
+
+
+def test_html_escapes_user_strings(report: AuditReport) -> None:
+    page = render(report, "html")
+    assert EVIL not in page
+    assert html_escaped(EVIL) in page
+    assert "<script" not in page.lower()
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    for sid in ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements"):
+        assert f'<section id="{sid}" data-status="ok">' in page
+
+
+def html_escaped(s: str) -> str:
+    import html
+
+    return html.escape(s, quote=True)
+
+
+def test_report_cli_renders_from_json(report: AuditReport, tmp_path, capsys) -> None:
+    report.save(tmp_path, formats=("json",))
+    out = tmp_path / "again.html"
+    rc = main(
+        [
+            "report",
+            str(tmp_path / "report.json"),
+            "--format",
+            "html",
+            "--out",
+            str(out),
+            "--validate",
+        ]
+    )
+    assert rc == 1  # the report's verdict: a requirement failed
+    assert out.read_text() == render(report, "html")
+    assert main(["report", str(tmp_path), "--format", "md"]) == 1
+    assert capsys.readouterr().out == render(report, "md")
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["report", str(tmp_path / "bad.json")]) == 2
+
+
+def test_bad_configuration_is_refused(digits28, digits_cnn) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'pgd'"):
+        audit(
+            digits_cnn,
+            digits_bundle(digits28),
+            AuditConfig.from_dict({"adversarial": {"attacks": ["pgdd"]}}),
+        )
+    with pytest.raises(ConfigError, match="Did you mean 'saliency'"):
+        audit(
+            digits_cnn,
+            digits_bundle(digits28),
+            AuditConfig.from_dict(
+                {
+                    "explanations": {"methods": ["salency"]},
+                    "adversarial": {"enabled": False},
+                    "corruption": {"enabled": False},
+                    "sanity": {"enabled": False},
+                }
+            ),
+        )
+
+
+def test_unmeasured_requirement_fails(digits28, digits_cnn) -> None:
+    cfg = AuditConfig.from_dict(
+        {
+            "adversarial": {"enabled": False},
+            "corruption": {"enabled": False},
+            "explanations": {"enabled": False},
+            "sanity": {"enabled": False},
+            "requirements": {
+                "robust": [{"attack": "pgd", "norm": "linf", "eps": 0.1, "min_accuracy": 0.0}]
+            },
+        }
+    )
+    r = audit(digits_cnn, digits_bundle(digits28), cfg)
+    (req,) = r.requirements
+    assert req.status == "fail" and "not measured" in req.message
+    assert r.sections["adversarial"].status == "skipped"

@@ -231,3 +231,80 @@ def test_unmeasured_requirement_fails(digits28, digits_cnn) -> None:
     (req,) = r.requirements
     assert req.status == "fail" and "not measured" in req.message
     assert r.sections["adversarial"].status == "skipped"
+
+
+def _browser_available() -> bool:
+    import os
+
+    if not os.path.exists("/usr/bin/chromium"):
+        return False
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not _browser_available(), reason="needs /usr/bin/chromium and playwright")
+def test_html_report_in_a_real_browser(report: AuditReport, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    report.save(tmp_path, formats=("html",))
+    url = (tmp_path / "report.html").resolve().as_uri()
+    requests: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"{m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None
+                ),
+            )
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+            page.goto(url, wait_until="load")
+            assert page.title() == f"audit {EVIL}"  # the title is shown as text, not markup
+            for sid in (
+                "summary",
+                "clean",
+                "adversarial",
+                "corruption",
+                "explanations",
+                "sanity",
+                "requirements",
+            ):
+                sec = page.locator(f"section#{sid}")
+                assert sec.count() == 1 and sec.is_visible(), sid
+                assert sec.locator("h2").inner_text().strip(), sid
+            # every embedded figure decoded (natural size > 0) and there is one per chart
+            sizes = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.naturalWidth, e.complete])"
+            )
+            assert len(sizes) >= 10 and all(w > 0 and done for w, done in sizes), sizes
+            assert page.locator("#verdict").inner_text().startswith("FAILED")
+            # the malicious class name is displayed literally in the per-class table
+            assert EVIL in page.locator("section#clean table").inner_text()
+            assert page.locator("section#clean img[src='x']").count() == 0
+        finally:
+            browser.close()
+    assert problems == []
+    assert all(u == url or u.startswith("data:") for u in requests), requests

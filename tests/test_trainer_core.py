@@ -270,3 +270,17 @@ def test_adversarial_call_site(bc, monkeypatch: pytest.MonkeyPatch) -> None:
         assert r.train_acc > r.train_adv_acc
     plain = Trainer(_model(), _cfg(epochs=1), spec=SPEC).fit(train, progress=False)
     assert plain.records[0].train_adv_acc is None
+
+
+def test_real_adversarial_training_is_reported_and_deterministic(bc) -> None:
+    pytest.importorskip("xrobust.trainer.adversarial")
+    train, _ = bc
+    cfg = _cfg(epochs=2, adversarial="pgd", adv_eps=0.5, adv_steps=3)
+    runs = []
+    for _ in range(2):
+        m = _model()
+        hist = Trainer(m, cfg, spec=SPEC).fit(train, progress=False)
+        runs.append(_weights(m))
+    assert _same(runs[0], runs[1])  # the attack's random starts follow the trainer's seed
+    last = hist.records[-1]
+    assert last.train_adv_acc is not None and 0.0 <= last.train_adv_acc < last.train_acc

@@ -36,10 +36,19 @@ SCRIPT = textwrap.dedent(
     trainer = Trainer(model, TrainConfig(epochs=2, batch_size=32, device="cpu"), spec=SPEC)
     hist = trainer.fit(train, val_ds=val, out_dir=run, progress=False)
     w = b"".join(v.numpy().tobytes() for v in trainer.model.state_dict().values())
+    # adversarial training averages gradients by hand (no DDP wrapper): replicas stay equal
+    torch.manual_seed(0)
+    adv = Trainer(build_model("mlp", SPEC, hidden=[16]),
+                  TrainConfig(epochs=1, batch_size=32, device="cpu", adversarial="fgsm", adv_eps=0.3),
+                  spec=SPEC)
+    adv_hist = adv.fit(train, progress=False)
+    wa = b"".join(v.numpy().tobytes() for v in adv.model.state_dict().values())
     rank = dist.get_rank()
     with open(os.path.join(report, f"rank{rank}.json"), "w") as fh:
         json.dump({"world": dist.get_world_size(), "backend": dist.get_backend(),
-                   "history": hist.to_dict(), "weights": hashlib.sha256(w).hexdigest()}, fh)
+                   "history": hist.to_dict(), "weights": hashlib.sha256(w).hexdigest(),
+                   "adv_weights": hashlib.sha256(wa).hexdigest(),
+                   "adv_acc": adv_hist.records[-1].train_adv_acc}, fh)
     """
 )
 
@@ -65,6 +74,7 @@ def test_two_process_gloo_run(tmp_path: Path) -> None:
     assert r0["world"] == r1["world"] == 2 and r0["backend"] == "gloo"
     # DDP keeps the replicas identical, and both ranks hold the same reduced metrics
     assert r0["weights"] == r1["weights"]
+    assert r0["adv_weights"] == r1["adv_weights"] and r0["adv_acc"] == r1["adv_acc"] is not None
     recs0, recs1 = r0["history"]["records"], r1["history"]["records"]
     for a, b in zip(recs0, recs1):
         a.pop("time_s"), b.pop("time_s")

@@ -80,7 +80,9 @@ def toml_file(tmp_path) -> str:
 
 def test_cli_audit_passes_writes_reports_and_gates(run_dir, toml_file, tmp_path, capsys) -> None:
     out = tmp_path / "rep"
-    rc = main(["audit", "--model", run_dir, "--config", toml_file, "--out", str(out), "--no-progress"])
+    rc = main(
+        ["audit", "--model", run_dir, "--config", toml_file, "--out", str(out), "--no-progress"]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "audit passed" in printed
@@ -94,8 +96,22 @@ def test_cli_audit_passes_writes_reports_and_gates(run_dir, toml_file, tmp_path,
     assert d["sections"]["explanations"]["status"] == "skipped"
     ET.parse(out / "junit.xml")
     # a flag overrides the TOML and a failed threshold gives exit status 1
-    rc = main(["audit", "--model", run_dir, "--config", toml_file, "--out", str(out), "--no-progress",
-               "--min-clean-accuracy", "0.9999", "--skip", "corruption,sanity"])
+    rc = main(
+        [
+            "audit",
+            "--model",
+            run_dir,
+            "--config",
+            toml_file,
+            "--out",
+            str(out),
+            "--no-progress",
+            "--min-clean-accuracy",
+            "0.9999",
+            "--skip",
+            "corruption,sanity",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 1 and "FAILED min_clean_accuracy" in printed
     d = json.loads((out / "report.json").read_text())
@@ -106,8 +122,22 @@ def test_cli_audit_passes_writes_reports_and_gates(run_dir, toml_file, tmp_path,
 
 
 def test_cli_require_flag(run_dir, toml_file, tmp_path, capsys) -> None:
-    rc = main(["audit", "--model", run_dir, "--config", toml_file, "--out", str(tmp_path), "--no-progress",
-               "--skip", "corruption,sanity,clean", "--require", "worst:linf:0.5:0.99"])
+    rc = main(
+        [
+            "audit",
+            "--model",
+            run_dir,
+            "--config",
+            toml_file,
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--skip",
+            "corruption,sanity,clean",
+            "--require",
+            "worst:linf:0.5:0.99",
+        ]
+    )
     assert rc == 1
     assert "FAILED robust_accuracy[worst,linf,eps=0.5]" in capsys.readouterr().out
 
@@ -211,7 +241,7 @@ def test_tabular_corruptions() -> None:
     assert abs(float(z.std()) - 0.75 * 2.0) < 0.05
     with pytest.raises(DataError, match="image batch"):
         corrupt("gaussian_blur", x, 1, bounds=(0, 1))
-    with pytest.raises(ConfigError, match="1..5"):
+    with pytest.raises(ConfigError, match=r"1\.\.5"):
         corrupt("feature_noise", x, 0, bounds=(0, 1))
     with pytest.raises(ConfigError, match="Did you mean"):
         corrupt("gausian_noise", x, 1, bounds=(0, 1))

@@ -107,11 +107,14 @@ def apgd_iterate(
     early_stop: bool,
     loss_target: torch.Tensor | None = None,
     goal_target: torch.Tensor | None = None,
+    group: torch.Tensor | None = None,
 ) -> _Perturbed:
     """One APGD run over the active rows of a full batch.
 
     ``loss_target`` is the class pulled towards by a targeted loss (APGD-T), and
-    ``goal_target`` the class that counts as success (None: any wrong class). Returns the
+    ``goal_target`` the class that counts as success (None: any wrong class). Rows sharing
+    a ``group`` id are copies of one example (APGD-T runs its targets side by side): in
+    evaluation mode, once one copy succeeds the others stop too. Returns the
     first (evaluation mode) or last (fixed budget) fooling iterate of broken examples and
     the highest-loss iterate of the others.
     """
@@ -129,6 +132,8 @@ def apgd_iterate(
     xc, ya, ea = x[idx], y[idx], eps[idx]
     lt = None if loss_target is None else loss_target[idx]
     gt = None if goal_target is None else goal_target[idx]
+    gr = None if group is None else group[idx]
+    n_groups = int(group.max()) + 1 if group is not None and group.numel() else 0
     xa = start[idx].detach()
     if norm == "linf":
         lo, hi = F.ball_bounds(xc, ea, bounds)
@@ -149,8 +154,9 @@ def apgd_iterate(
     state: dict[str, torch.Tensor] = {}
 
     def select(keep: torch.Tensor) -> None:
-        nonlocal idx, xc, ya, ea, lt, gt, lo, hi
+        nonlocal idx, xc, ya, ea, lt, gt, gr, lo, hi
         idx, xc, ya, ea = idx[keep], xc[keep], ya[keep], ea[keep]
+        gr = None if gr is None else gr[keep]
         lt = None if lt is None else lt[keep]
         gt = None if gt is None else gt[keep]
         if norm == "linf":
@@ -175,6 +181,14 @@ def apgd_iterate(
             out_pred[gi] = pred[done]
             found[gi] = True
 
+    def siblings(done: torch.Tensor) -> torch.Tensor:
+        """``done`` widened to every active copy of an example that one copy broke."""
+        if gr is None:
+            return done
+        hit = torch.zeros(n_groups, dtype=torch.bool, device=dev)
+        hit[gr[done]] = True
+        return hit[gr]
+
     logits, lv, g = loss_grad(xa)
     pred = logits.argmax(1)
     done = ctx.is_success(pred, ya, gt)
@@ -194,7 +208,7 @@ def apgd_iterate(
     if bool(done.any()):
         record(done, xa, pred, 0)
         if early_stop:
-            select(~done)
+            select(~siblings(done))
     k = max(int(0.22 * steps), 1)
     k_min = max(int(0.06 * steps), 1)
     k_decr = max(int(0.03 * steps), 1)
@@ -218,7 +232,7 @@ def apgd_iterate(
         if bool(done.any()):
             record(done, xa, pred, i + 1)
             if early_stop:
-                keep = ~done
+                keep = ~siblings(done)
                 select(keep)
                 lv = lv[keep]
                 if idx.numel() == 0:

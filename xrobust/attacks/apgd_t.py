@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xrobust.attacks.apgd import run_restarts
+from xrobust.attacks.apgd import apgd_iterate, run_restarts
 from xrobust.attacks.base import (
     Attack,
     AttackConfig,
@@ -122,16 +122,47 @@ class APGDT(Attack):
             order = torch.zeros((n, ranked.shape[1]), dtype=torch.long, device=x.device)
             order[rows] = ranked
         num_classes = order.shape[1]
-        for rank in range(2, min(c.n_target_classes, num_classes - 1) + 2):
-            if not bool(rows.any()):
+        n_t = min(c.n_target_classes, num_classes - 1)
+        # every target class side by side (one batch of n_t copies of each example): the
+        # same per-example runs as the reference's loop over targets, far fewer small
+        # batches; in evaluation mode an example stops once any of its targets breaks it
+        rows_idx = rows.nonzero().squeeze(1)
+        m = rows_idx.numel()
+        rep_idx = rows_idx.repeat(n_t)
+        tgt = torch.cat([order[rows_idx, -rank] for rank in range(2, n_t + 2)])
+        group = torch.arange(m, device=x.device).repeat(n_t)
+        for _ in range(c.restarts):
+            if m == 0:
                 break
-            tgt = order[:, -rank]
-            cur = run_restarts(ctx, x, y, eps, rows, c.restarts, None, loss_target=tgt, **kw)
-            res.steps[rows] += cur.steps[rows]
-            won = rows & (cur.pred >= 0) & (cur.pred != y)
-            first = rows & (res.pred < 0)
-            take = won | first
-            res.x_adv[take] = cur.x_adv[take]
-            res.pred[take] = cur.pred[take]
-            rows = rows & ~won
+            cur = apgd_iterate(
+                ctx,
+                x[rep_idx],
+                y[rep_idx],
+                eps[rep_idx],
+                torch.ones(rep_idx.numel(), dtype=torch.bool, device=x.device),
+                loss_target=tgt,
+                group=group,
+                **kw,  # type: ignore[arg-type]
+            )
+            won_rep = (cur.pred >= 0) & (cur.pred != y[rep_idx])
+            # per example: steps summed over its copies; first winning copy (lowest rank)
+            steps = torch.zeros(n, dtype=torch.long, device=x.device)
+            steps.index_add_(0, rep_idx, cur.steps)
+            res.steps += steps
+            for k in range(n_t - 1, -1, -1):  # lowest rank written last wins
+                sl = slice(k * m, (k + 1) * m)
+                ex = rep_idx[sl]
+                w = won_rep[sl]
+                first = res.pred[ex] < 0
+                take = w | (first & (k == 0))
+                res.x_adv[ex[take]] = cur.x_adv[sl][take]
+                res.pred[ex[take]] = cur.pred[sl][take]
+            won_ex = torch.zeros(n, dtype=torch.bool, device=x.device)
+            won_ex[rep_idx[won_rep]] = True
+            keep_rows = ~won_ex[rows_idx]
+            rows_idx = rows_idx[keep_rows]
+            m = rows_idx.numel()
+            keep_rep = keep_rows.repeat(n_t)
+            rep_idx, tgt = rep_idx[keep_rep], tgt[keep_rep]
+            group = torch.arange(m, device=x.device).repeat(n_t)
         return res

@@ -61,6 +61,9 @@ class FGSM(Attack):
     config_cls = FGSMConfig
     config: FGSMConfig
 
+    def _reuses_clean_forward(self) -> bool:
+        return True
+
     def _perturb(
         self,
         ctx: _Context,

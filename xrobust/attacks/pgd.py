@@ -80,6 +80,10 @@ def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def _rows(g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    return g if idx is None else g[idx]
+
+
 def pgd_iterate(
     ctx: _Context,
     x: torch.Tensor,
@@ -122,9 +126,17 @@ def pgd_iterate(
     if norm == "linf":
         lo, hi = F.ball_bounds(xc, ea, bounds)
     for t in range(steps):
-        xa.requires_grad_(True)
+        reuse = t == 0 and not random_start and ctx.clean_graph is not None
         with torch.enable_grad():
-            logits = ctx.forward(xa)
+            if reuse:
+                assert ctx.clean_graph is not None
+                src, full_logits = ctx.clean_graph
+                ctx.clean_graph = None
+                logits = full_logits if full else full_logits[idx]
+            else:
+                src = xa.requires_grad_(True)
+                logits = ctx.forward(xa)
+            pick = idx if reuse and not full else None
             if early_stop:
                 pred = logits.detach().argmax(1)
                 done = ctx.is_success(pred, ya, ta)
@@ -139,17 +151,17 @@ def pgd_iterate(
                     lsum = F.per_example_loss(
                         loss, logits[keep], ya[keep], None if ta is None else ta[keep]
                     ).sum()
-                    g = ctx.grad(lsum, xa)[keep]
+                    g = _rows(ctx.grad(lsum, src), pick)[keep]
                     idx, xc, ya, ea, step = idx[keep], xc[keep], ya[keep], ea[keep], step[keep]
                     ta = None if ta is None else ta[keep]
                     xa = xa.detach()[keep]
                     if norm == "linf":
                         lo, hi = lo[keep], hi[keep]
                 else:
-                    g = ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), xa)
+                    g = _rows(ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src), pick)
                     xa = xa.detach()
             else:
-                g = ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), xa)
+                g = _rows(ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src), pick)
                 xa = xa.detach()
         with torch.no_grad():
             if norm == "linf":
@@ -181,6 +193,9 @@ class PGD(Attack):
     name = "pgd"
     config_cls = PGDConfig
     config: PGDConfig
+
+    def _reuses_clean_forward(self) -> bool:
+        return not self.config.random_start
 
     def _perturb(
         self,

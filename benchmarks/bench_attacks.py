@@ -1,0 +1,435 @@
+# ruff: noqa: B023  (timed lambdas run inside their loop iteration)
+"""Attack speed and strength: xrobust against torchattacks, Captum, ART and Foolbox.
+
+One process, one model (the standard digits small_cnn trained here, seeded), one batch,
+same steps and device. Every timed run is paired with a "floor" run timed just before
+it: the same number of bare forward + input-gradient backward passes on the same batch
+(the machine drifts, so each ratio uses its own floor). Run by hand:
+
+    .venv/bin/python benchmarks/bench_attacks.py                 # everything
+    .venv/bin/python benchmarks/bench_attacks.py --only pgd,apgd --threads 1
+    .venv/bin/python benchmarks/bench_attacks.py --allocator     # + glibc allocator tuning A/B
+
+Prints a markdown table: library, attack, mode, seconds, robust accuracy, time / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as tF
+from torch import nn
+
+ROWS: list[tuple[str, str, str, float, float, float]] = []
+
+
+def get_model_and_data(n: int, epochs: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    from xrobust.data import as_tensors, load_dataset
+    from xrobust.trainer import TrainConfig, train
+
+    ds = load_dataset("digits")
+    model, _ = train(
+        ds, "small_cnn", TrainConfig(epochs=epochs, device="cpu", seed=0), progress=False
+    )
+    model.eval()
+    x, y = as_tensors(ds.test, limit=n)
+    return model, x, y
+
+
+def floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int) -> float:
+    t = time.perf_counter()
+    for _ in range(passes):
+        xx = x.detach().clone().requires_grad_(True)
+        loss = tF.cross_entropy(model(xx), y)
+        torch.autograd.grad(loss, xx)
+    return time.perf_counter() - t
+
+
+def acc(model: nn.Module, xa: torch.Tensor | np.ndarray, y: torch.Tensor) -> float:
+    if isinstance(xa, np.ndarray):
+        xa = torch.from_numpy(xa)
+    with torch.no_grad():
+        return float((model(xa.float()).argmax(1) == y).float().mean())
+
+
+def timed(
+    lib: str,
+    attack: str,
+    mode: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    passes: int,
+    fn: Callable[[], torch.Tensor | np.ndarray | float],
+) -> None:
+    f = floor(model, x, y, passes)
+    t = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t
+    ra = out if isinstance(out, float) else acc(model, out, y)
+    ROWS.append((lib, attack, mode, dt, ra, dt / f))
+    print(f"| {lib} | {attack} | {mode} | {dt:.2f} | {ra:.3f} | {dt / f:.2f} |", flush=True)
+
+
+def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
+    from xrobust.attacks import FGSM, PGD
+
+    ce = nn.CrossEntropyLoss(reduction="none")
+    peers = _peers(model)
+    if "fgsm" in only:
+        for norm, eps in (("linf", 0.1), ("l2", 1.5)):
+            name = f"FGSM {norm} eps={eps}"
+            timed(
+                "xrobust",
+                name,
+                "fixed",
+                model,
+                x,
+                y,
+                1,
+                lambda: FGSM(model, eps=eps, norm=norm, early_stop=False).run(x, y).x_adv,
+            )
+            timed(
+                "xrobust",
+                name,
+                "eval",
+                model,
+                x,
+                y,
+                1,
+                lambda: FGSM(model, eps=eps, norm=norm).run(x, y).x_adv,
+            )
+            if norm == "linf" and "ta" in peers:
+                timed(
+                    "torchattacks",
+                    name,
+                    "",
+                    model,
+                    x,
+                    y,
+                    1,
+                    lambda: peers["ta"].FGSM(model, eps=eps)(x, y),
+                )
+            if norm == "linf" and "captum" in peers:
+                atk = peers["captum"].FGSM(model, loss_func=ce, lower_bound=0.0, upper_bound=1.0)
+                timed(
+                    "captum",
+                    name,
+                    "",
+                    model,
+                    x,
+                    y,
+                    1,
+                    lambda: atk.perturb(x, epsilon=eps, target=y),
+                )
+            if "art" in peers:
+                fgm = peers["art_ev"].FastGradientMethod(
+                    peers["art_clf"],
+                    norm=np.inf if norm == "linf" else 2,
+                    eps=eps,
+                    batch_size=len(x),
+                )
+                timed("ART", name, "", model, x, y, 1, lambda: fgm.generate(x.numpy()))
+            if "fb" in peers:
+                fa = peers["fb"].attacks.FGSM() if norm == "linf" else peers["fb"].attacks.FGM()
+                timed(
+                    "foolbox",
+                    name,
+                    "",
+                    model,
+                    x,
+                    y,
+                    1,
+                    lambda: fa(peers["fmodel"], x, y, epsilons=eps)[1],
+                )
+    if "pgd" in only:
+        for norm, eps, alpha in (("linf", 0.1, 0.01), ("linf", 0.2, 0.02), ("l2", 1.5, 0.15)):
+            name = f"PGD-20 {norm} eps={eps}"
+            kw = dict(eps=eps, norm=norm, steps=20, step_size=alpha, seed=0)
+            timed(
+                "xrobust",
+                name,
+                "fixed",
+                model,
+                x,
+                y,
+                20,
+                lambda: PGD(model, early_stop=False, **kw).run(x, y).x_adv,
+            )
+            timed(
+                "xrobust", name, "eval", model, x, y, 20, lambda: PGD(model, **kw).run(x, y).x_adv
+            )
+            if "ta" in peers:
+                ta = peers["ta"]
+                mk = (
+                    (lambda: ta.PGD(model, eps=eps, alpha=alpha, steps=20, random_start=True))
+                    if norm == "linf"
+                    else (
+                        lambda: ta.PGDL2(model, eps=eps, alpha=alpha, steps=20, random_start=True)
+                    )
+                )
+                torch.manual_seed(0)
+                timed("torchattacks", name, "", model, x, y, 20, lambda: mk()(x, y))
+            if "captum" in peers and norm == "linf":  # Captum's l2 random start fails on 4-D inputs
+                cp = peers["captum"].PGD(model, loss_func=ce, lower_bound=0.0, upper_bound=1.0)
+                timed(
+                    "captum",
+                    name,
+                    "",
+                    model,
+                    x,
+                    y,
+                    20,
+                    lambda: cp.perturb(
+                        x,
+                        radius=eps,
+                        step_size=alpha,
+                        step_num=20,
+                        target=y,
+                        norm="Linf" if norm == "linf" else "L2",
+                        random_start=True,
+                    ),
+                )
+            if "art" in peers and eps != 0.2:
+                pg = peers["art_ev"].ProjectedGradientDescent(
+                    peers["art_clf"],
+                    norm=np.inf if norm == "linf" else 2,
+                    eps=eps,
+                    eps_step=alpha,
+                    max_iter=20,
+                    num_random_init=1,
+                    batch_size=len(x),
+                    verbose=False,
+                )
+                timed("ART", name, "", model, x, y, 20, lambda: pg.generate(x.numpy()))
+            if "fb" in peers and eps != 0.2:
+                fbp = (
+                    peers["fb"].attacks.LinfPGD(abs_stepsize=alpha, steps=20)
+                    if norm == "linf"
+                    else peers["fb"].attacks.L2PGD(abs_stepsize=alpha, steps=20)
+                )
+                timed(
+                    "foolbox",
+                    name,
+                    "",
+                    model,
+                    x,
+                    y,
+                    20,
+                    lambda: fbp(peers["fmodel"], x, y, epsilons=eps)[1],
+                )
+        # each library's own defaults (ours: step 2.5*eps/steps; torchattacks: alpha 2/255)
+        for eps in (0.1, 0.2):
+            name = f"PGD-20 linf eps={eps} (library defaults)"
+            timed(
+                "xrobust",
+                name,
+                "eval",
+                model,
+                x,
+                y,
+                20,
+                lambda: PGD(model, eps=eps, steps=20, seed=0).run(x, y).x_adv,
+            )
+            if "ta" in peers:
+                torch.manual_seed(0)
+                timed(
+                    "torchattacks",
+                    name,
+                    "",
+                    model,
+                    x,
+                    y,
+                    20,
+                    lambda: peers["ta"].PGD(model, eps=eps, steps=20, random_start=True)(x, y),
+                )
+
+
+def bench_apgd(model, x, y) -> None:
+    from xrobust.attacks import APGD
+
+    peers = _peers(model)
+    timed(
+        "xrobust",
+        "APGD-CE linf eps=0.1 (100 it)",
+        "fixed",
+        model,
+        x,
+        y,
+        100,
+        lambda: APGD(model, eps=0.1, seed=0, early_stop=False).run(x, y).x_adv,
+    )
+    timed(
+        "xrobust",
+        "APGD-CE linf eps=0.1 (100 it)",
+        "eval",
+        model,
+        x,
+        y,
+        100,
+        lambda: APGD(model, eps=0.1, seed=0).run(x, y).x_adv,
+    )
+    if "ta" in peers:
+        ta = peers["ta"]
+        timed(
+            "torchattacks",
+            "APGD-CE linf eps=0.1 (100 it)",
+            "",
+            model,
+            x,
+            y,
+            100,
+            lambda: ta.APGD(model, norm="Linf", eps=0.1, steps=100, seed=0, loss="ce")(x, y),
+        )
+        timed(
+            "torchattacks",
+            "APGD-CE linf eps=0.1 (default 10 it)",
+            "",
+            model,
+            x,
+            y,
+            10,
+            lambda: ta.APGD(model, norm="Linf", eps=0.1, seed=0, loss="ce")(x, y),
+        )
+
+
+def bench_ensemble(model, x, y) -> None:
+    from xrobust.attacks import Ensemble
+
+    x64, y64 = x[:64], y[:64]
+    peers = _peers(model)
+    timed(
+        "xrobust",
+        "ensemble standard (APGD-CE + APGD-T, 100 it) linf eps=0.1, 64 img",
+        "eval",
+        model,
+        x64,
+        y64,
+        1,
+        lambda: Ensemble(model, eps=0.1, seed=0).run(x64, y64).x_adv,
+    )
+    if "ta" in peers:
+        ta = peers["ta"]
+        timed(
+            "torchattacks",
+            "AutoAttack standard linf eps=0.1, 64 img",
+            "",
+            model,
+            x64,
+            y64,
+            1,
+            lambda: ta.AutoAttack(
+                model, norm="Linf", eps=0.1, version="standard", n_classes=10, seed=0
+            )(x64, y64),
+        )
+
+
+_PEERS: dict = {}
+
+
+def _peers(model: nn.Module) -> dict:
+    if _PEERS:
+        return _PEERS
+    try:
+        import torchattacks
+
+        _PEERS["ta"] = torchattacks
+    except ImportError:
+        pass
+    try:
+        import captum.robust as cr
+
+        _PEERS["captum"] = cr
+    except ImportError:
+        pass
+    try:
+        from art.attacks import evasion
+        from art.estimators.classification import PyTorchClassifier
+
+        _PEERS["art"] = True
+        _PEERS["art_ev"] = evasion
+        _PEERS["art_clf"] = PyTorchClassifier(
+            model,
+            loss=nn.CrossEntropyLoss(),
+            input_shape=(1, 28, 28),
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+            device_type="cpu",
+        )
+    except ImportError:
+        pass
+    try:
+        import foolbox
+
+        _PEERS["fb"] = foolbox
+        _PEERS["fmodel"] = foolbox.PyTorchModel(model, bounds=(0, 1))
+    except ImportError:
+        pass
+    return _PEERS
+
+
+def allocator_ab(args: argparse.Namespace) -> None:
+    """The same PGD-20 rows in two fresh processes: glibc defaults vs tuned allocator."""
+    base = [
+        sys.executable,
+        __file__,
+        "--only",
+        "pgd",
+        "--no-peers",
+        "--threads",
+        str(args.threads),
+        "--epochs",
+        str(args.epochs),
+    ]
+    env_tuned = dict(
+        os.environ,
+        MALLOC_MMAP_MAX_="0",
+        MALLOC_TRIM_THRESHOLD_=str(1 << 30),
+        MALLOC_TOP_PAD_=str(64 << 20),
+    )
+    for label, env in (("glibc defaults", dict(os.environ)), ("tuned allocator", env_tuned)):
+        print(f"\n### {label}", flush=True)
+        subprocess.run(base, env=env, check=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="fgsm,pgd,apgd,ensemble")
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--allocator", action="store_true", help="run the allocator A/B instead")
+    args = ap.parse_args()
+    if args.allocator:
+        allocator_ab(args)
+        return
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, x, y = get_model_and_data(args.n, args.epochs)
+    if args.no_peers:
+        _PEERS["none"] = True
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {len(x)}, "
+        f"clean accuracy {acc(model, x, y):.3f}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print("\n| library | attack | mode | seconds | robust acc | time / floor |")
+    print("|---|---|---|---|---|---|")
+    only = set(args.only.split(","))
+    bench_fgsm_pgd(model, x, y, only)
+    if "apgd" in only:
+        bench_apgd(model, x, y)
+    if "ensemble" in only:
+        bench_ensemble(model, x, y)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -284,3 +284,18 @@ def test_real_adversarial_training_is_reported_and_deterministic(bc) -> None:
     assert _same(runs[0], runs[1])  # the attack's random starts follow the trainer's seed
     last = hist.records[-1]
     assert last.train_adv_acc is not None and 0.0 <= last.train_adv_acc < last.train_acc
+
+
+def test_workers_give_the_same_weights_and_fresh_runs_drop_old_state(bc, tmp_path: Path) -> None:
+    train, _ = bc
+    x, y = train.tensors
+    a, b = _model(), _model()
+    Trainer(a, _cfg(epochs=1), spec=SPEC).fit(_ItemDataset(x, y), out_dir=tmp_path, progress=False)
+    assert (tmp_path / "state" / "state.json").exists()
+    crashing = _ItemDataset(x, y, fail_after=10)
+    with pytest.raises(RuntimeError, match="simulated crash"):  # a new run into the same folder
+        Trainer(_model(), _cfg(epochs=1), spec=SPEC).fit(crashing, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "state").exists()  # nothing stale left to "resume" from
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
+    Trainer(b, _cfg(epochs=1, num_workers=2), spec=SPEC).fit(_ItemDataset(x, y), progress=False)
+    assert _same(_weights(a), _weights(b))

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from xrobust.models.checkpoint import save_checkpoint, unwrap
 from xrobust.seeding import seed_everything
 from xrobust.trainer import _distributed as _dist
 from xrobust.trainer.config import TRAJECTORY_FIELDS, TrainConfig
-from xrobust.trainer.state import has_state, load_state, save_state
+from xrobust.trainer.state import STATE_DIR, has_state, load_state, save_state
 
 __all__ = ["EpochRecord", "History", "Trainer"]
 
@@ -602,6 +603,12 @@ class Trainer:
             _log.info("resumed from epoch %d, step %d", start_epoch, start_step)
         elif ctx.is_main and run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
+            if has_state(run_dir):
+                # a fresh run must never be "resumed" later from a previous run's state
+                _log.warning(
+                    "starting a new run in %s: its previous training state is removed", run_dir
+                )
+                shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
             atomic_write_text(run_dir / METRICS_NAME, "")
 
         train_model: nn.Module = model

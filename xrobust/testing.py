@@ -129,7 +129,9 @@ def assert_robust(
     res = atk.run_loader((x, y), batch_size=batch_size)
     acc = res.robust_accuracy
     if not acc >= min_accuracy:
-        settings = ", ".join(f"{k}={v}" for k, v in atk.config.to_dict().items() if k not in ("bounds", "amp"))
+        settings = ", ".join(
+            f"{k}={v}" for k, v in atk.config.to_dict().items() if k not in ("bounds", "amp")
+        )
         raise AssertionError(
             f"model is not robust enough: {attack} ({settings}) leaves robust accuracy "
             f"{acc:.4f} on {res.n} examples, below the required {min_accuracy:g} "
@@ -138,8 +140,9 @@ def assert_robust(
     return res
 
 
-def assert_accuracy(model: nn.Module, data: Any, min_accuracy: float, n: int | None = None,
-                    batch_size: int = 256) -> float:
+def assert_accuracy(
+    model: nn.Module, data: Any, min_accuracy: float, n: int | None = None, batch_size: int = 256
+) -> float:
     """Assert clean accuracy of at least ``min_accuracy``; returns the accuracy.
 
     Example:
@@ -153,8 +156,12 @@ def assert_accuracy(model: nn.Module, data: Any, min_accuracy: float, n: int | N
     model.eval()
     try:
         with torch.no_grad():
-            pred = torch.cat([model(x[i : i + batch_size].to(dev)).argmax(1).cpu()
-                              for i in range(0, len(x), batch_size)])
+            pred = torch.cat(
+                [
+                    model(x[i : i + batch_size].to(dev)).argmax(1).cpu()
+                    for i in range(0, len(x), batch_size)
+                ]
+            )
     finally:
         model.train(was)
     acc = float((pred == y).double().mean())

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 #: demo dataset -> (architecture, training options)
 DEMOS: dict[str, tuple[str, dict[str, Any]]] = {
-    "digits": ("small_cnn", {"epochs": 6, "batch_size": 64, "seed": 0}),
-    "breast_cancer": ("mlp", {"epochs": 30, "batch_size": 32, "seed": 0}),
+    "digits": ("small_cnn", {"epochs": 6, "batch_size": 64, "seed": 0, "label_smoothing": 0.0}),
+    "breast_cancer": ("mlp", {"epochs": 30, "batch_size": 32, "seed": 0, "label_smoothing": 0.0}),
 }
 
 

@@ -55,8 +55,25 @@ def output_looks_like_probabilities(logits: torch.Tensor, atol: float = 1e-3) ->
 
 
 def model_in_train_mode(model: nn.Module) -> bool:
-    """True when the model or any submodule is in train mode."""
-    return any(m.training for m in model.modules())
+    """True when a submodule whose output can depend on the mode is in train mode.
+
+    Dropout and normalisation layers depend on it, and so may any module defined outside
+    ``torch.nn`` (its ``forward`` can read ``self.training``); plain torch.nn layers such
+    as Linear, Conv or ReLU do not, so a freshly built ``nn.Sequential`` of them is fine.
+    """
+    for m in model.modules():
+        if not m.training:
+            continue
+        if isinstance(m, _MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn"):
+            return True
+    return False
+
+
+_MODE_DEPENDENT = (
+    nn.modules.dropout._DropoutNd,
+    nn.modules.batchnorm._NormBase,
+    nn.AlphaDropout,
+)
 
 
 @dataclass(frozen=True)

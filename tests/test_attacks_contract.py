@@ -279,3 +279,15 @@ def test_cuda_amp(digits_cnn, batch, name) -> None:
     assert res.x_adv.device.type == "cuda" and res.x_adv.dtype == torch.float32
     assert float((res.x_adv - x.cuda()).abs().max()) <= 0.1 + 1e-6
     assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1
+
+
+def test_no_zero_gradient_false_alarm_in_evaluation_mode(digits_cnn, batch) -> None:
+    # most labels wrong: those rows are skipped, so their zero gradients must not count
+    x, y = batch
+    y_bad = y.clone()
+    y_bad[:36] = (y[:36] + 1) % 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AttackWarning)
+        for kw in (dict(random_start=False), dict(random_start=True)):
+            get_attack("pgd", digits_cnn, eps=0.3, steps=3, seed=0, **kw).run(x, y_bad)
+        get_attack("fgsm", digits_cnn, eps=0.3).run(x, y_bad)

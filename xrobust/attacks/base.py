@@ -268,13 +268,19 @@ class _Context:
             )
         return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
 
-    def grad(self, loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Gradient of scalar ``loss`` with respect to input ``x`` (float maths)."""
+    def grad(
+        self, loss: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Gradient of scalar ``loss`` with respect to input ``x`` (float maths).
+
+        ``rows`` (mask or indices) names the rows the loss depends on; the first call's
+        gradient health check looks only at them.
+        """
         self.gradient_passes += int(x.shape[0])
         (g,) = torch.autograd.grad(loss, x)
         if not self._grad_checked:
             self._grad_checked = True
-            stats = gradient_stats_from_grad(g)
+            stats = gradient_stats_from_grad(g if rows is None else g[rows])
             if stats.nonfinite_fraction > 0:
                 warnings.warn(
                     f"non-finite input gradients for {stats.nonfinite_fraction:.0%} of the "

@@ -151,17 +151,23 @@ def pgd_iterate(
                     lsum = F.per_example_loss(
                         loss, logits[keep], ya[keep], None if ta is None else ta[keep]
                     ).sum()
-                    g = _rows(ctx.grad(lsum, src), pick)[keep]
+                    live = keep if pick is None else pick[keep]
+                    g = _rows(ctx.grad(lsum, src, rows=live), pick)[keep]
                     idx, xc, ya, ea, step = idx[keep], xc[keep], ya[keep], ea[keep], step[keep]
                     ta = None if ta is None else ta[keep]
                     xa = xa.detach()[keep]
                     if norm == "linf":
                         lo, hi = lo[keep], hi[keep]
                 else:
-                    g = _rows(ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src), pick)
+                    g = _rows(
+                        ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src, rows=pick),
+                        pick,
+                    )
                     xa = xa.detach()
             else:
-                g = _rows(ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src), pick)
+                g = _rows(
+                    ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src, rows=pick), pick
+                )
                 xa = xa.detach()
         with torch.no_grad():
             if norm == "linf":

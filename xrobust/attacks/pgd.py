@@ -43,14 +43,19 @@ class PGDConfig(AttackConfig):
     Attributes:
         steps: gradient steps per restart.
         step_size: step length in input units; None = ``2.5 * eps / steps`` (Madry et al.).
-        random_start: start from a uniform point of the eps-ball instead of ``x``.
+        random_start: start from a uniform point of the eps-ball instead of ``x``. None
+            (default): yes for linf; for l2 the first run starts at ``x`` and further
+            restarts start uniformly in the ball (in high dimension a uniform L2 start lies
+            on the sphere, and the normalised-gradient steps spend most of their budget
+            undoing it: on the digits CNN, eps 1.5, PGD-20 kept 51.6% robust accuracy from
+            a random start against 46.5% from ``x``).
         restarts: independent runs; each example keeps its worst case.
         loss: "ce" (cross-entropy) or "margin" (Carlini-Wagner logit margin).
     """
 
     steps: int = 10
     step_size: float | None = None
-    random_start: bool = True
+    random_start: bool | None = None
     restarts: int = 1
     loss: str = "ce"
 
@@ -68,6 +73,10 @@ class PGDConfig(AttackConfig):
             object.__setattr__(self, "step_size", s)
         if self.loss not in _LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; expected one of {', '.join(_LOSSES)}")
+
+    def first_random_start(self) -> bool:
+        """Whether the first run starts at a random point (see ``random_start``)."""
+        return self.norm == "linf" if self.random_start is None else bool(self.random_start)
 
     def relative_step(self) -> float:
         """Step size as a multiple of eps (so that per-example eps scale it)."""
@@ -201,7 +210,7 @@ class PGD(Attack):
     config: PGDConfig
 
     def _reuses_clean_forward(self) -> bool:
-        return not self.config.random_start
+        return not self.config.first_random_start()
 
     def _perturb(
         self,
@@ -219,12 +228,13 @@ class PGD(Attack):
             norm=c.norm,
             bounds=c.bounds,
             loss=c.loss,
-            random_start=c.random_start,
+            random_start=c.first_random_start(),
             early_stop=c.early_stop,
         )
         best = pgd_iterate(ctx, x, y, target, eps, active, **kw)  # type: ignore[arg-type]
         if c.restarts == 1:
             return best
+        kw["random_start"] = c.random_start is not False
         return _restart(ctx, best, x, y, target, eps, active, c.restarts, c.loss, kw)
 
 

@@ -401,8 +401,8 @@ class Explainer:
                 )
             return int(self.params.internal_batch_size)
         row = _estimate_row_bytes(self.model, x[:1], self.requires_gradients)
-        # live tensors get half the budget: the allocator's cached and fragmented memory
-        # took up to as much again in peak RSS (glibc, benchmarks/bench_explain.py)
+        # live tensors get half the budget; the other half is a margin for the allocator's
+        # cached and fragmented memory, which peak RSS also counts
         return max(1, _budget_bytes(self.params.memory_budget_mb, device) // (2 * row))
 
     def _chunked(

@@ -205,3 +205,14 @@ def test_stability_under_attack(digits_cnn: nn.Module, digits28: dict[str, torch
     d = json.loads(json.dumps(r.to_dict()))
     assert d["k"] == round(0.1 * 784) and len(d["spearman"]) == 12
     assert math.isfinite(d["mean_topk_overlap"])
+
+
+def test_stability_with_the_attacks_package(
+    digits_cnn: nn.Module, digits28: dict[str, torch.Tensor]
+) -> None:
+    attacks = pytest.importorskip("xrobust.attacks")
+    x, y = digits28["x_test"][:8], digits28["y_test"][:8]
+    res = attacks.FGSM(digits_cnn, eps=0.2, norm="linf", bounds=(0.0, 1.0)).run(x, y)
+    assert (res.x_adv - x).abs().max() <= 0.2 + 1e-6
+    r = stability_under_attack(digits_cnn, x, res.x_adv, "integrated_gradients", n_steps=16)
+    assert len(r.spearman) == 8 and r.mean_spearman < 1.0

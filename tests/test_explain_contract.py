@@ -345,3 +345,26 @@ def test_cuda_device_kept(method: str, cnn: nn.Module, images: torch.Tensor) -> 
     cpu = explain(cnn.cpu(), images, e.target.cpu(), method=method, seed=0, **FAST.get(method, {}))
     if method not in STOCHASTIC:
         torch.testing.assert_close(e.attributions.cpu(), cpu.attributions, rtol=1e-3, atol=1e-4)
+
+
+def test_superpixel_masks(digits28: dict[str, torch.Tensor], digits_cnn: nn.Module) -> None:
+    from xrobust.explain._masks import superpixels
+
+    x = digits28["x_test"][:3]
+    sp = superpixels(x, n_segments=49)
+    assert sp.shape == x.shape and sp.dtype == torch.long
+    for i in range(3):  # contiguous ids 0..K-1, K close to what was asked
+        ids = sp[i].unique()
+        assert torch.equal(ids, torch.arange(len(ids))) and 30 <= len(ids) <= 49
+    assert not torch.equal(sp[0], sp[1])  # one segmentation per image
+    # two flat halves: no segment straddles the edge
+    halves = torch.zeros(1, 1, 8, 8)
+    halves[..., 4:] = 1.0
+    m = superpixels(halves, n_segments=4)
+    assert not set(m[..., :4].unique().tolist()) & set(m[..., 4:].unique().tolist())
+    e = explain(digits_cnn, x, method="feature_ablation", feature_mask="superpixels")
+    for i in range(3):  # attributions are constant within each superpixel
+        for k in sp[i].unique():
+            assert len(e.attributions[i][sp[i] == k].unique()) == 1
+    with pytest.raises(ConfigError, match="superpixels"):
+        explain(_mlp(), torch.rand(2, 5), method="lime", feature_mask="superpixels")

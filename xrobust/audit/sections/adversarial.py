@@ -152,8 +152,12 @@ def _one_norm(
     # refined by bisection with the strongest iterative attack when enabled
     min_eps = _grid_min_eps(grid, robust_all, correct)
     mp_method = "grid (smallest eps of the grid at which the worst case fools the example)"
-    strongest = min(a.attacks, key=lambda n: (curves[n][k_head], a.attacks.index(n)))
-    by_strength = sorted(a.attacks, key=lambda n: (curves[n][k_head], a.attacks.index(n)))
+    # strongest: lowest accuracy at the headline eps, then over the whole curve; ties go to
+    # the attack listed last (the configured order runs from weak to strong: FGSM, PGD, APGD)
+    by_strength = sorted(
+        a.attacks, key=lambda n: (curves[n][k_head], sum(curves[n]), -a.attacks.index(n))
+    )
+    strongest = by_strength[0]
     vulnerable: list[dict[str, Any]] | None = None
     lib = _library_minimal()
     if a.minimal_perturbation and bool(correct.any()) and lib is not None:

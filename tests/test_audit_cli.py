@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from xrobust.audit import AuditConfig, load_config
 from xrobust.audit.corruptions import corrupt, list_corruptions
+from xrobust.audit.validate import validate_report
 from xrobust.cli import main
 from xrobust.errors import ConfigError, DataError
 
@@ -89,6 +90,7 @@ def test_cli_audit_passes_writes_reports_and_gates(run_dir, toml_file, tmp_path,
     for name in ("report.html", "report.json", "junit.xml", "summary.md"):
         assert (out / name).stat().st_size > 0
     d = json.loads((out / "report.json").read_text())
+    validate_report(d)
     assert d["config"]["seed"] == 1 and d["config"]["adversarial"]["n"] == 32  # from the TOML
     assert d["dataset"]["spec"]["modality"] == "tabular"
     corr = d["sections"]["corruption"]["data"]["corruptions"]

@@ -21,6 +21,12 @@ def run_corruption(rt: Runtime) -> dict[str, Any]:
     cfg = rt.config.corruption
     modality = rt.spec.modality
     names = cfg.corruptions if cfg.corruptions is not None else list_corruptions(modality)
+    notes = []
+    if rt.train_mean is None and "missing_features" in names and cfg.corruptions is None:
+        names = [n for n in names if n != "missing_features"]
+        notes.append(
+            "missing_features left out: the dataset has no training split to take means from"
+        )
     for name in names:
         c = CORRUPTIONS.get(name)
         if c.modality != modality:
@@ -90,6 +96,7 @@ def run_corruption(rt: Runtime) -> dict[str, Any]:
         "severities": list(cfg.severities),
         "clean_accuracy": round(clean_acc, 6),
         "corruptions": results,
+        "notes": notes,
     }
     if show_examples and len(idx):
         data["example"] = {

@@ -250,6 +250,7 @@ def _corruption(s: SectionResult, report: AuditReport) -> str:
             rows,
             raw=True,
         ),
+        *[f'<p class="note">{_e(n)}</p>' for n in d.get("notes", [])],
         '<div class="figs">',
         _figure(lambda: F.corruption_curves(d), "Accuracy against severity.", "corruption curves"),
     ]

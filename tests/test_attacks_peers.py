@@ -3,6 +3,8 @@ Captum."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -32,7 +34,9 @@ def test_fgsm_equals_torchattacks(digits_cnn, data) -> None:
 def test_fgsm_equals_foolbox(digits_cnn, data, norm, eps) -> None:
     fb = pytest.importorskip("foolbox")
     x, y = data
-    fmodel = fb.PyTorchModel(digits_cnn, bounds=(0, 1))
+    # Foolbox computes weight gradients and leaves them on the parameters: give it a copy so
+    # the shared session fixture stays clean for other tests.
+    fmodel = fb.PyTorchModel(copy.deepcopy(digits_cnn), bounds=(0, 1))
     atk = fb.attacks.FGSM() if norm == "linf" else fb.attacks.FGM()
     _, clipped, _ = atk(fmodel, x, y, epsilons=eps)
     ours = FGSM(digits_cnn, eps=eps, norm=norm, early_stop=False).run(x, y)

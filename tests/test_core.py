@@ -66,3 +66,23 @@ def test_cli_version(capsys) -> None:
         main(["--version"])
     assert exc.value.code == 0
     assert __version__ in capsys.readouterr().out
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    p = atomic_write_text(tmp_path / "r.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+
+
+def test_python_dash_m(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "xrobust", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and __version__ in out.stdout

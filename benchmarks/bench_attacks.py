@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as tF
 from torch import nn
 
+STEP_FRACTION = 0.1  # PGD step size / eps for every library, set by --step-fraction
 ROWS: list[tuple[str, str, str, float, float, float]] = []
 
 
@@ -150,7 +151,8 @@ def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
                     lambda: fa(peers["fmodel"], x, y, epsilons=eps)[1],
                 )
     if "pgd" in only:
-        for norm, eps, alpha in (("linf", 0.1, 0.01), ("linf", 0.2, 0.02), ("l2", 1.5, 0.15)):
+        for norm, eps in (("linf", 0.1), ("linf", 0.2), ("l2", 1.5)):
+            alpha = round(eps * STEP_FRACTION, 6)
             name = f"PGD-20 {norm} eps={eps}"
             kw = dict(eps=eps, norm=norm, steps=20, step_size=alpha, seed=0)
             timed(
@@ -406,8 +408,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument(
+        "--step-fraction",
+        type=float,
+        default=0.1,
+        help="PGD step size as a fraction of eps, the same for every library (default 0.1)",
+    )
     ap.add_argument("--allocator", action="store_true", help="run the allocator A/B instead")
     args = ap.parse_args()
+    global STEP_FRACTION
+    STEP_FRACTION = args.step_fraction
     if args.allocator:
         allocator_ab(args)
         return

@@ -28,19 +28,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from xrobust._modelstate import frozen_eval
 from xrobust.attacks import _functional as F
 from xrobust.attacks.checks import (
     AttackWarning,
@@ -305,23 +305,6 @@ class _Context:
         return pred == target if target is not None else pred != y
 
 
-@contextlib.contextmanager
-def _frozen_eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter; restored exactly after."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-        for m, t in modes:
-            m.training = t
-
-
 class Attack:
     """Base class of every attack: a final :meth:`run` around a subclass's ``_perturb``.
 
@@ -534,7 +517,7 @@ class Attack:
             param.dtype if param is not None else None,
             targeted=target is not None,
         )
-        with _frozen_eval(self.model), torch.no_grad():
+        with frozen_eval(self.model), torch.no_grad():
             if self._reuses_clean_forward():
                 # the first step starts at x: keep the clean pass's graph for its gradient
                 x_req = xw.detach().requires_grad_(True)

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xrobust._modelstate import frozen_eval
+
 __all__ = [
     "AttackWarning",
     "GradientStats",
@@ -126,20 +128,10 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Gradie
     The model is evaluated in eval mode (restored afterwards) and no parameter gradient
     is computed or left behind.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
+    with frozen_eval(model):
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             logits = model(xg)
             loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
             (g,) = torch.autograd.grad(loss, xg)
         return gradient_stats_from_grad(g)
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-        for m, t in modes:
-            m.training = t

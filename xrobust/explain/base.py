@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xrobust._modelstate import eval_mode as _eval_mode
 from xrobust.device import model_device
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.registry import Registry
@@ -143,21 +144,6 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, int | float | str | bool) or v is None:
         return v
     return repr(v)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    """Eval mode for the duration; every submodule's own mode is restored afterwards."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 @contextlib.contextmanager

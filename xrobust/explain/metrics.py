@@ -134,19 +134,11 @@ def _k_of(k: int | float, p: int) -> int:
     raise ConfigError(f"k must be a fraction in (0, 1] or a count in 1..{p}, got {k!r}")
 
 
-@dataclass
-class SimilarityResult:
-    """Agreement between two batches of attribution maps (computed on |maps|).
-
-    Attributes:
-        topk_overlap: per example, the share of the top-k features common to both maps.
-        spearman: per example, Spearman rank correlation of the two maps.
-        k: number of top features compared.
-    """
+class _OverlapSummary:
+    """Means over examples for results holding ``topk_overlap`` and ``spearman`` lists."""
 
     topk_overlap: list[float]
     spearman: list[float]
-    k: int
 
     @property
     def mean_topk_overlap(self) -> float:
@@ -161,6 +153,21 @@ class SimilarityResult:
         d["mean_topk_overlap"] = self.mean_topk_overlap
         d["mean_spearman"] = self.mean_spearman
         return d
+
+
+@dataclass
+class SimilarityResult(_OverlapSummary):
+    """Agreement between two batches of attribution maps (computed on |maps|).
+
+    Attributes:
+        topk_overlap: per example, the share of the top-k features common to both maps.
+        spearman: per example, Spearman rank correlation of the two maps.
+        k: number of top features compared.
+    """
+
+    topk_overlap: list[float]
+    spearman: list[float]
+    k: int
 
 
 def attribution_similarity(
@@ -726,7 +733,7 @@ def model_randomisation_check(
 
 # ------------------------------------------------------------------ stability under attack
 @dataclass
-class StabilityResult:
+class StabilityResult(_OverlapSummary):
     """How an explanation moves under an adversarial perturbation of the input.
 
     Attributes:
@@ -744,20 +751,6 @@ class StabilityResult:
     spearman: list[float]
     k: int
     prediction_changed: list[bool]
-
-    @property
-    def mean_topk_overlap(self) -> float:
-        return _mean(self.topk_overlap)
-
-    @property
-    def mean_spearman(self) -> float:
-        return _mean(self.spearman)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["mean_topk_overlap"] = self.mean_topk_overlap
-        d["mean_spearman"] = self.mean_spearman
-        return d
 
 
 def stability_under_attack(

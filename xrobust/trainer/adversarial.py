@@ -31,8 +31,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as tF
 from torch import nn
 
+from xrobust._modelstate import frozen_eval
 from xrobust.attacks import _functional as F
 from xrobust.errors import ConfigError
 
@@ -61,22 +61,6 @@ class AdvLoss:
     clean_logits: torch.Tensor | None
     adv_logits: torch.Tensor
     x_adv: torch.Tensor
-
-
-@contextlib.contextmanager
-def _generation_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-        for m, t in modes:
-            m.training = t
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -134,7 +118,7 @@ def adversarial_examples(
         return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
 
     clean_logits = None
-    with _generation_mode(net):
+    with frozen_eval(net):
         if method == "fgsm":
             alpha = 1.25 * eps if step_size is None else float(step_size)
             n_steps = 1
@@ -209,6 +193,6 @@ def adversarial_loss(
     logits_adv = model(x_adv)
     loss = crit(logits_adv, y)
     if clean_logits is None:
-        with torch.no_grad(), _generation_mode(_unwrap(model)):
+        with torch.no_grad(), frozen_eval(_unwrap(model)):
             clean_logits = _unwrap(model)(x)
     return AdvLoss(loss, clean_logits.detach(), logits_adv.detach(), x_adv)

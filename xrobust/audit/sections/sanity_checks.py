@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from xrobust._modelstate import frozen_params
 from xrobust.audit._attacks import attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, chunk_seed
 from xrobust.audit.report import CheckResult, SectionResult
@@ -165,10 +166,7 @@ def _logits(rt: Runtime) -> dict[str, Any]:
 def _gradients(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     grads = []
     model = rt.model
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
+    with frozen_params(model):
         for i in range(0, len(x), rt.config.batch_size):
             xb = x[i : i + rt.config.batch_size].to(rt.device).requires_grad_(True)
             yb = y[i : i + rt.config.batch_size].to(rt.device)
@@ -176,9 +174,6 @@ def _gradients(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
                 loss = F.cross_entropy(model(xb).float(), yb, reduction="sum")
                 (g,) = torch.autograd.grad(loss, xb)
             grads.append(g.detach().cpu().flatten(1))
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
     g = torch.cat(grads)
     finite = torch.isfinite(g)
     nonfinite = float((~finite).any(1).double().mean())

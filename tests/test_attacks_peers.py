@@ -64,11 +64,14 @@ def test_pgd_linf_robust_accuracy_within_one_point_of_torchattacks(digits_cnn, d
     theirs = ta.PGD(digits_cnn, eps=0.1, alpha=0.01, steps=20, random_start=True)(x, y)
     with torch.no_grad():
         acc_theirs = float((digits_cnn(theirs).argmax(1) == y).float().mean())
-    fixed = PGD(digits_cnn, eps=0.1, step_size=0.01, steps=20, seed=0, early_stop=False).run(x, y)
-    evalm = PGD(digits_cnn, eps=0.1, step_size=0.01, steps=20, seed=0).run(x, y)
+    kw = dict(eps=0.1, step_size=0.01, steps=20, random_start=True, seed=0)
+    fixed = PGD(digits_cnn, early_stop=False, **kw).run(x, y)
+    evalm = PGD(digits_cnn, **kw).run(x, y)
+    default = PGD(digits_cnn, eps=0.1, step_size=0.01, steps=20).run(x, y)  # first run from x
     assert abs(fixed.robust_accuracy - acc_theirs) <= 0.01 + 1e-9
     assert evalm.robust_accuracy <= fixed.robust_accuracy
     assert evalm.robust_accuracy <= acc_theirs + 0.01
+    assert default.robust_accuracy <= acc_theirs + 0.01
     # APGD-CE (reference budget) is at least as strong as PGD-20
     apgd = APGD(digits_cnn, eps=0.1, seed=0).run(x, y)
     assert apgd.robust_accuracy <= fixed.robust_accuracy

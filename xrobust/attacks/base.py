@@ -133,7 +133,9 @@ class AttackResult:
             :meth:`Attack.run_loader` was asked not to keep them.
         y: true labels.
         pred_clean: model predictions on the clean inputs.
-        pred_adv: model predictions on ``x_adv``.
+        pred_adv: model predictions on ``x_adv`` (for an example fooled in evaluation mode,
+            the prediction of the forward pass that found its adversarial: no pass is
+            repeated).
         success: per example, the attack's goal is met at ``x_adv`` (untargeted: the
             prediction is wrong; targeted: it equals the target).
         norms: per example, ``||x_adv - x||`` in the attack's norm.
@@ -564,10 +566,7 @@ class Attack:
                 x_adv[bad] = F.clip_to_ball_and_bounds(
                     x_adv[bad], xw[bad], eps_t[bad], cfg.norm, cfg.bounds
                 )
-            # one forward over the whole final batch: the reported predictions are exactly
-            # what the model says on x_adv (a prediction seen on a shrunken batch could
-            # differ in the last bit for a borderline example)
-            pred = ctx.forward(x_adv).argmax(1)
+            pred = _final_predictions(ctx, x_adv, active, bad, out.pred, pred_clean)
             norms = F.lp_norm(x_adv - xw, cfg.norm)
             success = ctx.is_success(pred, yw, tw)
         broken = out.broken_by
@@ -598,6 +597,30 @@ class Attack:
 
 
 # ---------------------------------------------------------------------- helpers
+def _final_predictions(
+    ctx: _Context,
+    x_adv: torch.Tensor,
+    active: torch.Tensor,
+    moved: torch.Tensor,
+    known: torch.Tensor,
+    pred_clean: torch.Tensor,
+) -> torch.Tensor:
+    """Predictions at ``x_adv``, running the model only where they are not known yet.
+
+    Rows not attacked keep ``x_adv == x`` and their clean prediction; rows whose
+    adversarial was already evaluated by the attack (the forward pass that found it, in
+    evaluation mode) keep that prediction; the rest (survivors' final iterates, the
+    fixed budget's last step, rows the safety net moved) get one forward pass.
+    """
+    pred = torch.where(active, known, pred_clean)
+    need = active & ((known < 0) | moved)
+    if bool(need.all()):
+        return ctx.forward(x_adv).argmax(1)
+    if bool(need.any()):
+        pred[need] = ctx.forward(x_adv[need]).argmax(1)
+    return pred
+
+
 def _bcast(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.reshape(-1, *([1] * (like.dim() - 1)))
 

@@ -10,7 +10,9 @@ it: the same number of bare forward + input-gradient backward passes on the same
     .venv/bin/python benchmarks/bench_attacks.py --only pgd,apgd --threads 1
     .venv/bin/python benchmarks/bench_attacks.py --allocator     # + glibc allocator tuning A/B
 
-Prints a markdown table: library, attack, mode, seconds, robust accuracy, time / floor.
+Prints a markdown table: library, attack, mode, seconds, robust accuracy, time / floor
+(medians over ``--repeats`` runs), then each xrobust row's speedup over torchattacks on the
+same attack (ratio of the time / floor figures).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def acc(model: nn.Module, xa: torch.Tensor | np.ndarray, y: torch.Tensor) -> flo
         return float((model(xa.float()).argmax(1) == y).float().mean())
 
 
+REPEATS = 1  # timed runs per row (median reported), set by --repeats
+
+
 def timed(
     lib: str,
     attack: str,
@@ -70,13 +75,38 @@ def timed(
     passes: int,
     fn: Callable[[], torch.Tensor | np.ndarray | float],
 ) -> None:
-    f = floor(model, x, y, passes)
-    t = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t
+    """Time ``fn`` REPEATS times, each run paired with a floor run just before it; print
+    the median seconds and the median of the per-pair ratios."""
+    secs, ratios = [], []
+    for _ in range(REPEATS):
+        f = floor(model, x, y, passes)
+        torch.manual_seed(0)  # peers' random starts: the same draw in every repeat
+        t = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t
+        secs.append(dt)
+        ratios.append(dt / f)
     ra = out if isinstance(out, float) else acc(model, out, y)
-    ROWS.append((lib, attack, mode, dt, ra, dt / f))
-    print(f"| {lib} | {attack} | {mode} | {dt:.2f} | {ra:.3f} | {dt / f:.2f} |", flush=True)
+    dt, r = float(np.median(secs)), float(np.median(ratios))
+    ROWS.append((lib, attack, mode, dt, ra, r))
+    print(f"| {lib} | {attack} | {mode} | {dt:.2f} | {ra:.3f} | {r:.2f} |", flush=True)
+
+
+def print_speedups() -> None:
+    """Evaluation mode against torchattacks on the same attack: ratio of time / floor."""
+    ta = {a: (r, ra) for lib, a, _m, _s, ra, r in ROWS if lib == "torchattacks"}
+    lines = []
+    for lib, a, mode, _s, ra, r in ROWS:
+        if lib == "xrobust" and a in ta:
+            tr, tra = ta[a]
+            lines.append(f"| {a} | {mode} | {tr / r:.2f}x | {ra:.3f} | {tra:.3f} |")
+    if lines:
+        print(
+            "\n| attack | xrobust mode | faster than torchattacks | robust acc ours | "
+            "robust acc torchattacks |"
+        )
+        print("|---|---|---|---|---|")
+        print("\n".join(lines))
 
 
 def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
@@ -155,19 +185,29 @@ def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
             alpha = round(eps * STEP_FRACTION, 6)
             name = f"PGD-20 {norm} eps={eps}"
             kw = dict(eps=eps, norm=norm, steps=20, step_size=alpha, seed=0)
-            timed(
-                "xrobust",
-                name,
-                "fixed",
-                model,
-                x,
-                y,
-                20,
-                lambda: PGD(model, early_stop=False, **kw).run(x, y).x_adv,
-            )
-            timed(
-                "xrobust", name, "eval", model, x, y, 20, lambda: PGD(model, **kw).run(x, y).x_adv
-            )
+            # default: first run from x; "random start": Madry's start, as the peers do
+            for label, extra in (("", {}), (" random start", {"random_start": True})):
+                kwr = {**kw, **extra}
+                timed(
+                    "xrobust",
+                    name,
+                    "fixed" + label,
+                    model,
+                    x,
+                    y,
+                    20,
+                    lambda: PGD(model, early_stop=False, **kwr).run(x, y).x_adv,
+                )
+                timed(
+                    "xrobust",
+                    name,
+                    "eval" + label,
+                    model,
+                    x,
+                    y,
+                    20,
+                    lambda: PGD(model, **kwr).run(x, y).x_adv,
+                )
             if "ta" in peers:
                 ta = peers["ta"]
                 mk = (
@@ -177,7 +217,6 @@ def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
                         lambda: ta.PGDL2(model, eps=eps, alpha=alpha, steps=20, random_start=True)
                     )
                 )
-                torch.manual_seed(0)
                 timed("torchattacks", name, "", model, x, y, 20, lambda: mk()(x, y))
             if "captum" in peers and norm == "linf":  # Captum's l2 random start fails on 4-D inputs
                 cp = peers["captum"].PGD(model, loss_func=ce, lower_bound=0.0, upper_bound=1.0)
@@ -241,7 +280,6 @@ def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
                 lambda: PGD(model, eps=eps, steps=20, seed=0).run(x, y).x_adv,
             )
             if "ta" in peers:
-                torch.manual_seed(0)
                 timed(
                     "torchattacks",
                     name,
@@ -414,10 +452,12 @@ def main() -> None:
         default=0.1,
         help="PGD step size as a fraction of eps, the same for every library (default 0.1)",
     )
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per row (median)")
     ap.add_argument("--allocator", action="store_true", help="run the allocator A/B instead")
     args = ap.parse_args()
-    global STEP_FRACTION
+    global STEP_FRACTION, REPEATS
     STEP_FRACTION = args.step_fraction
+    REPEATS = max(1, args.repeats)
     if args.allocator:
         allocator_ab(args)
         return
@@ -438,6 +478,7 @@ def main() -> None:
         bench_apgd(model, x, y)
     if "ensemble" in only:
         bench_ensemble(model, x, y)
+    print_speedups()
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 

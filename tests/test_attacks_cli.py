@@ -87,6 +87,14 @@ def test_attack_cli_json_targeted_and_fixed_budget(run_dir, capsys) -> None:
     assert d["targeted"] and d["n"] == 32 and d["config"]["early_stop"] is False
 
 
+def test_attack_cli_random_start(run_dir, capsys) -> None:
+    args = ["attack", "--model", run_dir, "--data", "digits", "--eps", "0.1", "--steps", "3"]
+    assert main([*args, "--limit", "16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["random_start"] is None
+    assert main([*args, "--limit", "16", "--json", "--random-start"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["random_start"] is True
+
+
 @pytest.mark.parametrize(
     "extra,msg",
     [
@@ -96,6 +104,7 @@ def test_attack_cli_json_targeted_and_fixed_budget(run_dir, capsys) -> None:
         (["--eps", "1.5"], "larger than the bounds allow"),
         (["--eps", "0.1", "--attack", "pgdd"], "Did you mean"),
         (["--eps", "0.1", "--out", "adv.txt"], ".npz"),
+        (["--eps", "0.1", "--attack", "fgsm", "--random-start"], "no option(s) random_start"),
     ],
 )
 def test_attack_cli_bad_options(run_dir, capsys, extra, msg) -> None:

@@ -64,6 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="iterations (attack default if omitted)")
     p.add_argument("--step-size", type=float, help="step size in input units (PGD)")
     p.add_argument("--restarts", type=int, help="random restarts (PGD, APGD)")
+    p.add_argument(
+        "--random-start",
+        action="store_true",
+        help="PGD: every run starts at a random point of the eps-ball (Madry et al.); by "
+        "default the first run starts at the input and restarts start at random",
+    )
     p.add_argument("--loss", help="loss: ce or margin (PGD/FGSM), ce or dlr (APGD)")
     tg = p.add_mutually_exclusive_group()
     tg.add_argument("--target", type=int, help="targeted attack towards this class")
@@ -112,6 +118,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, opt)
         if v is not None:
             kw[opt] = v
+    if args.random_start:
+        kw["random_start"] = True
     return kw
 
 

@@ -9,6 +9,7 @@ it: the same number of bare forward + input-gradient backward passes on the same
     .venv/bin/python benchmarks/bench_attacks.py                 # everything
     .venv/bin/python benchmarks/bench_attacks.py --only pgd,apgd --threads 1
     .venv/bin/python benchmarks/bench_attacks.py --allocator     # + glibc allocator tuning A/B
+    .venv/bin/python benchmarks/bench_attacks.py --only versus --repeats 11   # head to head
 
 Prints a markdown table: library, attack, mode, seconds, robust accuracy, time / floor
 and time / floor on the attack's output (medians over ``--repeats`` runs), then each xrobust row's speedup over torchattacks on the
@@ -380,6 +381,56 @@ def bench_ensemble(model, x, y) -> None:
         )
 
 
+def bench_versus(model, x, y) -> None:
+    """Head to head with torchattacks: the two runs alternate (order flipping every
+    repeat) and each repeat gives one ratio of seconds, so machine drift cancels out.
+    Prints the median, min and max over ``--repeats`` pairs."""
+    from xrobust.attacks import PGD
+
+    ta = _peers(model).get("ta")
+    if ta is None:
+        print("torchattacks is not installed: no head-to-head rows")
+        return
+    cases = []
+    for norm, eps in (("linf", 0.1), ("linf", 0.2), ("l2", 1.5)):
+        alpha = round(eps * STEP_FRACTION, 6)
+        kw = dict(eps=eps, norm=norm, steps=20, step_size=alpha, seed=0)
+        peer = ta.PGD if norm == "linf" else ta.PGDL2
+        theirs = lambda peer=peer, eps=eps, alpha=alpha: peer(  # noqa: E731
+            model, eps=eps, alpha=alpha, steps=20, random_start=True
+        )(x, y)
+        for mode, extra in (
+            ("eval", {}),
+            ("eval random start", {"random_start": True}),
+            ("fixed", {"early_stop": False}),
+        ):
+            kwm = {**kw, **extra}
+            ours = lambda kwm=kwm: PGD(model, **kwm).run(x, y).x_adv  # noqa: E731
+            cases.append((f"PGD-20 {norm} eps={eps}", mode, ours, theirs))
+    print(
+        "\n| attack | xrobust mode | torchattacks s / xrobust s: median (min-max) | "
+        "robust acc ours | robust acc torchattacks |"
+    )
+    print("|---|---|---|---|---|")
+    for name, mode, ours, theirs in cases:
+        ratios = []
+        for i in range(REPEATS):
+            order = (ours, theirs) if i % 2 == 0 else (theirs, ours)
+            secs = {}
+            for fn in order:
+                torch.manual_seed(i)
+                t = time.perf_counter()
+                out = fn()
+                secs[fn] = (time.perf_counter() - t, out)
+            ratios.append(secs[theirs][0] / secs[ours][0])
+        a_ours, a_theirs = acc(model, secs[ours][1], y), acc(model, secs[theirs][1], y)
+        print(
+            f"| {name} | {mode} | {np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
+            f"| {a_ours:.3f} | {a_theirs:.3f} |",
+            flush=True,
+        )
+
+
 _PEERS: dict = {}
 
 
@@ -490,6 +541,8 @@ def main() -> None:
         bench_apgd(model, x, y)
     if "ensemble" in only:
         bench_ensemble(model, x, y)
+    if "versus" in only:
+        bench_versus(model, x, y)
     print_speedups()
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 

@@ -8,40 +8,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import io
 import json
 import logging
 import math
-import sys
 from typing import Any
 
 from xrobust.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-# glibc mallopt parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
-
-
-def tune_allocator() -> bool:
-    """Keep large activation buffers in the heap instead of mmapping and unmapping them
-    on every pass (glibc only; a no-op elsewhere). Returns whether it applied.
-
-    On a 2-core CPU a digits-CNN forward+backward spent ~40% of its time in page faults
-    without it (see BENCHMARKS.md, "Attacks").
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(_M_MMAP_MAX, 0)
-        ok &= libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-        ok &= libc.mallopt(_M_TOP_PAD, 64 << 20)
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from xrobust._io import atomic_write_bytes
     from xrobust.attacks import ATTACKS, get_attack
     from xrobust.data import as_tensors, load_dataset
-    from xrobust.device import resolve_device
+    from xrobust.device import resolve_device, tune_allocator
     from xrobust.models import load_run
 
     kw = _options(args)

@@ -74,6 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="minimum robust accuracy, e.g. pgd:linf:0.1:0.5 (repeatable; ATTACK may be 'worst')",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument(
+        "--no-tune-malloc",
+        action="store_true",
+        help="keep glibc's default allocator settings (tuning is on by default on Linux CPUs)",
+    )
     p.set_defaults(func=run)
 
 
@@ -194,6 +199,16 @@ def _init_distributed() -> bool:
     return True
 
 
+def _uses_cuda(cfg: Any) -> bool:
+    """Whether the audit will run on a CUDA device (the allocator tuning is for CPU runs)."""
+    from xrobust.device import resolve_device
+
+    try:
+        return resolve_device(cfg.device).type == "cuda"
+    except ConfigError:
+        return False  # the audit itself reports the bad device
+
+
 def run(args: argparse.Namespace) -> int:
     from xrobust.audit import audit
 
@@ -202,6 +217,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.demo and not args.model:
         raise ConfigError("nothing to audit: give --model RUN_DIR (from `xrobust train`) or --demo")
     cfg = build_config(args)
+    if not args.no_tune_malloc and not _uses_cuda(cfg):
+        from xrobust.device import tune_allocator
+
+        tune_allocator()
     created = _init_distributed()
     try:
         import torch.distributed as dist

@@ -487,6 +487,10 @@ def allocator_ab(args: argparse.Namespace) -> None:
         str(args.threads),
         "--epochs",
         str(args.epochs),
+        "--step-fraction",
+        str(args.step_fraction),
+        "--repeats",
+        str(args.repeats),
     ]
     env_tuned = dict(
         os.environ,

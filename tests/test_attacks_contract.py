@@ -291,3 +291,20 @@ def test_no_zero_gradient_false_alarm_in_evaluation_mode(digits_cnn, batch) -> N
         for kw in (dict(random_start=False), dict(random_start=True)):
             get_attack("pgd", digits_cnn, eps=0.3, steps=3, seed=0, **kw).run(x, y_bad)
         get_attack("fgsm", digits_cnn, eps=0.3).run(x, y_bad)
+
+
+def test_each_iterate_is_evaluated_once(digits_cnn, batch) -> None:
+    # the pass accounting behind the evaluation-mode speed: the clean forward's graph gives
+    # the first gradient (first run from x), a fooled example's prediction comes from the
+    # pass that found it, and only the survivors' last iterates get a final forward
+    x, y = batch
+    n, kw = len(x), dict(eps=0.1, steps=10, step_size=0.025)
+    ev = get_attack("pgd", digits_cnn, **kw).run(x, y)
+    assert 0 < int(ev.success.sum()) < int(ev.attacked.sum())  # both kinds of example occur
+    assert ev.forward_passes == n + int(ev.steps.sum())
+    rs = get_attack("pgd", digits_cnn, random_start=True, seed=0, **kw).run(x, y)
+    assert rs.forward_passes == n + int(rs.steps.sum()) + int(rs.attacked.sum())
+    fixed = get_attack("pgd", digits_cnn, early_stop=False, **kw).run(x, y)
+    assert fixed.forward_passes == n * (1 + kw["steps"])
+    apgd = get_attack("apgd", digits_cnn, eps=0.1, steps=10, seed=0).run(x, y)
+    assert torch.equal(apgd.pred_adv, digits_cnn(apgd.x_adv).argmax(1))

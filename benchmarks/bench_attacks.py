@@ -10,6 +10,7 @@ it: the same number of bare forward + input-gradient backward passes on the same
     .venv/bin/python benchmarks/bench_attacks.py --only pgd,apgd --threads 1
     .venv/bin/python benchmarks/bench_attacks.py --allocator     # + glibc allocator tuning A/B
     .venv/bin/python benchmarks/bench_attacks.py --only versus --repeats 11   # head to head
+    .venv/bin/python benchmarks/bench_attacks.py --only seeds    # robust accuracy vs seeds
 
 Prints a markdown table: library, attack, mode, seconds, robust accuracy, time / floor
 and time / floor on the attack's output (medians over ``--repeats`` runs), then each xrobust row's speedup over torchattacks on the
@@ -119,6 +120,53 @@ def print_speedups() -> None:
         print("\n".join(lines))
 
 
+def handwritten_pgd(model, x, y, eps: float, alpha: float, steps: int) -> torch.Tensor:
+    """The least work a PGD-20 that also reports predictions must do (linf, first run
+    from x): the clean forward (predictions; its graph gives the first gradient), the
+    steps, one forward at the end. A reference row, not a library."""
+    lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    xa = x.clone().requires_grad_(True)
+    for t in range(steps):
+        out = model(xa)
+        if t == 0:
+            _pred_clean = out.detach().argmax(1)
+        (g,) = torch.autograd.grad(tF.cross_entropy(out, y, reduction="sum"), xa)
+        xa = torch.clamp(xa.detach() + alpha * g.sign(), lo, hi).requires_grad_(True)
+    xa = xa.detach()
+    with torch.no_grad():
+        _pred_adv = model(xa).argmax(1)
+    return xa
+
+
+def bench_seeds(model, x, y) -> None:
+    """Robust accuracy of PGD-20 (linf eps 0.1) against the random draw: torchattacks and
+    ours with random starts over seeds 0-9, ours from x (deterministic), and with one
+    random restart."""
+    from xrobust.attacks import PGD
+
+    ta = _peers(model).get("ta")
+    alpha = round(0.1 * STEP_FRACTION, 6)
+    kw = dict(eps=0.1, steps=20, step_size=alpha)
+    rows = {}
+    if ta is not None:
+        accs = []
+        for s in range(10):
+            torch.manual_seed(s)
+            accs.append(acc(model, ta.PGD(model, eps=0.1, alpha=alpha, steps=20)(x, y), y))
+        rows["torchattacks, random start, seeds 0-9"] = accs
+    rows["xrobust random_start=True, seeds 0-9"] = [
+        PGD(model, random_start=True, seed=s, **kw).run(x, y).robust_accuracy for s in range(10)
+    ]
+    rows["xrobust default (first run from x)"] = [PGD(model, **kw).run(x, y).robust_accuracy]
+    rows["xrobust default + 1 random restart"] = [
+        PGD(model, restarts=2, seed=0, **kw).run(x, y).robust_accuracy
+    ]
+    print(f"\n| PGD-20 linf eps=0.1 step {alpha} | mean | min | max |")
+    print("|---|---|---|---|")
+    for k, v in rows.items():
+        print(f"| {k} | {np.mean(v):.4f} | {min(v):.4f} | {max(v):.4f} |")
+
+
 def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
     from xrobust.attacks import FGSM, PGD
 
@@ -217,6 +265,17 @@ def bench_fgsm_pgd(model, x, y, only: set[str]) -> None:
                     y,
                     20,
                     lambda: PGD(model, **kwr).run(x, y).x_adv,
+                )
+            if norm == "linf":
+                timed(
+                    "hand-written",
+                    name,
+                    "fixed, from x",
+                    model,
+                    x,
+                    y,
+                    20,
+                    lambda: handwritten_pgd(model, x, y, eps, alpha, 20),
                 )
             if "ta" in peers:
                 ta = peers["ta"]
@@ -547,6 +606,8 @@ def main() -> None:
         bench_ensemble(model, x, y)
     if "versus" in only:
         bench_versus(model, x, y)
+    if "seeds" in only:
+        bench_seeds(model, x, y)
     print_speedups()
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 

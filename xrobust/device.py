@@ -110,8 +110,8 @@ def tune_allocator() -> bool:
 
     PyTorch's CPU allocator uses malloc; glibc serves large blocks with fresh mmaps that
     page-fault on first touch, so a loop of forward/backward passes can spend a large
-    share of its time in page faults (~40% of a digits-CNN pass on the 2-core test
-    machine; about 2x wall-clock on attacks, see BENCHMARKS.md "Allocator tuning"). This
+    share of its time in page faults (PGD-20 on the digits CNN ran 1.4-1.7x faster with it
+    on the 2-core test machine, see BENCHMARKS.md "Attacks"). This
     changes the whole process: freed memory up to 1 GiB stays with the process instead of
     going back to the system. ``xrobust attack`` and ``xrobust audit`` call it on CPU
     (``--no-tune-malloc`` to opt out); library users call it once at start if they want it.

@@ -308,3 +308,31 @@ def test_each_iterate_is_evaluated_once(digits_cnn, batch) -> None:
     assert fixed.forward_passes == n * (1 + kw["steps"])
     apgd = get_attack("apgd", digits_cnn, eps=0.1, steps=10, seed=0).run(x, y)
     assert torch.equal(apgd.pred_adv, digits_cnn(apgd.x_adv).argmax(1))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypatch) -> None:
+    # the AMP code path (forward under autocast, perturbation maths in fp32) exercised
+    # without a GPU: CPU autocast in bf16 stands in for CUDA's, which runs in the gpu tests
+    import xrobust.attacks.base as base
+
+    monkeypatch.setattr(base, "amp_dtype", lambda dev, amp: torch.bfloat16 if amp else None)
+    seen: list[torch.dtype] = []
+    conv = next(m for m in digits_cnn.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        x, y = batch
+        ref = get_attack(name, digits_cnn, eps=0.1, seed=0, **small_kwargs(name)).run(x, y)
+        seen.clear()
+        res = get_attack(name, digits_cnn, eps=0.1, seed=0, amp="bf16", **small_kwargs(name)).run(
+            x, y
+        )
+    finally:
+        hook.remove()
+    assert seen and all(d == torch.bfloat16 for d in seen)  # every forward ran in bf16
+    assert res.x_adv.dtype == torch.float32 and res.x_adv.device == x.device
+    assert float((res.x_adv - x).abs().max()) <= 0.1 + 1e-6
+    assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
+    assert all(p.grad is None for p in digits_cnn.parameters())
+    assert torch.equal(res.success, res.pred_adv != y)
+    assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1

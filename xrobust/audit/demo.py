@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,18 @@ def _check(name: str) -> str:
     return key
 
 
-def demo_run(name: str = "digits", *, progress: bool = False, retrain: bool = False) -> Any:
+def demo_run(
+    name: str = "digits",
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    retrain: bool = False,
+) -> Any:
     """The demo's trained model as a :class:`~xrobust.models.LoadedRun`, training it (and
     caching it) when no valid cached copy exists.
 
     Args:
         name: "digits" (small CNN) or "breast_cancer" (MLP).
-        progress: show the trainer's progress bars.
+        progress: the trainer's progress callback ``progress(stage, done, total)``.
         retrain: ignore the cache.
     """
     from xrobust.models import load_run

@@ -63,6 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
+    p.add_argument(
         "--no-tune-malloc",
         action="store_true",
         help="keep glibc's default allocator settings (tuning is on by default on Linux)",
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xrobust._io import atomic_write_bytes
     from xrobust.attacks import ATTACKS, get_attack
+    from xrobust.cli._progress import ProgressRenderer
     from xrobust.data import as_tensors, load_dataset
     from xrobust.device import resolve_device, tune_allocator
     from xrobust.models import load_run
@@ -135,15 +142,23 @@ def run(args: argparse.Namespace) -> int:
         g = torch.Generator().manual_seed(args.seed)
         target = (y + torch.randint(1, num_classes, y.shape, generator=g)) % num_classes
     keep = args.out is not None
-    if target is None:
-        res = atk.run_loader((x, y), batch_size=args.batch_size, keep_adv=keep)
-    else:
-        parts = []
-        for i in range(0, len(x), args.batch_size):
-            sl = slice(i, i + args.batch_size)
-            r = atk.run(x[sl], y[sl], target=target[sl])
-            parts.append(r)
-        res = _merge(parts, keep)
+    stage = f"{cls.name} {kw['norm']} eps={args.eps:g}"
+    with ProgressRenderer(enabled=not args.no_progress) as progress:
+        if target is None:
+            res = atk.run_loader(
+                (x, y),
+                batch_size=args.batch_size,
+                keep_adv=keep,
+                progress=lambda done, total: progress(stage, done, total),
+            )
+        else:
+            parts = []
+            for i in range(0, len(x), args.batch_size):
+                sl = slice(i, i + args.batch_size)
+                r = atk.run(x[sl], y[sl], target=target[sl])
+                parts.append(r)
+                progress(stage, min(i + args.batch_size, len(x)), len(x))
+            res = _merge(parts, keep)
     summary = res.to_dict()
     if args.json:
         print(json.dumps(summary, indent=2))

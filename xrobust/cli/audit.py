@@ -8,7 +8,6 @@ report.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -73,7 +72,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="ATTACK:NORM:EPS:MIN",
         help="minimum robust accuracy, e.g. pgd:linf:0.1:0.5 (repeatable; ATTACK may be 'worst')",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
     p.add_argument(
         "--no-tune-malloc",
         action="store_true",
@@ -156,49 +160,6 @@ def build_config(args: argparse.Namespace) -> Any:
     return AuditConfig.from_dict(d)
 
 
-class _Bars:
-    """tqdm bars on stderr, one per stage."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.stage: str | None = None
-        self.bar: Any = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        key = stage.split(":")[0]
-        if key != self.stage:
-            self.close()
-            self.stage = key
-            self.bar = tqdm(total=total, desc=key, file=sys.stderr, leave=False, dynamic_ncols=True)
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.n = done
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _init_distributed() -> bool:
-    """Join the torchrun process group when launched by torchrun; True if we created it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    return True
-
-
 def _uses_cuda(cfg: Any) -> bool:
     """Whether the audit will run on a CUDA device (the allocator tuning is for CPU runs)."""
     from xrobust.device import resolve_device
@@ -221,12 +182,12 @@ def run(args: argparse.Namespace) -> int:
         from xrobust.device import tune_allocator
 
         tune_allocator()
-    created = _init_distributed()
-    try:
-        import torch.distributed as dist
+    from xrobust.cli._progress import ProgressRenderer
+    from xrobust.distributed import process_group
 
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        bars = _Bars(not args.no_progress and rank == 0)
+    with process_group() as ctx, ProgressRenderer(enabled=not args.no_progress) as shown:
+        rank = ctx.rank
+        bars = shown if rank == 0 else None
         if args.demo:
             from xrobust.audit.demo import demo_run
 
@@ -235,13 +196,8 @@ def run(args: argparse.Namespace) -> int:
                     f"xrobust audit: demo model for {args.demo} (trained and cached on first use)",
                     file=sys.stderr,
                 )
-            loaded = (
-                demo_run(args.demo, progress=not args.no_progress and rank == 0)
-                if rank == 0
-                else None
-            )
-            if created or (dist.is_available() and dist.is_initialized()):
-                dist.barrier()
+            loaded = demo_run(args.demo, progress=bars) if rank == 0 else None
+            ctx.barrier()
             if loaded is None:
                 loaded = demo_run(args.demo)
             data = args.data or args.demo
@@ -256,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             "source": str(loaded.path) if loaded.path else None,
         }
         report = audit(loaded.model, bundle, cfg, progress=bars, title=args.title, model_info=info)
-        bars.close()
+        shown.close()
         if rank == 0:
             paths = report.save(args.out)
             from xrobust.audit.markdown import headline
@@ -268,11 +224,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"reports: {', '.join(str(p) for p in paths.values())}")
             print("audit " + ("passed" if report.passed else "FAILED"))
         return 0 if report.passed else 1
-    finally:
-        if created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _dataset(data: str | None, spec: Any) -> Any:

@@ -68,6 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-npz", help="write the raw attributions, inputs and targets to NPZ")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic methods (default 0)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
     p.set_defaults(func=run)
 
 
@@ -132,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from xrobust._io import atomic_write_bytes
+    from xrobust.cli._progress import ProgressRenderer
     from xrobust.data import as_tensors, load_dataset
     from xrobust.device import resolve_device
     from xrobust.explain import EXPLAINERS, get_explainer, global_importance
@@ -175,11 +182,14 @@ def run(args: argparse.Namespace) -> int:
     names = list(spec.feature_names) if spec.feature_names else None
 
     explanations = {}
-    for m in methods:
-        ex = get_explainer(m, run_.model, **params)
-        explanations[m] = ex.explain(
-            x, target, seed=args.seed, feature_names=names if x.ndim == 2 else None
-        )
+    with ProgressRenderer(enabled=not args.no_progress) as progress:
+        for k, m in enumerate(methods):
+            progress(f"explain {m}", k, len(methods))
+            ex = get_explainer(m, run_.model, **params)
+            explanations[m] = ex.explain(
+                x, target, seed=args.seed, feature_names=names if x.ndim == 2 else None
+            )
+        progress("explain", len(methods), len(methods))
 
     if args.out:
         first = explanations[methods[0]]

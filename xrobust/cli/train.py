@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--compile", action="store_true", help="use torch.compile")
     g.add_argument("--num-workers", type=int, help="DataLoader workers for file-backed datasets")
-    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
     g = p.add_argument_group("adversarial training")
     g.add_argument(
         "--adversarial", choices=("pgd", "fgsm", "trades"), help="train on adversarial examples"
@@ -107,7 +113,19 @@ def _model_args(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _epoch_line(rec: Any) -> str:
+    """One epoch's metrics as a line (what the trainer measured, not a bar)."""
+    parts = [f"epoch {rec.epoch}: loss {rec.train_loss:.4f}", f"acc {rec.train_acc:.4f}"]
+    if rec.train_adv_acc is not None:
+        parts.append(f"adv_acc {rec.train_adv_acc:.4f}")
+    if rec.val_acc is not None:
+        parts.append(f"val_acc {rec.val_acc:.4f}")
+    parts.append(f"{rec.time_s:.1f} s")
+    return ", ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
+    from xrobust.cli._progress import ProgressRenderer
     from xrobust.trainer import TrainConfig, train
 
     fields = {
@@ -141,18 +159,22 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{Path(str(args.data)).stem}_{args.model}"
     main = os.environ.get("RANK", "0") == "0"
     t0 = time.perf_counter()
-    _model, history = train(
-        args.data,
-        args.model,
-        config,
-        out,
-        model_kwargs=_model_args(args.model_arg),
-        data_kwargs={"size": args.size, "target": args.target},
-        resume=args.resume,
-        progress=not args.no_progress and main,
-    )
+    with ProgressRenderer(enabled=not args.no_progress and main) as progress:
+        _model, history = train(
+            args.data,
+            args.model,
+            config,
+            out,
+            model_kwargs=_model_args(args.model_arg),
+            data_kwargs={"size": args.size, "target": args.target},
+            resume=args.resume,
+            progress=progress,
+        )
     elapsed = time.perf_counter() - t0
     if main:
+        if not args.no_progress:
+            for rec in history.records:
+                print(_epoch_line(rec), file=sys.stderr)
         last = history.last
         note = " (stopped early)" if history.stopped_early else ""
         resumed = f", resumed from epoch {history.resumed_from[0]}" if history.resumed_from else ""

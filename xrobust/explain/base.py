@@ -37,6 +37,7 @@ from xrobust._modelstate import eval_mode as _eval_mode
 from xrobust.device import model_device
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.registry import Registry
+from xrobust.validation import check_batch, check_logits
 
 __all__ = [
     "EXPLAINERS",
@@ -420,20 +421,7 @@ class Explainer:
 
 
 def _check_input(x: Any) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"x must be a torch.Tensor batch, got {type(x).__name__}")
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise DataError(
-            f"x must be a non-empty batch of shape (N, ...) with N >= 1, got shape {tuple(x.shape)}"
-            " (add a batch dimension with x.unsqueeze(0))"
-        )
-    if not x.is_floating_point():
-        raise DataError(f"x must be floating point, got {x.dtype}; convert with x.float()")
-    # a sum is finite exactly when no element is NaN/Inf (barring float overflow, which the
-    # exact check below then clears); cheaper than materialising isfinite(x) every call
-    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
-        raise DataError("x contains NaN or Inf values")
-    return x
+    return check_batch(x)
 
 
 def _logits(model: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
@@ -445,12 +433,7 @@ def _logits(model: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
             f"the model failed on a batch of shape {tuple(x.shape)}: {str(exc).splitlines()[0]}"
             " (is the input shape the one the model expects, with a batch dimension?)"
         ) from exc
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(
-            f"the model must return logits of shape (N, classes) for a batch of N; got {shape}"
-        )
-    return out
+    return check_logits(out, x.shape[0], min_classes=1)
 
 
 # model -> {(input shape, dtype): number of classes}, so that an explicit target costs no

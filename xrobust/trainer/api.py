@@ -12,7 +12,7 @@ from xrobust.data.spec import DatasetBundle
 from xrobust.errors import ConfigError
 from xrobust.seeding import seed_everything
 from xrobust.trainer.config import TrainConfig
-from xrobust.trainer.trainer import History, Trainer
+from xrobust.trainer.trainer import History, ProgressFn, Trainer
 
 __all__ = ["train"]
 
@@ -26,7 +26,7 @@ def train(
     model_kwargs: dict[str, Any] | None = None,
     data_kwargs: dict[str, Any] | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressFn | bool | None = None,
 ) -> tuple[nn.Module, History]:
     """Train a registered architecture on a dataset and evaluate it on the test split.
 
@@ -43,7 +43,8 @@ def train(
         data_kwargs: options for ``load_dataset`` such as ``size`` or ``target``
             (None values are ignored).
         resume: continue an interrupted run in ``out_dir``.
-        progress: show progress bars.
+        progress: a callback ``progress(stage, done, total)`` after every training step
+            (see :meth:`Trainer.fit`); the CLI renders it.
 
     Returns:
         ``(model, history)``: the trained model in eval mode and its :class:`History`

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from xrobust import distributed as _dist
 from xrobust._io import atomic_write_text
+from xrobust._modelstate import eval_mode, restore_mode_on_error
 from xrobust.data.spec import DatasetSpec
 from xrobust.device import amp_dtype, autocast, model_device
 from xrobust.errors import CheckpointError, ConfigError, DataError
 from xrobust.models._build import build_info
 from xrobust.models.checkpoint import save_checkpoint, unwrap
 from xrobust.seeding import seed_everything
-from xrobust.trainer import _distributed as _dist
 from xrobust.trainer.config import TRAJECTORY_FIELDS, TrainConfig
 from xrobust.trainer.state import STATE_DIR, has_state, load_state, save_state
 
@@ -50,6 +51,9 @@ __all__ = ["EpochRecord", "History", "Trainer"]
 _log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
 _ON_DEVICE_LIMIT = 1 << 30  # tensor datasets up to 1 GiB are moved to the GPU once
+
+#: ``progress(stage, done, total)``: the stage is ``"epoch E/EPOCHS"``, done/total count steps
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -372,9 +376,12 @@ class Trainer:
         val_ds: Dataset | None = None,
         out_dir: str | os.PathLike[str] | None = None,
         resume: bool = False,
-        progress: bool = True,
+        progress: ProgressFn | bool | None = None,
     ) -> History:
         """Train ``self.model`` on ``train_ds``; returns the :class:`History`.
+
+        The model ends in eval mode; if training raises (or is interrupted), every
+        submodule's mode is put back as it was.
 
         Args:
             train_ds: a Dataset of ``(x, y)`` pairs (in-memory TensorDatasets are fastest).
@@ -383,7 +390,10 @@ class Trainer:
             out_dir: run directory: ``metrics.jsonl``, ``model.safetensors``/``model.json``
                 and the resumable state (``state/``) are written there (rank 0 only).
             resume: continue from the state in ``out_dir`` (a fresh start when there is none).
-            progress: show a progress bar per epoch.
+            progress: a callback ``progress(stage, done, total)`` called on rank 0 after
+                every step (stage ``"epoch E/EPOCHS"``, steps done of the epoch's total);
+                the library draws no bars itself (the CLI renders the callback). A bool
+                is accepted for compatibility and shows nothing.
 
         Raises:
             ConfigError: resume without ``out_dir``, or a state saved with other options.
@@ -394,8 +404,9 @@ class Trainer:
             raise ConfigError("resume=True needs out_dir (the run directory holding the state)")
         ctx = _dist.setup(cfg.device)
         self._ctx = ctx
-        with _deterministic(ctx.device, cfg.deterministic):
-            return self._fit(ctx, train_ds, val_ds, out_dir, resume, progress)
+        report = progress if callable(progress) else None
+        with _deterministic(ctx.device, cfg.deterministic), restore_mode_on_error(self.model):
+            return self._fit(ctx, train_ds, val_ds, out_dir, resume, report)
 
     @torch.no_grad()
     def evaluate(self, ds: Dataset, batch_size: int | None = None) -> dict[str, float]:
@@ -409,8 +420,22 @@ class Trainer:
         ctx = self._ctx or _dist.DistContext(0, 1, 0, model_device(self.model))
         model = unwrap(self.model)
         device = model_device(model)
-        was_training = model.training
-        model.eval()
+        with eval_mode(model):
+            stats = self._evaluate(model, device, ds, batch_size, ctx)
+        n = float(stats[2])
+        if n == 0:
+            raise DataError("cannot evaluate on an empty dataset")
+        return {"loss": float(stats[0]) / n, "acc": float(stats[1]) / n, "n": n}
+
+    def _evaluate(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        ds: Dataset,
+        batch_size: int | None,
+        ctx: _dist.DistContext,
+    ) -> torch.Tensor:
+        """(loss sum, correct, count) over ``ds``, summed over processes."""
         dtype = amp_dtype(device, self.config.amp)
         src = _Source(ds, device, self.config.num_workers)
         order = torch.arange(src.n)[ctx.rank :: ctx.world_size]
@@ -429,12 +454,7 @@ class Trainer:
                     torch.tensor(len(y), dtype=torch.float64, device=y.device),
                 ]
             ).to(stats.device)
-        _dist.all_reduce_sum(stats, ctx)
-        model.train(was_training)
-        n = float(stats[2])
-        if n == 0:
-            raise DataError("cannot evaluate on an empty dataset")
-        return {"loss": float(stats[0]) / n, "acc": float(stats[1]) / n, "n": n}
+        return _dist.all_reduce_sum(stats, ctx)
 
     def save(
         self, out_dir: str | os.PathLike[str], metrics: dict[str, Any] | None = None
@@ -516,10 +536,8 @@ class Trainer:
         val_ds: Dataset | None,
         out_dir: str | os.PathLike[str] | None,
         resume: bool,
-        progress: bool,
+        progress: ProgressFn | None,
     ) -> History:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         device = ctx.device
         run_dir = Path(out_dir) if out_dir is not None else None
@@ -664,15 +682,8 @@ class Trainer:
             )
             start_step, partial = 0, torch.zeros(4, dtype=torch.float64)
             model.train()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=skip,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                unit="step",
-                disable=not progress or not ctx.is_main,
-                dynamic_ncols=True,
-                leave=True,
-            )
+            stage = f"epoch {epoch + 1}/{cfg.epochs}"
+            report = progress if ctx.is_main else None
             step = skip
             for x, y in src.batches(
                 order[skip * cfg.batch_size :], cfg.batch_size, cfg.seed + epoch
@@ -724,12 +735,8 @@ class Trainer:
                     stats += torch.stack(
                         [loss.detach().double() * bs, correct.double(), adv_ok.double(), bs]
                     ).to(stats_dev)
-                if bar.disable is False:
-                    bar.update(1)
-                    if step % 10 == 0 or step == steps_per_epoch:
-                        bar.set_postfix(
-                            self._postfix(stats, cfg.adversarial is not None), refresh=False
-                        )
+                if report is not None:
+                    report(stage, step, steps_per_epoch)
                 if (
                     cfg.checkpoint_every_steps
                     and step % cfg.checkpoint_every_steps == 0
@@ -754,8 +761,6 @@ class Trainer:
                 time_s=time.perf_counter() - t0,
             )
             history.records.append(rec)
-            bar.set_postfix(self._postfix(stats, cfg.adversarial is not None, rec), refresh=False)
-            bar.close()
             _log.info("epoch %s", json.dumps(asdict(rec)))
             if val is not None:
                 if val["loss"] < best["loss"]:
@@ -791,19 +796,6 @@ class Trainer:
             self.save(run_dir)
             _dist.barrier(ctx)
         return history
-
-    @staticmethod
-    def _postfix(
-        stats: torch.Tensor, adversarial: bool, rec: EpochRecord | None = None
-    ) -> dict[str, str]:
-        s = stats.tolist()
-        n = max(s[3], 1.0)
-        out = {"loss": f"{s[0] / n:.4f}", "acc": f"{s[1] / n:.4f}"}
-        if adversarial:
-            out["adv_acc"] = f"{s[2] / n:.4f}"
-        if rec is not None and rec.val_acc is not None:
-            out["val_acc"] = f"{rec.val_acc:.4f}"
-        return out
 
     @staticmethod
     def _all_reduce_grads(params: list[nn.Parameter], ctx: _dist.DistContext) -> None:

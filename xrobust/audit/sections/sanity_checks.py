@@ -15,11 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xrobust._modelstate import frozen_params
 from xrobust.audit._attacks import attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, chunk_seed
 from xrobust.audit.report import CheckResult, SectionResult
 from xrobust.audit.sections.adversarial import attack_options, eps_grid
+from xrobust.validation import probability_kind
 
 __all__ = ["WHY", "run_sanity"]
 
@@ -125,13 +125,8 @@ def _deterministic(rt: Runtime, x: torch.Tensor) -> dict[str, Any]:
 
 
 def _logits(rt: Runtime) -> dict[str, Any]:
-    from xrobust.audit._runtime import looks_like_probabilities
-
     out = rt.clean_logits()[rt.sample(min(len(rt.order), 512))]
-    try:
-        from xrobust.attacks.checks import output_looks_like_probabilities as probs_like
-    except ImportError:  # pragma: no cover - attacks layer missing
-        probs_like = looks_like_probabilities
+    kind = probability_kind(out)
     row_sums = out.double().sum(1)
     details = {
         "min": round(float(out.min()), 6),
@@ -139,7 +134,7 @@ def _logits(rt: Runtime) -> dict[str, Any]:
         "row_sum_mean": round(float(row_sums.mean()), 6),
         "row_sum_std": round(float(row_sums.std()) if len(row_sums) > 1 else 0.0, 6),
     }
-    if looks_like_probabilities(out):
+    if kind == "softmax":
         return _res(
             "logits_not_probabilities",
             "fail",
@@ -147,7 +142,7 @@ def _logits(rt: Runtime) -> dict[str, Any]:
             "probabilities; remove the final softmax",
             **details,
         )
-    if probs_like(out):
+    if kind == "sigmoid":
         return _res(
             "logits_not_probabilities",
             "warn",
@@ -164,29 +159,14 @@ def _logits(rt: Runtime) -> dict[str, Any]:
 
 
 def _gradients(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    grads = []
-    model = rt.model
-    with frozen_params(model):
-        for i in range(0, len(x), rt.config.batch_size):
-            xb = x[i : i + rt.config.batch_size].to(rt.device).requires_grad_(True)
-            yb = y[i : i + rt.config.batch_size].to(rt.device)
-            with torch.enable_grad():
-                loss = F.cross_entropy(model(xb).float(), yb, reduction="sum")
-                (g,) = torch.autograd.grad(loss, xb)
-            grads.append(g.detach().cpu().flatten(1))
-    g = torch.cat(grads)
-    finite = torch.isfinite(g)
-    nonfinite = float((~finite).any(1).double().mean())
-    zero = float((g == 0).all(1).double().mean())
-    mean_abs = float(g[finite].abs().mean()) if bool(finite.any()) else 0.0
-    details = {
-        "zero_fraction": round(zero, 6),
-        "nonfinite_fraction": round(nonfinite, 6),
-        "mean_abs": mean_abs,
-        "n": len(g),
-    }
+    """``xrobust.attacks.checks.gradient_stats`` on the sanity sample (a few dozen rows)."""
+    from xrobust.attacks.checks import gradient_stats
+
+    stats = gradient_stats(rt.model, x.to(rt.device), y.to(rt.device))
+    zero, nonfinite, mean_abs = stats.zero_fraction, stats.nonfinite_fraction, stats.mean_abs
+    details = stats.to_dict()
     msg = (
-        f"input gradients of the cross-entropy: {zero:.0%} of {len(g)} examples all zero, "
+        f"input gradients of the cross-entropy: {zero:.0%} of {stats.n} examples all zero, "
         f"{nonfinite:.0%} non-finite, mean |g| = {mean_abs:.3g}"
     )
     if nonfinite > 0 or zero > 0.5:

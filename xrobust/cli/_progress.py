@@ -38,7 +38,7 @@ class ProgressRenderer:
         enabled: False draws nothing (``--no-progress``, or a rank other than 0).
         interval: least seconds between two lines when ``stream`` is not a terminal.
         tty: force bar (True) or line (False) rendering; default: ``stream.isatty()``.
-        clock: monotonic seconds (tests pass a fake clock).
+        clock: monotonic seconds (default ``time.monotonic``; tests pass a fake clock).
     """
 
     def __init__(
@@ -48,7 +48,7 @@ class ProgressRenderer:
         enabled: bool = True,
         interval: float = DEFAULT_INTERVAL,
         tty: bool | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._stream = stream
         self.enabled = enabled
@@ -77,7 +77,7 @@ class ProgressRenderer:
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        now = self._clock()
+        now = self._clock() if self._clock is not None else time.monotonic()
         if self._t0 is None:
             self._t0 = now
         if self.tty:

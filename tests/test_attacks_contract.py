@@ -138,7 +138,7 @@ def test_run_loader_matches_batches(digits_cnn, batch, name) -> None:
     res = atk.run_loader(loader)
     assert res.x_adv is None and res.n == N
     parts = [
-        atk._execute(x[i : i + 16], y[i : i + 16], None, seed_offset=i // 16)
+        atk.run(x[i : i + 16], y[i : i + 16], batch_index=i // 16)
         for i in range(0, N, 16)
     ]
     assert torch.equal(res.pred_adv, torch.cat([p.pred_adv for p in parts]))

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xrobust.attacks.base import Attack, AttackResult
+from xrobust.attacks import ATTACKS, Attack, AttackResult
 from xrobust.errors import ConfigError, DataError
 
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
 
 def _attack_cls(attack: str | type[Attack]) -> type[Attack]:
     if isinstance(attack, str):
-        from xrobust.attacks import ATTACKS
-
         return ATTACKS.get(attack)
     if isinstance(attack, type) and issubclass(attack, Attack):
         return attack
@@ -249,7 +247,7 @@ def minimal_perturbation(
         if idx.numel() == 0:
             break
         mid = (lo[idx] + hi[idx]) / 2
-        sub = atk._execute(x[idx.to(x.device)], y[idx.to(y.device)], None, eps=mid)
+        sub = atk.run(x[idx.to(x.device)], y[idx.to(y.device)], eps=mid)
         ok = sub.success.cpu()
         gi = idx[ok]
         hi[gi] = mid[ok]

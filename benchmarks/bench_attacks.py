@@ -497,7 +497,7 @@ def _reference_autoattack(model, x, y, norm: str, eps: float, seed: int):
     aa.apgd.n_restarts, aa.apgd.n_iter = 1, 100
     aa.apgd_targeted.n_restarts, aa.apgd_targeted.n_iter = 1, 100
     aa.apgd_targeted.n_target_classes = 9
-    return aa.run_standard_evaluation(x, y, batch_size=len(x))
+    return aa.run_standard_evaluation(x, y, batch_size=len(x))[0]
 
 
 def bench_reference(model, x, y, epochs: int) -> None:

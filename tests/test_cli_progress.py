@@ -4,6 +4,7 @@ tqdm bar on a terminal and as at most one plain line every few seconds in a log.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import subprocess
@@ -39,7 +40,7 @@ def _assert_log_friendly(text: str, interval: float) -> list[re.Match[str]]:
     stray = [ln for ln in text.splitlines() if ln.startswith("[progress]") and not LINE.match(ln)]
     assert not stray, stray
     times = [float(m["t"]) for m in lines]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= interval - 0.05 for g in gaps), gaps  # at most one line per interval
     return lines
 

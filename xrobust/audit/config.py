@@ -43,6 +43,10 @@ __all__ = [
 
 SECTIONS = ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements")
 NORMS = ("linf", "l2")
+#: the audit's default budget per attack, applied before ``adversarial.steps`` /
+#: ``restarts`` and ``adversarial.options`` (PGD-20; APGD and the ensemble keep their
+#: reference 100 iterations)
+DEFAULT_ATTACK_OPTIONS: dict[str, dict[str, Any]] = {"pgd": {"steps": 20}}
 IMAGE_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "brightness", "contrast", "occlusion")
 TABULAR_CORRUPTIONS = ("feature_noise", "missing_features")
 
@@ -69,13 +73,21 @@ class AdversarialConfig:
     Attributes:
         enabled: run the section.
         n: number of test examples attacked.
-        attacks: registered attack names (robustness curves for each).
+        attacks: registered attack names (robustness curves for each). The default ends
+            with ``ensemble`` (APGD-CE then APGD-T, 100 iterations each, 9 target
+            classes: AutoAttack's APGD part), so the worst case is at least that strong.
         norms: threat models, "linf" and/or "l2".
         eps: eps grid per norm in input units; a norm left out gets a grid derived from
             the data bounds and input size.
-        steps: iterations of the iterative attacks other than APGD (PGD...).
-        apgd_steps: iterations of APGD (the reference uses 100).
-        restarts: random restarts of the iterative attacks.
+        steps: when set, the iterations of every attack that has a ``steps`` option
+            (None: :data:`DEFAULT_ATTACK_OPTIONS`, else each attack's own default).
+        restarts: likewise for random restarts.
+        options: per attack, options passed through to it (``[adversarial.options.pgd]``
+            in TOML), validated against the attack's config dataclass; they win over
+            ``steps`` / ``restarts``.
+        headline_only: attacks run only at the headline eps and the requirements' eps, not
+            over the whole grid: the reference ensemble, whose cost grows with the number
+            of examples that stay robust (APGD-T spends 900 iterations on each).
         headline_eps: per norm, the eps at which per-class robust accuracy, the flip matrix
             and the explanations' adversarial examples are reported (default: the middle
             of the grid).
@@ -88,12 +100,13 @@ class AdversarialConfig:
 
     enabled: bool = True
     n: int = 256
-    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd"])
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd", "ensemble"])
     norms: list[str] = field(default_factory=lambda: ["linf", "l2"])
     eps: dict[str, list[float]] = field(default_factory=dict)
-    steps: int = 20
-    apgd_steps: int = 100
-    restarts: int = 1
+    steps: int | None = None
+    restarts: int | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headline_only: list[str] = field(default_factory=lambda: ["ensemble"])
     headline_eps: dict[str, float] = field(default_factory=dict)
     minimal_perturbation: bool = True
     bisection_steps: int = 6
@@ -290,11 +303,12 @@ class AuditConfig:
         for norm, e in a.headline_eps.items():
             if norm not in NORMS or e <= 0:
                 raise ConfigError(f"adversarial.headline_eps: bad entry {norm!r} = {e!r}")
+        for name, opt in (("adversarial.steps", a.steps), ("adversarial.restarts", a.restarts)):
+            if opt is not None and (isinstance(opt, bool) or not isinstance(opt, int) or opt < 1):
+                raise ConfigError(f"{name} must be a positive integer or absent, got {opt!r}")
+        _check_attack_options(a.options)
         for name, v in (
             ("adversarial.n", a.n),
-            ("adversarial.steps", a.steps),
-            ("adversarial.apgd_steps", a.apgd_steps),
-            ("adversarial.restarts", a.restarts),
             ("corruption.n", self.corruption.n),
             ("explanations.n", self.explanations.n),
             ("sanity.n", self.sanity.n),
@@ -337,6 +351,25 @@ class AuditConfig:
                 )
 
 
+def _check_attack_options(options: Any) -> None:
+    """Every ``adversarial.options.<attack>`` table names a registered attack and only
+    options its config takes, with values of the right types."""
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(
+            "adversarial.options must be a table of tables, one per attack, e.g. "
+            f"[adversarial.options.pgd] steps = 40; got {options!r}"
+        )
+    if not options:
+        return
+    from xrobust.attacks import parse_options
+
+    for name, opts in options.items():
+        try:
+            parse_options(name, opts)
+        except ConfigError as exc:
+            raise ConfigError(f"adversarial.options.{name}: {exc}") from exc
+
+
 def load_config(path: str | Path) -> AuditConfig:
     """Load an :class:`AuditConfig` from a TOML file.
 
@@ -368,8 +401,14 @@ def load_config(path: str | Path) -> AuditConfig:
 
 
 # ---------------------------------------------------------------------- helpers
+#: keys replaced by per-attack options: old key -> (attack, option)
+_MOVED_TO_OPTIONS = {"apgd_steps": ("apgd", "steps")}
+
+
 def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if cls is AdversarialConfig:
+        d = _migrate(d, prefix)
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         if key not in fields:
@@ -384,6 +423,27 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     except TypeError as exc:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
     return obj
+
+
+def _migrate(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Keys of older configs that became per-attack options, moved there with a warning."""
+    moved = [k for k in _MOVED_TO_OPTIONS if k in d]
+    if not moved:
+        return d
+    import warnings
+
+    d = dict(d)
+    options = {k: dict(v) for k, v in (d.get("options") or {}).items() if isinstance(v, dict)}
+    for key in moved:
+        attack, opt = _MOVED_TO_OPTIONS[key]
+        warnings.warn(
+            f"{prefix}{key} is deprecated: write [{prefix}options.{attack}] {opt} = ... instead",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        options.setdefault(attack, {}).setdefault(opt, d.pop(key))
+    d["options"] = options
+    return d
 
 
 _SUB = {
@@ -428,6 +488,13 @@ def _convert(cls: type, key: str, value: Any, prefix: str) -> Any:
                 v = [v]
             out_eps[str(k)] = [_num(e, f"{where}.{k}") for e in v]
         return out_eps
+    if key == "options" and cls is AdversarialConfig:
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(
+                f"{where} must be a table of tables, one per attack, e.g. "
+                f"[{where}.pgd] steps = 40; got {value!r}"
+            )
+        return {str(k).lower(): dict(v) for k, v in value.items()}
     if key == "headline_eps" and cls is AdversarialConfig:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table of norm -> eps, got {value!r}")

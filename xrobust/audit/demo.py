@@ -97,7 +97,7 @@ def demo_config(name: str = "digits") -> AuditConfig:
             "adversarial": {
                 "n": 128,
                 "eps": {"linf": [0.05, 0.1, 0.2, 0.3], "l2": [0.5, 1.0, 2.0, 3.0]},
-                "apgd_steps": 50,
+                "options": {"apgd": {"steps": 50}},
             },
             "corruption": {"n": 256},
             "explanations": {"n": 4, "n_metrics": 16},
@@ -110,7 +110,7 @@ def demo_config(name: str = "digits") -> AuditConfig:
         }
     else:
         d = {
-            "adversarial": {"n": 114, "apgd_steps": 50},
+            "adversarial": {"n": 114, "options": {"apgd": {"steps": 50}}},
             "corruption": {"n": 114},
             "explanations": {"n": 4, "n_metrics": 16},
             "sanity": {"n": 64, "convergence_factor": 3},

@@ -33,7 +33,7 @@ __all__ = [
     "report_schema",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 Status = Literal["pass", "warn", "fail", "skip"]
 SectionStatus = Literal["ok", "skipped", "not_available", "error"]

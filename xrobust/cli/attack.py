@@ -46,6 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "default the first run starts at the input and restarts start at random",
     )
     p.add_argument("--loss", help="loss: ce or margin (PGD/FGSM), ce or dlr (APGD)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any option of the attack's config (e.g. n_target_classes=5, preset=fast), "
+        "checked against the attack; repeatable, wins over the flags above",
+    )
     tg = p.add_mutually_exclusive_group()
     tg.add_argument("--target", type=int, help="targeted attack towards this class")
     tg.add_argument(
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from xrobust._io import atomic_write_bytes
-    from xrobust.attacks import ATTACKS, get_attack
+    from xrobust.attacks import ATTACKS, get_attack, parse_options
     from xrobust.cli._progress import ProgressRenderer
     from xrobust.data import as_tensors, load_dataset
     from xrobust.device import resolve_device, tune_allocator
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     kw = _options(args)
     cls = ATTACKS.get(args.attack)
+    kw.update(parse_options(cls.name, args.param))
     if (args.target is not None or args.targeted) and not cls.supports_targeted:
         raise ConfigError(f"attack {cls.name!r} cannot be targeted")
     device = resolve_device(args.device)

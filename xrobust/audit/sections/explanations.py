@@ -17,7 +17,7 @@ import torch
 from xrobust.audit._attacks import attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, to_list
 from xrobust.audit.report import SectionResult
-from xrobust.audit.sections.adversarial import attack_options, eps_grid
+from xrobust.audit.sections.adversarial import eps_grid
 
 __all__ = ["run_explanations"]
 
@@ -75,8 +75,7 @@ def _run(rt: Runtime) -> dict[str, Any]:
     else:
         _, eps = eps_grid(rt, cfg.norm)
         attack = "pgd"
-        torch.manual_seed(seed)
-        res = run_attack(rt, attack, cfg.norm, eps, x, y, **attack_options(rt, attack))
+        res = run_attack(rt, attack, cfg.norm, eps, x, y, seed=seed)
         x_adv, pred_adv = res.x_adv, res.pred_adv
     show = min(cfg.n, len(pool))
     store = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL

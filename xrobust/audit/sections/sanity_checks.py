@@ -13,12 +13,11 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from xrobust.audit._attacks import attacks_unavailable, run_attack
+from xrobust.audit._attacks import attack_fields, attack_kwargs, attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, chunk_seed
 from xrobust.audit.report import CheckResult, SectionResult
-from xrobust.audit.sections.adversarial import attack_options, eps_grid
+from xrobust.audit.sections.adversarial import eps_grid
 from xrobust.validation import probability_kind
 
 __all__ = ["WHY", "run_sanity"]
@@ -194,8 +193,10 @@ def _acc(
     hits = 0
     bs = rt.config.batch_size
     for i in range(0, len(x), bs):
-        torch.manual_seed(chunk_seed(rt.config.seed, stage, i // bs))
-        res = run_attack(rt, attack, norm, eps, x[i : i + bs], y[i : i + bs], **opts)
+        seed = chunk_seed(rt.config.seed, stage, i // bs)
+        res = run_attack(
+            rt, attack, norm, eps, x[i : i + bs], y[i : i + bs], seed=seed, keep_adv=False, **opts
+        )
         hits += int((res.pred_adv == y[i : i + bs]).sum())
     rt.cache[key] = hits / max(1, len(x))
     return rt.cache[key]
@@ -214,21 +215,25 @@ def _iterative(
         iterative = [a for a in adv.data["attacks"] if a != "fgsm"]
         for norm, nd in adv.data["norms"].items():
             for it in iterative:
-                for e, single, multi in zip(nd["eps"], nd["curves"]["fgsm"], nd["curves"][it]):
-                    rows.append(
-                        {"norm": norm, "eps": e, "iterative": it, "single": single, "multi": multi}
-                    )
-        source = f"the adversarial section's curves (n={adv.data['n']})"
+                single_acc = {r["eps"]: r["robust_accuracy"] for r in nd["results"]["fgsm"]}
+                for r in nd["results"][it]:
+                    if r["eps"] in single_acc:
+                        rows.append(
+                            {
+                                "norm": norm,
+                                "eps": r["eps"],
+                                "iterative": it,
+                                "single": single_acc[r["eps"]],
+                                "multi": r["robust_accuracy"],
+                            }
+                        )
+        source = f"the adversarial section's results at each eps (n={adv.data['n']})"
         tol = max(tol, 1.5 / max(1, adv.data["n"]))
     else:
         for norm in _norms(rt):
             _, head = eps_grid(rt, norm)
-            single = _acc(
-                rt, "fgsm", norm, head, x, y, f"sanity:fgsm:{norm}", **attack_options(rt, "fgsm")
-            )
-            multi = _acc(
-                rt, "pgd", norm, head, x, y, f"sanity:pgd:{norm}", **attack_options(rt, "pgd")
-            )
+            single = _acc(rt, "fgsm", norm, head, x, y, f"sanity:fgsm:{norm}")
+            multi = _acc(rt, "pgd", norm, head, x, y, f"sanity:pgd:{norm}")
             rows.append(
                 {"norm": norm, "eps": head, "iterative": "pgd", "single": single, "multi": multi}
             )
@@ -253,12 +258,15 @@ def _monotonic(rt: Runtime, adv: SectionResult | None, tol: float) -> dict[str, 
     tol = max(tol, 1.5 / max(1, adv.data["n"]))
     worst_rise, where = 0.0, ""
     for norm, nd in adv.data["norms"].items():
-        for attack, curve in nd["curves"].items():
+        for attack, per_eps in nd["results"].items():
+            # the raw accuracy at each eps: the curves are cumulative (never rising) by design
+            curve = [r["robust_accuracy"] for r in per_eps]
+            eps = [r["eps"] for r in per_eps]
             for k in range(1, len(curve)):
                 rise = curve[k] - curve[k - 1]
                 if rise > worst_rise:
                     worst_rise = rise
-                    where = f"{attack} {norm} eps {nd['eps'][k - 1]:g} -> {nd['eps'][k]:g}"
+                    where = f"{attack} {norm} eps {eps[k - 1]:g} -> {eps[k]:g}"
     if worst_rise <= 0:
         return _res(
             name, "pass", "every robustness curve is non-increasing in eps", largest_rise=0.0
@@ -282,8 +290,7 @@ def _large_eps(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     else:
         s = float(rt.feature_std.median()) if rt.feature_std is not None else 1.0
         eps = 5.0 * s
-    opts = attack_options(rt, "pgd")
-    acc = _acc(rt, "pgd", "linf", eps, x, y, "sanity:large", **opts)
+    acc = _acc(rt, "pgd", "linf", eps, x, y, "sanity:large")
     limit = rt.config.sanity.large_eps_max_accuracy
     msg = f"PGD Linf at eps={eps:.3g} (half the input range) leaves robust accuracy {acc:.3f}"
     status = "pass" if acc <= limit else ("warn" if acc <= 4 * limit else "fail")
@@ -296,9 +303,12 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
     rows = []
     for norm in _norms(rt):
         _, head = eps_grid(rt, norm)
-        base = attack_options(rt, "pgd")
+        defaults = attack_fields("pgd")
+        base = {
+            k: attack_kwargs(rt, "pgd", norm).get(k, defaults[k]) for k in ("steps", "restarts")
+        }
         more = dict(base, steps=base["steps"] * f, restarts=max(2, base["restarts"]))
-        a0 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}", **base)
+        a0 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}")
         a1 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv1:{norm}", **more)
         rows.append(
             {
@@ -324,38 +334,31 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
 
 def _noise(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     name = "attack_beats_random_noise"
+    from xrobust.attacks.norms import get_norm
+
     rows = []
     lo, hi = rt.bounds
+    bounds = (lo, hi) if math.isfinite(hi - lo) else None
     for norm in _norms(rt):
+        ball = get_norm(norm)
         _, head = eps_grid(rt, norm)
         g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, f"sanity:noise:{norm}", 0))
         best_noise_acc = 1.0
         correct_any = torch.zeros(len(x), dtype=torch.bool)
         still = torch.ones(len(x), dtype=torch.bool)
-        for _ in range(
-            10
-        ):  # ten noise draws per example; the example counts as fooled if any fools it
-            if norm == "linf":
-                d = (torch.rand(x.shape, generator=g) * 2 - 1) * head
-            else:
-                d = torch.randn(x.shape, generator=g)
-                d = (
-                    d
-                    / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-                    * head
-                )
-            xn = (x + d).clamp(lo, hi) if math.isfinite(hi - lo) else x + d
+        for _ in range(10):  # ten noise draws per example: fooled if any draw fools it
+            xn = ball.random_start(x, head, bounds, g)
             still &= rt.forward(xn).argmax(1) == y
         correct_any = still
         best_noise_acc = float(correct_any.double().mean())
-        atk = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}", **attack_options(rt, "pgd"))
+        atk = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}")
         rows.append(
             {"norm": norm, "eps": head, "noise_accuracy": best_noise_acc, "attack_accuracy": atk}
         )
     worst = max(rows, key=lambda r: r["attack_accuracy"] - r["noise_accuracy"])
     gap = worst["attack_accuracy"] - worst["noise_accuracy"]
     msg = (
-        f"at {worst['norm']} eps={worst['eps']:g}: accuracy under 10 random-noise draws "
+        f"at {worst['norm']} eps={worst['eps']:g}: accuracy under 10 random draws in the ball "
         f"{worst['noise_accuracy']:.3f}, under PGD {worst['attack_accuracy']:.3f}"
     )
     status = "pass" if gap <= 0 else ("warn" if gap <= 1.5 / max(1, len(x)) else "fail")

@@ -129,3 +129,29 @@ def test_demo_audit_redirected_to_a_log(tmp_path) -> None:
     lines = _assert_log_friendly(text, _progress.DEFAULT_INTERVAL)
     assert lines, text[-2000:]
     assert "audit passed" in text
+    _worst_case_no_higher_than_the_ensemble_alone(tmp_path / "rep" / "report.json")
+
+
+def _worst_case_no_higher_than_the_ensemble_alone(report_json) -> None:
+    """The demo's Linf eps 0.1 worst case against the ensemble alone, rerun with the
+    options and seed the report records on the same examples."""
+    import json
+
+    import torch
+
+    from xrobust.attacks import get_attack
+    from xrobust.audit.demo import demo_run
+    from xrobust.data import as_tensors, load_dataset
+
+    adv = json.loads(report_json.read_text())["sections"]["adversarial"]["data"]
+    nd = adv["norms"]["linf"]
+    k = nd["eps"].index(0.1)
+    worst = nd["curves"]["worst"]["robust_accuracy"][k]
+    model = demo_run("digits").model
+    x, y = as_tensors(load_dataset("digits").test)
+    idx = torch.tensor(adv["indices"])
+    (seed,) = nd["seeds"]["ensemble"]  # the demo attacks its 128 examples in one chunk
+    opts = {**nd["attack_options"]["ensemble"], "bounds": (0.0, 1.0), "seed": seed}
+    alone = get_attack("ensemble", model, eps=0.1, **opts).run(x[idx], y[idx])
+    assert (alone.config["steps"], alone.config["n_target_classes"]) == (100, 9)
+    assert worst <= alone.robust_accuracy

@@ -147,19 +147,32 @@ class Runtime:
         return self.dist.broadcast_object(result)
 
 
+#: the audit's eps-grid policy, per norm: fractions of the norm's largest meaningful radius
+#: over the data range (images), or over a box one median feature spread wide (tabular)
+_IMAGE_GRID: dict[str, tuple[float, ...]] = {
+    "linf": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "l2": (0.02, 0.04, 0.08, 0.12),
+}
+_TABULAR_GRID: dict[str, tuple[float, ...]] = {
+    "linf": (0.05, 0.1, 0.25, 0.5),
+    "l2": (0.025, 0.0625, 0.125, 0.25),
+}
+
+
 def default_eps(spec: DatasetSpec, norm: str, feature_std: torch.Tensor | None) -> list[float]:
-    """An eps grid for ``norm`` from the data range (images) or feature spread (tabular)."""
+    """An eps grid for ``norm`` from the data range (images) or feature spread (tabular):
+    fractions of ``Norm.max_radius`` of that range."""
+    from xrobust.attacks.norms import get_norm
+
+    n = get_norm(norm)
     d = math.prod(spec.input_shape)
     lo, hi = spec.bounds
-    span = hi - lo
-    if spec.modality == "tabular" or not math.isfinite(span):
+    if spec.modality == "tabular" or not math.isfinite(hi - lo):
         s = float(feature_std.median()) if feature_std is not None else 1.0
-        base = [0.05, 0.1, 0.25, 0.5] if norm == "linf" else [0.1, 0.25, 0.5, 1.0]
-        scale = s if norm == "linf" else s * math.sqrt(d) * 0.25
-        return [_round(b * scale) for b in base]
-    if norm == "linf":
-        return [_round(f * span) for f in (0.05, 0.1, 0.15, 0.2, 0.3)]
-    return [_round(f * span * math.sqrt(d)) for f in (0.02, 0.04, 0.08, 0.12)]
+        radius, fractions = n.max_radius((0.0, s), d), _TABULAR_GRID[n.name]
+    else:
+        radius, fractions = n.max_radius((lo, hi), d), _IMAGE_GRID[n.name]
+    return [_round(f * radius) for f in fractions]
 
 
 def _round(v: float) -> float:

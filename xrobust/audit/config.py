@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xrobust.attacks.norms import list_norms
 from xrobust.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 SECTIONS = ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements")
-NORMS = ("linf", "l2")
+NORMS = tuple(list_norms())
 #: the audit's default budget per attack, applied before ``adversarial.steps`` /
 #: ``restarts`` and ``adversarial.options`` (PGD-20; APGD and the ensemble keep their
 #: reference 100 iterations)
@@ -141,6 +142,7 @@ class ExplanationConfig:
         n: examples shown (clean and adversarial attributions side by side).
         methods: registered explainer names.
         norm: threat model of the adversarial examples explained.
+        attack: registered attack that makes them (at the norm's headline eps).
         deletion_insertion: compute deletion/insertion AUC.
         randomisation: run the model-parameter randomisation sanity check.
         stability: measure how attributions shift under attack.
@@ -151,6 +153,7 @@ class ExplanationConfig:
     n: int = 4
     methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients"])
     norm: str = "linf"
+    attack: str = "pgd"
     deletion_insertion: bool = True
     randomisation: bool = True
     stability: bool = True
@@ -168,6 +171,9 @@ class SanityConfig:
             steps (and this many restarts) and compares.
         tolerance: largest accuracy difference still counted as agreement.
         large_eps_max_accuracy: accuracy at the large eps above which the check fails.
+        single_step_attack: the single-step attack the iterative ones must beat.
+        iterative_attack: the iterative attack of the checks that run their own attacks
+            (large eps, convergence, random noise).
     """
 
     enabled: bool = True
@@ -175,6 +181,8 @@ class SanityConfig:
     convergence_factor: int = 5
     tolerance: float = 0.03
     large_eps_max_accuracy: float = 0.05
+    single_step_attack: str = "fgsm"
+    iterative_attack: str = "pgd"
 
 
 @dataclass

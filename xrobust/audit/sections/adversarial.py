@@ -39,7 +39,9 @@ def eps_grid(rt: Runtime, norm: str) -> tuple[list[float], float]:
     a = rt.config.adversarial
     grid = list(a.eps.get(norm) or default_eps(rt.spec, norm, rt.feature_std))
     for req in rt.config.requirements.robust:
-        if req.norm == norm and not any(math.isclose(req.eps, e, rel_tol=1e-6) for e in grid):
+        if _same_norm(req.norm, norm) and not any(
+            math.isclose(req.eps, e, rel_tol=1e-6) for e in grid
+        ):
             grid.append(float(req.eps))
     head = a.headline_eps.get(norm)
     grid = sorted(set(grid))
@@ -48,6 +50,12 @@ def eps_grid(rt: Runtime, norm: str) -> tuple[list[float], float]:
     elif not any(math.isclose(head, e, rel_tol=1e-6) for e in grid):
         grid = sorted({*grid, float(head)})
     return grid, float(head)
+
+
+def _same_norm(a: str, b: str) -> bool:
+    from xrobust.attacks.norms import get_norm
+
+    return get_norm(a) == get_norm(b)
 
 
 def attack_seed(rt: Runtime, norm: str, attack: str, chunk: int) -> int:
@@ -152,7 +160,7 @@ def _attack_grid(rt: Runtime, name: str, norm: str, grid: list[float], head: flo
         return list(grid)
     wanted = {head}
     for req in rt.config.requirements.robust:
-        if req.norm == norm and req.attack in (name, "worst"):
+        if _same_norm(req.norm, norm) and req.attack in (name, "worst"):
             wanted |= {e for e in grid if math.isclose(e, req.eps, rel_tol=1e-6)}
     return [e for e in grid if e in wanted]
 

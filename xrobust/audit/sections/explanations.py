@@ -74,7 +74,7 @@ def _run(rt: Runtime) -> dict[str, Any]:
         notes.append(f"adversarial attributions not available: {why}")
     else:
         _, eps = eps_grid(rt, cfg.norm)
-        attack = "pgd"
+        attack = cfg.attack
         res = run_attack(rt, attack, cfg.norm, eps, x, y, seed=seed)
         x_adv, pred_adv = res.x_adv, res.pred_adv
     show = min(cfg.n, len(pool))
@@ -124,7 +124,7 @@ def _run(rt: Runtime) -> dict[str, Any]:
         "n_metrics": len(pool),
         "norm": cfg.norm,
         "eps": eps,
-        "attack": None if x_adv is None else "pgd",
+        "attack": None if x_adv is None else cfg.attack,
         "feature_names": list(rt.spec.feature_names) if rt.spec.feature_names else None,
         "examples": examples,
         "methods": methods,

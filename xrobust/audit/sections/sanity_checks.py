@@ -202,6 +202,21 @@ def _acc(
     return rt.cache[key]
 
 
+def _iterative_attack(rt: Runtime) -> str:
+    """The configured iterative attack; its config must have steps and restarts (the
+    convergence check raises both)."""
+    name = rt.config.sanity.iterative_attack
+    missing = {"steps", "restarts"} - set(attack_fields(name))
+    if missing:
+        from xrobust.errors import ConfigError
+
+        raise ConfigError(
+            f"sanity.iterative_attack = {name!r} has no {', '.join(sorted(missing))} option; "
+            "name an iterative attack with steps and restarts, such as pgd"
+        )
+    return name
+
+
 def _norms(rt: Runtime) -> list[str]:
     return list(rt.config.adversarial.norms) or ["linf"]
 
@@ -211,11 +226,12 @@ def _iterative(
 ) -> dict[str, Any]:
     name = "iterative_beats_single_step"
     rows = []
-    if adv is not None and "fgsm" in adv.data.get("attacks", []):
-        iterative = [a for a in adv.data["attacks"] if a != "fgsm"]
+    single_step, iterative_attack = rt.config.sanity.single_step_attack, _iterative_attack(rt)
+    if adv is not None and single_step in adv.data.get("attacks", []):
+        iterative = [a for a in adv.data["attacks"] if a != single_step]
         for norm, nd in adv.data["norms"].items():
             for it in iterative:
-                single_acc = {r["eps"]: r["robust_accuracy"] for r in nd["results"]["fgsm"]}
+                single_acc = {r["eps"]: r["robust_accuracy"] for r in nd["results"][single_step]}
                 for r in nd["results"][it]:
                     if r["eps"] in single_acc:
                         rows.append(
@@ -232,19 +248,27 @@ def _iterative(
     else:
         for norm in _norms(rt):
             _, head = eps_grid(rt, norm)
-            single = _acc(rt, "fgsm", norm, head, x, y, f"sanity:fgsm:{norm}")
-            multi = _acc(rt, "pgd", norm, head, x, y, f"sanity:pgd:{norm}")
-            rows.append(
-                {"norm": norm, "eps": head, "iterative": "pgd", "single": single, "multi": multi}
+            single = _acc(rt, single_step, norm, head, x, y, f"sanity:{single_step}:{norm}")
+            multi = _acc(
+                rt, iterative_attack, norm, head, x, y, f"sanity:{iterative_attack}:{norm}"
             )
-        source = f"FGSM and PGD at the headline eps (n={len(x)})"
+            rows.append(
+                {
+                    "norm": norm,
+                    "eps": head,
+                    "iterative": iterative_attack,
+                    "single": single,
+                    "multi": multi,
+                }
+            )
+        source = f"{single_step} and {iterative_attack} at the headline eps (n={len(x)})"
     if not rows:
         return _res(name, "skip", "no single-step and iterative attack to compare")
     worst = max(rows, key=lambda r: r["multi"] - r["single"])
     gap = worst["multi"] - worst["single"]
     msg = (
         f"largest excess of iterative over single-step robust accuracy: {gap:+.3f} "
-        f"({worst['iterative']} {worst['multi']:.3f} vs FGSM {worst['single']:.3f} at "
+        f"({worst['iterative']} {worst['multi']:.3f} vs {single_step} {worst['single']:.3f} at "
         f"{worst['norm']} eps={worst['eps']:g}), from {source}"
     )
     status = "pass" if gap <= tol else ("warn" if gap <= 2 * tol else "fail")
@@ -290,9 +314,10 @@ def _large_eps(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     else:
         s = float(rt.feature_std.median()) if rt.feature_std is not None else 1.0
         eps = 5.0 * s
-    acc = _acc(rt, "pgd", "linf", eps, x, y, "sanity:large")
+    it = _iterative_attack(rt)
+    acc = _acc(rt, it, "linf", eps, x, y, "sanity:large")
     limit = rt.config.sanity.large_eps_max_accuracy
-    msg = f"PGD Linf at eps={eps:.3g} (half the input range) leaves robust accuracy {acc:.3f}"
+    msg = f"{it} Linf at eps={eps:.3g} (half the input range) leaves robust accuracy {acc:.3f}"
     status = "pass" if acc <= limit else ("warn" if acc <= 4 * limit else "fail")
     return _res(name, status, msg, eps=eps, accuracy=acc, max_accuracy=limit)
 
@@ -303,13 +328,12 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
     rows = []
     for norm in _norms(rt):
         _, head = eps_grid(rt, norm)
-        defaults = attack_fields("pgd")
-        base = {
-            k: attack_kwargs(rt, "pgd", norm).get(k, defaults[k]) for k in ("steps", "restarts")
-        }
+        it = _iterative_attack(rt)
+        defaults = attack_fields(it)
+        base = {k: attack_kwargs(rt, it, norm).get(k, defaults[k]) for k in ("steps", "restarts")}
         more = dict(base, steps=base["steps"] * f, restarts=max(2, base["restarts"]))
-        a0 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}")
-        a1 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv1:{norm}", **more)
+        a0 = _acc(rt, it, norm, head, x, y, f"sanity:conv0:{norm}")
+        a1 = _acc(rt, it, norm, head, x, y, f"sanity:conv1:{norm}", **more)
         rows.append(
             {
                 "norm": norm,
@@ -324,7 +348,7 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
     worst = max(rows, key=lambda r: r["accuracy"] - r["accuracy_more"])
     drop = worst["accuracy"] - worst["accuracy_more"]
     msg = (
-        f"PGD-{worst['steps']} vs PGD-{worst['steps_more']} with {worst['restarts_more']} restarts "
+        f"{it}-{worst['steps']} vs {it}-{worst['steps_more']} with {worst['restarts_more']} restarts "
         f"at {worst['norm']} eps={worst['eps']:g}: robust accuracy {worst['accuracy']:.3f} -> "
         f"{worst['accuracy_more']:.3f} ({-drop:+.3f})"
     )
@@ -351,7 +375,7 @@ def _noise(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
             still &= rt.forward(xn).argmax(1) == y
         correct_any = still
         best_noise_acc = float(correct_any.double().mean())
-        atk = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}")
+        atk = _acc(rt, _iterative_attack(rt), norm, head, x, y, f"sanity:conv0:{norm}")
         rows.append(
             {"norm": norm, "eps": head, "noise_accuracy": best_noise_acc, "attack_accuracy": atk}
         )
@@ -359,7 +383,7 @@ def _noise(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     gap = worst["attack_accuracy"] - worst["noise_accuracy"]
     msg = (
         f"at {worst['norm']} eps={worst['eps']:g}: accuracy under 10 random draws in the ball "
-        f"{worst['noise_accuracy']:.3f}, under PGD {worst['attack_accuracy']:.3f}"
+        f"{worst['noise_accuracy']:.3f}, under {_iterative_attack(rt)} {worst['attack_accuracy']:.3f}"
     )
     status = "pass" if gap <= 0 else ("warn" if gap <= 1.5 / max(1, len(x)) else "fail")
     return _res(name, status, msg, rows=rows)

@@ -52,10 +52,16 @@ def test_log_lines_are_rate_limited_and_say_stage_count_and_time() -> None:
         p("adversarial linf", k + 1, 100)
     p.close()
     lines = _assert_log_friendly(out.getvalue(), 5.0)
-    assert 9 <= len(lines) <= 11  # about one line per 5 s over 50 s, not 100
+    assert len(lines) == 9  # one line per 5 s over 50 s (the first after 5 s), not 100
     first = lines[0]
-    assert first["stage"] == "adversarial linf" and first["done"] == "1" and first["total"] == "100"
+    assert first["stage"] == "adversarial linf" and first["total"] == "100"
+    assert first["done"] == "11" and float(first["t"]) == pytest.approx(5.0)
     assert float(lines[-1]["t"]) == pytest.approx(45.0)
+    quick = io.StringIO()  # a run shorter than the interval writes nothing
+    p = ProgressRenderer(quick, interval=5.0, tty=False, clock=FakeClock(0.5))
+    for k in range(9):
+        p("clean", k + 1, 9)
+    assert quick.getvalue() == ""
 
 
 def test_unknown_total_and_disabled() -> None:

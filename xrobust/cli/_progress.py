@@ -1,8 +1,9 @@
 """The CLI's one renderer of the library's progress callbacks ``progress(stage, done, total)``.
 
 On a terminal (stderr is a TTY) it draws a tqdm bar per stage; in a log (stderr redirected
-to a file or a pipe) it writes at most one plain line every ``interval`` seconds, naming
-the stage, done/total and the time elapsed, with no carriage returns. ``xrobust train``,
+to a file or a pipe) it writes at most one plain line every ``interval`` seconds (the first
+one ``interval`` seconds after the first call), naming the stage, done/total and the time
+elapsed, with no carriage returns. ``xrobust train``,
 ``attack``, ``explain`` and ``audit`` all use it.
 
 Example:
@@ -80,6 +81,7 @@ class ProgressRenderer:
         now = self._clock() if self._clock is not None else time.monotonic()
         if self._t0 is None:
             self._t0 = now
+            self._last_line = now  # a log hears first after one interval: quick runs stay quiet
         if self.tty:
             self._draw_bar(stage, done, total)
         else:

@@ -30,7 +30,7 @@ BADGE = {
     "skip": (":material/remove_circle:", "gray"),
 }
 
-TILE = 112  # pixels per tile side
+TILE = 96  # pixels per tile side
 
 
 def current() -> tuple[Any, Any]:

@@ -192,3 +192,54 @@ def test_inference_probes() -> None:
     assert torch.allclose(c[:, 0], p[torch.arange(6), y])
     want = predict_proba(model, (x + 0.5 * r[0]).clamp(0, 1))[torch.arange(6), y]
     assert torch.allclose(c[:, 1], want)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_dashboard(tmp_path) -> None:
+    """Built as a wheel and installed elsewhere, `xrobust app` finds its app outside the
+    repository."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "build",
+            "*.egg-info",
+            "runs",
+            "reports",
+            "__pycache__",
+            "docs",
+            "benchmarks",
+        ),
+    )
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+    )
+    (whl,) = wheels.glob("xrobust-*.whl")
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(target), str(whl)],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "xrobust", "app", "--print-command"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cmd = out.strip().splitlines()[-1].split()
+    app = Path(cmd[cmd.index("run") + 1])
+    assert app.is_file() and target in app.parents
+    assert (app.parent / "app_pages" / "adversarial.py").is_file()

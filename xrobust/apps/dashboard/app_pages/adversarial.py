@@ -179,7 +179,7 @@ with right:
         )
 
 with left:
-    st.subheader(f"Gallery: {len(shown)} flipped example(s)")
+    st.subheader(f"Gallery: {len(shown)} flipped example(s) at eps {eps:.3f}")
     probs_clean = resources.clean_probabilities(model.model, model.key, x, bkey)
     if len(idx):
         x_adv = res["x_adv"][idx]

@@ -22,7 +22,7 @@ __all__ = ["main"]
 
 # Subcommand modules, in the order `xrobust --help` lists them. A module that
 # does not exist yet is skipped, so the CLI grows as the library does.
-_SUBCOMMANDS = ("train", "attack", "explain", "audit", "report", "listing")
+_SUBCOMMANDS = ("train", "attack", "explain", "audit", "report", "app", "listing")
 
 
 def build_parser() -> argparse.ArgumentParser:

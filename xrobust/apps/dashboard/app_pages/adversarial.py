@@ -1,0 +1,236 @@
+"""Adversarial misclassifications: the examples an attack flips, each with its perturbation,
+its top-3 probabilities before and after, and the attributions of both inputs."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import streamlit as st
+
+from xrobust.apps.dashboard import render, resources
+from xrobust.errors import XRobustError
+
+model, data = render.current()
+spec = model.spec
+names = list(spec.class_names)
+st.title("Adversarial misclassifications")
+
+attacks = resources.supported_attacks(model.differentiable, spec.num_classes)
+if not attacks:
+    st.error("No registered attack can run on this model.")
+    st.stop()
+lo, hi = spec.bounds
+span = resources.eps_scale(spec)
+
+c = st.columns([2, 1, 3, 1, 1])
+name = c[0].selectbox(
+    "Attack", attacks, index=attacks.index("pgd") if "pgd" in attacks else 0, key="adv_attack"
+)
+opts = resources.attack_options(name)
+norm = c[1].selectbox("Norm", resources.norms(), key="adv_norm")
+eps_max = 0.5 * span if norm == "linf" else 5.0 * span
+eps = c[2].slider(
+    "eps",
+    min_value=0.0,
+    max_value=float(round(eps_max, 4)),
+    value=float(round(0.1 * span if norm == "linf" else 1.0 * span, 4)),
+    step=float(round(eps_max / 100, 5)),
+    format="%.3f",
+    key=f"adv_eps_{norm}",
+)
+steps = c[3].number_input("Steps", 1, 500, 10, key="adv_steps") if "steps" in opts else None
+query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
+queries = c[4].number_input("Queries", 1, 100_000, 1000, key="adv_queries") if query_opt else None
+
+d = st.columns([1, 2, 1])
+n = d[0].select_slider("Examples", [16, 32, 64, 128, 256], value=64, key="adv_n")
+from xrobust.explain import list_explainers  # noqa: E402
+
+methods = list_explainers(requires_gradients=None if model.differentiable else False)
+method = d[1].selectbox(
+    "Attribution method",
+    methods,
+    index=methods.index("saliency") if "saliency" in methods else 0,
+    key="adv_method",
+)
+page_size = d[2].selectbox("Per page", [8, 16, 32], index=1, key="adv_page_size")
+
+x, y, bkey = resources.test_batch(data.bundle, data.key, n)
+options: dict[str, object] = {"eps": float(eps), "norm": norm, "bounds": spec.bounds, "seed": 0}
+if steps is not None:
+    options["steps"] = int(steps)
+if query_opt:
+    options[query_opt] = int(queries)
+try:
+    with st.spinner(f"Running {name}..."):
+        res = resources.attack(
+            model.model,
+            model.key,
+            x,
+            y,
+            bkey,
+            name,
+            tuple(sorted(options.items())),
+            spec.num_classes,
+        )
+except XRobustError as exc:
+    st.error(f"The attack could not run: {exc}")
+    st.stop()
+
+flipped = np.flatnonzero(res["success"] & res["attacked"])
+m = st.columns(5)
+m[0].metric("Clean accuracy", f"{res['clean_accuracy']:.4f}")
+m[1].metric("Robust accuracy", f"{res['robust_accuracy']:.4f}")
+m[2].metric("Flipped", f"{len(flipped)} / {res['summary']['n_attacked']}")
+m[3].metric(
+    "Gradient passes",
+    f"{res['gradient_passes']:,}",
+    help=f"{res['forward_passes']:,} forward passes (examples)",
+)
+m[4].metric("Attack time", f"{res['time_s']:.2f} s")
+
+x_np = x.numpy()
+left, right = st.columns([3, 2], gap="large")
+with right:
+    # ---------------------------------------------------------------- confusion of flips
+    st.subheader("Which class flips to which")
+    st.caption(
+        "Rows: true class (the clean prediction), columns: class after the attack. Click a cell."
+    )
+    conf = np.asarray(res["confusion"])
+    off = conf.copy()
+    np.fill_diagonal(off, 0)
+    rows = [i for i in range(len(off)) if off[i].sum()]
+    cols_ = [j for j in range(len(off)) if off[:, j].sum()]
+    cell = st.session_state.get("adv_cell")
+    if rows:
+        grid = st.columns(len(cols_) + 1, gap="xxsmall")
+        grid[0].markdown("**↓ →**", help="true class ↓, adversarial class →")
+        for k, j in enumerate(cols_):
+            grid[k + 1].markdown(f"**{names[j]}**")
+        for i in rows:
+            grid = st.columns(len(cols_) + 1, gap="xxsmall")
+            grid[0].markdown(f"**{names[i]}**")
+            for k, j in enumerate(cols_):
+                count = int(off[i, j])
+                if count:
+                    chosen = cell == (i, j)
+                    if grid[k + 1].button(
+                        str(count),
+                        key=f"adv_cell_{i}_{j}",
+                        type="primary" if chosen else "tertiary",
+                    ):
+                        st.session_state["adv_cell"] = None if chosen else (i, j)
+                        st.rerun()
+                else:
+                    grid[k + 1].write("·")
+    else:
+        st.info("The attack flipped no example at this eps: raise eps or the steps.")
+
+    # ---------------------------------------------------------------- filters and gallery
+    f = st.columns(2)
+    classes = list(range(spec.num_classes))
+    sel_true = f[0].multiselect(
+        "True class", classes, format_func=lambda k: names[k], key="adv_f_true"
+    )
+    sel_adv = f[1].multiselect(
+        "Adversarial class", classes, format_func=lambda k: names[k], key="adv_f_adv"
+    )
+    shown = [
+        i
+        for i in flipped
+        if (not sel_true or int(res["y"][i]) in sel_true)
+        and (not sel_adv or int(res["pred_adv"][i]) in sel_adv)
+        and (cell is None or (int(res["y"][i]), int(res["pred_adv"][i])) == tuple(cell))
+    ]
+    if cell is not None:
+        cf = st.columns([3, 1])
+        cf[0].caption(f"Cell filter: {names[cell[0]]} → {names[cell[1]]}")
+        if cf[1].button("Clear the cell filter", key="adv_cell_clear"):
+            st.session_state["adv_cell"] = None
+            st.rerun()
+    pages = max(1, -(-len(shown) // page_size))
+    page = st.number_input("Page", 1, pages, 1, key="adv_page") if pages > 1 else 1
+    idx = np.asarray(shown[(page - 1) * page_size : page * page_size], dtype=int)
+    # ---------------------------------------------------------------- download
+    if len(flipped):
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            x=x_np[flipped],
+            x_adv=res["x_adv"][flipped],
+            y=res["y"][flipped],
+            pred_clean=res["pred_clean"][flipped],
+            pred_adv=res["pred_adv"][flipped],
+            norms=res["norms"][flipped],
+            index=flipped,
+            class_names=np.asarray(names),
+            attack=np.asarray([name]),
+            norm=np.asarray([norm]),
+            eps=np.asarray([eps], dtype=np.float64),
+        )
+        st.download_button(
+            f"Download the {len(flipped)} adversarial examples (.npz)",
+            buf.getvalue(),
+            file_name=f"adversarial_{name}_{norm}_{eps:g}.npz",
+            mime="application/octet-stream",
+            key="adv_download",
+        )
+
+with left:
+    st.subheader(f"Gallery: {len(shown)} flipped example(s) at eps {eps:.3f}")
+    probs_clean = resources.clean_probabilities(model.model, model.key, x, bkey)
+    if len(idx):
+        x_adv = res["x_adv"][idx]
+        probs_adv = resources.probabilities(model.model, model.key, x_adv)
+        try:
+            attr_clean_all = resources.explain_batch(
+                model.model, model.key, x_np, res["pred_clean"], method
+            )
+            attr_adv = resources.explain_batch(
+                model.model, model.key, x_adv, res["pred_adv"][idx], method
+            )
+        except XRobustError as exc:
+            st.error(f"{method} could not explain these inputs: {exc}. Choose another method.")
+            attr_clean_all = attr_adv = None
+        image = spec.modality == "image"
+        for k, i in enumerate(idx):
+            yi, pa = int(res["y"][i]), int(res["pred_adv"][i])
+            st.markdown(
+                f"**#{i}** true **{names[yi]}** → **{names[pa]}** · "
+                f"{norm} norm of the perturbation {res['norms'][i]:.4f}  \n"
+                f"before: {render.top_k(probs_clean[i], names)} · after: "
+                f"{render.top_k(probs_adv[k], names)}"
+            )
+            if image:
+                tiles = [
+                    render.image_tile(x_np[i], spec.bounds),
+                    render.perturbation_tile(x_adv[k] - x_np[i]),
+                    render.image_tile(x_adv[k], spec.bounds),
+                ]
+                caps = ["clean", "perturbation (amplified)", "adversarial"]
+                if attr_adv is not None:
+                    from xrobust.explain.figures import heatmap_array
+
+                    mc = heatmap_array(attr_clean_all[i : i + 1])[0]
+                    ma = heatmap_array(attr_adv[k : k + 1])[0]
+                    vmax = float(max(np.abs(mc).max(), np.abs(ma).max()))
+                    tiles += [
+                        render.heat_tile(mc, vmax, tiles[0]),
+                        render.heat_tile(ma, vmax, tiles[2]),
+                    ]
+                    caps += [f"{method} (clean, {names[yi]})", f"{method} (adv, {names[pa]})"]
+                st.image(tiles, caption=caps, width=render.TILE)
+            else:
+                feats = list(spec.feature_names or [f"x{j}" for j in range(x_np.shape[1])])
+                table = {
+                    "feature": feats,
+                    "clean": x_np[i],
+                    "adversarial": x_adv[k],
+                    "change": x_adv[k] - x_np[i],
+                }
+                if attr_adv is not None:
+                    table[f"{method} (clean)"] = attr_clean_all[i]
+                    table[f"{method} (adv)"] = attr_adv[k]
+                st.dataframe(table, hide_index=True, height=200)

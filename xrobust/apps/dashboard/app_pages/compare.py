@@ -1,0 +1,129 @@
+"""Compare: the sidebar's model (A) and a second one (B), say standard vs adversarially
+trained, on the same examples: robustness curves and the same gallery."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from xrobust.apps.dashboard import render, resources, sources
+from xrobust.errors import XRobustError
+
+model_a, data = render.current()
+spec = model_a.spec
+names = list(spec.class_names)
+lo, hi = spec.bounds
+span = resources.eps_scale(spec)
+st.title("Compare two models")
+st.caption(f"A: {model_a.label} (from the sidebar) on {data.label}.")
+
+with st.expander("Model B", expanded=True):
+    from xrobust.audit.demo import DEMOS
+
+    model_b = sources.pick_model("cmp_", f"demo:{spec.name}" if spec.name in DEMOS else None)
+if model_b is None:
+    st.stop()
+sb = model_b.spec
+if tuple(sb.input_shape) != tuple(spec.input_shape) or sb.num_classes != spec.num_classes:
+    st.error(
+        f"Model B takes inputs {tuple(sb.input_shape)} with {sb.num_classes} classes; model A "
+        f"takes {tuple(spec.input_shape)} with {spec.num_classes}. Choose a model trained on "
+        "the same kind of data."
+    )
+    st.stop()
+
+both = [
+    a
+    for a in resources.supported_attacks(model_a.differentiable, spec.num_classes)
+    if a in resources.supported_attacks(model_b.differentiable, sb.num_classes)
+]
+if not both:
+    st.error("No registered attack runs on both models.")
+    st.stop()
+c = st.columns([2, 1, 1, 3])
+name = c[0].selectbox(
+    "Attack", both, index=both.index("pgd") if "pgd" in both else 0, key="cmp_attack"
+)
+norm = c[1].selectbox("Norm", resources.norms(), key="cmp_norm")
+n = c[2].select_slider("Examples", [16, 32, 64, 128], value=64, key="cmp_n")
+grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
+eps_grid = tuple(round(g * span, 6) for g in grid)
+eps = c[3].select_slider("eps of the gallery", eps_grid, value=eps_grid[2], key=f"cmp_eps_{norm}")
+x, y, bkey = resources.test_batch(data.bundle, data.key, n)
+x_np = x.numpy()
+base = (("bounds", tuple(spec.bounds)), ("norm", norm), ("seed", 0))
+opts = resources.attack_options(name)
+if "steps" in opts:
+    base = (*base, ("steps", 10))
+base = tuple(sorted(base))
+
+curves = {}
+results = {}
+try:
+    with st.spinner("Attacking both models..."):
+        for tag, m in (("A", model_a), ("B", model_b)):
+            curves[tag] = resources.robustness(
+                m.model, m.key, x, y, bkey, name, (0.0, *eps_grid), base
+            )
+            results[tag] = resources.attack(
+                m.model,
+                m.key,
+                x,
+                y,
+                bkey,
+                name,
+                tuple(sorted((*base, ("eps", float(eps))))),
+                spec.num_classes,
+            )
+except XRobustError as exc:
+    st.error(f"The attack could not run: {exc}")
+    st.stop()
+
+m = st.columns(4)
+m[0].metric("A clean accuracy", f"{curves['A']['clean_accuracy']:.4f}")
+m[1].metric("B clean accuracy", f"{curves['B']['clean_accuracy']:.4f}")
+m[2].metric(f"A robust accuracy at {eps:g}", f"{results['A']['robust_accuracy']:.4f}")
+m[3].metric(f"B robust accuracy at {eps:g}", f"{results['B']['robust_accuracy']:.4f}")
+st.line_chart(
+    {
+        f"eps ({norm})": curves["A"]["eps"],
+        f"A: {model_a.label}": curves["A"]["robust_accuracy"],
+        f"B: {model_b.label}": curves["B"]["robust_accuracy"],
+    },
+    x=f"eps ({norm})",
+    y_label="robust accuracy",
+)
+
+st.subheader("The same examples under attack")
+fa = results["A"]["success"] & results["A"]["attacked"]
+fb = results["B"]["success"] & results["B"]["attacked"]
+which = st.radio(
+    "Show examples flipped by",
+    ["A or B", "A only", "B only", "both"],
+    horizontal=True,
+    key="cmp_which",
+)
+mask = {"A or B": fa | fb, "A only": fa & ~fb, "B only": fb & ~fa, "both": fa & fb}[which]
+idx = np.flatnonzero(mask)[:16]
+st.caption(f"{int(mask.sum())} example(s); the first {len(idx)} shown.")
+for i in idx:
+    ya = int(results["A"]["y"][i])
+    pa, pb = int(results["A"]["pred_adv"][i]), int(results["B"]["pred_adv"][i])
+    st.markdown(
+        f"**#{i}** true **{names[ya]}** · A → **{names[pa]}** "
+        f"(norm {results['A']['norms'][i]:.4f}) · B → **{names[pb]}** "
+        f"(norm {results['B']['norms'][i]:.4f})"
+    )
+    if spec.modality == "image":
+        xa, xb = results["A"]["x_adv"][i], results["B"]["x_adv"][i]
+        st.image(
+            [
+                render.image_tile(x_np[i], spec.bounds),
+                render.image_tile(xa, spec.bounds),
+                render.perturbation_tile(xa - x_np[i]),
+                render.image_tile(xb, spec.bounds),
+                render.perturbation_tile(xb - x_np[i]),
+            ],
+            caption=["clean", "A adversarial", "A perturbation", "B adversarial", "B perturbation"],
+            width=render.TILE,
+        )

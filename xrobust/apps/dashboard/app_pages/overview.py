@@ -1,0 +1,137 @@
+"""Overview: clean accuracy, calibration, a robustness curve, sanity-check badges, and a
+one-click full audit with its reports for download."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from xrobust.apps.dashboard import render, resources
+from xrobust.errors import XRobustError
+
+model, data = render.current()
+spec = model.spec
+st.title("Overview")
+
+lo, hi = spec.bounds
+norms = resources.norms()
+c1, c2 = st.columns(2)
+norm = c1.selectbox("Norm of the robustness curve", norms, key="ov_norm")
+n = c2.select_slider("Examples attacked", [32, 64, 128, 256], value=64, key="ov_n")
+span = resources.eps_scale(spec)
+grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
+eps = [round(g * span, 6) for g in grid]
+cfg = resources.quick_audit_config(spec.modality, n, eps, norm)
+try:
+    with st.spinner("Measuring clean accuracy, calibration, robustness and sanity checks..."):
+        rep = resources.audit_report(
+            model.model, model.key, data.bundle, data.key, json.dumps(cfg.to_dict(), sort_keys=True)
+        )
+except XRobustError as exc:
+    st.error(f"The overview could not be computed: {exc}")
+    st.stop()
+
+from xrobust.audit import figures  # noqa: E402
+
+clean = rep["sections"]["clean"]["data"]
+adv = rep["sections"]["adversarial"]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Clean accuracy", f"{clean['accuracy']:.4f}", help=f"on {clean['n']} test examples")
+m2.metric("ECE", f"{clean['calibration']['ece']:.4f}", help="expected calibration error")
+m3.metric("NLL", f"{clean['nll']:.4f}")
+if adv["status"] == "ok":
+    nd = adv["data"]["norms"][norm]
+    worst = nd["curves"]["worst"]
+    mid = len(eps) // 2
+    m4.metric(
+        f"Robust accuracy at eps {nd['eps'][mid]:g}",
+        "n/a" if worst[mid] is None else f"{worst[mid]:.4f}",
+        help=f"worst case of {', '.join(adv['data']['attacks'])} on {adv['data']['n']} examples",
+    )
+
+g1, g2 = st.columns(2)
+with g1:
+    st.pyplot(figures.reliability_diagram(clean["calibration"]), clear_figure=True)
+with g2:
+    if adv["status"] == "ok":
+        st.pyplot(
+            figures.robustness_curves(nd, adv["data"]["clean_accuracy"], norm), clear_figure=True
+        )
+    else:
+        st.warning(f"No robustness curve: {adv['reason']}")
+
+st.subheader("Sanity checks")
+st.caption("Is the robustness evaluation itself trustworthy (no gradient masking, converged)?")
+checks = rep["sanity_checks"]
+cols = st.columns(3)
+for i, c in enumerate(checks):
+    icon, colour = render.BADGE.get(c["status"], render.BADGE["skip"])
+    with cols[i % 3]:
+        st.badge(f"{c['name']}: {c['status']}", icon=icon, color=colour)
+        st.caption(c["message"])
+
+st.divider()
+st.subheader("Full audit")
+cfg_file = os.environ.get("XROBUST_APP_AUDIT_CONFIG")
+if cfg_file:
+    from xrobust.audit import load_config
+
+    try:
+        full_cfg = load_config(cfg_file)
+    except XRobustError as exc:
+        st.error(f"{exc}. Fix the file given to `xrobust app --audit-config`.")
+        st.stop()
+    st.caption(f"Configuration from {cfg_file}.")
+elif model.source == "demo":
+    from xrobust.audit.demo import demo_config
+
+    full_cfg = demo_config(spec.name)
+    st.caption("The demo's audit configuration (about a minute on 2 CPU cores).")
+else:
+    from xrobust.audit import AuditConfig
+
+    full_cfg = AuditConfig()
+    st.caption("The default audit configuration (all sections).")
+
+if st.button("Run the full audit", type="primary", key="ov_full"):
+    from xrobust.audit import audit
+
+    st.session_state.pop("ov_files", None)
+    bar = st.progress(0.0, text="starting")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{stage} {done}/{total}")
+
+    with st.status("Running the full audit (press Stop, top right, to cancel)...") as status:
+        try:
+            report = audit(model.model, data.bundle, full_cfg, progress)
+        except XRobustError as exc:
+            status.update(label="The audit failed", state="error")
+            st.error(f"The audit failed: {exc}")
+            st.stop()
+        out = Path(tempfile.mkdtemp(prefix="xrobust-audit-"))
+        paths = report.save(out)
+        st.session_state["ov_files"] = {k: (p.name, p.read_bytes()) for k, p in paths.items()}
+        st.session_state["ov_verdict"] = (report.passed, len(report.failed_requirements))
+        status.update(label="Audit finished", state="complete")
+    bar.progress(1.0, text="done")
+
+files = st.session_state.get("ov_files")
+if files:
+    passed, failed = st.session_state["ov_verdict"]
+    if passed:
+        st.success("Every requirement passed.")
+    else:
+        st.error(f"{failed} requirement(s) failed; see the report.")
+    mime = {"html": "text/html", "json": "application/json", "junit": "application/xml"}
+    dl = st.columns(3)
+    for i, kind in enumerate(("html", "json", "junit")):
+        if kind in files:
+            name, blob = files[kind]
+            dl[i].download_button(
+                f"Download {name}", blob, file_name=name, mime=mime[kind], key=f"ov_dl_{kind}"
+            )

@@ -1,0 +1,446 @@
+"""Cached wrappers around the library: one library call each, no maths of their own.
+
+Models and datasets are cached with ``st.cache_resource`` (one shared object); results with
+``st.cache_data``, keyed on the model's identity (``model_key``: source, path or upload,
+weights hash), the data's identity (``data_key``) and the configuration. The model and
+tensors themselves are passed as ``_model`` / ``_x`` (not hashed). Results come back as
+plain data (NumPy arrays, dicts) so that the pages only render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+
+__all__ = [
+    "attack",
+    "attack_options",
+    "audit_report",
+    "builtin_data",
+    "clean_probabilities",
+    "corruption_decisions",
+    "demo_is_trained",
+    "demo_model",
+    "direction_confidence",
+    "eps_scale",
+    "explain_batch",
+    "explain_counted",
+    "explanation_metrics",
+    "file_data",
+    "global_importance",
+    "minimal_eps",
+    "norms",
+    "probabilities",
+    "quick_audit_config",
+    "robustness",
+    "run_model",
+    "supported_attacks",
+    "test_batch",
+    "train_statistics",
+]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+# ------------------------------------------------------------------ models and data
+def demo_is_trained(name: str) -> bool:
+    """Whether the demo model ``name`` is already in the cache (no training needed)."""
+    from xrobust.audit.demo import DEMOS, cache_dir
+
+    return (cache_dir() / "demo" / f"{name}-{DEMOS[name][0]}" / "model.json").exists()
+
+
+@st.cache_resource(show_spinner=False)
+def demo_model(name: str) -> Any:
+    """The built-in demo model (trained and cached on first use)."""
+    from xrobust.audit.demo import demo_run
+
+    return demo_run(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def run_model(path: str, weights_sha256: str) -> Any:
+    """A checkpoint folder, loaded once per weights hash (sha-checked, no pickle)."""
+    from xrobust.models import load_run
+
+    return load_run(path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def builtin_data(name: str, size: int | None) -> Any:
+    from xrobust.data import load_dataset
+
+    return load_dataset(name, size=size)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def file_data(path: str, target: str | None, mtime: float) -> Any:
+    from xrobust.data import load_dataset
+
+    return load_dataset(path, target=target)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def test_batch(_bundle: Any, data_key: str, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The first ``n`` test examples (the library's seeded split) and the batch's identity
+    for the result caches."""
+    from xrobust.data import as_tensors
+
+    x, y = as_tensors(_bundle.test, limit=n)
+    return x, y, f"{data_key}#n={len(x)}"
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def train_statistics(_bundle: Any, data_key: str) -> tuple[Any, Any]:
+    """Per-feature mean and std of the train split (for the tabular corruptions)."""
+    from xrobust.models.inference import dataset_statistics
+
+    return dataset_statistics(_bundle.train)
+
+
+# ------------------------------------------------------------------ attacks
+def eps_scale(spec: Any) -> float:
+    """The unit the pages' eps controls are expressed in: the input range for images, one
+    (standardised) feature unit for tabular data, at most the range."""
+    span = float(spec.bounds[1] - spec.bounds[0])
+    return span if spec.modality == "image" else min(1.0, span)
+
+
+def norms() -> list[str]:
+    """The norms the attacks support (the library's list)."""
+    try:
+        from xrobust.attacks._functional import NORMS
+    except ImportError:  # pragma: no cover - moved by a refactor
+        from xrobust.audit.config import NORMS
+    return list(NORMS)
+
+
+def supported_attacks(differentiable: bool, num_classes: int) -> list[str]:
+    """Registered attacks that can run on the model (gradients, class count)."""
+    from xrobust.attacks import ATTACKS, list_attacks
+
+    out = []
+    for name in list_attacks():
+        cls = ATTACKS.get(name)
+        if getattr(cls, "requires_gradients", True) and not differentiable:
+            continue
+        need = getattr(cls, "min_classes", 2)
+        if isinstance(need, int) and need > num_classes:
+            continue
+        out.append(name)
+    return out
+
+
+def attack_options(name: str) -> set[str]:
+    """Names of the hyperparameters attack ``name`` takes."""
+    from xrobust.attacks import ATTACKS
+
+    return {f.name for f in dataclasses.fields(ATTACKS.get(name).config_cls)}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def attack(
+    _model: Any,
+    model_key: str,
+    _x: torch.Tensor,
+    _y: torch.Tensor,
+    data_key: str,
+    name: str,
+    options: tuple[tuple[str, Any], ...],
+    num_classes: int,
+) -> dict[str, Any]:
+    """``get_attack(name, model, **options).run(x, y)`` as NumPy arrays and summary numbers,
+    with the clean-vs-adversarial confusion (``num_classes`` x ``num_classes``)."""
+    from xrobust.attacks import get_attack
+    from xrobust.attacks.evaluation import adversarial_confusion
+
+    res = get_attack(name, _model, **dict(options)).run(_x, _y)
+    return {
+        "x_adv": _np(res.x_adv),
+        "y": _np(res.y),
+        "pred_clean": _np(res.pred_clean),
+        "pred_adv": _np(res.pred_adv),
+        "success": _np(res.success),
+        "attacked": _np(res.attacked),
+        "norms": _np(res.norms),
+        "clean_accuracy": res.clean_accuracy,
+        "robust_accuracy": res.robust_accuracy,
+        "success_rate": res.success_rate,
+        "forward_passes": res.forward_passes,
+        "gradient_passes": res.gradient_passes,
+        "queries": getattr(res, "queries", None),
+        "time_s": res.time_s,
+        "confusion": adversarial_confusion(res, num_classes).matrix,
+        "summary": res.to_dict(),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def clean_probabilities(_model: Any, model_key: str, _x: torch.Tensor, data_key: str) -> np.ndarray:
+    """Class probabilities of the clean test batch (independent of any attack setting)."""
+    from xrobust.models.inference import predict_proba
+
+    return _np(predict_proba(_model, _x))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def probabilities(_model: Any, model_key: str, x: np.ndarray) -> np.ndarray:
+    """Class probabilities of arbitrary inputs (e.g. adversarial examples)."""
+    from xrobust.models.inference import predict_proba
+
+    return _np(predict_proba(_model, torch.from_numpy(np.ascontiguousarray(x))))
+
+
+# ------------------------------------------------------------------ explanations
+@st.cache_data(show_spinner=False, max_entries=128)
+def explain_batch(
+    _model: Any,
+    model_key: str,
+    x: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    seed: int = 0,
+) -> np.ndarray:
+    """``explain(model, x, target, method)`` attributions (shape of x)."""
+    from xrobust.explain import explain
+
+    if len(x) == 0:
+        return np.zeros_like(x)
+    e = explain(
+        _model,
+        torch.from_numpy(np.ascontiguousarray(x)),
+        target=torch.from_numpy(np.asarray(target)).long(),
+        method=method,
+        seed=seed,
+    )
+    return _np(e.attributions)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def explanation_metrics(
+    _model: Any,
+    model_key: str,
+    x: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    attributions: np.ndarray,
+    insertion_baseline: str,
+    randomisation: bool,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Deletion and insertion curves of ``attributions`` and (optionally) the model
+    randomisation sanity check of ``method``, as dicts."""
+    from xrobust.explain.metrics import (
+        deletion_curve,
+        insertion_curve,
+        model_randomisation_check,
+    )
+
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    tt = torch.from_numpy(np.asarray(target)).long()
+    at = torch.from_numpy(np.ascontiguousarray(attributions))
+    out: dict[str, Any] = {
+        "deletion": deletion_curve(_model, xt, at, tt).to_dict(),
+        "insertion": insertion_curve(_model, xt, at, tt, baseline=insertion_baseline).to_dict(),
+    }
+    if randomisation:
+        out["randomisation"] = model_randomisation_check(
+            _model, xt, method, tt, seed=seed
+        ).to_dict()
+    return out
+
+
+# ------------------------------------------------------------------ overview / audit
+def quick_audit_config(modality: str, n: int, eps: list[float], norm: str, seed: int = 0) -> Any:
+    """The overview's audit: clean performance, one robustness curve and the sanity checks
+    on ``n`` examples; corruptions, explanations and requirements switched off."""
+    from xrobust.audit import AuditConfig
+
+    return AuditConfig.from_dict(
+        {
+            "seed": seed,
+            "device": "cpu",
+            "clean": {"n": None},
+            "adversarial": {
+                "n": n,
+                "attacks": ["fgsm", "pgd"],
+                "norms": [norm],
+                "eps": {norm: eps},
+                "steps": 10,
+                "minimal_perturbation": False,
+                "n_vulnerable": 0,
+            },
+            "corruption": {"enabled": False},
+            "explanations": {"enabled": False},
+            "sanity": {"n": min(n, 32), "convergence_factor": 2},
+            "requirements": {"enabled": False},
+        }
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def audit_report(
+    _model: Any, model_key: str, _bundle: Any, data_key: str, config_json: str
+) -> dict[str, Any]:
+    """``audit(model, data, AuditConfig.from_dict(config))`` as the report's dict."""
+    from xrobust.audit import AuditConfig, audit
+
+    cfg = AuditConfig.from_dict(json.loads(config_json))
+    return audit(_model, _bundle, cfg).to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def robustness(
+    _model: Any,
+    model_key: str,
+    _x: torch.Tensor,
+    _y: torch.Tensor,
+    data_key: str,
+    name: str,
+    eps: tuple[float, ...],
+    options: tuple[tuple[str, Any], ...],
+) -> dict[str, Any]:
+    """``robustness_curve(model, (x, y), name, eps, **options).to_dict()``."""
+    from xrobust.attacks.evaluation import robustness_curve
+
+    return robustness_curve(_model, (_x, _y), name, list(eps), **dict(options)).to_dict()
+
+
+# ------------------------------------------------------------------ black-box probes
+@st.cache_data(show_spinner=False, max_entries=32)
+def minimal_eps(
+    _model: Any,
+    model_key: str,
+    _x: torch.Tensor,
+    _y: torch.Tensor,
+    data_key: str,
+    name: str,
+    eps_max: float,
+    options: tuple[tuple[str, Any], ...],
+) -> dict[str, Any]:
+    """``minimal_perturbation(...)``: per-example smallest eps that flips the prediction."""
+    from xrobust.attacks.evaluation import minimal_perturbation
+    from xrobust.models.inference import count_queries
+
+    with count_queries(_model) as q:
+        mp = minimal_perturbation(_model, _x, _y, name, eps_max=eps_max, **dict(options))
+    d = mp.to_dict()
+    d["queries"] = q.queries
+    return d
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def corruption_decisions(
+    _model: Any,
+    model_key: str,
+    _x: torch.Tensor,
+    _y: torch.Tensor,
+    data_key: str,
+    names: tuple[str, ...],
+    bounds: tuple[float, float],
+    _stats: tuple[Any, Any] = (None, None),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Predictions under each corruption at severities 1..5 (``corrupt`` + ``predict_proba``)."""
+    from xrobust.audit.corruptions import corrupt
+    from xrobust.models.inference import count_queries, predict_proba
+
+    out: dict[str, Any] = {"severities": [1, 2, 3, 4, 5], "pred": {}, "examples": {}}
+    with count_queries(_model) as q:
+        for name in names:
+            preds, ex = [], []
+            for s in out["severities"]:
+                xc = corrupt(
+                    name,
+                    _x,
+                    s,
+                    bounds=bounds,
+                    generator=torch.Generator().manual_seed(seed),
+                    train_mean=_stats[0],
+                    feature_std=_stats[1],
+                )
+                preds.append(_np(predict_proba(_model, xc).argmax(1)))
+                ex.append(_np(xc[:1]))
+            out["pred"][name] = np.stack(preds)
+            out["examples"][name] = np.concatenate(ex)
+    out["queries"] = q.queries
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def direction_confidence(
+    _model: Any,
+    model_key: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_adv: np.ndarray,
+    norm: str,
+    magnitudes: tuple[float, ...],
+    bounds: tuple[float, float],
+    n_random: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Probability of the true class along the adversarial direction and along
+    ``n_random`` random directions of the same norm, at each magnitude."""
+    from xrobust.models.inference import (
+        confidence_along,
+        count_queries,
+        direction_to,
+        random_directions,
+    )
+
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    yt = torch.from_numpy(np.asarray(y)).long()
+    adv_dir = direction_to(xt, torch.from_numpy(np.ascontiguousarray(x_adv)), norm)
+    with count_queries(_model) as q:
+        adv = confidence_along(_model, xt, yt, adv_dir, magnitudes, bounds=bounds)
+        rnd = [
+            confidence_along(_model, xt, yt, d, magnitudes, bounds=bounds)
+            for d in random_directions(xt, norm, n_random, seed)
+        ]
+    return {
+        "magnitudes": list(magnitudes),
+        "adversarial": _np(adv),
+        "random": np.stack([_np(r) for r in rnd]),
+        "queries": q.queries,
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def explain_counted(
+    _model: Any,
+    model_key: str,
+    x: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    seed: int = 0,
+) -> tuple[np.ndarray, int]:
+    """Like :func:`explain_batch`, with the number of model queries it took."""
+    from xrobust.models.inference import count_queries
+
+    with count_queries(_model) as q:
+        a = explain_batch.__wrapped__(_model, model_key, x, target, method, seed)
+    return a, q.queries
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def global_importance(
+    _model: Any,
+    model_key: str,
+    x: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    feature_names: tuple[str, ...],
+) -> dict[str, Any]:
+    """``global_importance`` of ``method``'s attributions over the rows of ``x``."""
+    from xrobust.explain import global_importance as _gi
+
+    attr = explain_batch(_model, model_key, x, target, method)
+    return _gi(torch.from_numpy(attr), list(feature_names)).to_dict()

@@ -1,0 +1,139 @@
+"""``xrobust app``: start the Streamlit dashboard (listens on 127.0.0.1 unless --host says
+otherwise).
+
+The dashboard ships inside the package (``xrobust/apps/dashboard``); it needs the ``app``
+extra: ``pip install 'xrobust[app]'``. ``--model`` and ``--data`` preselect the sidebar's
+model and data; they reach the app through the environment variables ``XROBUST_APP_MODEL``
+and ``XROBUST_APP_DATA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+
+from xrobust.errors import ConfigError
+
+#: environment variables the dashboard reads
+ENV_MODEL = "XROBUST_APP_MODEL"
+ENV_DATA = "XROBUST_APP_DATA"
+ENV_MAX_UPLOAD_MB = "XROBUST_APP_MAX_UPLOAD_MB"
+ENV_AUDIT_CONFIG = "XROBUST_APP_AUDIT_CONFIG"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "app",
+        help="start the interactive dashboard (Streamlit) in the browser",
+        description=(
+            "Start the xrobust dashboard: a model's clean accuracy, calibration and robustness, "
+            "the inputs an attack flips with their explanations, black-box behaviour, "
+            "explanation quality and a side-by-side comparison of two models. Needs "
+            "`pip install 'xrobust[app]'`."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=8501, help="port to listen on")
+    p.add_argument(
+        "--headless", action="store_true", help="do not open a browser window (servers, CI)"
+    )
+    p.add_argument(
+        "--model",
+        metavar="SOURCE",
+        help="preselected model: 'demo' (digits), 'demo:breast_cancer', or a run folder "
+        "written by `xrobust train`",
+    )
+    p.add_argument(
+        "--data",
+        metavar="NAME_OR_PATH",
+        help="preselected data: a built-in name or an .npz / .csv file on this machine",
+    )
+    p.add_argument(
+        "--audit-config",
+        metavar="FILE.toml",
+        help="configuration of the overview's full audit (default: the demo's, or AuditConfig())",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=50.0,
+        metavar="MB",
+        help="largest file the sidebar accepts",
+    )
+    p.add_argument(
+        "--print-command",
+        action="store_true",
+        help="print the streamlit command and the environment it gets, and exit",
+    )
+    p.set_defaults(func=run)
+
+
+def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The ``streamlit run`` command line and the extra environment for the dashboard."""
+    from xrobust.apps.dashboard import APP_PATH
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ConfigError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_PATH),
+        "--server.address",
+        args.host,
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true" if args.headless else "false",
+        "--browser.gatherUsageStats",
+        "false",
+        # Streamlit's own limit stays above ours so that the app's message (what to do) shows
+        "--server.maxUploadSize",
+        str(int(args.max_upload_mb) + 1),
+    ]
+    env = {ENV_MAX_UPLOAD_MB: str(args.max_upload_mb)}
+    if args.model:
+        env[ENV_MODEL] = args.model
+    if args.data:
+        env[ENV_DATA] = args.data
+    if args.audit_config:
+        env[ENV_AUDIT_CONFIG] = os.path.abspath(args.audit_config)
+    return cmd, env
+
+
+def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError(
+            "the dashboard needs Streamlit, which is not installed: pip install 'xrobust[app]'"
+        )
+    is_demo = bool(args.model) and (args.model == "demo" or args.model.startswith("demo:"))
+    if args.model and not is_demo and not os.path.isdir(args.model):
+        raise ConfigError(
+                f"--model {args.model!r}: no such run folder; give 'demo', 'demo:NAME' or a "
+                "folder written by `xrobust train --out DIR`"
+            )
+    if args.audit_config:
+        from xrobust.audit import load_config
+
+        load_config(args.audit_config)  # a bad file fails here, with its message
+    cmd, env = build_command(args)
+    if args.print_command:
+        for k, v in env.items():
+            print(f"{k}={v}")
+        print(" ".join(cmd))
+        return 0
+    full_env = {**os.environ, **env}
+    print(f"xrobust app: http://{args.host}:{args.port}", file=sys.stderr)
+    if os.name == "posix":
+        # become the Streamlit server: signals (Ctrl-C, SIGTERM) reach it directly
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, cmd, full_env)
+    return subprocess.call(cmd, env=full_env)  # pragma: no cover - non-POSIX

@@ -37,12 +37,13 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from xrobust._io import atomic_write_text
 from xrobust.data.spec import DatasetSpec
 from xrobust.device import amp_dtype, autocast, model_device
-from xrobust.errors import CheckpointError, ConfigError, DataError
+from xrobust.errors import CheckpointError, ConfigError, DataError, TrainingError
 from xrobust.models._build import build_info
 from xrobust.models.checkpoint import save_checkpoint, unwrap
 from xrobust.seeding import seed_everything
 from xrobust.trainer import _distributed as _dist
 from xrobust.trainer.config import TRAJECTORY_FIELDS, TrainConfig
+from xrobust.trainer.lock import run_lock
 from xrobust.trainer.state import STATE_DIR, has_state, load_state, save_state
 
 __all__ = ["EpochRecord", "History", "Trainer"]
@@ -287,6 +288,38 @@ def _set_rng_state(st: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(states)
 
 
+def determinism_record(device: torch.device, config: TrainConfig) -> dict[str, Any]:
+    """What a bitwise-identical resume depends on besides the options and the state.
+
+    CPU kernels split work by thread count (1 and 2 threads give different sums), and
+    kernels change between torch versions and devices.
+    """
+    return {
+        "torch": torch.__version__,
+        "device": device.type,
+        "num_threads": int(torch.get_num_threads()),
+        "deterministic": bool(config.deterministic),
+    }
+
+
+def _check_determinism(saved: Any, now: dict[str, Any], run_dir: Path) -> None:
+    if not isinstance(saved, dict):
+        return
+    diffs = [
+        f"{k} {saved.get(k)!r} then, {now[k]!r} now"
+        for k in now
+        if k in saved and saved.get(k) != now[k]
+    ]
+    if diffs:
+        msg = (
+            f"resuming {str(run_dir)!r} under different conditions ({'; '.join(diffs)}): the "
+            "run continues, but its final weights will not be bitwise identical to an "
+            "uninterrupted run (set OMP_NUM_THREADS / torch.set_num_threads as before to keep them)"
+        )
+        _log.warning(msg)
+        warnings.warn(msg, stacklevel=4)
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -394,7 +427,12 @@ class Trainer:
             raise ConfigError("resume=True needs out_dir (the run directory holding the state)")
         ctx = _dist.setup(cfg.device)
         self._ctx = ctx
-        with _deterministic(ctx.device, cfg.deterministic):
+        lock = (
+            run_lock(out_dir)
+            if out_dir is not None and ctx.is_main
+            else contextlib.nullcontext()
+        )
+        with lock, _deterministic(ctx.device, cfg.deterministic):
             return self._fit(ctx, train_ds, val_ds, out_dir, resume, progress)
 
     @torch.no_grad()
@@ -437,9 +475,17 @@ class Trainer:
         return {"loss": float(stats[0]) / n, "acc": float(stats[1]) / n, "n": n}
 
     def save(
-        self, out_dir: str | os.PathLike[str], metrics: dict[str, Any] | None = None
+        self,
+        out_dir: str | os.PathLike[str],
+        metrics: dict[str, Any] | None = None,
+        *,
+        completed: bool = True,
     ) -> Path | None:
         """Write the model checkpoint (``model.safetensors`` + ``model.json``) on rank 0.
+
+        ``completed=False`` marks an intermediate checkpoint of a run still in progress:
+        :func:`~xrobust.models.load_model` refuses it unless asked (a killed run must not
+        look finished).
 
         Returns:
             The path of ``model.json`` (None on other ranks).
@@ -454,6 +500,15 @@ class Trainer:
             arch_kwargs=self.arch_kwargs,
             train_config=self.config.to_dict(),
             metrics=metrics if metrics is not None else self._final_metrics(),
+            training={
+                "completed": bool(completed),
+                "epoch": len(self.history.records),
+                "epochs": int(self.config.epochs),
+                "determinism": determinism_record(
+                    self._ctx.device if self._ctx is not None else model_device(self.model),
+                    self.config,
+                ),
+            },
         )
 
     # ------------------------------------------------------------------ internals
@@ -575,6 +630,7 @@ class Trainer:
         if resume and run_dir is not None and has_state(run_dir):
             st = load_state(run_dir)
             self._check_resumable(st, ctx, run_dir)
+            _check_determinism(st.get("determinism"), determinism_record(device, cfg), run_dir)
             try:
                 model.load_state_dict(st["model"])
                 optimizer.load_state_dict(st["optimizer"])
@@ -609,6 +665,9 @@ class Trainer:
                     "starting a new run in %s: its previous training state is removed", run_dir
                 )
                 shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+            # nor may a previous run's model pass for this one's if this one is killed
+            for old in ("model.json", "model.safetensors"):
+                (run_dir / old).unlink(missing_ok=True)
             atomic_write_text(run_dir / METRICS_NAME, "")
 
         train_model: nn.Module = model
@@ -643,6 +702,7 @@ class Trainer:
                 "partial": part.detach().cpu(),
                 "history": json.dumps(history.to_dict()),
                 "best": {"loss": best["loss"], "epoch": best["epoch"], "bad": best["bad"]},
+                "determinism": determinism_record(device, cfg),
             }
             if best["weights"] is not None:
                 st["best_weights"] = best["weights"]
@@ -674,6 +734,7 @@ class Trainer:
                 leave=True,
             )
             step = skip
+            diverged = torch.full((), -1, dtype=torch.long, device=stats_dev)  # first bad step
             for x, y in src.batches(
                 order[skip * cfg.batch_size :], cfg.batch_size, cfg.seed + epoch
             ):
@@ -712,6 +773,9 @@ class Trainer:
                     scheduler.step()
                 step += 1
                 with torch.no_grad():
+                    # no host sync per step: the first non-finite step is kept on the device
+                    bad = ~torch.isfinite(loss.detach()).to(stats_dev)
+                    diverged = torch.where(bad & (diverged < 0), step, diverged)
                     bs = y.new_tensor(len(y), dtype=torch.float64)
                     correct = (
                         (logits.argmax(1) == y).sum() if logits is not None else bs.new_zeros(())
@@ -735,8 +799,10 @@ class Trainer:
                     and step % cfg.checkpoint_every_steps == 0
                     and step < steps_per_epoch
                 ):
+                    _raise_if_diverged(diverged, epoch, cfg)
                     save_resume_state(epoch, step, stats)
             # ---- end of epoch: reduce, validate, record, checkpoint
+            _raise_if_diverged(diverged, epoch, cfg)
             _dist.all_reduce_sum(stats, ctx)
             s = stats.cpu().tolist()
             n_seen = max(s[3], 1.0)
@@ -777,7 +843,7 @@ class Trainer:
                 last = done or epoch >= cfg.epochs
                 if last or epoch % cfg.checkpoint_every == 0:
                     if not last:
-                        self.save(run_dir)
+                        self.save(run_dir, completed=False)
                     save_resume_state(epoch, 0, torch.zeros(4, dtype=torch.float64))
             _dist.barrier(ctx)
 
@@ -839,3 +905,16 @@ class Trainer:
     def _rewrite_metrics(run_dir: Path, history: History) -> None:
         lines = "".join(json.dumps(asdict(r), allow_nan=False) + "\n" for r in history.records)
         atomic_write_text(run_dir / METRICS_NAME, lines)
+
+
+def _raise_if_diverged(diverged: torch.Tensor, epoch: int, cfg: TrainConfig) -> None:
+    """A :class:`TrainingError` naming the epoch and step where the loss became NaN/Inf."""
+    step = int(diverged)
+    if step < 0:
+        return
+    raise TrainingError(
+        f"training diverged: the loss became NaN or infinite at epoch {epoch + 1}, step {step} "
+        f"(lr {cfg.lr:g}, optimizer {cfg.optimizer}); lower the learning rate (--lr) or clip "
+        "gradients (grad_clip). The last saved state is kept; nothing of the diverged epoch "
+        "was recorded"
+    )

@@ -135,7 +135,9 @@ def test_every_metadata_field_is_covered_by_the_checksum(run_dir: Path, edit) ->
     meta["dataset"].setdefault("extra", {})
     edit(meta)
     _write(run_dir, meta, seal=False)
-    with pytest.raises(CheckpointError, match=r"does not match its recorded SHA-256 \('integrity'\)"):
+    with pytest.raises(
+        CheckpointError, match=r"does not match its recorded SHA-256 \('integrity'\)"
+    ):
         load_model(run_dir)
 
 
@@ -174,7 +176,7 @@ def test_resealed_edits_still_meet_the_structural_checks(run_dir: Path) -> None:
     m = edited()
     m["dataset"]["input_shape"] = [10**9]
     _write(run_dir, m, seal=True)
-    with pytest.raises(CheckpointError, match="malformed dataset spec|input_shape"):
+    with pytest.raises(CheckpointError, match=r"malformed dataset spec|input_shape"):
         load_model(run_dir)
     _write(run_dir, orig, seal=False)
     assert load_model(run_dir) is not None

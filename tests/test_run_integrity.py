@@ -102,7 +102,7 @@ def test_two_concurrent_trainings_one_wins_the_other_is_refused(tmp_path: Path) 
             env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         still_running = first.poll() is None
-        out, err = first.communicate(timeout=300)
+        _out, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
             first.kill()
@@ -149,9 +149,11 @@ def test_a_second_writer_in_the_same_process_is_refused(tmp_path: Path) -> None:
 
 def test_lock_refuses_an_out_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    with pytest.raises(ConfigError, match="a path component is a file"):
-        with run_lock(tmp_path / "f" / "run"):
-            pass
+    with (
+        pytest.raises(ConfigError, match="a path component is a file"),
+        run_lock(tmp_path / "f" / "run"),
+    ):
+        pass
 
 
 def test_interrupted_run_is_marked_incomplete_and_refused(tmp_path: Path) -> None:

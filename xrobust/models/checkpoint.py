@@ -241,7 +241,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         )
     integ = meta["integrity"]
     if not (isinstance(integ, dict) and isinstance(integ.get("sha256"), str)):
-        raise CheckpointError(f"checkpoint metadata {str(meta_path)!r}: malformed 'integrity' entry")
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r}: malformed 'integrity' entry"
+        )
     try:
         digest = hashlib.sha256(_canonical(meta)).hexdigest()
     except (TypeError, ValueError) as exc:
@@ -401,9 +403,11 @@ def _check_consistent(meta: dict[str, Any], spec: DatasetSpec, where: str) -> No
         )
     norm = meta.get("normalization")
     if norm is not None:
-        if not isinstance(norm, dict) or list(norm.get("mean") or []) != list(spec.mean or []):
-            problems.append("'normalization' differs from dataset.mean/std")
-        elif list(norm.get("std") or []) != list(spec.std or []):
+        same = isinstance(norm, dict) and (
+            list(norm.get("mean") or []) == list(spec.mean or [])
+            and list(norm.get("std") or []) == list(spec.std or [])
+        )
+        if not same:
             problems.append("'normalization' differs from dataset.mean/std")
     elif spec.mean is not None:
         problems.append("dataset.mean is set but 'normalization' is missing")
@@ -412,9 +416,12 @@ def _check_consistent(meta: dict[str, Any], spec: DatasetSpec, where: str) -> No
         problems.append(f"dataset.bounds {spec.bounds} is not an interval low < high")
     if spec.modality not in ("image", "tabular"):
         problems.append(f"dataset.modality {spec.modality!r} is not 'image' or 'tabular'")
-    if spec.modality == "tabular" and spec.feature_names is not None:
-        if len(spec.feature_names) != (spec.input_shape[0] if spec.input_shape else -1):
-            problems.append("dataset.feature_names does not match dataset.input_shape")
+    if (
+        spec.modality == "tabular"
+        and spec.feature_names is not None
+        and len(spec.feature_names) != (spec.input_shape[0] if spec.input_shape else -1)
+    ):
+        problems.append("dataset.feature_names does not match dataset.input_shape")
     if problems:
         raise CheckpointError(f"checkpoint {where!r}: inconsistent metadata: {'; '.join(problems)}")
 

@@ -85,6 +85,7 @@ def train(
         history = trainer.fit(bundle.train, None, out_dir, resume=resume, progress=progress)
         test = trainer.evaluate(bundle.test)
         history.test_loss, history.test_acc = test["loss"], test["acc"]
+        history.test_n = int(test["n"])
         if out_dir is not None:
             trainer.save(out_dir)
     return trainer.model, history

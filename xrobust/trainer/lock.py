@@ -45,7 +45,9 @@ def _held() -> dict[str, int]:
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
-        return f" (pid {int(info['pid'])} on {info.get('host', '?')}, since {info.get('since', '?')})"
+        return (
+            f" (pid {int(info['pid'])} on {info.get('host', '?')}, since {info.get('since', '?')})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 

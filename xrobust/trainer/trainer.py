@@ -90,7 +90,8 @@ class History:
         best_epoch: epoch with the lowest validation loss (None without validation).
         stopped_early: training stopped on ``patience``.
         resumed_from: ``(epoch, step)`` of the state a resumed run started from, else None.
-        test_loss / test_acc: filled by :func:`xrobust.trainer.train` on the test split.
+        test_loss / test_acc / test_n: filled by :func:`xrobust.trainer.train` on the test
+            split (test_n: its number of examples).
         train_time_s: wall time of the fit in seconds (this process, resumed part only).
     """
 
@@ -100,6 +101,7 @@ class History:
     resumed_from: tuple[int, int] | None = None
     test_loss: float | None = None
     test_acc: float | None = None
+    test_n: int | None = None
     train_time_s: float = 0.0
 
     @property
@@ -124,6 +126,7 @@ class History:
             resumed_from=tuple(rf) if rf else None,  # type: ignore[arg-type]
             test_loss=d.get("test_loss"),
             test_acc=d.get("test_acc"),
+            test_n=d.get("test_n"),
             train_time_s=float(d.get("train_time_s", 0.0)),
         )
 
@@ -428,9 +431,7 @@ class Trainer:
         ctx = _dist.setup(cfg.device)
         self._ctx = ctx
         lock = (
-            run_lock(out_dir)
-            if out_dir is not None and ctx.is_main
-            else contextlib.nullcontext()
+            run_lock(out_dir) if out_dir is not None and ctx.is_main else contextlib.nullcontext()
         )
         with lock, _deterministic(ctx.device, cfg.deterministic):
             return self._fit(ctx, train_ds, val_ds, out_dir, resume, progress)
@@ -531,6 +532,8 @@ class Trainer:
         if h.test_acc is not None:
             m["test_acc"] = h.test_acc
             m["test_loss"] = h.test_loss
+            if h.test_n is not None:
+                m["test_n"] = h.test_n
         if h.best_epoch is not None:
             m["best_epoch"] = h.best_epoch
         return m

@@ -49,7 +49,7 @@ FEW_EXAMPLES = 20
 
 def _check_bytes(nbytes: int, source: str, what: str) -> None:
     """Refuse to allocate more than :data:`MAX_DATA_BYTES` (a DataError naming the size)."""
-    cap = MAX_DATA_BYTES
+    cap = MAX_DATA_BYTES  # read at call time: tests and users may lower it
     if nbytes > cap:
         raise DataError(
             f"{source}: {what} would take {nbytes / 2**30:.3g} GiB, more than the "

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xrobust.data._base import _array_bundle, _existing
+from xrobust.data._base import _array_bundle, _check_bytes, _existing
 from xrobust.data.spec import DatasetBundle, DatasetSpec
 from xrobust.errors import DataError
 
@@ -107,6 +107,7 @@ def load_csv(
     source = str(p)
     if p.is_dir():
         raise DataError(f"{source}: is a folder; expected a CSV file")
+    _check_bytes(8 * p.stat().st_size, source, "the parsed CSV table (about 8x the file)")
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             sample = fh.read(64 * 1024)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xrobust.data._base import MAX_DATA_BYTES, SizeArg, _array_bundle, _check_bytes, _existing
+from xrobust.data import _base
+from xrobust.data._base import SizeArg, _array_bundle, _check_bytes, _existing
 from xrobust.data.spec import DatasetBundle
 from xrobust.errors import DataError
 
@@ -61,9 +62,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             d = zlib.decompressobj(wbits=31)  # gzip, inflated at most to the data cap
-            out = d.decompress(raw, MAX_DATA_BYTES + 1)
-            if len(out) > MAX_DATA_BYTES or d.unconsumed_tail:
-                _check_bytes(MAX_DATA_BYTES + 1, str(p), "the inflated IDX file")
+            out = d.decompress(raw, _base.MAX_DATA_BYTES + 1)
+            if len(out) > _base.MAX_DATA_BYTES or d.unconsumed_tail:
+                _check_bytes(_base.MAX_DATA_BYTES + 1, str(p), "the inflated IDX file")
             if not d.eof:
                 raise EOFError("compressed file ended before the end-of-stream marker")
             raw = out

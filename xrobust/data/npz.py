@@ -10,7 +10,8 @@ from zlib import error as zlib_error
 
 import numpy as np
 
-from xrobust.data._base import MAX_DATA_BYTES, SizeArg, _array_bundle, _check_bytes, _existing
+from xrobust.data import _base
+from xrobust.data._base import SizeArg, _array_bundle, _check_bytes, _existing
 from xrobust.data.spec import DatasetBundle
 from xrobust.errors import DataError
 
@@ -34,7 +35,7 @@ def _inspect(p: Any, source: str) -> None:
             raise DataError(f"{source}: {len(infos)} arrays in the archive; expected a few")
         total = 0
         for info in infos:
-            if info.file_size > MAX_DATA_BYTES:
+            if info.file_size > _base.MAX_DATA_BYTES:
                 _check_bytes(info.file_size, source, f"array {info.filename!r} (inflated)")
             try:
                 with zf.open(info) as fh:

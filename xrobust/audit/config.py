@@ -346,6 +346,20 @@ class AuditConfig:
                     f"requirements.robust: min_accuracy must be in [0, 1], got {req.min_accuracy!r}"
                 )
         self._check_requirements_can_be_measured()
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """Unknown attack or explainer names fail here, before any section runs."""
+        if self.adversarial.enabled:
+            from xrobust.attacks import ATTACKS
+
+            for name in self.adversarial.attacks:
+                ATTACKS.get(name)
+        if self.explanations.enabled:
+            from xrobust.explain import EXPLAINERS
+
+            for name in self.explanations.methods:
+                EXPLAINERS.get(name)
 
     def _check_requirements_can_be_measured(self) -> None:
         """A requirement on an attack or norm this config does not run fails before any work.

@@ -287,3 +287,22 @@ def test_help_texts(capsys) -> None:
         text = capsys.readouterr().out
         assert "(default: None)" not in text, cmd
         assert "width=32" not in text
+
+
+def test_cli_sets_passive_openmp_waiting_before_torch(tmp_path) -> None:
+    """Unless the user chose, `xrobust` sets OMP_WAIT_POLICY=PASSIVE before importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from xrobust.cli import main\n"
+        "rc = main(['list', 'models']) if len(sys.argv) < 2 else 0\n"
+        "print('POLICY', os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert "POLICY PASSIVE" in r.stdout, r.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert "POLICY ACTIVE" in r.stdout, r.stderr

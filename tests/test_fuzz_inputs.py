@@ -93,7 +93,9 @@ def _call(fn: Callable[[], Any], what: str) -> Any:
     with _bounded(what):
         try:
             out = fn()
-        except XRobustError:
+        except XRobustError as exc:
+            if os.environ.get("FUZZ_DEBUG"):
+                print("REFUSED", what, exc)
             STATS["refused"] += 1
             return None
     STATS["ok"] += 1
@@ -142,11 +144,21 @@ def _npz_bytes(draw: Any) -> bytes:
         st.sampled_from([(n, 4), (n, 8, 8), (n, 3, 6, 6), (n, 6, 6, 3), (n,), (n, 2, 2, 2, 2)])
     )
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    arrays["x"] = (rng.random(shape) * draw(st.sampled_from([1, 255, 1e30]))).astype(draw(_dtypes))
-    arrays["y"] = rng.integers(draw(st.sampled_from([-2, 0])), draw(st.integers(1, 12)), n).astype(
-        draw(st.sampled_from(["<i8", "<f4", "|u1", "<i4"]))
-    )
-    if draw(st.booleans()):
+    if kind == "valid":  # well-formed data: only the layout and dtype vary
+        n = draw(st.integers(12, 40))
+        shape = draw(st.sampled_from([(n, 4), (n, 8, 8), (n, 3, 6, 6), (n, 6, 6, 3)]))
+        arrays["x"] = (rng.random(shape) * 0.99).astype(
+            draw(st.sampled_from(["<f4", "<f8", ">f4"]))
+        )
+        arrays["y"] = (np.arange(n) % 3).astype(draw(st.sampled_from(["<i8", "<f4", "|u1"])))
+    else:
+        arrays["x"] = (rng.random(shape) * draw(st.sampled_from([1, 255, 1e30]))).astype(
+            draw(_dtypes)
+        )
+        arrays["y"] = rng.integers(
+            draw(st.sampled_from([-2, 0])), draw(st.integers(1, 12)), n
+        ).astype(draw(st.sampled_from(["<i8", "<f4", "|u1", "<i4"])))
+    if kind != "valid" and draw(st.booleans()):
         arrays[draw(st.sampled_from(["class_names", "feature_names", "x_train", "junk"]))] = (
             np.array(draw(st.lists(st.text(max_size=4), max_size=5)))
         )

@@ -254,7 +254,7 @@ class AttackContext:
 class _Forked(AttackContext):
     """An :class:`AttackContext` view with its own generator; every counter is the parent's."""
 
-    def __init__(self, parent: AttackContext, seed: int) -> None:  # noqa: D107
+    def __init__(self, parent: AttackContext, seed: int) -> None:
         object.__setattr__(self, "_parent", parent)
         gen = torch.Generator(device=parent.device)
         gen.manual_seed(seed)

@@ -42,6 +42,13 @@ __all__ = [
     "load_config",
 ]
 
+#: Largest sample count / iteration count a config may ask for.
+MAX_COUNT = 10_000_000
+#: Largest iteration / restart / bin count a config may ask for.
+MAX_STEPS = 100_000
+#: Largest TOML file :func:`load_config` reads.
+MAX_CONFIG_BYTES = 1 << 20
+
 SECTIONS = ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements")
 NORMS = tuple(list_norms())
 #: the audit's default budget per attack, applied before ``adversarial.steps`` /
@@ -323,8 +330,11 @@ class AuditConfig:
             ("clean.ece_bins", self.clean.ece_bins),
             ("sanity.convergence_factor", self.sanity.convergence_factor),
         ):
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            cap = MAX_STEPS if name.endswith(("steps", "restarts", "factor", "bins")) else MAX_COUNT
+            if v > cap:
+                raise ConfigError(f"{name} must be at most {cap}, got {v!r}")
         if self.clean.n is not None and self.clean.n < 1:
             raise ConfigError(f"clean.n must be a positive integer or absent, got {self.clean.n}")
         if not a.attacks and a.enabled:
@@ -351,12 +361,59 @@ class AuditConfig:
                 raise ConfigError(
                     f"requirements.robust: unknown norm {req.norm!r}; expected one of {NORMS}"
                 )
-            if req.eps <= 0:
+            if not req.eps > 0 or req.eps == float("inf"):
                 raise ConfigError(f"requirements.robust: eps must be positive, got {req.eps!r}")
             if not 0.0 <= req.min_accuracy <= 1.0:
                 raise ConfigError(
                     f"requirements.robust: min_accuracy must be in [0, 1], got {req.min_accuracy!r}"
                 )
+        self._check_requirements_can_be_measured()
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """Unknown attack or explainer names fail here, before any section runs."""
+        if self.adversarial.enabled:
+            from xrobust.attacks import ATTACKS
+
+            for name in self.adversarial.attacks:
+                ATTACKS.get(name)
+        if self.explanations.enabled:
+            from xrobust.explain import EXPLAINERS
+
+            for name in self.explanations.methods:
+                EXPLAINERS.get(name)
+
+    def _check_requirements_can_be_measured(self) -> None:
+        """A requirement on an attack or norm this config does not run fails before any work.
+
+        (A requirement whose whole section is switched off is reported as not measured,
+        and fails, in the report.)
+        """
+        r, a = self.requirements, self.adversarial
+        for i, req in enumerate(r.robust):
+            where = f"requirements.robust[{i}] ({req.attack}:{req.norm}:{req.eps:g})"
+            if not a.enabled:
+                continue
+            if req.attack != "worst" and req.attack not in a.attacks:
+                raise ConfigError(
+                    f"{where}: attack {req.attack!r} is not among the attacks this audit runs "
+                    f"({', '.join(a.attacks)}); add it to adversarial.attacks (--attacks) or "
+                    "use 'worst'"
+                )
+            if req.norm not in a.norms:
+                raise ConfigError(
+                    f"{where}: norm {req.norm!r} is not among the norms this audit runs "
+                    f"({', '.join(a.norms)}); add it to adversarial.norms (--norms)"
+                )
+        if (
+            r.min_corruption_accuracy is not None
+            and self.corruption.enabled
+            and r.corruption_severity not in self.corruption.severities
+        ):
+            raise ConfigError(
+                f"requirements.corruption_severity {r.corruption_severity} is not among "
+                f"corruption.severities {self.corruption.severities}; add it there"
+            )
 
 
 def _check_attack_options(options: Any) -> None:
@@ -397,15 +454,36 @@ def load_config(path: str | Path) -> AuditConfig:
         0.8
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected a TOML file")
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {len(raw)} bytes; an audit config is at most {MAX_CONFIG_BYTES}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); TOML files must be UTF-8"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from exc
     try:
-        return AuditConfig.from_dict(data)
+        cfg = AuditConfig.from_dict(data)
+        cfg.validate()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return cfg
 
 
 # ---------------------------------------------------------------------- helpers
@@ -538,4 +616,10 @@ def _convert(cls: type, key: str, value: Any, prefix: str) -> Any:
 def _num(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ConfigError(f"{where} must be a number, got {v!r}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        raise ConfigError(f"{where} is too large: {v!r}") from None
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ConfigError(f"{where} must be a finite number, got {v!r}")
+    return f

@@ -74,8 +74,14 @@ def demo_run(
             return load_run(target)
         except CheckpointError as exc:
             log.warning("cached demo model %s is unusable (%s); training it again", target, exc)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    except OSError as exc:
+        raise ConfigError(
+            f"the demo model cache {str(target.parent)!r} is not writable "
+            f"({exc.strerror or exc}); set XROBUST_CACHE to a writable folder"
+        ) from exc
     try:
         train(key, arch, TrainConfig(device="cpu", **opts), out_dir=tmp, progress=progress)
         if target.exists():

@@ -11,9 +11,24 @@ import argparse
 import sys
 from typing import Any
 
-from xrobust.errors import ConfigError, XRobustError
+from xrobust.cli._common import check_out, int_range
+from xrobust.errors import ConfigError
 
 DEFAULT_OUT = "reports/audit"
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Shows "(default: X)" only for options that have a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" not in text
+            and action.default not in (None, False, [], argparse.SUPPRESS)
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,14 +40,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "into --out. Options given here override the --config TOML file. Exit status 1 when "
             "a requirement fails."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     src = p.add_argument_group("what to audit")
     src.add_argument("--model", metavar="RUN_DIR", help="run folder written by `xrobust train`")
     src.add_argument(
         "--data",
         metavar="NAME_OR_PATH",
-        help="dataset name or path (default: the dataset the model was trained on)",
+        help="dataset name or path; its test split is audited (default: the data the model "
+        "was trained on, as recorded in its checkpoint)",
+    )
+    src.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="label column of a CSV file, as on `xrobust train` (default: the column the "
+        "model was trained with)",
+    )
+    src.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="audit the checkpoint of a training run that did not finish (refused by default)",
     )
     src.add_argument(
         "--demo",
@@ -45,15 +72,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help="folder for the reports")
     p.add_argument("--title", help="report title")
     o = p.add_argument_group("overrides of the configuration")
-    o.add_argument("--seed", type=int)
+    o.add_argument("--seed", type=int_range(0), help="random seed (seed)")
     o.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--n", type=int, metavar="N", help="examples attacked (adversarial.n)")
+    o.add_argument("--batch-size", type=int_range(1), help="examples per batch (batch_size)")
+    o.add_argument("--n", type=int_range(1), metavar="N", help="examples attacked (adversarial.n)")
     o.add_argument("--attacks", help="comma-separated attack names, e.g. fgsm,pgd,apgd")
     o.add_argument("--norms", help="comma-separated norms: linf,l2")
     o.add_argument("--eps-linf", metavar="E1,E2", help="Linf eps grid")
     o.add_argument("--eps-l2", metavar="E1,E2", help="L2 eps grid")
-    o.add_argument("--steps", type=int, help="iterations of PGD")
+    o.add_argument(
+        "--steps", type=int_range(1, 100_000), help="iterations of PGD (adversarial.steps)"
+    )
     o.add_argument("--methods", help="comma-separated explainer names")
     o.add_argument(
         "--skip",
@@ -62,9 +91,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "explanations, sanity, requirements)",
     )
     r = p.add_argument_group("requirements (pass/fail; a failure gives exit status 1)")
-    r.add_argument("--min-clean-accuracy", type=float, metavar="X")
-    r.add_argument("--max-ece", type=float, metavar="X")
-    r.add_argument("--min-corruption-accuracy", type=float, metavar="X")
+    r.add_argument(
+        "--min-clean-accuracy", type=float, metavar="X", help="minimum clean accuracy in [0, 1]"
+    )
+    r.add_argument(
+        "--max-ece", type=float, metavar="X", help="largest expected calibration error in [0, 1]"
+    )
+    r.add_argument(
+        "--min-corruption-accuracy",
+        type=float,
+        metavar="X",
+        help="minimum accuracy under every corruption in [0, 1]",
+    )
     r.add_argument(
         "--require",
         action="append",
@@ -157,7 +195,9 @@ def build_config(args: argparse.Namespace) -> Any:
         req["robust"].append(
             {"attack": parts[0].lower(), "norm": parts[1].lower(), "eps": eps, "min_accuracy": mn}
         )
-    return AuditConfig.from_dict(d)
+    cfg = AuditConfig.from_dict(d)
+    cfg.validate()  # every value and requirement checked before any work
+    return cfg
 
 
 def _uses_cuda(cfg: Any) -> bool:
@@ -177,7 +217,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --demo or --model, not both")
     if not args.demo and not args.model:
         raise ConfigError("nothing to audit: give --model RUN_DIR (from `xrobust train`) or --demo")
+    if args.demo and (args.target or args.allow_incomplete):
+        raise ConfigError("--target and --allow-incomplete apply to --model, not --demo")
     cfg = build_config(args)
+    check_out(args.out, folder=True)
     if not args.no_tune_malloc and not _uses_cuda(cfg):
         from xrobust.device import tune_allocator
 
@@ -200,13 +243,13 @@ def run(args: argparse.Namespace) -> int:
             ctx.barrier()
             if loaded is None:
                 loaded = demo_run(args.demo)
-            data = args.data or args.demo
-        else:
-            from xrobust.models import load_run
+            from xrobust.data.schema import load_for_model
 
-            loaded = load_run(args.model)
-            data = args.data
-        bundle = _dataset(data, loaded.spec)
+            bundle = load_for_model(loaded.spec, args.data)
+        else:
+            from xrobust.cli._common import load_model_and_data
+
+            loaded, bundle = load_model_and_data(args)
         info = {
             "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
             "source": str(loaded.path) if loaded.path else None,
@@ -224,27 +267,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"reports: {', '.join(str(p) for p in paths.values())}")
             print("audit " + ("passed" if report.passed else "FAILED"))
         return 0 if report.passed else 1
-
-
-def _dataset(data: str | None, spec: Any) -> Any:
-    """Load ``data`` (default: the model's training dataset at the model's input size)."""
-    from xrobust.data import load_dataset
-
-    name = data or spec.name
-    kwargs: dict[str, Any] = {}
-    if spec.modality == "image" and len(spec.input_shape) == 3:
-        kwargs["size"] = (
-            int(spec.input_shape[-1])
-            if spec.input_shape[-1] == spec.input_shape[-2]
-            else tuple(spec.input_shape[-2:])
-        )
-    try:
-        bundle = load_dataset(name, **kwargs)
-    except (TypeError, XRobustError):
-        bundle = load_dataset(name)
-    if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
-        raise ConfigError(
-            f"dataset {name!r} has inputs of shape {tuple(bundle.spec.input_shape)} but the model "
-            f"was trained on {tuple(spec.input_shape)}"
-        )
-    return bundle

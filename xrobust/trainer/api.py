@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from xrobust.data.spec import DatasetBundle
 from xrobust.errors import ConfigError
 from xrobust.seeding import seed_everything
 from xrobust.trainer.config import TrainConfig
+from xrobust.trainer.lock import run_lock
 from xrobust.trainer.trainer import History, ProgressFn, Trainer
 
 __all__ = ["train"]
@@ -32,7 +34,8 @@ def train(
 
     The weights are initialised under ``config.seed``, so the same call gives the same
     model. With ``out_dir`` the run directory receives ``model.safetensors`` and
-    ``model.json`` (with the test metrics), ``metrics.jsonl`` and the resumable state.
+    ``model.json`` (with the test metrics), ``metrics.jsonl`` and the resumable state; the
+    folder is locked while the run writes it (a second run into it gets a ``ConfigError``).
 
     Args:
         data: a built-in dataset name, a path to the user's data, or a loaded bundle.
@@ -72,9 +75,18 @@ def train(
     seed_everything(cfg.seed)
     model = build_model(model_name, bundle.spec, **(model_kwargs or {}))
     trainer = Trainer(model, cfg, spec=bundle.spec)
-    history = trainer.fit(bundle.train, None, out_dir, resume=resume, progress=progress)
-    test = trainer.evaluate(bundle.test)
-    history.test_loss, history.test_acc = test["loss"], test["acc"]
-    if out_dir is not None:
-        trainer.save(out_dir)
+    # one lock from the first write to the final checkpoint: a concurrent run into the same
+    # folder fails before writing anything (rank 0 writes; other ranks never lock)
+    lock = (
+        run_lock(out_dir)
+        if out_dir is not None and os.environ.get("RANK", "0") == "0"
+        else contextlib.nullcontext()
+    )
+    with lock:
+        history = trainer.fit(bundle.train, None, out_dir, resume=resume, progress=progress)
+        test = trainer.evaluate(bundle.test)
+        history.test_loss, history.test_acc = test["loss"], test["acc"]
+        history.test_n = int(test["n"])
+        if out_dir is not None:
+            trainer.save(out_dir)
     return trainer.model, history

@@ -68,6 +68,18 @@ def _res(name: str, status: str, message: str, **details: Any) -> dict[str, Any]
     return CheckResult(name, status, message, WHY[name], details).to_dict()  # type: ignore[arg-type]
 
 
+def _largest(rows: list[dict[str, Any]], a: str, b: str) -> tuple[dict[str, Any], float]:
+    """The row with the largest ``row[a] - row[b]``, and that difference."""
+    worst = max(rows, key=lambda r: r[a] - r[b])
+    return worst, worst[a] - worst[b]
+
+
+def _graded(name: str, excess: float, tol: float, message: str, **details: Any) -> dict[str, Any]:
+    """Pass within ``tol``, warn within twice ``tol``, fail beyond."""
+    status = "pass" if excess <= tol else ("warn" if excess <= 2 * tol else "fail")
+    return _res(name, status, message, **details)
+
+
 def run_sanity(rt: Runtime, adversarial: SectionResult | None) -> dict[str, Any]:
     """Every sanity check; returns ``{"checks": [...], "n": ...}`` (same on every rank)."""
     return rt.on_rank0(lambda: _run(rt, adversarial))
@@ -264,15 +276,13 @@ def _iterative(
         source = f"{single_step} and {iterative_attack} at the headline eps (n={len(x)})"
     if not rows:
         return _res(name, "skip", "no single-step and iterative attack to compare")
-    worst = max(rows, key=lambda r: r["multi"] - r["single"])
-    gap = worst["multi"] - worst["single"]
+    worst, gap = _largest(rows, "multi", "single")
     msg = (
         f"largest excess of iterative over single-step robust accuracy: {gap:+.3f} "
         f"({worst['iterative']} {worst['multi']:.3f} vs {single_step} {worst['single']:.3f} at "
         f"{worst['norm']} eps={worst['eps']:g}), from {source}"
     )
-    status = "pass" if gap <= tol else ("warn" if gap <= 2 * tol else "fail")
-    return _res(name, status, msg, rows=rows, tolerance=tol)
+    return _graded(name, gap, tol, msg, rows=rows, tolerance=tol)
 
 
 def _monotonic(rt: Runtime, adv: SectionResult | None, tol: float) -> dict[str, Any]:
@@ -295,10 +305,10 @@ def _monotonic(rt: Runtime, adv: SectionResult | None, tol: float) -> dict[str, 
         return _res(
             name, "pass", "every robustness curve is non-increasing in eps", largest_rise=0.0
         )
-    status = "pass" if worst_rise <= tol else ("warn" if worst_rise <= 2 * tol else "fail")
-    return _res(
+    return _graded(
         name,
-        status,
+        worst_rise,
+        tol,
         f"largest rise of robust accuracy with eps: {worst_rise:+.3f} ({where})",
         largest_rise=worst_rise,
         tolerance=tol,
@@ -345,15 +355,13 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
                 "restarts_more": more["restarts"],
             }
         )
-    worst = max(rows, key=lambda r: r["accuracy"] - r["accuracy_more"])
-    drop = worst["accuracy"] - worst["accuracy_more"]
+    worst, drop = _largest(rows, "accuracy", "accuracy_more")
     msg = (
         f"{it}-{worst['steps']} vs {it}-{worst['steps_more']} with {worst['restarts_more']} restarts "
         f"at {worst['norm']} eps={worst['eps']:g}: robust accuracy {worst['accuracy']:.3f} -> "
         f"{worst['accuracy_more']:.3f} ({-drop:+.3f})"
     )
-    status = "pass" if drop <= tol else ("warn" if drop <= 2 * tol else "fail")
-    return _res(name, status, msg, rows=rows, tolerance=tol)
+    return _graded(name, drop, tol, msg, rows=rows, tolerance=tol)
 
 
 def _noise(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:

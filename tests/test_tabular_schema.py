@@ -143,3 +143,25 @@ def test_cli_commands_take_target_and_default_data(table, tmp_path, capsys) -> N
                  "--eps", "0.1"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "use --target-class 1" in err and len(err.splitlines()) == 1
+
+
+def test_library_audit_and_gate_read_a_csv_through_the_models_schema(table) -> None:
+    """``audit(load_model(run), "new.csv")`` uses the stored schema, not the file's own stats."""
+    from xrobust.audit import AuditConfig, audit
+    from xrobust.models import load_model
+    from xrobust.testing import assert_accuracy
+
+    model = load_model(table["run"])
+    rows = [[*(10 * v + 100 for v in x), lab] for x, lab in zip(table["x"], table["labels"])]
+    shifted = _write_csv(table["dir"] / "shifted_lib.csv", [*table["names"], "diagnosis"], rows)
+    cfg = AuditConfig.from_dict({"adversarial": {"enabled": False}, "corruption": {"enabled": False},
+                                 "explanations": {"enabled": False}, "sanity": {"enabled": False}})  # fmt: skip
+    with pytest.raises(DataError, match="outside the range the model was trained on"):
+        audit(model, str(shifted), cfg)
+    with pytest.raises(DataError, match="outside the range the model was trained on"):
+        assert_accuracy(model, str(shifted), 0.5)
+    rep = audit(model, str(table["csv"]), cfg)
+    meta = json.loads((table["run"] / "model.json").read_text())
+    assert rep.sections["clean"].data["accuracy"] == pytest.approx(
+        meta["metrics"]["test_acc"], abs=1e-6
+    )

@@ -133,7 +133,7 @@ def _user_files(folder: Path) -> None:
         )
     for c in ("cats", "dogs"):
         (folder / "photos" / c).mkdir(parents=True)
-        for i in range(12):
+        for i in range(50):
             arr = (rng.random((20, 20, 3)) * 255).astype(np.uint8)
             Image.fromarray(arr).save(folder / "photos" / c / f"{i}.png")
 

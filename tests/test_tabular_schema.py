@@ -165,3 +165,18 @@ def test_library_audit_and_gate_read_a_csv_through_the_models_schema(table) -> N
     assert rep.sections["clean"].data["accuracy"] == pytest.approx(
         meta["metrics"]["test_acc"], abs=1e-6
     )
+
+
+def test_default_data_of_a_file_model_never_falls_back_to_a_builtin(tmp_path) -> None:
+    """A model trained on ``digits.csv`` whose file is gone must not evaluate on built-in digits."""
+    from xrobust.data import load_dataset
+    from xrobust.data.schema import default_source
+    from xrobust.errors import ConfigError
+
+    rows = [[float(i), float(i % 3), "ab"[i % 2]] for i in range(40)]
+    f = _write_csv(tmp_path / "digits.csv", ["u", "v", "label"], rows)
+    spec = load_dataset(str(f)).spec
+    assert spec.name == "digits" and default_source(spec) == str(f)
+    f.unlink()
+    with pytest.raises(ConfigError, match="which is not there"):
+        default_source(spec)

@@ -56,15 +56,15 @@ def default_source(spec: DatasetSpec) -> str:
         ConfigError: the source is not recorded or no longer exists.
     """
     source = spec.extra.get("source")
-    if spec.name in DATASETS and (
-        not isinstance(source, str) or not Path(source).exists() or source.startswith("sklearn")
-    ):
+    from_file = "format" in spec.extra  # the file loaders record their format; built-ins don't
+    if spec.name in DATASETS and not from_file:
         return spec.name
     if isinstance(source, str) and source and source != "generated":
         if Path(source).exists():
             return source
+        rel = "" if Path(source).is_absolute() else " (relative to the folder it was trained in)"
         raise ConfigError(
-            f"the model was trained on {source!r}, which is not there any more; "
+            f"the model was trained on {source!r}{rel}, which is not there; "
             "give the data with --data PATH (Python: data=PATH)"
         )
     raise ConfigError(

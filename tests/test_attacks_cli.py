@@ -104,7 +104,7 @@ def test_attack_cli_random_start(run_dir, capsys) -> None:
         (["--eps", "1.5"], "larger than the bounds allow"),
         (["--eps", "0.1", "--attack", "pgdd"], "Did you mean"),
         (["--eps", "0.1", "--out", "adv.txt"], ".npz"),
-        (["--eps", "0.1", "--attack", "fgsm", "--random-start"], "no option(s) random_start"),
+        (["--eps", "0.1", "--attack", "fgsm", "--random-start"], "no option(s) --random-start"),
     ],
 )
 def test_attack_cli_bad_options(run_dir, capsys, extra, msg) -> None:

@@ -617,3 +617,30 @@ def test_cli_flag_values(both_outcomes, tmp_path_factory, tiny_run, command, pic
     written = [p for p in work.rglob("*") if p.is_file()]
     assert all(out in p.parents for p in written), (argv, written)
     assert _snapshot(tiny_run) == run_before
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(64)))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [3000, 12000, 60000])
+def test_image_declaring_huge_dimensions_is_refused_before_decoding(tmp_path, side) -> None:
+    from xrobust.data import load_dataset
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        (tmp_path / c / "0.png").write_bytes(_png_header_only(side, side))
+        (tmp_path / c / "1.png").write_bytes(_png_header_only(4, 4))
+    assert _call(lambda: load_dataset(str(tmp_path), size=8), "png bomb") is None

@@ -37,7 +37,9 @@ SKIP = {"bash scripts/test.sh"}
 def _blocks() -> list[tuple[str, str, str]]:
     """(language, code, heading) of every fenced block, in document order."""
     out, heading = [], ""
-    for m in re.finditer(r"^(#+ [^\n]*)$|^```(\w*)\n(.*?)^```", README.read_text(), flags=re.S | re.M):
+    for m in re.finditer(
+        r"^(#+ [^\n]*)$|^```(\w*)\n(.*?)^```", README.read_text(), flags=re.S | re.M
+    ):
         if m.group(1):
             heading = m.group(1).lstrip("# ").strip()
         elif m.group(2) in ("bash", "python"):
@@ -131,7 +133,7 @@ def _user_files(folder: Path) -> None:
         )
     for c in ("cats", "dogs"):
         (folder / "photos" / c).mkdir(parents=True)
-        for i in range(12):
+        for i in range(50):
             arr = (rng.random((20, 20, 3)) * 255).astype(np.uint8)
             Image.fromarray(arr).save(folder / "photos" / c / f"{i}.png")
 

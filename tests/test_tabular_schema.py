@@ -143,3 +143,40 @@ def test_cli_commands_take_target_and_default_data(table, tmp_path, capsys) -> N
                  "--eps", "0.1"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "use --target-class 1" in err and len(err.splitlines()) == 1
+
+
+def test_library_audit_and_gate_read_a_csv_through_the_models_schema(table) -> None:
+    """``audit(load_model(run), "new.csv")`` uses the stored schema, not the file's own stats."""
+    from xrobust.audit import AuditConfig, audit
+    from xrobust.models import load_model
+    from xrobust.testing import assert_accuracy
+
+    model = load_model(table["run"])
+    rows = [[*(10 * v + 100 for v in x), lab] for x, lab in zip(table["x"], table["labels"])]
+    shifted = _write_csv(table["dir"] / "shifted_lib.csv", [*table["names"], "diagnosis"], rows)
+    cfg = AuditConfig.from_dict({"adversarial": {"enabled": False}, "corruption": {"enabled": False},
+                                 "explanations": {"enabled": False}, "sanity": {"enabled": False}})  # fmt: skip
+    with pytest.raises(DataError, match="outside the range the model was trained on"):
+        audit(model, str(shifted), cfg)
+    with pytest.raises(DataError, match="outside the range the model was trained on"):
+        assert_accuracy(model, str(shifted), 0.5)
+    rep = audit(model, str(table["csv"]), cfg)
+    meta = json.loads((table["run"] / "model.json").read_text())
+    assert rep.sections["clean"].data["accuracy"] == pytest.approx(
+        meta["metrics"]["test_acc"], abs=1e-6
+    )
+
+
+def test_default_data_of_a_file_model_never_falls_back_to_a_builtin(tmp_path) -> None:
+    """A model trained on ``digits.csv`` whose file is gone must not evaluate on built-in digits."""
+    from xrobust.data import load_dataset
+    from xrobust.data.schema import default_source
+    from xrobust.errors import ConfigError
+
+    rows = [[float(i), float(i % 3), "ab"[i % 2]] for i in range(40)]
+    f = _write_csv(tmp_path / "digits.csv", ["u", "v", "label"], rows)
+    spec = load_dataset(str(f)).spec
+    assert spec.name == "digits" and default_source(spec) == str(f)
+    f.unlink()
+    with pytest.raises(ConfigError, match="which is not there"):
+        default_source(spec)

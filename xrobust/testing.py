@@ -25,7 +25,10 @@ __all__ = ["assert_accuracy", "assert_audit_passes", "assert_robust", "evaluatio
 
 
 def evaluation_data(
-    data: Any, n: int | None = None, bounds: tuple[float, float] | None = None
+    data: Any,
+    n: int | None = None,
+    bounds: tuple[float, float] | None = None,
+    model: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float] | None]:
     """``(x, y, bounds)`` from a dataset name or path, a ``DatasetBundle`` (its test split
     and bounds), an ``(x, y)`` pair, a torch ``Dataset`` or a ``DataLoader``; the first
@@ -37,7 +40,10 @@ def evaluation_data(
     from xrobust.data import DatasetBundle, as_tensors, load_dataset
 
     if isinstance(data, str):
-        data = load_dataset(data)
+        from xrobust.data.schema import load_for_data_of
+
+        # through the model's input schema when it carries one (load_run / train models)
+        data = load_for_data_of(model, data) if model is not None else load_dataset(data)
     if isinstance(data, DatasetBundle):
         x, y = as_tensors(data.test, limit=n)
         if bounds is None:
@@ -123,7 +129,7 @@ def assert_robust(
 
     if not 0.0 <= min_accuracy <= 1.0:
         raise ConfigError(f"min_accuracy must be in [0, 1], got {min_accuracy!r}")
-    x, y, bnd = evaluation_data(data, n, bounds)
+    x, y, bnd = evaluation_data(data, n, bounds, model)
     bnd = _default_bounds(x, bnd)
     atk = get_attack(attack, model, eps=eps, norm=norm, bounds=bnd, seed=seed, **attack_kwargs)
     res = atk.run_loader((x, y), batch_size=batch_size)
@@ -151,7 +157,7 @@ def assert_accuracy(
     from xrobust._modelstate import eval_mode
     from xrobust.device import model_device
 
-    x, y, _ = evaluation_data(data, n)
+    x, y, _ = evaluation_data(data, n, model=model)
     dev = model_device(model)
     with eval_mode(model), torch.no_grad():
         pred = torch.cat(

@@ -83,7 +83,7 @@ def audit(
         raise ModelError(
             f"audit needs a torch nn.Module returning logits, got {type(model).__name__}"
         )
-    bundle = _resolve_dataset(dataset)
+    bundle = _resolve_dataset(dataset, model)
     spec = bundle.spec
     device = resolve_device(cfg.device)
     dist = distributed.current(device)
@@ -221,7 +221,9 @@ def _run_section(rt: Runtime, name: str, fn: Callable[[Runtime], dict[str, Any]]
     return SectionResult(name, status, reason, secs, data)  # type: ignore[arg-type]
 
 
-def _resolve_dataset(dataset: DatasetBundle | str | os.PathLike[str]) -> DatasetBundle:
+def _resolve_dataset(
+    dataset: DatasetBundle | str | os.PathLike[str], model: Any = None
+) -> DatasetBundle:
     if isinstance(dataset, DatasetBundle):
         return dataset
     if isinstance(dataset, str | os.PathLike):
@@ -231,7 +233,14 @@ def _resolve_dataset(dataset: DatasetBundle | str | os.PathLike[str]) -> Dataset
             raise DataError(
                 f"cannot load dataset {dataset!r}: xrobust.data is not available ({exc})"
             ) from exc
-        return load_dataset(str(dataset))
+        from xrobust.data.schema import load_for_data_of
+
+        # a model from load_run/train carries its input schema: a CSV is read through it
+        return (
+            load_for_data_of(model, str(dataset))
+            if model is not None
+            else load_dataset(str(dataset))
+        )
     raise DataError(
         f"dataset must be a DatasetBundle or a dataset name/path, got {type(dataset).__name__}"
     )

@@ -153,7 +153,10 @@ def run(args: argparse.Namespace) -> int:
         args, device=device, command="attack", class_flag="--target-class"
     )
     kw["bounds"] = tuple(ds.spec.bounds) if ds.spec.bounds is not None else None
-    atk = get_attack(args.attack, loaded.model, **kw)
+    try:
+        atk = get_attack(args.attack, loaded.model, **kw)
+    except ConfigError as exc:
+        raise ConfigError(_flag_names(str(exc))) from exc
     x, y = as_tensors(ds.test, limit=args.limit)
     num_classes = int(loaded.spec.num_classes)
     target: Any = None
@@ -210,6 +213,23 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"saved {res.n} adversarial examples to {args.out}")
     return 0
+
+
+#: attack option -> the flag that sets it, so library errors name what the user typed.
+_FLAGS = {
+    "step_size": "--step-size",
+    "random_start": "--random-start",
+    "early_stop": "--fixed-budget",
+    "restarts": "--restarts",
+}
+
+
+def _flag_names(msg: str) -> str:
+    import re
+
+    for opt, flag in _FLAGS.items():
+        msg = re.sub(rf"(?<![-\w]){opt}\b", flag, msg)
+    return msg
 
 
 def _merge(parts: list[Any], keep: bool) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xrobust.data._base import SizeArg, _array_bundle, _check_size, _existing
+from xrobust.data._base import SizeArg, _array_bundle, _check_bytes, _check_size, _existing
 from xrobust.data.spec import DatasetBundle
 from xrobust.errors import ConfigError, DataError
 
@@ -31,6 +31,8 @@ def _read(f: Path, channels: int | None) -> np.ndarray:
 
     try:
         with Image.open(f) as im:
+            w, h = im.size  # from the header: refuse before decoding (float64 x 3 channels)
+            _check_bytes(24 * w * h, str(f), f"decoding a {w}x{h} image")
             im.load()
             mode = im.mode
             grey = mode in _GREY if channels is None else channels == 1
@@ -132,8 +134,11 @@ def load_image_folder(
 
     arrays: list[np.ndarray] = []
     first: tuple[Path, tuple[int, ...]] | None = None
+    total = 0
     for f, _ in files:
         a = _read(f, channels)
+        total += 3 * 4 * (hw[0] * hw[1] if hw is not None else a.shape[1] * a.shape[2])
+        _check_bytes(2 * total, str(p), f"{len(files)} images as float32")
         if hw is not None and a.shape[1:] != hw:
             t = torch.from_numpy(a)[None]
             shrink = hw[0] < a.shape[1] or hw[1] < a.shape[2]

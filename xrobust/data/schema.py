@@ -41,7 +41,10 @@ from xrobust.data._base import DATASETS, TensorPairDataset
 from xrobust.data.spec import DatasetBundle, DatasetSpec
 from xrobust.errors import ConfigError, DataError
 
-__all__ = ["default_source", "load_for_model"]
+__all__ = ["MODEL_SPEC_ATTR", "default_source", "load_for_data_of", "load_for_model", "spec_of"]
+
+#: Attribute on models from ``load_run`` / ``train`` holding their dataset spec (as a dict).
+MODEL_SPEC_ATTR = "_xrobust_spec"
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +56,15 @@ def default_source(spec: DatasetSpec) -> str:
         ConfigError: the source is not recorded or no longer exists.
     """
     source = spec.extra.get("source")
-    if spec.name in DATASETS and (
-        not isinstance(source, str) or not Path(source).exists() or source.startswith("sklearn")
-    ):
+    from_file = "format" in spec.extra  # the file loaders record their format; built-ins don't
+    if spec.name in DATASETS and not from_file:
         return spec.name
     if isinstance(source, str) and source and source != "generated":
         if Path(source).exists():
             return source
+        rel = "" if Path(source).is_absolute() else " (relative to the folder it was trained in)"
         raise ConfigError(
-            f"the model was trained on {source!r}, which is not there any more; "
+            f"the model was trained on {source!r}{rel}, which is not there; "
             "give the data with --data PATH (Python: data=PATH)"
         )
     raise ConfigError(
@@ -215,3 +218,25 @@ def _check_range(bundle: DatasetBundle, spec: DatasetSpec, src: str, strict: boo
     dlo, dhi = bundle.spec.bounds
     bounds = (min(lo, dlo), max(hi, dhi))
     return replace(bundle, spec=replace(bundle.spec, bounds=bounds))
+
+
+def spec_of(model: Any) -> DatasetSpec | None:
+    """The dataset spec recorded on a model by ``load_run`` or ``train`` (None otherwise)."""
+    d = getattr(model, MODEL_SPEC_ATTR, None)
+    if not isinstance(d, dict):
+        return None
+    try:
+        return DatasetSpec.from_dict(d)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def load_for_data_of(model: Any, data: str | os.PathLike[str]) -> DatasetBundle:
+    """``load_dataset(data)``, read through ``model``'s input schema when it carries one
+    (models from ``load_run`` and ``train`` do); plain modules get ``load_dataset``."""
+    from xrobust.data.loading import load_dataset
+
+    spec = spec_of(model)
+    if spec is None:
+        return load_dataset(data)
+    return load_for_model(spec, data)

@@ -388,6 +388,9 @@ def load_run(
             f"with {meta['arch_kwargs']}: {msg[:400]}"
         ) from exc
     model.to(resolve_device(device)).eval()
+    from xrobust.data.schema import MODEL_SPEC_ATTR
+
+    setattr(model, MODEL_SPEC_ATTR, spec.to_dict())  # read back by data.schema.spec_of
     meta.pop("_path", None)
     return LoadedRun(model=model, spec=spec, metadata=meta, path=Path(where).parent)
 

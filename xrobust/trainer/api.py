@@ -89,4 +89,7 @@ def train(
         history.test_n = int(test["n"])
         if out_dir is not None:
             trainer.save(out_dir)
+    from xrobust.data.schema import MODEL_SPEC_ATTR
+
+    setattr(trainer.model, MODEL_SPEC_ATTR, bundle.spec.to_dict())  # read by schema.spec_of
     return trainer.model, history

@@ -11,6 +11,8 @@ it: the same number of bare forward + input-gradient backward passes on the same
     .venv/bin/python benchmarks/bench_attacks.py --allocator     # + glibc allocator tuning A/B
     .venv/bin/python benchmarks/bench_attacks.py --only versus --repeats 11   # head to head
     .venv/bin/python benchmarks/bench_attacks.py --only seeds    # robust accuracy vs seeds
+    .venv/bin/python benchmarks/bench_attacks.py --only reference --repeats 3  # ensemble vs AutoAttack
+    .venv/bin/python benchmarks/bench_attacks.py --only layout   # APGD-T: targets side by side or not
     python benchmarks/bench_attacks.py --device cuda --only amp,versus --n 4096 --tile 16 \\
         --arch resnet --repeats 5    # on a GPU: AMP on and off
 
@@ -463,6 +465,114 @@ def bench_ensemble(model, x, y) -> None:
         )
 
 
+def pgd_trained_model(epochs: int) -> nn.Module:
+    """The digits small_cnn adversarially trained with PGD (linf eps 0.1), cached in
+    runs/bench_pgd_trained (git-ignored) so that repeated benchmark runs reuse it."""
+    from pathlib import Path
+
+    from xrobust.data import load_dataset
+    from xrobust.models import load_model
+    from xrobust.trainer import TrainConfig, train
+
+    out = Path(__file__).resolve().parents[1] / "runs" / "bench_pgd_trained"
+    if (out / "model.json").exists():
+        return load_model(out).eval().to(DEVICE)
+    cfg = TrainConfig(
+        epochs=epochs, device=str(DEVICE), seed=0, adversarial="pgd", adv_eps=0.1, adv_steps=7
+    )
+    model, _ = train(load_dataset("digits"), "small_cnn", cfg, out, progress=False)
+    return model.eval().to(DEVICE)
+
+
+def _reference_autoattack(model, x, y, norm: str, eps: float, seed: int):
+    """Croce and Hein's AutoAttack (the pyautoattack package) running APGD-CE then
+    APGD-T (100 iterations, 9 target classes, one restart): the sequential reference."""
+    from pyautoattack import AutoAttack
+
+    aa = AutoAttack(
+        model, attacks=["apgd-ce", "apgd-t"], version="custom", eps=eps,
+        norm="Linf" if norm == "linf" else "L2", seed=seed, device=DEVICE,
+    )  # fmt: skip
+    aa.verbose = False
+    aa.apgd.n_restarts, aa.apgd.n_iter = 1, 100
+    aa.apgd_targeted.n_restarts, aa.apgd_targeted.n_iter = 1, 100
+    aa.apgd_targeted.n_target_classes = 9
+    return aa.run_standard_evaluation(x, y, batch_size=len(x))[0]
+
+
+def bench_reference(model, x, y, epochs: int) -> None:
+    """The ensemble against the reference AutoAttack's APGD-CE + APGD-T, head to head
+    (runs alternate, order flipping every repeat), on the standard and the PGD-trained
+    digits CNN, linf 0.1 and l2 1.0. Prints the median ratio of seconds, robust
+    accuracies and the number of images whose verdict differs."""
+    try:
+        import pyautoattack  # noqa: F401
+    except ImportError:
+        print("pyautoattack is not installed (pip install --no-deps pyautoattack)")
+        return
+    from xrobust.attacks import Ensemble
+
+    print(
+        "\n| model | threat | reference s | ensemble s | speed-up: median (min-max) | "
+        "robust acc reference | robust acc ensemble | images differing |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, m in (("standard", model), ("PGD-trained", pgd_trained_model(epochs))):
+        for norm, eps in (("linf", 0.1), ("l2", 1.0)):
+            ours = lambda m=m, norm=norm, eps=eps: Ensemble(m, eps=eps, norm=norm, seed=0).run(x, y).x_adv  # noqa: E731
+            ref = lambda m=m, norm=norm, eps=eps: _reference_autoattack(m, x, y, norm, eps, 0)  # noqa: E731
+            secs: dict = {ours: [], ref: []}
+            outs: dict = {}
+            for i in range(REPEATS):
+                for fn in (ours, ref) if i % 2 == 0 else (ref, ours):
+                    sync()
+                    t = time.perf_counter()
+                    outs[fn] = fn()
+                    sync()
+                    secs[fn].append(time.perf_counter() - t)
+            ratios = [a / b for a, b in zip(secs[ref], secs[ours])]
+            with torch.no_grad():
+                ok_o = m(outs[ours]).argmax(1) == y
+                ok_r = m(outs[ref].to(y.device)).argmax(1) == y
+            print(
+                f"| {label} | {norm} {eps} | {np.median(secs[ref]):.1f} | {np.median(secs[ours]):.1f} "
+                f"| {np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
+                f"| {float(ok_r.float().mean()):.3f} | {float(ok_o.float().mean()):.3f} "
+                f"| {int((ok_o != ok_r).sum())} |",
+                flush=True,
+            )
+
+
+def bench_layout(model, x, y, epochs: int) -> None:
+    """APGD-T's layout: every target side by side, a row budget, or one target at a time
+    (the reference's order), on the robust model where most work is done; and the cost
+    per example of one forward+backward pass against the batch size."""
+    from xrobust.attacks import APGDT
+
+    print("\n| batch rows | ms per pass | microseconds per example |")
+    print("|---|---|---|")
+    for rows in (64, 128, 256, 512, 1024, 2048):
+        xb = x.repeat((rows + len(x) - 1) // len(x), 1, 1, 1)[:rows]
+        yb = y.repeat((rows + len(y) - 1) // len(y))[:rows]
+        floor(model, xb, yb, 2)
+        t = min(floor(model, xb, yb, 5) / 5 for _ in range(3))
+        print(f"| {rows} | {t * 1e3:.1f} | {t / rows * 1e6:.0f} |", flush=True)
+    m = pgd_trained_model(epochs)
+    print("\n| model | threat | max_rows | seconds | robust acc | layout |")
+    print("|---|---|---|---|---|---|")
+    for norm, eps in (("linf", 0.1), ("l2", 1.0)):
+        for rows in (None, 100_000, 1):
+            atk = APGDT(m, eps=eps, norm=norm, seed=0, max_rows=rows)
+            t = time.perf_counter()
+            r = atk.run(x, y)
+            dt = time.perf_counter() - t
+            print(
+                f"| PGD-trained | {norm} {eps} | {rows or 'auto'} | {dt:.1f} | "
+                f"{r.robust_accuracy:.3f} | {r.config.get('layout')} |",
+                flush=True,
+            )
+
+
 def bench_versus(model, x, y) -> None:
     """Head to head with torchattacks: the two runs alternate (order flipping every
     repeat) and each repeat gives one ratio of seconds, so machine drift cancels out.
@@ -676,6 +786,10 @@ def main() -> None:
         bench_ensemble(model, x, y)
     if "versus" in only:
         bench_versus(model, x, y)
+    if "reference" in only:
+        bench_reference(model, x, y, args.epochs)
+    if "layout" in only:
+        bench_layout(model, x, y, args.epochs)
     if "seeds" in only:
         bench_seeds(model, x, y)
     if "amp" in only:

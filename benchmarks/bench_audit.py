@@ -63,7 +63,7 @@ def main() -> None:
         print(
             f"{'':14} clean acc {d['sections']['clean']['data']['accuracy']:.3f}; worst-case robust acc "
             + "; ".join(
-                f"{n} eps={nd['headline_eps']:g}: {nd['curves']['worst'][nd['eps'].index(nd['headline_eps'])]:.3f}"
+                f"{n} eps={nd['headline_eps']:g}: {nd['curves']['worst']['robust_accuracy'][nd['eps'].index(nd['headline_eps'])]:.3f}"
                 for n, nd in adv["norms"].items()
             )
             + f"; threads {d['environment']['threads']}"

@@ -18,7 +18,8 @@ run = demo_run(
 )  # a LoadedRun: .model, .spec, .metadata (or: xrobust.models.load_run("runs/digits"))
 config = load_config(Path(__file__).with_name("audit.toml"))
 if os.environ.get("XROBUST_EXAMPLES_FAST") == "1":  # tiny sample sizes for the test suite
-    config.adversarial.n, config.adversarial.apgd_steps, config.adversarial.steps = 32, 10, 10
+    config.adversarial.n, config.adversarial.steps = 32, 10  # every attack: 10 iterations
+    config.adversarial.options = {"ensemble": {"n_target_classes": 3}}
     config.corruption.n, config.explanations.n_metrics, config.sanity.n = 64, 4, 16
     config.adversarial.norms, config.explanations.methods = ["linf"], ["saliency"]
     config.sanity.convergence_factor = 2

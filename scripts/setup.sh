@@ -11,3 +11,6 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,app,onnx]'
 # torchattacks declares torchvision (no CPU build here); it is only a benchmark/test peer.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'torchattacks>=3.5'
+# Croce and Hein's AutoAttack code, packaged (no declared dependencies): the reference the
+# ensemble is benchmarked and tested against.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'pyautoattack>=0.2'

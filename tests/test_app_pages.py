@@ -51,7 +51,7 @@ def test_overview_shows_the_library_numbers(demo_cache) -> None:
         demo_run().model, ds, quick_audit_config("image", 64, [0.025, 0.05, 0.1, 0.2, 0.3], "linf")
     )
     clean = rep.sections["clean"].data
-    worst = rep.sections["adversarial"].data["norms"]["linf"]["curves"]["worst"]
+    worst = rep.sections["adversarial"].data["norms"]["linf"]["curves"]["worst"]["robust_accuracy"]
     m = metrics(at)
     assert m["Clean accuracy"] == f"{clean['accuracy']:.4f}"
     assert m["ECE"] == f"{clean['calibration']['ece']:.4f}"

@@ -76,7 +76,7 @@ def test_attack_cli_json_targeted_and_fixed_budget(run_dir, capsys) -> None:
             "0.2",
             "--limit",
             "32",
-            "--target",
+            "--target-class",
             "3",
             "--fixed-budget",
             "--json",

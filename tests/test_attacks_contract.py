@@ -10,9 +10,29 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from xrobust.attacks import ATTACKS, AttackResult, AttackWarning, get_attack, list_attacks
+from xrobust.attacks.guide import MIFGSM
 from xrobust.errors import ConfigError, DataError, ModelError
 
 N = 48
+#: the example attack of xrobust.attacks.guide, registered for these tests only
+GUIDE = MIFGSM.name
+
+
+@pytest.fixture(autouse=True)
+def _guide_attack_registered():
+    """Register the guide's attack around each test, so that it passes every contract."""
+    if GUIDE in ATTACKS:
+        yield
+        return
+    ATTACKS.register(GUIDE)(MIFGSM)
+    try:
+        yield
+    finally:
+        ATTACKS.unregister(GUIDE)
+
+
+def _cls(name: str):
+    return MIFGSM if name == GUIDE else ATTACKS.get(name)
 
 
 def small_kwargs(name: str) -> dict:
@@ -30,11 +50,12 @@ def batch(digits28: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return digits28["x_test"][:N].clone(), digits28["y_test"][:N].clone()
 
 
-ALL = list_attacks()
+ALL = [*list_attacks(), GUIDE]
 
 
 def test_registry_lists_the_attacks() -> None:
     assert {"fgsm", "pgd", "apgd", "apgd_t", "ensemble"} <= set(ALL)
+    assert GUIDE in list_attacks()  # the guide's attack, registered by the fixture
     assert get_attack("apgd-t", nn.Linear(2, 4), eps=0.1).name == "apgd_t"
     with pytest.raises(ConfigError, match="Did you mean"):
         get_attack("pgdd", nn.Linear(2, 2))
@@ -138,7 +159,7 @@ def test_run_loader_matches_batches(digits_cnn, batch, name) -> None:
     res = atk.run_loader(loader)
     assert res.x_adv is None and res.n == N
     parts = [
-        atk._execute(x[i : i + 16], y[i : i + 16], None, seed_offset=i // 16)
+        atk.run(x[i : i + 16], y[i : i + 16], batch_index=i // 16)
         for i in range(0, N, 16)
     ]
     assert torch.equal(res.pred_adv, torch.cat([p.pred_adv for p in parts]))
@@ -157,7 +178,7 @@ def test_eval_mode_never_more_robust_than_fixed_budget(digits_cnn, batch, name) 
     assert ev.gradient_passes <= fx.gradient_passes
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if ATTACKS.get(n).supports_targeted])
+@pytest.mark.parametrize("name", [n for n in ALL if _cls(n).supports_targeted])
 def test_targeted(digits_cnn, batch, name) -> None:
     x, y = batch
     target = (y + 1) % 10
@@ -196,7 +217,7 @@ def test_bad_inputs_raise_clear_errors(digits_cnn, batch, name) -> None:
 
 
 def test_steps_must_be_positive(digits_cnn) -> None:
-    for name in ("pgd", "apgd", "apgd_t", "ensemble"):
+    for name in ("pgd", "apgd", "apgd_t", "ensemble", GUIDE):
         with pytest.raises(ConfigError, match="steps"):
             get_attack(name, digits_cnn, eps=0.1, steps=0)
 
@@ -336,3 +357,16 @@ def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypat
     assert all(p.grad is None for p in digits_cnn.parameters())
     assert torch.equal(res.success, res.pred_adv != y)
     assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1
+
+
+def test_guide_attack_equals_torchattacks_mifgsm(digits_cnn, batch) -> None:
+    ta = pytest.importorskip("torchattacks")
+    import copy
+
+    x, y = batch
+    model = copy.deepcopy(digits_cnn)
+    ours = MIFGSM(model, eps=0.1, step_size=0.02, steps=8, early_stop=False).run(x, y)
+    ref = ta.MIFGSM(model, eps=0.1, alpha=0.02, steps=8, decay=1.0)(x, y)
+    assert float((ours.x_adv - ref).abs().max()) < 1e-5
+    ev = MIFGSM(model, eps=0.1, step_size=0.02, steps=8).run(x, y)
+    assert ev.robust_accuracy <= ours.robust_accuracy

@@ -75,3 +75,27 @@ def test_pgd_linf_robust_accuracy_within_one_point_of_torchattacks(digits_cnn, d
     # APGD-CE (reference budget) is at least as strong as PGD-20
     apgd = APGD(digits_cnn, eps=0.1, seed=0).run(x, y)
     assert apgd.robust_accuracy <= fixed.robust_accuracy
+
+
+def test_ensemble_at_least_as_strong_as_reference_autoattack(digits_cnn, data) -> None:
+    # Croce and Hein's code (pyautoattack) running APGD-CE then APGD-T at the same
+    # settings: the ensemble's robust accuracy is no higher (one image of slack)
+    aa_mod = pytest.importorskip("pyautoattack")
+    from xrobust.attacks import Ensemble
+
+    x, y = data[0][:64], data[1][:64]
+    model = copy.deepcopy(digits_cnn)
+    for norm, eps in (("linf", 0.06), ("l2", 0.8)):
+        aa = aa_mod.AutoAttack(
+            model, attacks=["apgd-ce", "apgd-t"], version="custom", eps=eps,
+            norm="Linf" if norm == "linf" else "L2", seed=0,
+        )  # fmt: skip
+        aa.verbose = False
+        aa.apgd.n_iter = aa.apgd_targeted.n_iter = 20
+        aa.apgd_targeted.n_target_classes = 3
+        with torch.no_grad():
+            x_ref, _ = aa.run_standard_evaluation(x, y, batch_size=64)
+            ref = float((model(x_ref).argmax(1) == y).float().mean())
+        ours = Ensemble(model, eps=eps, norm=norm, steps=20, n_target_classes=3, seed=0).run(x, y)
+        assert ours.robust_accuracy <= ref + 1 / 64 + 1e-9, (norm, ours.robust_accuracy, ref)
+        assert ours.robust_accuracy < ours.clean_accuracy

@@ -22,10 +22,10 @@ SMALL = {
     "clean": {"n": 200},
     "adversarial": {
         "n": 32,
-        "attacks": ["fgsm", "pgd", "apgd"],
+        "attacks": ["fgsm", "pgd", "apgd", "ensemble"],
         "eps": {"linf": [0.05, 0.2], "l2": [1.0]},
         "steps": 10,
-        "apgd_steps": 10,
+        "options": {"ensemble": {"n_target_classes": 3}},
         "bisection_steps": 3,
         "n_vulnerable": 3,
     },
@@ -89,22 +89,43 @@ def test_every_section_runs(report: AuditReport) -> None:
 def test_adversarial_curves_are_consistent(report: AuditReport) -> None:
     adv = report.sections["adversarial"].data
     assert adv["n"] == 32
+    attacks = ("fgsm", "pgd", "apgd", "ensemble")
     for nd in adv["norms"].values():
-        curves = nd["curves"]
-        assert set(curves) == {"fgsm", "pgd", "apgd", "worst"}
-        for k in range(len(nd["eps"])):
+        curves = {a: dict(zip(c["eps"], c["robust_accuracy"])) for a, c in nd["curves"].items()}
+        assert set(curves) == {*attacks, "worst"}
+        for a in attacks:
+            assert nd["curves"][a]["attack"] == a and nd["curves"][a]["n"] == 32
+            raw = {r["eps"]: r["robust_accuracy"] for r in nd["results"][a]}
+            assert all(curves[a][e] <= raw[e] + 1e-9 for e in raw)  # cumulative <= raw
+            assert list(raw) == (nd["eps"] if a != "ensemble" else nd["curves"][a]["eps"])
+        # the ensemble runs at the headline eps (and a "worst" requirement's), not the grid
+        assert nd["headline_eps"] in curves["ensemble"]
+        # the options that really ran: the shared steps, the ensemble's own table
+        assert nd["results"]["pgd"][0]["config"]["steps"] == 10
+        assert nd["results"]["ensemble"][0]["config"]["n_target_classes"] == 3
+        for e in nd["eps"]:
             # the worst case is at most every single attack's accuracy
-            assert curves["worst"][k] <= min(curves[a][k] for a in ("fgsm", "pgd", "apgd")) + 1e-9
-            assert curves["worst"][k] <= adv["clean_accuracy"] + 1e-9
-        flips = torch.tensor(nd["flip_matrix"])
-        assert flips.sum().item() == round(adv["clean_accuracy"] * 32)
+            ran = [curves[a][e] for a in attacks if e in curves[a]]
+            assert curves["worst"][e] <= min(ran) + 1e-9
+            assert curves["worst"][e] <= adv["clean_accuracy"] + 1e-9
+        head = nd["headline_eps"]
+        broken = nd["broken_by_example"]
+        assert len(broken) == 32
+        fooled = sum(b is not None for b in broken)
+        assert sum(nd["broken_by"].values()) == fooled
+        assert fooled == round((adv["clean_accuracy"] - curves["worst"][head]) * 32)
+        assert all(b is None or b.split("/")[0] in attacks for b in broken)
+        flips = torch.tensor(nd["confusion"]["matrix"])
+        assert flips.sum().item() == 32
+        pc = nd["per_class"]
+        assert sum(pc["count"]) == 32
         mp = nd["minimal_perturbation"]
-        assert mp["n_found"] + mp["n_censored"] == round(adv["clean_accuracy"] * 32)
+        assert mp["n"] == 32 and 0 < mp["found_fraction"] <= 1
         for r in nd["vulnerable"]:
             assert r["pred_adv"] != r["label"]  # each shown example is really fooled
             assert r["perturbation_norm"] <= r["eps"] * (1 + 1e-4) + 1e-6
     # linf curve at the largest eps: a standard CNN is broken at eps 0.2
-    assert adv["norms"]["linf"]["curves"]["worst"][-1] <= 0.1
+    assert adv["norms"]["linf"]["curves"]["worst"]["robust_accuracy"][-1] <= 0.1
 
 
 def test_requirements_pass_and_fail(report: AuditReport) -> None:

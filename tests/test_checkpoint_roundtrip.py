@@ -13,6 +13,7 @@ from torch import nn
 from xrobust.data.spec import DatasetSpec
 from xrobust.errors import CheckpointError
 from xrobust.models import build_model, load_model, load_run, read_metadata, save_checkpoint
+from xrobust.models.checkpoint import _seal
 
 IMG = DatasetSpec(
     "img",
@@ -95,26 +96,100 @@ def test_bit_flip_in_weights_is_refused(run_dir: Path) -> None:
         load_model(run_dir)
 
 
-def test_edited_metadata_is_refused(run_dir: Path) -> None:
+def _write(d: Path, meta: dict, *, seal: bool) -> None:
+    (d / "model.json").write_text(json.dumps(_seal(meta) if seal else meta))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(class_names=list(reversed(m["class_names"]))),
+        lambda m: m["dataset"].update(class_names=list(reversed(m["dataset"]["class_names"]))),
+        lambda m: m["dataset"].update(bounds=[-10.0, 10.0]),
+        lambda m: m["dataset"].update(mean=[0.5] * 6, std=[2.0] * 6),
+        lambda m: m.update(normalization={"mean": [0.5] * 6, "std": [2.0] * 6}),
+        lambda m: m["dataset"].update(feature_names=[f"g{i}" for i in range(6)]),
+        lambda m: m["dataset"]["extra"].update(raw_mean=[1.0] * 6),
+        lambda m: m.update(arch_kwargs={"hidden": [16]}),
+        lambda m: m["metrics"].update(test_acc=1.0),
+        lambda m: m["training"].update(completed=True, epoch=99),
+        lambda m: m.update(train_config={"label_smoothing": 0.0}),
+    ],
+    ids=[
+        "class_names",
+        "dataset.class_names",
+        "bounds",
+        "dataset.mean/std",
+        "normalization",
+        "feature_names",
+        "raw_mean",
+        "arch_kwargs",
+        "metrics",
+        "completed",
+        "train_config",
+    ],
+)
+def test_every_metadata_field_is_covered_by_the_checksum(run_dir: Path, edit) -> None:
+    meta = json.loads((run_dir / "model.json").read_text())
+    meta.setdefault("metrics", {})
+    meta["dataset"].setdefault("extra", {})
+    edit(meta)
+    _write(run_dir, meta, seal=False)
+    with pytest.raises(
+        CheckpointError, match=r"does not match its recorded SHA-256 \('integrity'\)"
+    ):
+        load_model(run_dir)
+
+
+def test_resealed_edits_still_meet_the_structural_checks(run_dir: Path) -> None:
+    """Someone who recomputes the checksum still cannot load inconsistent metadata."""
     meta_path = run_dir / "model.json"
-    meta = json.loads(meta_path.read_text())
+    orig = json.loads(meta_path.read_text())
+
+    def edited(**changes: object) -> dict:
+        m = json.loads(json.dumps(orig))
+        m.update(changes)
+        return m
+
     # a different architecture option: the weights no longer fit
-    meta["arch_kwargs"] = {"hidden": [16]}
-    meta_path.write_text(json.dumps(meta))
+    _write(run_dir, edited(arch_kwargs={"hidden": [16]}), seal=True)
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(run_dir)
-    # a forged hash
-    meta["arch_kwargs"] = {"hidden": [8]}
-    meta["weights"]["sha256"] = "0" * 64
-    meta_path.write_text(json.dumps(meta))
+    # a forged weights hash
+    m = edited()
+    m["weights"]["sha256"] = "0" * 64
+    _write(run_dir, m, seal=True)
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_model(run_dir)
-    # an unknown architecture
-    meta = json.loads(meta_path.read_text())
-    meta["architecture"] = "transformer9000"
-    meta_path.write_text(json.dumps(meta))
+    _write(run_dir, edited(architecture="transformer9000"), seal=True)
     with pytest.raises(CheckpointError, match="not registered"):
         load_model(run_dir)
+    # the copies of class names / normalisation must agree with the dataset spec
+    _write(run_dir, edited(class_names=list(reversed(orig["class_names"]))), seal=True)
+    with pytest.raises(CheckpointError, match="'class_names' differs"):
+        load_model(run_dir)
+    m = edited()
+    m["dataset"]["bounds"] = [1.0, -1.0]
+    _write(run_dir, m, seal=True)
+    with pytest.raises(CheckpointError, match="not an interval"):
+        load_model(run_dir)
+    m = edited()
+    m["dataset"]["input_shape"] = [10**9]
+    _write(run_dir, m, seal=True)
+    with pytest.raises(CheckpointError, match=r"malformed dataset spec|input_shape"):
+        load_model(run_dir)
+    _write(run_dir, orig, seal=False)
+    assert load_model(run_dir) is not None
+
+
+def test_incomplete_run_is_refused_unless_asked(run_dir: Path) -> None:
+    m = json.loads((run_dir / "model.json").read_text())
+    m["training"] = {"completed": False, "epoch": 7, "epochs": 15}
+    _write(run_dir, m, seal=True)
+    with pytest.raises(CheckpointError, match=r"did not finish \(saved after epoch 7 of 15\)"):
+        load_model(run_dir)
+    with pytest.warns(UserWarning, match="did not finish"):
+        assert load_model(run_dir, allow_incomplete=True) is not None
 
 
 @pytest.mark.parametrize(
@@ -134,6 +209,8 @@ def test_edited_metadata_is_refused(run_dir: Path) -> None:
         ),
         (lambda d: _edit(d, format_version=99), "format version"),
         (lambda d: _edit(d, dataset={"name": "x"}), "malformed dataset spec"),
+        (lambda d: _edit(d, integrity="x"), "malformed 'integrity'"),
+        (lambda d: _edit(d, seal=False, metrics={"a": 1}), "integrity"),
     ],
 )
 def test_missing_or_malformed_files_are_refused(run_dir: Path, damage, match: str) -> None:
@@ -142,9 +219,11 @@ def test_missing_or_malformed_files_are_refused(run_dir: Path, damage, match: st
         load_model(run_dir)
 
 
-def _edit(d: Path, **changes: object) -> None:
+def _edit(d: Path, seal: bool = True, **changes: object) -> None:
     meta = json.loads((d / "model.json").read_text())
     meta.update(changes)
+    if seal and "integrity" not in changes:
+        meta = _seal(meta)
     (d / "model.json").write_text(json.dumps(meta))
 
 

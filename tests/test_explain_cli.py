@@ -89,7 +89,7 @@ def test_compare_grid_with_labels_as_targets(image_run: Path, tmp_path: Path) ->
         "saliency,gradcam,occlusion",
         "--samples",
         "3,5",
-        "--target",
+        "--target-class",
         "label",
         "--out",
         str(fig),
@@ -137,7 +137,7 @@ def test_tabular_bar_chart(tabular_run: Path, tmp_path: Path) -> None:
     [
         (["--method", "integrated_gradient"], "Did you mean 'integrated_gradients'"),
         (["--compare", "saliency,gradcamm"], "Did you mean 'gradcam'"),
-        (["--target", "10"], "outside the model's 10 classes"),
+        (["--target-class", "10"], "outside the model's 10 classes"),
         (["--samples", "400:402"], "outside the test set"),
         (["--samples", "a:b"], "--samples"),
         (["--param", "nsteps=3"], "Did you mean 'n_steps'"),

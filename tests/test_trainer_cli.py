@@ -58,7 +58,7 @@ def test_train_cli_writes_a_loadable_run(tmp_path: Path, capsys: pytest.CaptureF
         (["--model", "small_cn"], "did you mean 'small_cnn'"),
         (["--model", "mlp", "--model-arg", "hiden=[3]"], "hiden"),
         (["--model", "mlp", "--patience", "2"], "--val-fraction"),
-        (["--model", "mlp", "--eps", "-1", "--adversarial", "pgd"], "adv_eps"),
+        (["--model", "mlp", "--eps", "-1", "--adversarial", "pgd"], "--eps"),
         (["--model", "mlp", "--data", "no_such_file.npz"], "no_such_file"),
     ],
 )

@@ -83,6 +83,7 @@ def test_two_process_gloo_run(tmp_path: Path) -> None:
     assert [r["steps"] for r in recs0] == [4, 4]  # 128 per rank / 32
     # only rank 0 wrote the run directory, and its checkpoint reproduces the reduced metrics
     assert sorted(p.name for p in run.iterdir()) == [
+        ".lock",  # rank 0's run-directory lock (released; the file stays, see trainer.lock)
         "metrics.jsonl",
         "model.json",
         "model.safetensors",

@@ -1,7 +1,9 @@
-"""Temporarily change a model's train/eval mode or its parameters' ``requires_grad``.
+"""Temporarily change a model's train/eval mode, its parameters' ``requires_grad`` or its
+device.
 
 The one mechanism every layer uses to evaluate a caller's model without leaving a trace:
-each submodule's own mode and each parameter's own flag are restored exactly afterwards.
+each submodule's own mode, each parameter's own flag and the model's device are restored
+exactly afterwards, also when the body raises.
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["eval_mode", "frozen_eval", "frozen_params"]
+from xrobust.device import model_device
+
+__all__ = [
+    "eval_mode",
+    "frozen_eval",
+    "frozen_params",
+    "on_device",
+    "restore_mode_on_error",
+]
 
 
 @contextlib.contextmanager
@@ -28,6 +39,34 @@ def eval_mode(model: Any) -> Iterator[None]:
     finally:
         for m, mode in modes:
             m.training = mode
+
+
+@contextlib.contextmanager
+def restore_mode_on_error(model: Any) -> Iterator[None]:
+    """Leave the mode changes of the body in place, unless it raises: then every
+    submodule's mode is put back as it was (training ends in eval mode; a failed or
+    interrupted run leaves the caller's model as it found it)."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    except BaseException:
+        for m, mode in modes:
+            m.training = mode
+        raise
+
+
+@contextlib.contextmanager
+def on_device(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """The model on ``device`` for the duration, moved back to where it was afterwards."""
+    orig = model_device(model)
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(orig)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,14 @@ line and exits non-zero; library users can catch the class.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "ModelError", "XRobustError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "TrainingError",
+    "XRobustError",
+]
 
 
 class XRobustError(ValueError):
@@ -29,3 +36,7 @@ class CheckpointError(XRobustError):
 
 class ModelError(XRobustError):
     """A model does not fit what an operation needs (output shape, layers, ...)."""
+
+
+class TrainingError(XRobustError):
+    """Training failed for a reason its options explain (for example a diverged loss)."""

@@ -48,6 +48,15 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests register temporary entries this way).
+
+        Raises:
+            ConfigError: the name is unknown.
+        """
+        self.get(name)
+        del self._items[str(name).lower().replace("-", "_")]
+
     def get(self, name: str) -> T:
         """Return the object registered as ``name``.
 

@@ -148,22 +148,18 @@ def assert_accuracy(
     Example:
         >>> assert_accuracy(model, "digits", 0.9)  # doctest: +SKIP
     """
+    from xrobust._modelstate import eval_mode
     from xrobust.device import model_device
 
     x, y, _ = evaluation_data(data, n)
     dev = model_device(model)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            pred = torch.cat(
-                [
-                    model(x[i : i + batch_size].to(dev)).argmax(1).cpu()
-                    for i in range(0, len(x), batch_size)
-                ]
-            )
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        pred = torch.cat(
+            [
+                model(x[i : i + batch_size].to(dev)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+        )
     acc = float((pred == y).double().mean())
     if not acc >= min_accuracy:
         raise AssertionError(

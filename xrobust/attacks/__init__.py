@@ -20,8 +20,13 @@ from typing import Any
 
 from torch import nn
 
-from xrobust.attacks.base import Attack, AttackConfig, AttackResult
+from xrobust.attacks.base import Attack
 from xrobust.attacks.checks import AttackWarning, GradientStats
+from xrobust.attacks.config import AttackConfig, parse_options
+from xrobust.attacks.context import AttackContext, Batch, Outcome
+from xrobust.attacks.iterative import Evaluation, IterativeAttack
+from xrobust.attacks.norms import Norm, get_norm, list_norms
+from xrobust.attacks.result import AttackResult
 from xrobust.registry import Registry
 
 __all__ = [
@@ -32,12 +37,21 @@ __all__ = [
     "PGD",
     "Attack",
     "AttackConfig",
+    "AttackContext",
     "AttackResult",
     "AttackWarning",
+    "Batch",
     "Ensemble",
+    "Evaluation",
     "GradientStats",
+    "IterativeAttack",
+    "Norm",
+    "Outcome",
     "get_attack",
+    "get_norm",
     "list_attacks",
+    "list_norms",
+    "parse_options",
 ]
 
 #: name -> Attack subclass
@@ -57,7 +71,7 @@ def get_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:
     """Build the attack registered as ``name`` on ``model`` with hyperparameters ``kwargs``.
 
     Raises:
-        ConfigError: unknown name (with suggestions) or invalid hyperparameters.
+        ConfigError: unknown name or option (with suggestions), or invalid values.
 
     Example:
         >>> import torch
@@ -65,21 +79,14 @@ def get_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:
         >>> get_attack("fgsm", torch.nn.Linear(2, 2), eps=0.1).config.eps
         0.1
     """
-    import dataclasses
-
-    from xrobust.errors import ConfigError
-
-    cls = ATTACKS.get(name)
-    known = {f.name for f in dataclasses.fields(cls.config_cls)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise ConfigError(
-            f"attack {cls.name!r} has no option(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(sorted(known))}"
-        )
-    return cls(model, **kwargs)
+    return ATTACKS.get(name)(model, **kwargs)
 
 
-def list_attacks(pattern: str | None = None) -> list[str]:
-    """Registered attack names, sorted, optionally filtered by a shell pattern."""
-    return ATTACKS.list(pattern)
+def list_attacks(pattern: str | None = None, *, requires_gradients: bool | None = None) -> list[str]:
+    """Registered attack names, sorted, optionally filtered by a shell pattern and by
+    whether they need input gradients (``requires_gradients=False``: query-only attacks,
+    which run on black boxes)."""
+    names = ATTACKS.list(pattern)
+    if requires_gradients is None:
+        return names
+    return [n for n in names if ATTACKS.get(n).requires_gradients == requires_gradients]

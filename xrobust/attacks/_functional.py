@@ -1,5 +1,6 @@
-"""Pure tensor maths shared by every gradient attack: norms, projections, steps,
-random starts and losses.
+"""Pure tensor maths shared by every gradient attack: the losses, and name-based
+shortcuts to the norm objects of :mod:`xrobust.attacks.norms` (projections, steps,
+random starts).
 
 Every function works on a batch (first dimension N) of any shape, takes ``eps`` as a
 float or a per-example tensor of shape (N,), and has no side effects. Nothing here
@@ -17,11 +18,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as tF
 
+from xrobust.attacks import norms as _norms
 from xrobust.errors import ConfigError
 
 __all__ = [
@@ -40,36 +40,18 @@ __all__ = [
     "random_start",
 ]
 
-Norm = Literal["linf", "l2"]
-NORMS: tuple[str, ...] = ("linf", "l2")
+NORMS: tuple[str, ...] = tuple(_norms.NORMS)
 _TINY = 1e-12
 
 
-def check_norm(norm: str) -> Norm:
+def check_norm(norm: str) -> str:
     """Normalise a norm name ("linf", "Linf", "inf", "l2", "L2", "2") or raise ConfigError."""
-    key = str(norm).strip().lower()
-    if key in ("linf", "inf", "l_inf"):
-        return "linf"
-    if key in ("l2", "2", "l_2"):
-        return "l2"
-    raise ConfigError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
-
-
-def _view(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
-    """Reshape a per-example tensor (N,) to broadcast against ``like`` (N, ...)."""
-    if isinstance(t, torch.Tensor):
-        return t.reshape(-1, *([1] * (like.dim() - 1)))
-    return t
+    return _norms.get_norm(norm).name
 
 
 def lp_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-example norm of ``delta`` (shape (N, ...)) -> shape (N,)."""
-    flat = delta.reshape(delta.shape[0], -1)
-    if norm == "linf":
-        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
-    if norm == "l2":
-        return flat.norm(p=2, dim=1)
-    raise ConfigError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+    return _norms.get_norm(norm).measure(delta)
 
 
 def normalize(g: torch.Tensor, norm: str) -> torch.Tensor:
@@ -77,30 +59,19 @@ def normalize(g: torch.Tensor, norm: str) -> torch.Tensor:
 
     For linf it is ``sign(g)``; for l2 it is ``g / ||g||_2`` (zero where g is zero).
     """
-    if norm == "linf":
-        return g.sign()
-    n = lp_norm(g, "l2").clamp_min(_TINY)
-    return g / _view(n, g)
+    return _norms.get_norm(norm).direction(g)
 
 
 def project(delta: torch.Tensor, eps: float | torch.Tensor, norm: str) -> torch.Tensor:
     """Project perturbations onto the ``norm`` ball of radius ``eps`` (per example)."""
-    if norm == "linf":
-        e = _view(eps, delta)
-        if isinstance(e, torch.Tensor):
-            return torch.maximum(torch.minimum(delta, e), -e)
-        return delta.clamp(-e, e)
-    n = lp_norm(delta, "l2")
-    e = eps if isinstance(eps, torch.Tensor) else torch.full_like(n, float(eps))
-    factor = torch.where(n > e, e / n.clamp_min(_TINY), torch.ones_like(n))
-    return delta * _view(factor, delta)
+    return _norms.get_norm(norm).project(delta, eps)
 
 
 def ball_bounds(
     x: torch.Tensor, eps: float | torch.Tensor, bounds: tuple[float, float] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Elementwise lower/upper limits of the linf ball intersected with the bounds."""
-    e = _view(eps, x)
+    e = eps.reshape(-1, *([1] * (x.dim() - 1))) if isinstance(eps, torch.Tensor) else eps
     lo, hi = x - e, x + e
     if bounds is not None:
         lo = lo.clamp_min(bounds[0])
@@ -115,15 +86,8 @@ def clip_to_ball_and_bounds(
     norm: str,
     bounds: tuple[float, float] | None,
 ) -> torch.Tensor:
-    """Project ``x_adv`` onto the eps-ball around ``x``, then clip to ``bounds``.
-
-    Clipping after the projection keeps the point inside the ball, because ``x`` itself
-    lies inside the bounds (clipping only moves coordinates towards ``x``'s box).
-    """
-    out = x + project(x_adv - x, eps, norm)
-    if bounds is not None:
-        out = out.clamp(bounds[0], bounds[1])
-    return out
+    """Project ``x_adv`` onto the eps-ball around ``x``, then clip to ``bounds``."""
+    return _norms.get_norm(norm).clip(x_adv, x, eps, bounds)
 
 
 def gradient_step(
@@ -133,7 +97,7 @@ def gradient_step(
     norm: str,
 ) -> torch.Tensor:
     """One ascent step of size ``step_size`` along the normalised gradient."""
-    return x_adv + _view(step_size, x_adv) * normalize(grad, norm)
+    return _norms.get_norm(norm).step(x_adv, grad, step_size)
 
 
 def random_start(
@@ -144,24 +108,8 @@ def random_start(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """A point drawn uniformly from the ``norm`` ball of radius ``eps`` around ``x``,
-    clipped to ``bounds``.
-
-    Linf: each coordinate uniform in [-eps, eps]. L2: uniform in the ball (a Gaussian
-    direction scaled by ``eps * u ** (1/d)``).
-    """
-    if norm == "linf":
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        delta = (2 * u - 1) * _view(eps, x)
-    else:
-        d = x[0].numel() if x.shape[0] else 1
-        g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        r = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-        radius = r.pow(1.0 / d) * (eps if isinstance(eps, torch.Tensor) else float(eps))
-        delta = normalize(g, "l2") * _view(radius, x)
-    out = x + delta
-    if bounds is not None:
-        out = out.clamp(bounds[0], bounds[1])
-    return out
+    clipped to ``bounds`` (see :meth:`xrobust.attacks.norms.Norm.random_start`)."""
+    return _norms.get_norm(norm).random_start(x, eps, bounds, generator)
 
 
 # --------------------------------------------------------------------------- losses

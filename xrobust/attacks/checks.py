@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from xrobust._modelstate import frozen_eval
+from xrobust.validation import looks_like_probabilities
 
 __all__ = [
     "AttackWarning",
@@ -40,20 +41,13 @@ class AttackWarning(UserWarning):
 def output_looks_like_probabilities(logits: torch.Tensor, atol: float = 1e-3) -> bool:
     """True when model outputs look like probabilities rather than logits.
 
-    That is: every row is non-negative and sums to 1 (softmax), or every value lies in
-    [0, 1] (sigmoid) with more than one class. Gradient attacks on such outputs saturate
-    (the cross-entropy applies a second softmax), which makes models look more robust
-    than they are.
+    The one definition shared with the explainers and the audit
+    (:func:`xrobust.validation.looks_like_probabilities`): every row is non-negative and
+    sums to 1 (softmax), or every value lies in [0, 1] (sigmoid) with more than one class.
+    Gradient attacks on such outputs saturate (the cross-entropy applies a second
+    softmax), which makes models look more robust than they are.
     """
-    if logits.dim() != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
-        return False
-    z = logits.detach().float()
-    if not torch.isfinite(z).all():
-        return False
-    nonneg = bool((z >= -atol).all())
-    if nonneg and bool(((z.sum(dim=1) - 1).abs() <= atol).all()):
-        return True
-    return nonneg and bool((z <= 1 + atol).all())
+    return looks_like_probabilities(logits, atol)
 
 
 def model_in_train_mode(model: nn.Module) -> bool:

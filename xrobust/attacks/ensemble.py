@@ -27,13 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from xrobust.attacks.base import (
-    Attack,
-    AttackConfig,
-    _check_positive_int,
-    _Context,
-    _Perturbed,
-)
+from xrobust.attacks.base import Attack
+from xrobust.attacks.config import AttackConfig, check_positive_int
+from xrobust.attacks.context import AttackContext, Batch, Outcome
 from xrobust.errors import ConfigError
 
 __all__ = ["PRESETS", "Ensemble", "EnsembleConfig"]
@@ -66,8 +62,8 @@ class EnsembleConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive_int("steps", self.steps)
-        _check_positive_int("n_target_classes", self.n_target_classes)
+        check_positive_int("steps", self.steps)
+        check_positive_int("n_target_classes", self.n_target_classes)
         object.__setattr__(self, "attacks", tuple(str(a) for a in self.attacks))
         if not self.attacks and self.preset not in PRESETS:
             raise ConfigError(
@@ -83,6 +79,11 @@ class EnsembleConfig(AttackConfig):
 
 class Ensemble(Attack):
     """Attacks in sequence on the still-robust examples, keeping each one's worst case.
+
+    Each member runs with its own random generator, seeded from the ensemble's (so the
+    ensemble's ``seed`` makes the whole run repeatable), or with the member's own
+    ``seed`` (plus the batch number) for members built with one; the seeds used and what
+    each member ran are recorded in ``AttackResult.config["members"]``.
 
     Example:
         >>> import torch
@@ -135,67 +136,90 @@ class Ensemble(Attack):
 
         c = self.config
         out: list[Attack] = []
-        for i, name in enumerate(c.members()):
+        for name in c.members():
             cls = ATTACKS.get(name)
+            fields = cls.config_cls.__dataclass_fields__
             kw: dict[str, Any] = dict(
                 eps=c.eps, norm=c.norm, bounds=c.bounds, early_stop=c.early_stop, amp=c.amp
             )
-            fields = cls.config_cls.__dataclass_fields__
-            if "steps" in fields:
-                kw["steps"] = c.steps
-            if "n_target_classes" in fields:
-                kw["n_target_classes"] = c.n_target_classes
-            if "seed" in fields and c.seed is not None:
-                kw["seed"] = c.seed + i
+            shared = {"steps": c.steps, "n_target_classes": c.n_target_classes}
+            kw.update({k: v for k, v in shared.items() if k in fields})
             out.append(cls(self.model, **kw))
+        self._members = out
         return out
 
-    def _perturb(
-        self,
-        ctx: _Context,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        target: torch.Tensor | None,
-        eps: torch.Tensor,
-        active: torch.Tensor,
-    ) -> _Perturbed:
-        n = x.shape[0]
-        res = _Perturbed(
-            x.clone(),
-            torch.full((n,), -1, dtype=torch.long, device=x.device),
-            torch.zeros(n, dtype=torch.long, device=x.device),
-            broken_by=[None] * n,
-        )
-        rows = active.clone()
-        num_classes: int | None = None
+    def num_classes_ok(self, num_classes: int) -> bool:
+        return any(a.num_classes_ok(num_classes) for a in self.members())
+
+    def perturb(self, ctx: AttackContext, batch: Batch) -> Outcome:
+        out = Outcome.unchanged(batch.x)
+        out.broken_by = [None] * len(batch)
+        alive = torch.ones(len(batch), dtype=torch.bool, device=batch.x.device)
+        assigned = torch.zeros_like(alive)
+        report: list[dict[str, Any]] = []
         for atk in self.members():
-            if not bool(rows.any()):
+            if not bool(alive.any()):
                 break
-            if num_classes is None:
-                with torch.no_grad():
-                    num_classes = int(ctx.forward(x[:1]).shape[1])
-            if num_classes < atk.min_classes:
-                log.info(
-                    "ensemble: skipping %s (needs %d classes, model has %d)",
-                    atk.name,
-                    atk.min_classes,
-                    num_classes,
-                )
+            skip = self._skip_reason(atk, ctx, batch)
+            if skip:
+                log.info("ensemble: skipping %s (%s)", atk.name, skip)
+                report.append({"attack": atk.name, "skipped": skip})
                 continue
-            if target is not None and not atk.supports_targeted:
-                continue
-            cur = atk._perturb(ctx, x, y, target, eps, rows)
-            unknown = rows & (cur.pred < 0)
-            if bool(unknown.any()):
-                with torch.no_grad():
-                    cur.pred[unknown] = ctx.forward(cur.x_adv[unknown]).argmax(1)
-            res.steps[rows] += cur.steps[rows]
-            won = rows & ctx.is_success(cur.pred, y, target)
-            first = rows & (res.pred < 0)
-            take = won | first
-            res.x_adv[take] = cur.x_adv[take]
-            res.pred[take] = cur.pred[take]
-            for i in won.nonzero().squeeze(1).tolist():
-                res.broken_by[i] = atk.name  # type: ignore[index]
-            rows = rows & ~won
-        return res
+            pos = alive.nonzero().squeeze(1)
+            seed = _member_seed(atk, ctx)
+            mctx = ctx.fork(seed)
+            won = _take(out, _member_outcome(atk, mctx, batch.select(pos)), pos, batch, ctx, assigned, atk.name)
+            alive[pos[won]] = False
+            report.append({"attack": atk.name, "seed": seed, "attacked": int(pos.numel()), "broken": int(won.sum()), **mctx.notes})
+        ctx.note("members", report)
+        return out
+
+    def _skip_reason(self, atk: Attack, ctx: AttackContext, batch: Batch) -> str | None:
+        if not atk.num_classes_ok(ctx.num_classes):
+            return f"needs {atk.min_classes} classes, the model has {ctx.num_classes}"
+        if batch.target is not None and not atk.supports_targeted:
+            return "does not support targeted runs"
+        return None
+
+
+def _member_seed(atk: Attack, ctx: AttackContext) -> int:
+    if atk.config.seed is not None:
+        return int(atk.config.seed) + ctx.batch_index
+    return int(torch.randint(0, 2**62, (1,), generator=ctx.generator, device=ctx.device).item())
+
+
+def _member_outcome(atk: Attack, ctx: AttackContext, sub: Batch) -> Outcome:
+    """A member's outcome on ``sub`` with every prediction known."""
+    cur = atk.perturb(ctx, sub)
+    unknown = cur.pred < 0
+    if bool(unknown.any()):
+        i = unknown.nonzero().squeeze(1)
+        cur.pred[i] = ctx.forward(cur.x_adv[i], sub.origin[i]).argmax(1)
+    return cur
+
+
+def _take(
+    out: Outcome,
+    cur: Outcome,
+    pos: torch.Tensor,
+    batch: Batch,
+    ctx: AttackContext,
+    assigned: torch.Tensor,
+    name: str,
+) -> torch.Tensor:
+    """Write a member's adversarials for the rows ``pos``: those it broke, and any row
+    no earlier member wrote. Returns which rows of ``pos`` it broke."""
+    target = None if batch.target is None else batch.target[pos]
+    won = ctx.is_success(cur.pred, batch.y[pos], target)
+    take = won | ~assigned[pos]
+    p = pos[take]
+    out.x_adv[p] = cur.x_adv[take]
+    out.pred[p] = cur.pred[take]
+    if out.loss is not None and cur.loss is not None:
+        out.loss[p] = cur.loss[take]
+    out.steps[pos] += cur.steps
+    assigned[pos] = True
+    assert out.broken_by is not None
+    for i in pos[won].tolist():
+        out.broken_by[i] = name
+    return won

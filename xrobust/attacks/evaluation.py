@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xrobust.attacks.base import Attack, AttackResult
+from xrobust.attacks import ATTACKS, Attack, AttackResult
 from xrobust.errors import ConfigError, DataError
 
 __all__ = [
@@ -40,8 +41,6 @@ __all__ = [
 
 def _attack_cls(attack: str | type[Attack]) -> type[Attack]:
     if isinstance(attack, str):
-        from xrobust.attacks import ATTACKS
-
         return ATTACKS.get(attack)
     if isinstance(attack, type) and issubclass(attack, Attack):
         return attack
@@ -130,8 +129,33 @@ def robustness_curve(
         >>> robustness_curve(m, (torch.rand(4, 3), torch.tensor([0, 1, 0, 1])), "fgsm", eps=[0.1]).n
         4
     """
-    import time
+    eps_list = _check_eps_grid(eps, attack_kwargs)
+    cls = _attack_cls(attack)
+    t0 = time.perf_counter()
+    x, y = _tensors(data, limit)
+    robust: torch.Tensor | None = None
+    accs: list[float] = []
+    res: AttackResult | None = None
+    for e in eps_list:
+        res = cls(model, eps=e, **attack_kwargs).run_loader((x, y), batch_size=batch_size)
+        ok = (res.pred_adv == res.y).cpu()
+        robust = ok if robust is None else robust & ok
+        accs.append(float(robust.float().mean()))
+    assert res is not None
+    cfg = {k: v for k, v in res.config.items() if k != "eps"}
+    return RobustnessCurve(
+        attack=cls.name,
+        norm=res.norm,
+        eps=eps_list,
+        robust_accuracy=accs,
+        clean_accuracy=res.clean_accuracy,
+        n=int(y.shape[0]),
+        config=cfg,
+        time_s=time.perf_counter() - t0,
+    )
 
+
+def _check_eps_grid(eps: Sequence[float], attack_kwargs: dict[str, Any]) -> list[float]:
     if "eps" in attack_kwargs:
         raise ConfigError("pass the radii as eps=[...], not as an attack option")
     eps_list = sorted(float(e) for e in eps)
@@ -139,31 +163,7 @@ def robustness_curve(
         raise ConfigError("robustness_curve needs at least one eps")
     if eps_list[0] < 0:
         raise ConfigError(f"eps values must be >= 0, got {eps_list[0]}")
-    cls = _attack_cls(attack)
-    t0 = time.perf_counter()
-    x, y = _tensors(data, limit)
-    robust: torch.Tensor | None = None
-    accs: list[float] = []
-    clean = float("nan")
-    cfg: dict[str, Any] = {}
-    for e in eps_list:
-        atk = cls(model, eps=e, **attack_kwargs)
-        res = atk.run_loader((x, y), batch_size=batch_size)
-        ok = (res.pred_adv == res.y).cpu()
-        robust = ok if robust is None else robust & ok
-        accs.append(float(robust.float().mean()))
-        clean = res.clean_accuracy
-        cfg = {k: v for k, v in res.config.items() if k != "eps"}
-    return RobustnessCurve(
-        attack=cls.name,
-        norm=str(cfg.get("norm", "")),
-        eps=eps_list,
-        robust_accuracy=accs,
-        clean_accuracy=clean,
-        n=int(y.shape[0]),
-        config=cfg,
-        time_s=time.perf_counter() - t0,
-    )
+    return eps_list
 
 
 @dataclass
@@ -232,39 +232,51 @@ def minimal_perturbation(
         raise ConfigError(f"bisection_steps must be >= 1, got {bisection_steps}")
     cls = _attack_cls(attack)
     atk = cls(model, eps=eps_max, **attack_kwargs)
-    n = x.shape[0]
     res = atk.run(x, y)
-    eps_found = torch.full((n,), float("inf"))
-    x_best = x.detach().clone()
-    fooled = res.success.cpu()
-    already = (res.pred_clean != res.y).cpu()
+    fooled, already = res.success.cpu(), (res.pred_clean != res.y).cpu()
+    eps_found = torch.full((x.shape[0],), float("inf"))
     eps_found[fooled] = eps_max
     eps_found[already] = 0.0
+    x_best = x.detach().clone()
     x_best[fooled.to(x.device)] = res.x_adv[fooled.to(x.device)]
-    lo = torch.zeros(n)
-    hi = torch.full((n,), float(eps_max))
-    todo = fooled & ~already
-    for _ in range(bisection_steps):
-        idx = todo.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        mid = (lo[idx] + hi[idx]) / 2
-        sub = atk._execute(x[idx.to(x.device)], y[idx.to(y.device)], None, eps=mid)
-        ok = sub.success.cpu()
-        gi = idx[ok]
-        hi[gi] = mid[ok]
-        eps_found[gi] = mid[ok]
-        x_best[gi.to(x.device)] = sub.x_adv[ok.to(sub.x_adv.device)]
-        lo[idx[~ok]] = mid[~ok]
+    _bisect(atk, x, y, fooled & ~already, eps_found, x_best, eps_max, bisection_steps)
     return MinimalPerturbation(
         attack=cls.name,
-        norm=atk.config.norm,
+        norm=atk.norm.name,
         eps=eps_found,
         x_adv=x_best,
         found=torch.isfinite(eps_found),
         eps_max=float(eps_max),
         tolerance=float(eps_max) / 2**bisection_steps,
     )
+
+
+def _bisect(
+    atk: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    todo: torch.Tensor,
+    eps_found: torch.Tensor,
+    x_best: torch.Tensor,
+    eps_max: float,
+    rounds: int,
+) -> None:
+    """Halve each unsettled example's interval ``rounds`` times (in place): one attack
+    run per round on those examples, each at the middle of its own interval."""
+    lo = torch.zeros(x.shape[0])
+    hi = torch.full((x.shape[0],), float(eps_max))
+    for _ in range(rounds):
+        idx = todo.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return
+        mid = (lo[idx] + hi[idx]) / 2
+        sub = atk.run(x[idx.to(x.device)], y[idx.to(y.device)], eps=mid)
+        ok = sub.success.cpu()
+        gi = idx[ok]
+        hi[gi] = mid[ok]
+        eps_found[gi] = mid[ok]
+        x_best[gi.to(x.device)] = sub.x_adv[ok.to(sub.x_adv.device)]
+        lo[idx[~ok]] = mid[~ok]
 
 
 @dataclass

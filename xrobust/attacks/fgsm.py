@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from xrobust.attacks.base import Attack, AttackConfig, _Context, _Perturbed
-from xrobust.attacks.pgd import pgd_iterate
+from xrobust.attacks.config import AttackConfig
+from xrobust.attacks.context import Batch
+from xrobust.attacks.iterative import Evaluation, IterativeAttack
 from xrobust.errors import ConfigError
 
 __all__ = ["FGSM", "FGSMConfig"]
@@ -43,11 +44,12 @@ class FGSMConfig(AttackConfig):
             raise ConfigError(f"unknown loss {self.loss!r}; expected 'ce' or 'margin'")
 
 
-class FGSM(Attack):
+class FGSM(IterativeAttack):
     """One signed-gradient (linf) or normalised-gradient (l2) step of size eps.
 
-    Goodfellow et al., arXiv:1412.6572. Untargeted (ascend the loss of ``y``) or targeted
-    (descend the loss of ``target``).
+    Goodfellow et al., arXiv:1412.6572: ``x_adv = clip(x + eps * direction(grad loss(x)))``.
+    Untargeted (ascend the loss of ``y``) or targeted (descend the loss of ``target``).
+    PGD's loop with one step from the clean input.
 
     Example:
         >>> import torch
@@ -61,33 +63,14 @@ class FGSM(Attack):
     config_cls = FGSMConfig
     config: FGSMConfig
 
-    def _reuses_clean_forward(self) -> bool:
+    def reuses_clean_forward(self) -> bool:
         return True
 
-    def _perturb(
-        self,
-        ctx: _Context,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        target: torch.Tensor | None,
-        eps: torch.Tensor,
-        active: torch.Tensor,
-    ) -> _Perturbed:
-        c = self.config
-        # early stopping cannot save anything in a single step: the base already skips
-        # examples that are misclassified before the step in evaluation mode
-        return pgd_iterate(
-            ctx,
-            x,
-            y,
-            target,
-            eps,
-            active,
-            steps=1,
-            rel_step=1.0,
-            norm=c.norm,
-            bounds=c.bounds,
-            loss=c.loss,
-            random_start=False,
-            early_stop=False,
-        )
+    def n_steps(self) -> int:
+        return 1
+
+    def step(
+        self, state: None, batch: Batch, x: torch.Tensor, ev: Evaluation, t: int
+    ) -> tuple[torch.Tensor, None]:
+        assert ev.grad is not None
+        return batch.ball.project(batch.norm.step(x, ev.grad, batch.eps)), None

@@ -21,14 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from xrobust.attacks import _functional as F
-from xrobust.attacks.base import (
-    Attack,
-    AttackConfig,
-    _check_positive_int,
-    _Context,
-    _Perturbed,
-)
+from xrobust.attacks.config import AttackConfig, check_positive_int, check_positive_number
+from xrobust.attacks.context import AttackContext, Batch
+from xrobust.attacks.iterative import Evaluation, IterativeAttack
 from xrobust.errors import ConfigError
 
 __all__ = ["PGD", "PGDConfig"]
@@ -67,16 +62,10 @@ class PGDConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive_int("steps", self.steps)
-        _check_positive_int("restarts", self.restarts)
+        check_positive_int("steps", self.steps)
+        check_positive_int("restarts", self.restarts)
         if self.step_size is not None:
-            try:
-                s = float(self.step_size)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"step_size must be a number, got {self.step_size!r}") from exc
-            if not s > 0 or s != s or s == float("inf"):
-                raise ConfigError(f"step_size must be a finite number > 0, got {self.step_size!r}")
-            object.__setattr__(self, "step_size", s)
+            object.__setattr__(self, "step_size", check_positive_number("step_size", self.step_size))
         if self.loss not in _LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; expected one of {', '.join(_LOSSES)}")
 
@@ -91,116 +80,13 @@ class PGDConfig(AttackConfig):
         return self.step_size / self.eps
 
 
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def _rows(g: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-    return g if idx is None else g[idx]
-
-
-def pgd_iterate(
-    ctx: _Context,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    target: torch.Tensor | None,
-    eps: torch.Tensor,
-    active: torch.Tensor,
-    *,
-    steps: int,
-    rel_step: float,
-    norm: str,
-    bounds: tuple[float, float] | None,
-    loss: str,
-    random_start: bool,
-    early_stop: bool,
-) -> _Perturbed:
-    """One PGD run over the active examples of a full batch.
-
-    With ``early_stop`` an example leaves the active batch at the first iterate that
-    meets the goal (that iterate and its prediction are kept). Otherwise every active
-    example gets all ``steps`` and the final iterate is returned, prediction unknown (-1).
-    The random start is drawn for the whole batch so that both modes follow the same
-    trajectories.
-    """
-    n = x.shape[0]
-    out_x = x.clone()
-    out_pred = torch.full((n,), -1, dtype=torch.long, device=x.device)
-    out_steps = torch.zeros(n, dtype=torch.long, device=x.device)
-    start = F.random_start(x, eps, norm, bounds, ctx.generator) if random_start else x
-    idx = active.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return _Perturbed(out_x, out_pred, out_steps)
-    full = idx.numel() == n
-    xc = x if full else x[idx]
-    xa = (start if full else start[idx]).detach()
-    ya = y if full else y[idx]
-    ta = None if target is None else (target if full else target[idx])
-    ea = eps if full else eps[idx]
-    step = _expand(ea * rel_step, xc)
-    if norm == "linf":
-        lo, hi = F.ball_bounds(xc, ea, bounds)
-    for t in range(steps):
-        reuse = t == 0 and not random_start and ctx.clean_graph is not None
-        with torch.enable_grad():
-            if reuse:
-                assert ctx.clean_graph is not None
-                src, full_logits = ctx.clean_graph
-                ctx.clean_graph = None
-                logits = full_logits if full else full_logits[idx]
-            else:
-                src = xa.requires_grad_(True)
-                logits = ctx.forward(xa)
-            pick = idx if reuse and not full else None
-            if early_stop:
-                pred = logits.detach().argmax(1)
-                done = ctx.is_success(pred, ya, ta)
-                if bool(done.any()):
-                    gi = idx[done]
-                    out_x[gi] = xa.detach()[done]
-                    out_pred[gi] = pred[done]
-                    out_steps[gi] = t
-                    keep = ~done
-                    if not bool(keep.any()):
-                        return _Perturbed(out_x, out_pred, out_steps)
-                    lsum = F.per_example_loss(
-                        loss, logits[keep], ya[keep], None if ta is None else ta[keep]
-                    ).sum()
-                    live = keep if pick is None else pick[keep]
-                    g = _rows(ctx.grad(lsum, src, rows=live), pick)[keep]
-                    idx, xc, ya, ea, step = idx[keep], xc[keep], ya[keep], ea[keep], step[keep]
-                    ta = None if ta is None else ta[keep]
-                    xa = xa.detach()[keep]
-                    if norm == "linf":
-                        lo, hi = lo[keep], hi[keep]
-                else:
-                    g = _rows(
-                        ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src, rows=pick),
-                        pick,
-                    )
-                    xa = xa.detach()
-            else:
-                g = _rows(
-                    ctx.grad(F.per_example_loss(loss, logits, ya, ta).sum(), src, rows=pick), pick
-                )
-                xa = xa.detach()
-        with torch.no_grad():
-            if norm == "linf":
-                xa = torch.clamp(xa + step * g.sign(), lo, hi)
-            else:
-                xa = F.clip_to_ball_and_bounds(
-                    F.gradient_step(xa, g, step, norm), xc, ea, norm, bounds
-                )
-    out_x[idx] = xa
-    out_steps[idx] = steps
-    return _Perturbed(out_x, out_pred, out_steps)
-
-
-class PGD(Attack):
+class PGD(IterativeAttack):
     """Projected Gradient Descent, linf or l2, untargeted or targeted, with restarts.
 
-    Madry et al., arXiv:1706.06083. See :class:`PGDConfig` for the hyperparameters and
-    :mod:`xrobust.attacks.base` for the budget modes (``early_stop``).
+    Madry et al., arXiv:1706.06083: from a start in the eps-ball, repeat
+    ``x <- Proj_ball(x + alpha * direction(grad loss(x)))``, where the direction is the
+    gradient's sign (linf) or the L2-normalised gradient (l2). See :class:`PGDConfig`
+    for the hyperparameters and :mod:`xrobust.attacks.base` for the budget modes.
 
     Example:
         >>> import torch
@@ -215,75 +101,17 @@ class PGD(Attack):
     config_cls = PGDConfig
     config: PGDConfig
 
-    def _reuses_clean_forward(self) -> bool:
+    def reuses_clean_forward(self) -> bool:
         return not self.config.first_random_start()
 
-    def _perturb(
-        self,
-        ctx: _Context,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        target: torch.Tensor | None,
-        eps: torch.Tensor,
-        active: torch.Tensor,
-    ) -> _Perturbed:
+    def start(self, ctx: AttackContext, batch: Batch, restart: int) -> torch.Tensor | None:
         c = self.config
-        kw = dict(
-            steps=c.steps,
-            rel_step=c.relative_step(),
-            norm=c.norm,
-            bounds=c.bounds,
-            loss=c.loss,
-            random_start=c.first_random_start(),
-            early_stop=c.early_stop,
-        )
-        best = pgd_iterate(ctx, x, y, target, eps, active, **kw)  # type: ignore[arg-type]
-        if c.restarts == 1:
-            return best
-        kw["random_start"] = c.random_start is not False
-        return _restart(ctx, best, x, y, target, eps, active, c.restarts, c.loss, kw)
+        random = c.first_random_start() if restart == 0 else c.random_start is not False
+        return batch.random_start(ctx.generator) if random else None
 
-
-def _restart(
-    ctx: _Context,
-    best: _Perturbed,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    target: torch.Tensor | None,
-    eps: torch.Tensor,
-    active: torch.Tensor,
-    restarts: int,
-    loss: str,
-    kw: dict,
-) -> _Perturbed:
-    """Further restarts keeping each example's worst case: a success beats a failure,
-    and among failures the higher final loss wins. In evaluation mode a restart only
-    runs on the examples still unbroken."""
-
-    def finish(p: _Perturbed, rows: torch.Tensor) -> torch.Tensor:
-        # fill unknown predictions on `rows`, return the per-example loss there (-inf elsewhere)
-        lossv = torch.full((x.shape[0],), float("-inf"), device=x.device)
-        unknown = rows & (p.pred < 0)
-        if bool(unknown.any()):
-            with torch.no_grad():
-                lg = ctx.forward(p.x_adv[unknown])
-            p.pred[unknown] = lg.argmax(1)
-            tt = None if target is None else target[unknown]
-            lossv[unknown] = F.per_example_loss(loss, lg, y[unknown], tt).float()
-        return lossv
-
-    best_loss = finish(best, active)
-    for _ in range(restarts - 1):
-        won = ctx.is_success(best.pred, y, target) & active
-        rows = active & ~won if kw["early_stop"] else active
-        if not bool(rows.any()):
-            break
-        cur = pgd_iterate(ctx, x, y, target, eps, rows, **kw)
-        cur_loss = finish(cur, rows)
-        cur_won = ctx.is_success(cur.pred, y, target) & rows
-        better = rows & ((cur_won & ~won) | ((cur_won == won) & (cur_loss > best_loss)))
-        best.x_adv[better] = cur.x_adv[better]
-        best.pred[better] = cur.pred[better]
-        best_loss[better] = cur_loss[better]
-        best.steps[rows] += cur.steps[rows]
-    return best
+    def step(
+        self, state: None, batch: Batch, x: torch.Tensor, ev: Evaluation, t: int
+    ) -> tuple[torch.Tensor, None]:
+        assert ev.grad is not None
+        alpha = batch.eps * self.config.relative_step()
+        return batch.ball.project(batch.norm.step(x, ev.grad, alpha)), None

@@ -1,14 +1,26 @@
-"""The audit's one door to :mod:`xrobust.attacks`: build an attack by name with the
-options it accepts, run it on a batch, return plain tensors."""
+"""The audit's one door to :mod:`xrobust.attacks`: the options an attack gets, building it
+by name, running it on a batch.
+
+An attack's options come from three places, later ones winning:
+
+1. the threat model (norm, bounds of the data, mixed precision), the audit's default
+   budget (``DEFAULT_ATTACK_OPTIONS``: PGD-20) and evaluation mode;
+2. the section's shared budget (``adversarial.steps`` / ``adversarial.restarts``), given
+   to every attack whose config has that field;
+3. ``[adversarial.options.<attack>]`` in the TOML config, validated against the attack's
+   config dataclass by :func:`xrobust.attacks.parse_options` (an unknown key is an error
+   with a did-you-mean, a value of the wrong type an error naming the expected type).
+
+Nothing is dropped silently: shared settings go only to attacks that have the field
+(the class says so), and every user option must be one the attack takes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,14 +29,7 @@ from xrobust.audit._runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AttackOutput", "attacks_unavailable", "make_attack", "run_attack"]
-
-
-@dataclass
-class AttackOutput:
-    x_adv: torch.Tensor  # CPU
-    pred_adv: torch.Tensor  # CPU int64
-    success: torch.Tensor  # CPU bool: fooled (pred_adv != y) for examples clean-correct
+__all__ = ["attack_fields", "attack_kwargs", "attack_options", "attacks_unavailable", "run_attack"]
 
 
 def attacks_unavailable() -> str | None:
@@ -38,50 +43,44 @@ def attacks_unavailable() -> str | None:
     return None
 
 
-def _accepted(cls: Any) -> set[str] | None:
-    """Option names attack class ``cls`` takes (its config dataclass's fields), or None
-    when unknown (then every option is passed)."""
-    cfg = getattr(cls, "config_cls", None)
-    if cfg is not None and dataclasses.is_dataclass(cfg):
-        return {f.name for f in dataclasses.fields(cfg)}
-    try:
-        sig = inspect.signature(cls)
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return set(sig.parameters)
-
-
-def accepted_options(name: str) -> set[str] | None:
-    """Option names the registered attack ``name`` accepts (None: unknown, pass all)."""
+def attack_fields(name: str) -> dict[str, Any]:
+    """The fields of attack ``name``'s config dataclass, with their defaults."""
     from xrobust.attacks import ATTACKS
 
-    return _accepted(ATTACKS.get(name))
+    cls = ATTACKS.get(name)
+    return {f.name: f.default for f in dataclasses.fields(cls.config_cls)}
 
 
-def attack_kwargs(rt: Runtime, name: str, norm: str, **options: Any) -> dict[str, Any]:
-    """Keyword arguments for attack ``name`` (without eps): norm, bounds (None when the data
-    is unbounded), AMP, and those ``options`` the attack accepts (FGSM has no ``steps``)."""
+def attack_options(rt: Runtime, name: str) -> dict[str, Any]:
+    """The section's budget for attack ``name``: the audit's defaults for it, the shared
+    steps, restarts and evaluation mode where its config has those fields, then its
+    ``options.<name>`` table (validated)."""
+    from xrobust.attacks import parse_options
+    from xrobust.audit.config import DEFAULT_ATTACK_OPTIONS
+
+    a = rt.config.adversarial
+    fields = attack_fields(name)
+    opts = parse_options(name, DEFAULT_ATTACK_OPTIONS.get(name) or {})
+    shared = {"steps": a.steps, "restarts": a.restarts, "early_stop": a.early_stop}
+    opts.update({k: v for k, v in shared.items() if v is not None and k in fields})
+    opts.update(parse_options(name, a.options.get(name) or {}))
+    return opts
+
+
+def attack_kwargs(rt: Runtime, name: str, norm: str, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for attack ``name`` (without eps): the threat model (norm, the
+    data's bounds or None when unbounded, AMP), :func:`attack_options`, then ``overrides``
+    (validated like user options)."""
+    from xrobust.attacks import parse_options
+
+    fields = attack_fields(name)
     lo, hi = rt.bounds
     kwargs: dict[str, Any] = {"norm": norm, "bounds": (lo, hi) if math.isfinite(hi - lo) else None}
-    if rt.amp is not None:
+    if rt.amp is not None and "amp" in fields:
         kwargs["amp"] = rt.config.amp
-    kwargs.update({k: v for k, v in options.items() if v is not None})
-    ok = accepted_options(name)
-    if ok is not None:
-        dropped = sorted(k for k in kwargs if k not in ok)
-        if dropped:
-            log.debug("attack %s ignores options %s", name, dropped)
-        kwargs = {k: v for k, v in kwargs.items() if k in ok}
+    kwargs.update(attack_options(rt, name))
+    kwargs.update(parse_options(name, overrides))
     return kwargs
-
-
-def make_attack(rt: Runtime, name: str, norm: str, eps: float, **options: Any) -> Any:
-    """``get_attack(name, model, eps=..., **attack_kwargs(...))``."""
-    from xrobust.attacks import get_attack
-
-    return get_attack(name, rt.model, eps=float(eps), **attack_kwargs(rt, name, norm, **options))
 
 
 def run_attack(
@@ -91,19 +90,41 @@ def run_attack(
     eps: float,
     x: torch.Tensor,
     y: torch.Tensor,
-    **options: Any,
-) -> AttackOutput:
-    """Attack a batch; returns adversarial inputs and predictions on the CPU."""
-    atk = make_attack(rt, name, norm, eps, **options)
+    *,
+    seed: int | None = None,
+    keep_adv: bool = True,
+    **overrides: Any,
+) -> Any:
+    """Attack a batch with a seeded attack; returns its ``AttackResult`` on the CPU.
+
+    Warnings the attack raises are kept once each for the report's sanity section instead
+    of flooding the console.
+    """
+    from xrobust.attacks import get_attack
+
+    kw = attack_kwargs(rt, name, norm, **overrides)
+    if seed is not None:
+        kw["seed"] = int(seed)
+    atk = get_attack(name, rt.model, eps=float(eps), **kw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = atk.run(x.to(rt.device), y.to(rt.device))
     seen = rt.cache.setdefault("attack_warnings", {})
-    for w in caught:  # kept once each in the report instead of flooding the console
+    for w in caught:
         msg = str(w.message)
         if msg not in seen:
             seen[msg] = name
             log.info("attack %s warned: %s", name, msg)
-    x_adv = res.x_adv.detach().float().cpu()
-    pred_adv = torch.as_tensor(res.pred_adv).long().cpu()
-    return AttackOutput(x_adv=x_adv, pred_adv=pred_adv, success=pred_adv != y.cpu())
+    return _to_cpu(res, keep_adv)
+
+
+def _to_cpu(res: Any, keep_adv: bool) -> Any:
+    """The result with every tensor on the CPU (``x_adv`` as float32, or dropped)."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(res):
+        v = getattr(res, f.name)
+        if isinstance(v, torch.Tensor):
+            changes[f.name] = v.detach().cpu()
+    x_adv = res.x_adv
+    changes["x_adv"] = x_adv.detach().float().cpu() if keep_adv and x_adv is not None else None
+    return dataclasses.replace(res, **changes)

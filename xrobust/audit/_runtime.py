@@ -22,6 +22,8 @@ from torch import nn
 
 from xrobust.audit.config import AuditConfig
 from xrobust.data.spec import DatasetSpec
+from xrobust.distributed import DistContext
+from xrobust.validation import probability_kind
 
 log = logging.getLogger(__name__)
 
@@ -33,46 +35,6 @@ ProgressFn = Callable[[str, int, int], None]
 def chunk_seed(seed: int, stage: str, index: int) -> int:
     """A seed for one chunk of one stage, independent of the process that runs it."""
     return (seed * 1_000_003 + zlib.crc32(stage.encode()) + index * 7919) % (2**31 - 1)
-
-
-@dataclass
-class Dist:
-    """The process group the audit runs in (world 1 when not distributed)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def current(cls) -> Dist:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    def gather(self, items: list[Any]) -> list[list[Any]]:
-        """Every rank's ``items`` (all ranks get all lists)."""
-        if not self.active:
-            return [items]
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, items)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's ``obj`` on every rank."""
-        if not self.active:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
 
 
 @dataclass
@@ -89,7 +51,7 @@ class Runtime:
     train_mean: torch.Tensor | None = None
     feature_std: torch.Tensor | None = None
     progress: ProgressFn | None = None
-    dist: Dist = field(default_factory=Dist)
+    dist: DistContext = field(default_factory=DistContext)
     amp: torch.dtype | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     _logits: torch.Tensor | None = None
@@ -115,7 +77,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ compute
     def report(self, stage: str, done: int, total: int) -> None:
-        if self.progress is not None and self.dist.rank == 0:
+        if self.progress is not None and self.dist.is_main:
             try:
                 self.progress(stage, done, total)
             except Exception:  # a broken progress bar must not break the audit
@@ -152,8 +114,8 @@ class Runtime:
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities: softmax of logits, or the outputs themselves when the model
-        already returns probabilities (then the sanity check flags it)."""
-        if looks_like_probabilities(logits):
+        already returns softmax probabilities (then the sanity check flags it)."""
+        if probability_kind(logits) == "softmax":
             return logits.clamp_min(0)
         return F.softmax(logits.double(), dim=1).float()
 
@@ -166,50 +128,51 @@ class Runtime:
         """``fn(chunk_index, chunk_indices)`` over the chunks of ``idx``, sharded across
         ranks; returns the results of every chunk in order (on every rank)."""
         chunks = self.chunks(idx)
-        mine = [(i, c) for i, c in enumerate(chunks) if i % self.dist.world == self.dist.rank]
+        world = self.dist.world_size
+        mine = [(i, c) for i, c in enumerate(chunks) if i % world == self.dist.rank]
         results: list[tuple[int, T]] = []
         for k, (i, c) in enumerate(mine):
             torch.manual_seed(chunk_seed(self.config.seed, stage, i))
             results.append((i, fn(i, c)))
-            self.report(
-                stage, min(len(idx), (k + 1) * self.dist.world * self.config.batch_size), len(idx)
-            )
-        gathered = self.dist.gather(results)
+            self.report(stage, min(len(idx), (k + 1) * world * self.config.batch_size), len(idx))
+        gathered = self.dist.gather_objects(results)
         merged = sorted((pair for part in gathered for pair in part), key=lambda p: p[0])
         return [r for _, r in merged]
 
     def on_rank0(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on rank 0 only and hand its result to every rank."""
-        if not self.dist.active:
+        if not self.dist.enabled:
             return fn()
-        result = fn() if self.dist.rank == 0 else None
-        return self.dist.broadcast(result)
+        result = fn() if self.dist.is_main else None
+        return self.dist.broadcast_object(result)
 
 
-def looks_like_probabilities(out: torch.Tensor, atol: float = 1e-3) -> bool:
-    """True when every row is non-negative, at most 1 and sums to 1: softmax outputs."""
-    if out.ndim != 2 or out.shape[1] < 2 or out.numel() == 0:
-        return False
-    o = out.double()
-    return bool(
-        ((o >= -atol) & (o <= 1 + atol)).all()
-        and torch.allclose(o.sum(1), torch.ones(len(o), dtype=o.dtype), atol=atol)
-    )
+#: the audit's eps-grid policy, per norm: fractions of the norm's largest meaningful radius
+#: over the data range (images), or over a box one median feature spread wide (tabular)
+_IMAGE_GRID: dict[str, tuple[float, ...]] = {
+    "linf": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "l2": (0.02, 0.04, 0.08, 0.12),
+}
+_TABULAR_GRID: dict[str, tuple[float, ...]] = {
+    "linf": (0.05, 0.1, 0.25, 0.5),
+    "l2": (0.025, 0.0625, 0.125, 0.25),
+}
 
 
 def default_eps(spec: DatasetSpec, norm: str, feature_std: torch.Tensor | None) -> list[float]:
-    """An eps grid for ``norm`` from the data range (images) or feature spread (tabular)."""
+    """An eps grid for ``norm`` from the data range (images) or feature spread (tabular):
+    fractions of ``Norm.max_radius`` of that range."""
+    from xrobust.attacks.norms import get_norm
+
+    n = get_norm(norm)
     d = math.prod(spec.input_shape)
     lo, hi = spec.bounds
-    span = hi - lo
-    if spec.modality == "tabular" or not math.isfinite(span):
+    if spec.modality == "tabular" or not math.isfinite(hi - lo):
         s = float(feature_std.median()) if feature_std is not None else 1.0
-        base = [0.05, 0.1, 0.25, 0.5] if norm == "linf" else [0.1, 0.25, 0.5, 1.0]
-        scale = s if norm == "linf" else s * math.sqrt(d) * 0.25
-        return [_round(b * scale) for b in base]
-    if norm == "linf":
-        return [_round(f * span) for f in (0.05, 0.1, 0.15, 0.2, 0.3)]
-    return [_round(f * span * math.sqrt(d)) for f in (0.02, 0.04, 0.08, 0.12)]
+        radius, fractions = n.max_radius((0.0, s), d), _TABULAR_GRID[n.name]
+    else:
+        radius, fractions = n.max_radius((lo, hi), d), _IMAGE_GRID[n.name]
+    return [_round(f * radius) for f in fractions]
 
 
 def _round(v: float) -> float:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xrobust.attacks.norms import list_norms
 from xrobust.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -41,8 +42,19 @@ __all__ = [
     "load_config",
 ]
 
+#: Largest sample count / iteration count a config may ask for.
+MAX_COUNT = 10_000_000
+#: Largest iteration / restart / bin count a config may ask for.
+MAX_STEPS = 100_000
+#: Largest TOML file :func:`load_config` reads.
+MAX_CONFIG_BYTES = 1 << 20
+
 SECTIONS = ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements")
-NORMS = ("linf", "l2")
+NORMS = tuple(list_norms())
+#: the audit's default budget per attack, applied before ``adversarial.steps`` /
+#: ``restarts`` and ``adversarial.options`` (PGD-20; APGD and the ensemble keep their
+#: reference 100 iterations)
+DEFAULT_ATTACK_OPTIONS: dict[str, dict[str, Any]] = {"pgd": {"steps": 20}}
 IMAGE_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "brightness", "contrast", "occlusion")
 TABULAR_CORRUPTIONS = ("feature_noise", "missing_features")
 
@@ -69,13 +81,21 @@ class AdversarialConfig:
     Attributes:
         enabled: run the section.
         n: number of test examples attacked.
-        attacks: registered attack names (robustness curves for each).
+        attacks: registered attack names (robustness curves for each). The default ends
+            with ``ensemble`` (APGD-CE then APGD-T, 100 iterations each, 9 target
+            classes: AutoAttack's APGD part), so the worst case is at least that strong.
         norms: threat models, "linf" and/or "l2".
         eps: eps grid per norm in input units; a norm left out gets a grid derived from
             the data bounds and input size.
-        steps: iterations of the iterative attacks other than APGD (PGD...).
-        apgd_steps: iterations of APGD (the reference uses 100).
-        restarts: random restarts of the iterative attacks.
+        steps: when set, the iterations of every attack that has a ``steps`` option
+            (None: :data:`DEFAULT_ATTACK_OPTIONS`, else each attack's own default).
+        restarts: likewise for random restarts.
+        options: per attack, options passed through to it (``[adversarial.options.pgd]``
+            in TOML), validated against the attack's config dataclass; they win over
+            ``steps`` / ``restarts``.
+        headline_only: attacks run only at the headline eps and the requirements' eps, not
+            over the whole grid: the reference ensemble, whose cost grows with the number
+            of examples that stay robust (APGD-T spends 900 iterations on each).
         headline_eps: per norm, the eps at which per-class robust accuracy, the flip matrix
             and the explanations' adversarial examples are reported (default: the middle
             of the grid).
@@ -88,12 +108,13 @@ class AdversarialConfig:
 
     enabled: bool = True
     n: int = 256
-    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd"])
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd", "ensemble"])
     norms: list[str] = field(default_factory=lambda: ["linf", "l2"])
     eps: dict[str, list[float]] = field(default_factory=dict)
-    steps: int = 20
-    apgd_steps: int = 100
-    restarts: int = 1
+    steps: int | None = None
+    restarts: int | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headline_only: list[str] = field(default_factory=lambda: ["ensemble"])
     headline_eps: dict[str, float] = field(default_factory=dict)
     minimal_perturbation: bool = True
     bisection_steps: int = 6
@@ -128,6 +149,7 @@ class ExplanationConfig:
         n: examples shown (clean and adversarial attributions side by side).
         methods: registered explainer names.
         norm: threat model of the adversarial examples explained.
+        attack: registered attack that makes them (at the norm's headline eps).
         deletion_insertion: compute deletion/insertion AUC.
         randomisation: run the model-parameter randomisation sanity check.
         stability: measure how attributions shift under attack.
@@ -138,6 +160,7 @@ class ExplanationConfig:
     n: int = 4
     methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients"])
     norm: str = "linf"
+    attack: str = "pgd"
     deletion_insertion: bool = True
     randomisation: bool = True
     stability: bool = True
@@ -155,6 +178,9 @@ class SanityConfig:
             steps (and this many restarts) and compares.
         tolerance: largest accuracy difference still counted as agreement.
         large_eps_max_accuracy: accuracy at the large eps above which the check fails.
+        single_step_attack: the single-step attack the iterative ones must beat.
+        iterative_attack: the iterative attack of the checks that run their own attacks
+            (large eps, convergence, random noise).
     """
 
     enabled: bool = True
@@ -162,6 +188,8 @@ class SanityConfig:
     convergence_factor: int = 5
     tolerance: float = 0.03
     large_eps_max_accuracy: float = 0.05
+    single_step_attack: str = "fgsm"
+    iterative_attack: str = "pgd"
 
 
 @dataclass
@@ -290,19 +318,23 @@ class AuditConfig:
         for norm, e in a.headline_eps.items():
             if norm not in NORMS or e <= 0:
                 raise ConfigError(f"adversarial.headline_eps: bad entry {norm!r} = {e!r}")
+        for name, opt in (("adversarial.steps", a.steps), ("adversarial.restarts", a.restarts)):
+            if opt is not None and (isinstance(opt, bool) or not isinstance(opt, int) or opt < 1):
+                raise ConfigError(f"{name} must be a positive integer or absent, got {opt!r}")
+        _check_attack_options(a.options)
         for name, v in (
             ("adversarial.n", a.n),
-            ("adversarial.steps", a.steps),
-            ("adversarial.apgd_steps", a.apgd_steps),
-            ("adversarial.restarts", a.restarts),
             ("corruption.n", self.corruption.n),
             ("explanations.n", self.explanations.n),
             ("sanity.n", self.sanity.n),
             ("clean.ece_bins", self.clean.ece_bins),
             ("sanity.convergence_factor", self.sanity.convergence_factor),
         ):
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            cap = MAX_STEPS if name.endswith(("steps", "restarts", "factor", "bins")) else MAX_COUNT
+            if v > cap:
+                raise ConfigError(f"{name} must be at most {cap}, got {v!r}")
         if self.clean.n is not None and self.clean.n < 1:
             raise ConfigError(f"clean.n must be a positive integer or absent, got {self.clean.n}")
         if not a.attacks and a.enabled:
@@ -329,12 +361,78 @@ class AuditConfig:
                 raise ConfigError(
                     f"requirements.robust: unknown norm {req.norm!r}; expected one of {NORMS}"
                 )
-            if req.eps <= 0:
+            if not req.eps > 0 or req.eps == float("inf"):
                 raise ConfigError(f"requirements.robust: eps must be positive, got {req.eps!r}")
             if not 0.0 <= req.min_accuracy <= 1.0:
                 raise ConfigError(
                     f"requirements.robust: min_accuracy must be in [0, 1], got {req.min_accuracy!r}"
                 )
+        self._check_requirements_can_be_measured()
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """Unknown attack or explainer names fail here, before any section runs."""
+        if self.adversarial.enabled:
+            from xrobust.attacks import ATTACKS
+
+            for name in self.adversarial.attacks:
+                ATTACKS.get(name)
+        if self.explanations.enabled:
+            from xrobust.explain import EXPLAINERS
+
+            for name in self.explanations.methods:
+                EXPLAINERS.get(name)
+
+    def _check_requirements_can_be_measured(self) -> None:
+        """A requirement on an attack or norm this config does not run fails before any work.
+
+        (A requirement whose whole section is switched off is reported as not measured,
+        and fails, in the report.)
+        """
+        r, a = self.requirements, self.adversarial
+        for i, req in enumerate(r.robust):
+            where = f"requirements.robust[{i}] ({req.attack}:{req.norm}:{req.eps:g})"
+            if not a.enabled:
+                continue
+            if req.attack != "worst" and req.attack not in a.attacks:
+                raise ConfigError(
+                    f"{where}: attack {req.attack!r} is not among the attacks this audit runs "
+                    f"({', '.join(a.attacks)}); add it to adversarial.attacks (--attacks) or "
+                    "use 'worst'"
+                )
+            if req.norm not in a.norms:
+                raise ConfigError(
+                    f"{where}: norm {req.norm!r} is not among the norms this audit runs "
+                    f"({', '.join(a.norms)}); add it to adversarial.norms (--norms)"
+                )
+        if (
+            r.min_corruption_accuracy is not None
+            and self.corruption.enabled
+            and r.corruption_severity not in self.corruption.severities
+        ):
+            raise ConfigError(
+                f"requirements.corruption_severity {r.corruption_severity} is not among "
+                f"corruption.severities {self.corruption.severities}; add it there"
+            )
+
+
+def _check_attack_options(options: Any) -> None:
+    """Every ``adversarial.options.<attack>`` table names a registered attack and only
+    options its config takes, with values of the right types."""
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(
+            "adversarial.options must be a table of tables, one per attack, e.g. "
+            f"[adversarial.options.pgd] steps = 40; got {options!r}"
+        )
+    if not options:
+        return
+    from xrobust.attacks import parse_options
+
+    for name, opts in options.items():
+        try:
+            parse_options(name, opts)
+        except ConfigError as exc:
+            raise ConfigError(f"adversarial.options.{name}: {exc}") from exc
 
 
 def load_config(path: str | Path) -> AuditConfig:
@@ -356,20 +454,47 @@ def load_config(path: str | Path) -> AuditConfig:
         0.8
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected a TOML file")
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {len(raw)} bytes; an audit config is at most {MAX_CONFIG_BYTES}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); TOML files must be UTF-8"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from exc
     try:
-        return AuditConfig.from_dict(data)
+        cfg = AuditConfig.from_dict(data)
+        cfg.validate()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return cfg
 
 
 # ---------------------------------------------------------------------- helpers
+#: keys replaced by per-attack options: old key -> (attack, option)
+_MOVED_TO_OPTIONS = {"apgd_steps": ("apgd", "steps")}
+
+
 def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if cls is AdversarialConfig:
+        d = _migrate(d, prefix)
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         if key not in fields:
@@ -384,6 +509,27 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     except TypeError as exc:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
     return obj
+
+
+def _migrate(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Keys of older configs that became per-attack options, moved there with a warning."""
+    moved = [k for k in _MOVED_TO_OPTIONS if k in d]
+    if not moved:
+        return d
+    import warnings
+
+    d = dict(d)
+    options = {k: dict(v) for k, v in (d.get("options") or {}).items() if isinstance(v, dict)}
+    for key in moved:
+        attack, opt = _MOVED_TO_OPTIONS[key]
+        warnings.warn(
+            f"{prefix}{key} is deprecated: write [{prefix}options.{attack}] {opt} = ... instead",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        options.setdefault(attack, {}).setdefault(opt, d.pop(key))
+    d["options"] = options
+    return d
 
 
 _SUB = {
@@ -428,6 +574,13 @@ def _convert(cls: type, key: str, value: Any, prefix: str) -> Any:
                 v = [v]
             out_eps[str(k)] = [_num(e, f"{where}.{k}") for e in v]
         return out_eps
+    if key == "options" and cls is AdversarialConfig:
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(
+                f"{where} must be a table of tables, one per attack, e.g. "
+                f"[{where}.pgd] steps = 40; got {value!r}"
+            )
+        return {str(k).lower(): dict(v) for k, v in value.items()}
     if key == "headline_eps" and cls is AdversarialConfig:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table of norm -> eps, got {value!r}")
@@ -463,4 +616,10 @@ def _convert(cls: type, key: str, value: Any, prefix: str) -> Any:
 def _num(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ConfigError(f"{where} must be a number, got {v!r}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        raise ConfigError(f"{where} is too large: {v!r}") from None
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ConfigError(f"{where} must be a finite number, got {v!r}")
+    return f

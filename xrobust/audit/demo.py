@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,18 @@ def _check(name: str) -> str:
     return key
 
 
-def demo_run(name: str = "digits", *, progress: bool = False, retrain: bool = False) -> Any:
+def demo_run(
+    name: str = "digits",
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    retrain: bool = False,
+) -> Any:
     """The demo's trained model as a :class:`~xrobust.models.LoadedRun`, training it (and
     caching it) when no valid cached copy exists.
 
     Args:
         name: "digits" (small CNN) or "breast_cancer" (MLP).
-        progress: show the trainer's progress bars.
+        progress: the trainer's progress callback ``progress(stage, done, total)``.
         retrain: ignore the cache.
     """
     from xrobust.models import load_run
@@ -68,8 +74,14 @@ def demo_run(name: str = "digits", *, progress: bool = False, retrain: bool = Fa
             return load_run(target)
         except CheckpointError as exc:
             log.warning("cached demo model %s is unusable (%s); training it again", target, exc)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    except OSError as exc:
+        raise ConfigError(
+            f"the demo model cache {str(target.parent)!r} is not writable "
+            f"({exc.strerror or exc}); set XROBUST_CACHE to a writable folder"
+        ) from exc
     try:
         train(key, arch, TrainConfig(device="cpu", **opts), out_dir=tmp, progress=progress)
         if target.exists():
@@ -91,7 +103,7 @@ def demo_config(name: str = "digits") -> AuditConfig:
             "adversarial": {
                 "n": 128,
                 "eps": {"linf": [0.05, 0.1, 0.2, 0.3], "l2": [0.5, 1.0, 2.0, 3.0]},
-                "apgd_steps": 50,
+                "options": {"apgd": {"steps": 50}},
             },
             "corruption": {"n": 256},
             "explanations": {"n": 4, "n_metrics": 16},
@@ -104,7 +116,7 @@ def demo_config(name: str = "digits") -> AuditConfig:
         }
     else:
         d = {
-            "adversarial": {"n": 114, "apgd_steps": 50},
+            "adversarial": {"n": 114, "options": {"apgd": {"steps": 50}}},
             "corruption": {"n": 114},
             "explanations": {"n": 4, "n_metrics": 16},
             "sanity": {"n": 64, "convergence_factor": 3},

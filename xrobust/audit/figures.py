@@ -4,7 +4,8 @@ so that ``xrobust report report.json`` redraws them exactly. Each function retur
 
 Example:
     >>> from xrobust.audit.figures import robustness_curves, to_png_base64
-    >>> fig = robustness_curves({"eps": [0.1, 0.2], "curves": {"pgd": [0.5, 0.1]}}, 0.9, "linf")
+    >>> nd = {"eps": [0.1, 0.2], "curves": {"pgd": {"robust_accuracy": [0.5, 0.1]}}}
+    >>> fig = robustness_curves(nd, 0.9, "linf")
     >>> to_png_base64(fig).startswith("iVBOR")
     True
 """
@@ -115,11 +116,16 @@ def confusion(
 
 
 def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: str) -> Figure:
-    """Accuracy against eps for every attack and the per-example worst case."""
+    """Accuracy against eps for every attack and the per-example worst case (the curves'
+    ``RobustnessCurve.to_dict()``)."""
+    from xrobust.attacks.norms import get_norm
+
+    label = get_norm(norm).label
     fig = _fig(4.6, 3.4)
     ax = fig.add_subplot()
-    eps = [0.0, *norm_data["eps"]]
-    for i, (name, curve) in enumerate(norm_data["curves"].items()):
+    for i, (name, entry) in enumerate(norm_data["curves"].items()):
+        eps = [0.0, *entry.get("eps", norm_data["eps"])]
+        curve = entry["robust_accuracy"]
         ys = [clean_accuracy, *[np.nan if v is None else v for v in curve]]
         style = (
             {"color": "black", "lw": 2.2, "ls": "--"}
@@ -131,9 +137,9 @@ def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: st
     if head is not None:
         ax.axvline(head, color="#999", lw=0.8, ls=":")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(f"eps ({'L∞' if norm == 'linf' else 'L2'})")
+    ax.set_xlabel(f"eps ({label})")
     ax.set_ylabel("robust accuracy")
-    ax.set_title(f"Robustness curve, {'L∞' if norm == 'linf' else 'L2'}")
+    ax.set_title(f"Robustness curve, {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -142,13 +148,14 @@ def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: st
 def per_class_bars(
     per_class: dict[str, Any], names: Sequence[str], eps: float, norm: str
 ) -> Figure:
-    """Clean and robust accuracy per class at the headline eps."""
+    """Clean and robust accuracy per class at the headline eps
+    (``PerClassAccuracy.to_dict()``)."""
     k = len(names)
     fig = _fig(max(4.0, 0.45 * k + 1.5), 3.2)
     ax = fig.add_subplot()
     xs = np.arange(k)
-    clean = [np.nan if v is None else v for v in per_class["clean"]]
-    robust = [np.nan if v is None else v for v in per_class["robust"]]
+    clean = [np.nan if v is None else v for v in per_class["clean_accuracy"]]
+    robust = [np.nan if v is None else v for v in per_class["robust_accuracy"]]
     ax.bar(xs - 0.2, clean, width=0.4, label="clean", color="#1f77b4")
     ax.bar(xs + 0.2, robust, width=0.4, label=f"robust ({norm} eps={eps:g})", color="#d62728")
     ax.set_xticks(xs, [str(n)[:12] for n in names], rotation=90 if k > 8 else 0, fontsize=8)
@@ -160,19 +167,22 @@ def per_class_bars(
 
 
 def minimal_perturbation_hist(mp: dict[str, Any], norm: str) -> Figure:
-    """Distribution of each example's smallest fooling eps (censored ones counted apart)."""
+    """Distribution of each example's smallest fooling eps (``MinimalPerturbation.to_dict()``;
+    examples not fooled up to ``eps_max`` counted apart)."""
     fig = _fig(4.4, 3.2)
     ax = fig.add_subplot()
-    vals = [v for v in mp["values"] if v is not None and v > 0]
+    vals = [v for v in mp["eps"] if v is not None and v > 0]
+    censored = sum(v is None for v in mp["eps"])
     if vals:
         ax.hist(vals, bins=min(20, max(5, len(set(vals)))), color="#9467bd", alpha=0.85)
-    if mp.get("median") is not None:
-        ax.axvline(mp["median"], color="black", ls="--", lw=1, label=f"median {mp['median']:.3g}")
+    med = mp.get("median_eps")
+    if med is not None:
+        ax.axvline(med, color="black", ls="--", lw=1, label=f"median {med:.3g}")
         ax.legend(fontsize=8)
     ax.set_xlabel(f"minimal {norm} perturbation")
     ax.set_ylabel("examples")
     ax.set_title(
-        f"Minimal perturbation ({mp['n_censored']} not fooled up to {mp['max_eps']:g})", fontsize=10
+        f"Minimal perturbation ({censored} not fooled up to {mp['eps_max']:g})", fontsize=10
     )
     return fig
 

@@ -152,13 +152,24 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
         "every attack failed on it.</p>"
     ]
     for norm, nd in d["norms"].items():
-        label = "L∞" if norm == "linf" else "L2"
+        label = nd.get("label") or norm
         head = nd["headline_eps"]
-        out.append(f"<h3>{label} threat model</h3>")
+        out.append(f"<h3>{_e(label)} threat model</h3>")
         rows = []
-        for a, curve in nd["curves"].items():
-            rows.append([_e("worst case" if a == "worst" else a)] + [_fmt(v) for v in curve])
+        for a, entry in nd["curves"].items():
+            name = "worst case" if a == "worst" else a
+            at = dict(zip(entry["eps"], entry["robust_accuracy"]))
+            rows.append([_e(name)] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]])
         out.append(_table(["attack \\ eps", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True))
+        broken = nd.get("broken_by") or {}
+        if broken:
+            parts = ", ".join(
+                f"{_e(a)}: {k}" for a, k in sorted(broken.items(), key=lambda t: -t[1])
+            )
+            out.append(
+                f"<p>At eps {head:g} the worst case's adversarial examples were found by "
+                f"{parts} (the first attack, in the order listed, that broke each example).</p>"
+            )
         opts = "; ".join(f"{_e(a)}: {_e(json.dumps(o))}" for a, o in nd["attack_options"].items())
         out.append(
             f'<p class="note">Options: {opts}. Seconds: {_e(json.dumps(nd["seconds"]))}.</p>'
@@ -178,24 +189,26 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
             ),
             _figure(
                 lambda nd=nd, head=head: F.confusion(
-                    nd["flip_matrix"],
+                    nd["confusion"]["matrix"],
                     names,
                     f"Flips at eps={head:g}",
                     "adversarial prediction",
-                    "true class",
+                    "clean prediction",
                 ),
-                "Which class flips to which (correctly classified examples; the diagonal stayed "
-                "correct).",
+                "Clean against worst-case adversarial predictions (the diagonal kept its "
+                "prediction).",
                 f"flip matrix {norm}",
             ),
-            _figure(
-                lambda nd=nd, norm=norm: F.minimal_perturbation_hist(
-                    nd["minimal_perturbation"], norm
-                ),
-                f"Each example's smallest fooling eps ({_e(nd['minimal_perturbation']['method'])}).",
-                f"minimal perturbation {norm}",
-            ),
         ]
+        mp = nd.get("minimal_perturbation")
+        if mp:
+            figs.append(
+                _figure(
+                    lambda mp=mp, norm=norm: F.minimal_perturbation_hist(mp, norm),
+                    f"Each example's smallest fooling eps ({_e(mp['method'])}).",
+                    f"minimal perturbation {norm}",
+                )
+            )
         out.append('<div class="figs">' + "".join(figs) + "</div>")
         vul = nd.get("vulnerable") or []
         if vul and "x" in vul[0]:

@@ -30,15 +30,16 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
     if adv is not None and adv.ok:
         for norm, nd in adv.data["norms"].items():
             k = _index(nd["eps"], nd["headline_eps"])
-            worst = nd["curves"]["worst"][k]
+            worst = nd["curves"]["worst"]["robust_accuracy"][k]
             rows.append(
                 (
                     f"Robust accuracy, {norm} eps={nd['headline_eps']:g}",
                     f"{worst:.4f} worst case over {', '.join(a for a in nd['curves'] if a != 'worst')} "
-                    f"(n={adv.data['n']})",
+                    f"(n={adv.data['n']}{_broken_by(nd)})",
                 )
             )
-            med = nd["minimal_perturbation"]["median"]
+            mp = nd.get("minimal_perturbation") or {}
+            med = mp.get("median_eps")
             if med is not None:
                 rows.append((f"Median minimal perturbation, {norm}", f"{med:.4g}"))
     corr = report.sections.get("corruption")
@@ -50,6 +51,14 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
     if report.requirements:
         rows.append(("Requirements", _counts(report.requirements)))
     return rows
+
+
+def _broken_by(nd: dict[str, Any]) -> str:
+    counts = nd.get("broken_by") or {}
+    if not counts:
+        return ""
+    parts = ", ".join(f"{a} {k}" for a, k in sorted(counts.items(), key=lambda t: -t[1]))
+    return f"; broken by {parts}"
 
 
 def _counts(checks: list[Any]) -> str:

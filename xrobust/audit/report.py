@@ -33,7 +33,7 @@ __all__ = [
     "report_schema",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 Status = Literal["pass", "warn", "fail", "skip"]
 SectionStatus = Literal["ok", "skipped", "not_available", "error"]
@@ -236,6 +236,10 @@ def _dumps(obj: Any, level: int) -> str:
     return json.dumps(obj, allow_nan=False)
 
 
+#: Largest report.json :func:`load_report` reads.
+MAX_REPORT_BYTES = 256 << 20
+
+
 def load_report(path: str | os.PathLike[str]) -> AuditReport:
     """Read a ``report.json`` written by :meth:`AuditReport.save`.
 
@@ -247,10 +251,20 @@ def load_report(path: str | os.PathLike[str]) -> AuditReport:
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
+    if not p.is_file():
+        raise DataError(f"{p}: no such file; expected a report.json written by `xrobust audit`")
+    if p.stat().st_size > MAX_REPORT_BYTES:
+        raise DataError(
+            f"{p}: {p.stat().st_size} bytes; a report.json is at most {MAX_REPORT_BYTES}"
+        )
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{p}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
     if not isinstance(d, dict) or "sections" not in d or "schema_version" not in d:
         raise DataError(f"{p}: not an xrobust audit report (no schema_version/sections)")
     major = str(d["schema_version"]).split(".")[0]
@@ -259,7 +273,24 @@ def load_report(path: str | os.PathLike[str]) -> AuditReport:
             f"{p}: report schema version {d['schema_version']} is not supported by this "
             f"xrobust (schema {SCHEMA_VERSION})"
         )
-    return AuditReport.from_dict(d)
+    try:
+        import jsonschema  # noqa: F401
+    except ImportError:
+        pass
+    else:  # the structure is checked before anything renders it
+        from xrobust.audit.validate import validate_report
+
+        try:
+            validate_report(d)
+        except DataError as exc:
+            raise DataError(f"{p}: {exc}") from exc
+    try:
+        return AuditReport.from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DataError(
+            f"{p}: malformed audit report ({type(exc).__name__}: {exc}); expected the "
+            "structure `xrobust audit` writes"
+        ) from exc
 
 
 def report_schema() -> dict[str, Any]:

@@ -15,13 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from xrobust import __version__
-from xrobust.audit._runtime import Dist, ProgressFn, Runtime
+from xrobust import __version__, distributed
+from xrobust._modelstate import eval_mode, on_device
+from xrobust.audit._runtime import ProgressFn, Runtime
 from xrobust.audit.config import SECTIONS, AuditConfig
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
 from xrobust.data.spec import DatasetBundle
 from xrobust.device import amp_dtype, resolve_device
 from xrobust.errors import ConfigError, DataError, ModelError, XRobustError
+from xrobust.validation import check_logits
 
 __all__ = ["audit"]
 
@@ -83,8 +85,9 @@ def audit(
         )
     bundle = _resolve_dataset(dataset)
     spec = bundle.spec
-    dist = Dist.current()
-    device = _device(cfg.device, dist)
+    device = resolve_device(cfg.device)
+    dist = distributed.current(device)
+    device = dist.device or device
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -95,10 +98,6 @@ def audit(
     timings["load_data"] = round(time.perf_counter() - t0, 4)
 
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-    modes = {m: m.training for m in model.modules()}
-    orig_device = _first_device(model)
-    model.eval()
-    model.to(device)
     rt = Runtime(
         model=model,
         spec=spec,
@@ -116,7 +115,7 @@ def audit(
     sections: dict[str, SectionResult] = {}
     sanity: list[CheckResult] = []
     requirements: list[CheckResult] = []
-    try:
+    with eval_mode(model), on_device(model, device):
         t0 = time.perf_counter()
         _check_outputs(rt)
         rt.clean_logits()
@@ -170,10 +169,6 @@ def audit(
             sections["requirements"] = SectionResult(
                 "requirements", "skipped", "switched off in the config"
             )
-    finally:
-        model.to(orig_device)
-        for m, was_training in modes.items():
-            m.train(was_training)
 
     timings["total"] = round(time.perf_counter() - t_start, 4)
     n_params = sum(p.numel() for p in model.parameters())
@@ -193,7 +188,7 @@ def audit(
         versions=_versions(),
         environment={
             "device": str(device),
-            "world_size": dist.world,
+            "world_size": dist.world_size,
             "threads": torch.get_num_threads(),
             "amp": str(rt.amp).replace("torch.", "") if rt.amp is not None else None,
         },
@@ -262,22 +257,6 @@ def _train_stats(bundle: DatasetBundle) -> tuple[torch.Tensor | None, torch.Tens
     return xt.mean(0), xt.std(0, unbiased=False)
 
 
-def _device(name: str, dist: Dist) -> torch.device:
-    dev = resolve_device(name)
-    if dev.type == "cuda" and dist.active and dev.index is None:
-        local = int(os.environ.get("LOCAL_RANK", dist.rank)) % max(1, torch.cuda.device_count())
-        dev = torch.device("cuda", local)
-    return dev
-
-
-def _first_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def _check_outputs(rt: Runtime) -> None:
     xb = rt.x[: min(2, len(rt.x))]
     try:
@@ -287,11 +266,10 @@ def _check_outputs(rt: Runtime) -> None:
             f"the model failed on a batch of shape {tuple(xb.shape)} from dataset "
             f"{rt.spec.name!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    if out.ndim != 2 or out.shape[1] != rt.num_classes:
-        raise ModelError(
-            f"the model returns outputs of shape {tuple(out.shape)}; expected (N, {rt.num_classes}) "
-            f"logits for the {rt.num_classes} classes of {rt.spec.name!r}"
-        )
+    try:
+        check_logits(out, len(xb), num_classes=rt.num_classes, min_classes=1)
+    except ModelError as exc:
+        raise ModelError(f"{exc} (dataset {rt.spec.name!r})") from exc
 
 
 def _len(ds: Any) -> int | None:

@@ -3,8 +3,14 @@
 Each subcommand lives in its own module of this package and exposes
 ``add_parser(subparsers)`` (which registers its arguments and sets
 ``func=run``) and ``run(args) -> int``. The CLI only parses options, builds
-configs and calls the library; user errors (:class:`xrobust.errors.XRobustError`)
-are printed as one line and give exit status 2.
+configs and calls the library; user errors (:class:`xrobust.errors.XRobustError`,
+bad flag values, unreadable or unwritable paths) are printed as one line and give exit
+status 2; ``xrobust audit`` exits 1 when a requirement fails.
+
+Threads: unless ``OMP_WAIT_POLICY`` is already set, the command sets it to ``PASSIVE``
+before torch is imported. On a busy machine OpenMP's default spin-waiting made commands
+several times slower (see the README's "Speed on a shared machine"); on a quiet one the
+two were within noise.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,15 +32,29 @@ __all__ = ["main"]
 _SUBCOMMANDS = ("train", "attack", "explain", "audit", "report", "app", "listing")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        first = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {first} (see `{self.prog} --help`)\n")
+
+
+def _thread_defaults() -> None:
+    """Passive OpenMP waiting unless the user chose (must run before torch is imported)."""
+    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xrobust",
         description="How far can you trust a neural network? Train, attack, explain and audit models.",
     )
     parser.add_argument("--version", action="version", version=f"xrobust {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _SUBCOMMANDS:
         try:
             mod = importlib.import_module(f"xrobust.cli.{name}")
@@ -47,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse ``argv`` and run the subcommand; returns the exit status."""
+    _thread_defaults()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -64,6 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(
             f"xrobust {args.command}: error: file not found: {exc.filename or exc}", file=sys.stderr
+        )
+        return 2
+    except OSError as exc:  # permissions, a path under a file, a full disk, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"xrobust {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            f"xrobust {args.command}: error: out of memory; use smaller sizes "
+            "(--batch-size, --size, --limit, model options)",
+            file=sys.stderr,
         )
         return 2
     except KeyboardInterrupt:

@@ -14,9 +14,13 @@ import logging
 import math
 from typing import Any
 
+from xrobust.cli._common import add_model_data_args, check_out, float_range, int_range
 from xrobust.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+#: Most iterations --steps accepts (a typo like 10000000 would otherwise run for days).
+MAX_STEPS = 100_000
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,14 +35,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "fooled (evaluation mode); --fixed-budget gives every example every step."
         ),
     )
-    p.add_argument("--model", required=True, help="run directory written by `xrobust train`")
-    p.add_argument("--data", required=True, help="built-in dataset name or path to your data")
+    add_model_data_args(p)
     p.add_argument("--attack", default="pgd", help="attack name (default pgd)")
     p.add_argument("--norm", default="linf", help="linf (default) or l2")
-    p.add_argument("--eps", type=float, required=True, help="perturbation budget in input units")
-    p.add_argument("--steps", type=int, help="iterations (attack default if omitted)")
-    p.add_argument("--step-size", type=float, help="step size in input units (PGD)")
-    p.add_argument("--restarts", type=int, help="random restarts (PGD, APGD)")
+    p.add_argument(
+        "--eps", type=float_range(0.0), required=True, help="perturbation budget in input units"
+    )
+    p.add_argument(
+        "--steps",
+        type=int_range(1, MAX_STEPS),
+        help=f"iterations, 1 to {MAX_STEPS} (attack default if omitted)",
+    )
+    p.add_argument(
+        "--step-size", type=float_range(0.0, open_lo=True), help="step size in input units (PGD)"
+    )
+    p.add_argument("--restarts", type=int_range(0), help="random restarts (PGD, APGD)")
     p.add_argument(
         "--random-start",
         action="store_true",
@@ -46,22 +57,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "default the first run starts at the input and restarts start at random",
     )
     p.add_argument("--loss", help="loss: ce or margin (PGD/FGSM), ce or dlr (APGD)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any option of the attack's config (e.g. n_target_classes=5, preset=fast), "
+        "checked against the attack; repeatable, wins over the flags above",
+    )
     tg = p.add_mutually_exclusive_group()
-    tg.add_argument("--target", type=int, help="targeted attack towards this class")
+    tg.add_argument(
+        "--target-class", type=int_range(0), metavar="K", help="targeted attack towards class K"
+    )
     tg.add_argument(
         "--targeted",
         action="store_true",
         help="targeted attack towards a random wrong class per example (seeded)",
     )
-    p.add_argument("--limit", type=int, help="attack only the first N test samples")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    p.add_argument("--limit", type=int_range(1), help="attack only the first N test samples")
+    p.add_argument("--batch-size", type=int_range(1), default=256, help="batch size (default 256)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--amp", action="store_true", help="mixed-precision forward (CUDA only)")
+    p.add_argument("--seed", type=int_range(0), default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--amp", action="store_true", help="mixed-precision forward (CUDA only; refused on CPU)"
+    )
     p.add_argument(
         "--fixed-budget", action="store_true", help="every example gets every step (slower)"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
     p.add_argument(
         "--no-tune-malloc",
         action="store_true",
@@ -82,6 +111,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     if args.out is not None and not str(args.out).endswith(".npz"):
         raise ConfigError(f"--out must name a .npz file, got {args.out!r}")
+    check_out(args.out)
     kw: dict[str, Any] = {
         "eps": args.eps,
         "norm": args.norm,
@@ -103,47 +133,55 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from xrobust._io import atomic_write_bytes
-    from xrobust.attacks import ATTACKS, get_attack
-    from xrobust.data import as_tensors, load_dataset
+    from xrobust.attacks import ATTACKS, get_attack, parse_options
+    from xrobust.cli._common import load_model_and_data
+    from xrobust.cli._progress import ProgressRenderer
+    from xrobust.data import as_tensors
     from xrobust.device import resolve_device, tune_allocator
-    from xrobust.models import load_run
 
     kw = _options(args)
     cls = ATTACKS.get(args.attack)
-    if (args.target is not None or args.targeted) and not cls.supports_targeted:
+    kw.update(parse_options(cls.name, args.param))
+    if (args.target_class is not None or args.targeted) and not cls.supports_targeted:
         raise ConfigError(f"attack {cls.name!r} cannot be targeted")
     device = resolve_device(args.device)
+    if args.amp and device.type != "cuda":
+        raise ConfigError(f"--amp needs a CUDA device; this run is on {device.type}")
     if device.type == "cpu" and not args.no_tune_malloc:
         tune_allocator()
-    loaded = load_run(args.model, device=device)
-    ds = load_dataset(args.data)
-    if tuple(ds.spec.input_shape) != tuple(loaded.spec.input_shape):
-        raise ConfigError(
-            f"the model expects inputs of shape {tuple(loaded.spec.input_shape)} but "
-            f"{args.data!r} has {tuple(ds.spec.input_shape)}"
-        )
+    loaded, ds = load_model_and_data(
+        args, device=device, command="attack", class_flag="--target-class"
+    )
     kw["bounds"] = tuple(ds.spec.bounds) if ds.spec.bounds is not None else None
     atk = get_attack(args.attack, loaded.model, **kw)
     x, y = as_tensors(ds.test, limit=args.limit)
     num_classes = int(loaded.spec.num_classes)
     target: Any = None
-    if args.target is not None:
-        if not 0 <= args.target < num_classes:
-            raise ConfigError(f"--target must be a class in [0, {num_classes - 1}]")
-        target = torch.full_like(y, args.target)
+    if args.target_class is not None:
+        if not 0 <= args.target_class < num_classes:
+            raise ConfigError(f"--target-class must be a class in 0..{num_classes - 1}")
+        target = torch.full_like(y, args.target_class)
     elif args.targeted:
         g = torch.Generator().manual_seed(args.seed)
         target = (y + torch.randint(1, num_classes, y.shape, generator=g)) % num_classes
     keep = args.out is not None
-    if target is None:
-        res = atk.run_loader((x, y), batch_size=args.batch_size, keep_adv=keep)
-    else:
-        parts = []
-        for i in range(0, len(x), args.batch_size):
-            sl = slice(i, i + args.batch_size)
-            r = atk.run(x[sl], y[sl], target=target[sl])
-            parts.append(r)
-        res = _merge(parts, keep)
+    stage = f"{cls.name} {kw['norm']} eps={args.eps:g}"
+    with ProgressRenderer(enabled=not args.no_progress) as progress:
+        if target is None:
+            res = atk.run_loader(
+                (x, y),
+                batch_size=args.batch_size,
+                keep_adv=keep,
+                progress=lambda done, total: progress(stage, done, total),
+            )
+        else:
+            parts = []
+            for i in range(0, len(x), args.batch_size):
+                sl = slice(i, i + args.batch_size)
+                r = atk.run(x[sl], y[sl], target=target[sl])
+                parts.append(r)
+                progress(stage, min(i + args.batch_size, len(x)), len(x))
+            res = _merge(parts, keep)
     summary = res.to_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -151,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         mode = "fixed budget" if args.fixed_budget else "evaluation mode"
         print(
             f"{cls.name} {kw['norm']} eps={args.eps:g} ({mode}) on {res.n} samples of "
-            f"{args.data}: clean accuracy {res.clean_accuracy:.4f}, "
+            f"{args.data or ds.spec.name}: clean accuracy {res.clean_accuracy:.4f}, "
             f"robust accuracy {res.robust_accuracy:.4f}, success rate {res.success_rate:.4f} "
             f"[{res.time_s:.1f}s]"
         )

@@ -8,13 +8,27 @@ report.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from xrobust.errors import ConfigError, XRobustError
+from xrobust.cli._common import check_out, int_range
+from xrobust.errors import ConfigError
 
 DEFAULT_OUT = "reports/audit"
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Shows "(default: X)" only for options that have a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" not in text
+            and action.default not in (None, False, [], argparse.SUPPRESS)
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,14 +40,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "into --out. Options given here override the --config TOML file. Exit status 1 when "
             "a requirement fails."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     src = p.add_argument_group("what to audit")
     src.add_argument("--model", metavar="RUN_DIR", help="run folder written by `xrobust train`")
     src.add_argument(
         "--data",
         metavar="NAME_OR_PATH",
-        help="dataset name or path (default: the dataset the model was trained on)",
+        help="dataset name or path; its test split is audited (default: the data the model "
+        "was trained on, as recorded in its checkpoint)",
+    )
+    src.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="label column of a CSV file, as on `xrobust train` (default: the column the "
+        "model was trained with)",
+    )
+    src.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="audit the checkpoint of a training run that did not finish (refused by default)",
     )
     src.add_argument(
         "--demo",
@@ -46,15 +72,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help="folder for the reports")
     p.add_argument("--title", help="report title")
     o = p.add_argument_group("overrides of the configuration")
-    o.add_argument("--seed", type=int)
+    o.add_argument("--seed", type=int_range(0), help="random seed (seed)")
     o.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--n", type=int, metavar="N", help="examples attacked (adversarial.n)")
+    o.add_argument("--batch-size", type=int_range(1), help="examples per batch (batch_size)")
+    o.add_argument("--n", type=int_range(1), metavar="N", help="examples attacked (adversarial.n)")
     o.add_argument("--attacks", help="comma-separated attack names, e.g. fgsm,pgd,apgd")
     o.add_argument("--norms", help="comma-separated norms: linf,l2")
     o.add_argument("--eps-linf", metavar="E1,E2", help="Linf eps grid")
     o.add_argument("--eps-l2", metavar="E1,E2", help="L2 eps grid")
-    o.add_argument("--steps", type=int, help="iterations of PGD")
+    o.add_argument(
+        "--steps", type=int_range(1, 100_000), help="iterations of PGD (adversarial.steps)"
+    )
     o.add_argument("--methods", help="comma-separated explainer names")
     o.add_argument(
         "--skip",
@@ -63,9 +91,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "explanations, sanity, requirements)",
     )
     r = p.add_argument_group("requirements (pass/fail; a failure gives exit status 1)")
-    r.add_argument("--min-clean-accuracy", type=float, metavar="X")
-    r.add_argument("--max-ece", type=float, metavar="X")
-    r.add_argument("--min-corruption-accuracy", type=float, metavar="X")
+    r.add_argument(
+        "--min-clean-accuracy", type=float, metavar="X", help="minimum clean accuracy in [0, 1]"
+    )
+    r.add_argument(
+        "--max-ece", type=float, metavar="X", help="largest expected calibration error in [0, 1]"
+    )
+    r.add_argument(
+        "--min-corruption-accuracy",
+        type=float,
+        metavar="X",
+        help="minimum accuracy under every corruption in [0, 1]",
+    )
     r.add_argument(
         "--require",
         action="append",
@@ -73,7 +110,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="ATTACK:NORM:EPS:MIN",
         help="minimum robust accuracy, e.g. pgd:linf:0.1:0.5 (repeatable; ATTACK may be 'worst')",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
     p.add_argument(
         "--no-tune-malloc",
         action="store_true",
@@ -153,50 +195,9 @@ def build_config(args: argparse.Namespace) -> Any:
         req["robust"].append(
             {"attack": parts[0].lower(), "norm": parts[1].lower(), "eps": eps, "min_accuracy": mn}
         )
-    return AuditConfig.from_dict(d)
-
-
-class _Bars:
-    """tqdm bars on stderr, one per stage."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.stage: str | None = None
-        self.bar: Any = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        key = stage.split(":")[0]
-        if key != self.stage:
-            self.close()
-            self.stage = key
-            self.bar = tqdm(total=total, desc=key, file=sys.stderr, leave=False, dynamic_ncols=True)
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.n = done
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _init_distributed() -> bool:
-    """Join the torchrun process group when launched by torchrun; True if we created it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    return True
+    cfg = AuditConfig.from_dict(d)
+    cfg.validate()  # every value and requirement checked before any work
+    return cfg
 
 
 def _uses_cuda(cfg: Any) -> bool:
@@ -216,17 +217,20 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --demo or --model, not both")
     if not args.demo and not args.model:
         raise ConfigError("nothing to audit: give --model RUN_DIR (from `xrobust train`) or --demo")
+    if args.demo and (args.target or args.allow_incomplete):
+        raise ConfigError("--target and --allow-incomplete apply to --model, not --demo")
     cfg = build_config(args)
+    check_out(args.out, folder=True)
     if not args.no_tune_malloc and not _uses_cuda(cfg):
         from xrobust.device import tune_allocator
 
         tune_allocator()
-    created = _init_distributed()
-    try:
-        import torch.distributed as dist
+    from xrobust.cli._progress import ProgressRenderer
+    from xrobust.distributed import process_group
 
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        bars = _Bars(not args.no_progress and rank == 0)
+    with process_group() as ctx, ProgressRenderer(enabled=not args.no_progress) as shown:
+        rank = ctx.rank
+        bars = shown if rank == 0 else None
         if args.demo:
             from xrobust.audit.demo import demo_run
 
@@ -235,28 +239,23 @@ def run(args: argparse.Namespace) -> int:
                     f"xrobust audit: demo model for {args.demo} (trained and cached on first use)",
                     file=sys.stderr,
                 )
-            loaded = (
-                demo_run(args.demo, progress=not args.no_progress and rank == 0)
-                if rank == 0
-                else None
-            )
-            if created or (dist.is_available() and dist.is_initialized()):
-                dist.barrier()
+            loaded = demo_run(args.demo, progress=bars) if rank == 0 else None
+            ctx.barrier()
             if loaded is None:
                 loaded = demo_run(args.demo)
-            data = args.data or args.demo
-        else:
-            from xrobust.models import load_run
+            from xrobust.data.schema import load_for_model
 
-            loaded = load_run(args.model)
-            data = args.data
-        bundle = _dataset(data, loaded.spec)
+            bundle = load_for_model(loaded.spec, args.data)
+        else:
+            from xrobust.cli._common import load_model_and_data
+
+            loaded, bundle = load_model_and_data(args)
         info = {
             "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
             "source": str(loaded.path) if loaded.path else None,
         }
         report = audit(loaded.model, bundle, cfg, progress=bars, title=args.title, model_info=info)
-        bars.close()
+        shown.close()
         if rank == 0:
             paths = report.save(args.out)
             from xrobust.audit.markdown import headline
@@ -268,32 +267,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"reports: {', '.join(str(p) for p in paths.values())}")
             print("audit " + ("passed" if report.passed else "FAILED"))
         return 0 if report.passed else 1
-    finally:
-        if created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def _dataset(data: str | None, spec: Any) -> Any:
-    """Load ``data`` (default: the model's training dataset at the model's input size)."""
-    from xrobust.data import load_dataset
-
-    name = data or spec.name
-    kwargs: dict[str, Any] = {}
-    if spec.modality == "image" and len(spec.input_shape) == 3:
-        kwargs["size"] = (
-            int(spec.input_shape[-1])
-            if spec.input_shape[-1] == spec.input_shape[-2]
-            else tuple(spec.input_shape[-2:])
-        )
-    try:
-        bundle = load_dataset(name, **kwargs)
-    except (TypeError, XRobustError):
-        bundle = load_dataset(name)
-    if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
-        raise ConfigError(
-            f"dataset {name!r} has inputs of shape {tuple(bundle.spec.input_shape)} but the model "
-            f"was trained on {tuple(spec.input_shape)}"
-        )
-    return bundle

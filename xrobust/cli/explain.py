@@ -15,9 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xrobust.errors import ConfigError, DataError
+from xrobust.cli._common import add_model_data_args, check_out, int_range
+from xrobust.errors import ConfigError
 
 _FIG_FORMATS = {".png", ".pdf", ".svg", ".jpg", ".jpeg"}
+#: Most samples one figure draws (heatmap grid; comparison grid).
+MAX_PANELS = 16
+MAX_COMPARE_ROWS = 8
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Methods: see `xrobust list explainers`."
         ),
     )
-    p.add_argument("--model", required=True, help="run directory written by `xrobust train`")
-    p.add_argument(
-        "--data", required=True, help="built-in dataset name or path to your data (test split)"
-    )
+    add_model_data_args(p)
     p.add_argument(
         "--method", default="integrated_gradients", help="explainer (default integrated_gradients)"
     )
@@ -44,11 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples",
         default="0:8",
-        help="test samples: START:STOP, an index, or a comma list (default 0:8)",
+        help=f"test samples: START:STOP, an index, or a comma list (default 0:8); a figure "
+        f"draws at most {MAX_PANELS} ({MAX_COMPARE_ROWS} with --compare)",
     )
     p.add_argument(
-        "--target",
+        "--target-class",
         default="pred",
+        metavar="CLASS",
         help="class to explain: 'pred' (predicted, default), 'label' (true label) or a class index",
     )
     p.add_argument(
@@ -67,27 +70,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="figure file (.png, .pdf, .svg)")
     p.add_argument("--save-npz", help="write the raw attributions, inputs and targets to NPZ")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0, help="seed for stochastic methods (default 0)")
+    p.add_argument(
+        "--seed", type=int_range(0), default=0, help="seed for stochastic methods (default 0)"
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (otherwise a bar on a terminal, a line every few seconds "
+        "in a log)",
+    )
     p.set_defaults(func=run)
 
 
 def _indices(text: str, n: int) -> list[int]:
     text = text.strip()
-    start: int | None = None
-    try:
-        if ":" in text:
-            start_s, _, stop_s = text.partition(":")
+    bad_form = ConfigError(
+        f"--samples {text!r} is not START:STOP, an index or a comma list of indices"
+    )
+    if ":" in text:
+        start_s, _, stop_s = text.partition(":")
+        try:
             start = int(start_s) if start_s.strip() else 0
             stop = int(stop_s) if stop_s.strip() else n
-            idx = list(range(start, min(stop, n)))
-        else:
+        except ValueError:
+            raise bad_form from None
+        if not 0 <= start < n:
+            raise ConfigError(f"--samples: start {start} is outside the test set (0..{n - 1})")
+        if stop > n:
+            raise ConfigError(
+                f"--samples {text!r}: the test set has {n} samples (indices 0..{n - 1}); "
+                f"expected STOP <= {n}"
+            )
+        if stop <= start:
+            raise ConfigError(f"--samples {text!r}: STOP must be greater than START")
+        idx = list(range(start, stop))
+    else:
+        try:
             idx = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as exc:
-        raise ConfigError(
-            f"--samples {text!r} is not START:STOP, an index or a comma list of indices"
-        ) from exc
-    if start is not None and not 0 <= start < n:
-        raise ConfigError(f"--samples: start {start} is outside the test set (0..{n - 1})")
+        except ValueError:
+            raise bad_form from None
     if not idx:
         raise ConfigError(f"--samples {text!r} selects no sample (the test set has {n})")
     bad = [i for i in idx if i < 0 or i >= n]
@@ -119,11 +140,12 @@ def _target(text: str, y: Any, num_classes: int) -> Any:
         k = int(t)
     except ValueError as exc:
         raise ConfigError(
-            f"--target must be 'pred', 'label' or a class index, got {text!r}"
+            f"--target-class must be 'pred', 'label' or a class index, got {text!r}"
         ) from exc
     if not 0 <= k < num_classes:
         raise ConfigError(
-            f"--target {k} is outside the model's {num_classes} classes (0..{num_classes - 1})"
+            f"--target-class {k} is outside the model's {num_classes} classes "
+            f"(0..{num_classes - 1})"
         )
     return k
 
@@ -132,11 +154,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from xrobust._io import atomic_write_bytes
-    from xrobust.data import as_tensors, load_dataset
+    from xrobust.cli._common import load_model_and_data
+    from xrobust.cli._progress import ProgressRenderer
+    from xrobust.data import as_tensors
     from xrobust.device import resolve_device
     from xrobust.explain import EXPLAINERS, get_explainer, global_importance
     from xrobust.explain import figures as F
-    from xrobust.models import load_run
 
     methods = (
         [m.strip() for m in args.compare.split(",") if m.strip()] if args.compare else [args.method]
@@ -151,35 +174,36 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.out and not args.save_npz:
         raise ConfigError("nothing to write: give --out FIGURE and/or --save-npz FILE")
+    check_out(args.out)
+    check_out(args.save_npz, flag="--save-npz")
     params = _params(args.param)
-
     device = resolve_device(args.device)
-    run_ = load_run(args.model, device=device)
+    run_, ds = load_model_and_data(
+        args, device=device, command="explain", class_flag="--target-class"
+    )
     spec = run_.spec
-    size = spec.input_shape[-1] if spec.modality == "image" else None
-    try:
-        ds = load_dataset(args.data, size=size)
-    except ConfigError:
-        if size is None:
-            raise
-        ds = load_dataset(args.data)  # a data source that takes no size option
-    if tuple(ds.spec.input_shape) != tuple(spec.input_shape):
-        raise DataError(
-            f"the data's inputs have shape {tuple(ds.spec.input_shape)} but the model "
-            f"expects {tuple(spec.input_shape)}"
-        )
+    explainers = {m: get_explainer(m, run_.model, **params) for m in methods}  # options checked
     x_all, y_all = as_tensors(ds.test)
     idx = _indices(args.samples, len(x_all))
+    if args.out and spec.modality == "image":
+        cap = MAX_COMPARE_ROWS if len(methods) > 1 else MAX_PANELS
+        if len(idx) > cap:
+            raise ConfigError(
+                f"--samples {args.samples!r} selects {len(idx)} samples; a figure draws at most "
+                f"{cap}: select fewer, or write all of them with --save-npz only"
+            )
     x, y = x_all[idx], y_all[idx]
-    target = _target(args.target, y, spec.num_classes)
+    target = _target(args.target_class, y, spec.num_classes)
     names = list(spec.feature_names) if spec.feature_names else None
 
     explanations = {}
-    for m in methods:
-        ex = get_explainer(m, run_.model, **params)
-        explanations[m] = ex.explain(
-            x, target, seed=args.seed, feature_names=names if x.ndim == 2 else None
-        )
+    with ProgressRenderer(enabled=not args.no_progress) as progress:
+        for k, m in enumerate(methods):
+            progress(f"explain {m}", k, len(methods))
+            explanations[m] = explainers[m].explain(
+                x, target, seed=args.seed, feature_names=names if x.ndim == 2 else None
+            )
+        progress("explain", len(methods), len(methods))
 
     if args.out:
         first = explanations[methods[0]]

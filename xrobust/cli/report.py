@@ -32,13 +32,25 @@ def run(args: argparse.Namespace) -> int:
     from xrobust._io import atomic_write_text
     from xrobust.audit.render import render
     from xrobust.audit.report import load_report
+    from xrobust.cli._common import check_out
+    from xrobust.errors import DataError, XRobustError
 
+    check_out(args.out)
     report = load_report(args.report)
     if args.validate:
         from xrobust.audit.validate import validate_report
 
         validate_report(report.to_dict())
-    text = render(report, args.format)
+    try:
+        text = render(report, args.format)
+    except XRobustError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # the JSON followed the schema's outline but a section's data has the wrong shape
+        raise DataError(
+            f"{args.report}: cannot render section data ({type(exc).__name__}: {exc}); the "
+            "report was edited or written by an incompatible tool (check it with --validate)"
+        ) from exc
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)

@@ -8,6 +8,7 @@ values, value ranges), splits them with :func:`stratified_split` and wraps them 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,34 @@ __all__ = ["DATASETS", "TensorPairDataset", "as_tensors", "stratified_split"]
 DATASETS: Registry[Callable[..., DatasetBundle]] = Registry("dataset")
 
 SizeArg = int | tuple[int, int] | None
+
+
+def _env_bytes(name: str, default: int) -> int:
+    try:
+        v = int(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return v if v > 0 else default
+
+
+#: Most bytes a loader may allocate for one dataset's arrays (float32 inputs after
+#: conversion, or an archive member as declared). ``XROBUST_MAX_DATA_BYTES`` overrides it.
+MAX_DATA_BYTES = _env_bytes("XROBUST_MAX_DATA_BYTES", 4 << 30)
+#: Most classes a dataset may have (labels run 0..C-1).
+MAX_CLASSES = 100_000
+#: Splits smaller than this get a warning: their accuracies are mostly noise.
+FEW_EXAMPLES = 20
+
+
+def _check_bytes(nbytes: int, source: str, what: str) -> None:
+    """Refuse to allocate more than :data:`MAX_DATA_BYTES` (a DataError naming the size)."""
+    cap = MAX_DATA_BYTES  # read at call time: tests and users may lower it
+    if nbytes > cap:
+        raise DataError(
+            f"{source}: {what} would take {nbytes / 2**30:.3g} GiB, more than the "
+            f"{cap / 2**30:.3g} GiB xrobust allows for one dataset (set XROBUST_MAX_DATA_BYTES "
+            "to raise the limit, or use a smaller size)"
+        )
 
 
 class TensorPairDataset(TensorDataset):
@@ -219,7 +248,13 @@ def _num_classes(ys: Sequence[np.ndarray], source: str, class_names: Sequence[st
         return c
     y_all = np.concatenate(ys)
     c = int(y_all.max()) + 1
-    missing = sorted(set(range(c)) - set(np.unique(y_all).tolist()))
+    if c > MAX_CLASSES:
+        raise DataError(
+            f"{source}: labels run up to {c - 1}; at most {MAX_CLASSES} classes are supported "
+            "(labels must be class indices 0..C-1)"
+        )
+    present = np.unique(y_all)
+    missing = np.setdiff1d(np.arange(c), present)[:10].tolist()
     if missing:
         raise DataError(
             f"{source}: labels run up to {c - 1} but class(es) {missing[:10]} have no samples; "
@@ -262,6 +297,7 @@ def _images(x: Any, source: str, channels_first: bool = False) -> np.ndarray:
         raise DataError(
             f"{source}: images must have shape (N,H,W), (N,C,H,W) or (N,H,W,C), got {x.shape}"
         )
+    _check_bytes(4 * int(x.size), source, f"{x.shape} images as float32")
     kind = x.dtype.kind
     if x.dtype == np.uint8:
         out = x.astype(np.float32) / 255.0
@@ -289,6 +325,7 @@ def _tabular(x: Any, source: str) -> np.ndarray:
         raise DataError(f"{source}: tabular inputs must have shape (N, F), got {x.shape}")
     if x.dtype.kind not in "biuf":
         raise DataError(f"{source}: features must be numeric, got dtype {x.dtype}")
+    _check_bytes(4 * int(x.size), source, f"features of shape {x.shape} as float32")
     out = x.astype(np.float32)
     if not np.isfinite(out).all():
         rows, cols = np.nonzero(~np.isfinite(out))
@@ -315,6 +352,11 @@ def _resize(x: np.ndarray, hw: tuple[int, int] | None) -> np.ndarray:
     """Bilinear resize of float images (N,C,H,W), antialiased when shrinking, clamped."""
     if hw is None or tuple(x.shape[2:]) == hw:
         return x
+    _check_bytes(
+        4 * x.shape[0] * x.shape[1] * hw[0] * hw[1],
+        "resize",
+        f"{x.shape[0]} images of {hw[0]}x{hw[1]}",
+    )
     t = torch.from_numpy(x)
     shrink = hw[0] < x.shape[2] or hw[1] < x.shape[3]
     t = F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=shrink)
@@ -445,19 +487,24 @@ def _array_bundle(
     standardize: bool = False,
     extra: dict[str, Any] | None = None,
     channels_first: bool = False,
+    stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> DatasetBundle:
     """Check arrays and build a bundle.
 
     ``xs``/``ys`` hold either one part (split here, stratified and seeded) or two parts
     (train, test) used as given. 2-D inputs are tabular, 3-D/4-D ones images
-    (``channels_first``: 4-D images are known to be (N,C,H,W)).
+    (``channels_first``: 4-D images are known to be (N,C,H,W)). ``stats`` = (mean, std):
+    standardise tabular features with these (a model's stored training statistics)
+    instead of this data's own.
     """
     _check_split_args(test_fraction, seed)
     given = len(xs) == 2
     parts = ("train", "test") if given else ("",)
     tabular = np.asarray(xs[0]).ndim == 2
     if tabular and size is not None:
-        raise ConfigError(f"{source}: size applies to image data; this data is tabular")
+        raise ConfigError(
+            f"{source}: an image size (--size, Python: size=) applies to image data; this data is tabular"
+        )
     hw = _check_size(size)
     cx, cy = [], []
     for part, x, y in zip(parts, xs, ys):
@@ -491,6 +538,12 @@ def _array_bundle(
     else:
         tr, te = stratified_split(y, test_fraction, seed)
         info.update(_split_info(test_fraction, seed, len(tr), len(te)))
+    if min(len(tr), len(te)) < FEW_EXAMPLES:
+        warnings.warn(
+            f"{source}: only {len(tr)} training and {len(te)} test examples; accuracies "
+            f"measured on fewer than {FEW_EXAMPLES} examples are mostly noise",
+            stacklevel=3,
+        )
     fnames = None
     if tabular:
         nf = x.shape[1]
@@ -502,7 +555,16 @@ def _array_bundle(
                 )
         else:
             fnames = tuple(f"x{i}" for i in range(nf))
-        if standardize:
+        if stats is not None:
+            mean_a = np.asarray(stats[0], dtype=np.float64)
+            std_a = np.asarray(stats[1], dtype=np.float64)
+            x = ((x.astype(np.float64) - mean_a) / std_a).astype(np.float32)
+            if not np.isfinite(x).all():
+                raise DataError(f"{source}: values overflow after standardisation")
+            info.update(
+                {"standardized": True, "raw_mean": mean_a.tolist(), "raw_std": std_a.tolist()}
+            )
+        elif standardize:
             x, mean, std = _standardize(x, tr)
             info.update({"standardized": True, "raw_mean": mean, "raw_std": std})
         bounds = _tabular_bounds(x)

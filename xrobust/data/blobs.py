@@ -64,7 +64,9 @@ def load_blobs(
         ((4,), 40, 10)
     """
     if size is not None:
-        raise ConfigError("size applies to image datasets; blobs is tabular")
+        raise ConfigError(
+            "an image size (--size, Python: size=) applies to image datasets; blobs is tabular"
+        )
     n_samples = _positive_int("n_samples", n_samples, 2)
     n_features = _positive_int("n_features", n_features, 1)
     n_classes = _positive_int("n_classes", n_classes, 2)

@@ -47,7 +47,9 @@ def load_breast_cancer(
         ((30,), ('malignant', 'benign'))
     """
     if size is not None:
-        raise ConfigError("size applies to image datasets; breast_cancer is tabular")
+        raise ConfigError(
+            "an image size (--size, Python: size=) applies to image datasets; breast_cancer is tabular"
+        )
     _check_split_args(test_fraction, seed)
     from sklearn.datasets import load_breast_cancer as _sk_bc
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
+from typing import Any
 
 import numpy as np
 
-from xrobust.data._base import _array_bundle, _existing
-from xrobust.data.spec import DatasetBundle
+from xrobust.data._base import _array_bundle, _check_bytes, _existing
+from xrobust.data.spec import DatasetBundle, DatasetSpec
 from xrobust.errors import DataError
 
 __all__ = ["load_csv"]
+
+log = logging.getLogger(__name__)
 
 #: Target columns looked for, in order, when ``target`` is not given.
 DEFAULT_TARGETS = ("target", "label")
@@ -54,6 +58,7 @@ def load_csv(
     seed: int = 0,
     standardize: bool = True,
     name: str | None = None,
+    schema: DatasetSpec | None = None,
 ) -> DatasetBundle:
     """Load a tabular dataset from a CSV file with a header row.
 
@@ -68,6 +73,13 @@ def load_csv(
     ``breast_cancer`` built-in is (raw statistics in ``spec.extra``), unless
     ``standardize=False``; ``spec.bounds`` is the (floor(min), ceil(max)) of the values.
 
+    With ``schema`` (the spec of a model trained on a CSV, as stored in its checkpoint)
+    the file is read *for that model*: its feature columns must be exactly the model's
+    (by name; columns in another order are re-mapped to the model's order, with a logged
+    warning), the features are standardised with the model's stored training statistics
+    (not this file's), and target values map to the model's class names (an unknown label
+    is an error). The target column defaults to the one the model was trained with.
+
     Args:
         path: the CSV file.
         target: name of the label column.
@@ -75,10 +87,12 @@ def load_csv(
         seed: seed of the stratified split.
         standardize: standardise features with train statistics.
         name: the spec's name (the file stem by default).
+        schema: read the file as input to the model with this spec (see above).
 
     Raises:
         DataError: missing file or target column, ragged rows, empty or non-numeric
-            cells, NaN/Inf, fewer than 2 classes.
+            cells, NaN/Inf, fewer than 2 classes; with ``schema``: missing, extra or
+            renamed columns, or labels the model does not know.
 
     Example:
         >>> import tempfile, os
@@ -93,6 +107,7 @@ def load_csv(
     source = str(p)
     if p.is_dir():
         raise DataError(f"{source}: is a folder; expected a CSV file")
+    _check_bytes(8 * p.stat().st_size, source, "the parsed CSV table (about 8x the file)")
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             sample = fh.read(64 * 1024)
@@ -117,12 +132,15 @@ def load_csv(
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{source}: duplicate column name(s) {dup}; expected unique names")
+    if target is None and schema is not None:
+        target = schema.extra.get("target") if isinstance(schema.extra.get("target"), str) else None
     if target is None:
         lower = [h.lower() for h in header]
         col = next((lower.index(t) for t in DEFAULT_TARGETS if t in lower), None)
         if col is None:
             raise DataError(
-                f"{source}: no 'target' or 'label' column among {header}; pass target=<column name>"
+                f"{source}: no 'target' or 'label' column among {header}; name the label "
+                "column with --target COLUMN (Python: target=COLUMN)"
             )
     else:
         if target not in header:
@@ -137,6 +155,8 @@ def load_csv(
                 f"the header has {len(header)}"
             )
     feat_cols = [j for j in range(len(header)) if j != col]
+    if schema is not None:
+        feat_cols = _schema_columns(header, feat_cols, schema, source)
     x = np.empty((len(data), len(feat_cols)), dtype=np.float64)
     for k, j in enumerate(feat_cols):
         for i, r in enumerate(data):
@@ -160,6 +180,9 @@ def load_csv(
     if any(not v for v in raw_labels):
         i = next(i for i, v in enumerate(raw_labels) if not v)
         raise DataError(f"{source}: empty target in data row {i + 1} (line {i + 2})")
+    if schema is not None:
+        return _with_schema(p, source, x, raw_labels, header, col, feat_cols, schema, name,
+                            test_fraction, seed)  # fmt: skip
     y, class_names = _labels_from_strings(raw_labels, source, header[col])
     if len(class_names) < 2:
         raise DataError(
@@ -177,4 +200,123 @@ def load_csv(
         feature_names=[header[j] for j in feat_cols],
         standardize=standardize,
         extra={"format": "csv", "target": header[col]},
+    )
+
+
+def _default_names(names: tuple[str, ...]) -> bool:
+    return names == tuple(f"x{i}" for i in range(len(names)))
+
+
+def _schema_columns(
+    header: list[str], feat_cols: list[int], schema: DatasetSpec, source: str
+) -> list[int]:
+    """The file's column indices in the model's feature order (or a DataError)."""
+    want = tuple(schema.feature_names or ())
+    have = [header[j] for j in feat_cols]
+    if schema.modality != "tabular" or not want:
+        raise DataError(f"{source}: the model takes {schema.modality} inputs, not a CSV table")
+    if _default_names(want) and have != list(want):
+        # the model was trained on unnamed features (an .npz): match by position
+        if len(have) != len(want):
+            raise DataError(
+                f"{source}: {len(have)} feature columns; the model takes {len(want)} features"
+            )
+        log.warning(
+            "%s: the model's %d features are unnamed; using the file's columns by position",
+            source,
+            len(want),
+        )
+        return feat_cols
+    missing = [f for f in want if f not in have]
+    unexpected = [f for f in have if f not in want]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {missing}")
+        if unexpected:
+            parts.append(f"unexpected column(s) {unexpected}")
+        hint = " (renamed columns? give them the model's names)" if missing and unexpected else ""
+        raise DataError(
+            f"{source}: the columns do not match the model's input schema: {'; '.join(parts)}"
+            f"{hint}. The model takes the features {list(want)} and target "
+            f"{schema.extra.get('target', '?')!r}"
+        )
+    if have != list(want):
+        moved = [f for i, f in enumerate(want) if have[i] != f]
+        log.warning(
+            "%s: feature columns are in another order than the model's; re-mapped by name to "
+            "the model's order (%d of %d columns moved: %s)",
+            source,
+            len(moved),
+            len(want),
+            ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else ""),
+        )
+    return [header.index(f) for f in want]
+
+
+def _with_schema(
+    p: Any,
+    source: str,
+    x: np.ndarray,
+    raw_labels: list[str],
+    header: list[str],
+    col: int,
+    feat_cols: list[int],
+    schema: DatasetSpec,
+    name: str | None,
+    test_fraction: float,
+    seed: int,
+) -> DatasetBundle:
+    """Build the bundle with the model's standardisation and class names."""
+    ints: list[str] | None = []
+    for v in raw_labels:
+        try:
+            f = float(v)
+        except ValueError:
+            ints = None
+            break
+        if not math.isfinite(f) or f != int(f):
+            ints = None
+            break
+        ints.append(str(int(f)))
+    keys = ints if ints is not None else raw_labels
+    index = {c: i for i, c in enumerate(schema.class_names)}
+    unknown = sorted({k for k in keys if k not in index})
+    if unknown:
+        raise DataError(
+            f"{source}: target column {header[col]!r} has label(s) {unknown[:5]}"
+            f"{' ...' if len(unknown) > 5 else ''} that the model does not know; its classes "
+            f"are {list(schema.class_names)}"
+        )
+    y = np.array([index[k] for k in keys], dtype=np.int64)
+    stats = None
+    if schema.extra.get("standardized"):
+        mean, std = schema.extra.get("raw_mean"), schema.extra.get("raw_std")
+        nf = x.shape[1]
+        ok = (
+            isinstance(mean, list)
+            and isinstance(std, list)
+            and len(mean) == nf
+            and len(std) == nf
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in mean + std)
+            and all(v > 0 for v in std)
+        )
+        if not ok:
+            raise DataError(
+                f"the model's stored standardisation (raw_mean/raw_std) does not fit its "
+                f"{nf} features; cannot read {source} for it"
+            )
+        stats = (mean, std)
+    return _array_bundle(
+        name=name or p.stem,
+        source=source,
+        xs=[x],
+        ys=[y],
+        test_fraction=test_fraction,
+        seed=seed,
+        class_names=schema.class_names,
+        feature_names=[header[j] for j in feat_cols],
+        standardize=False,
+        stats=stats,
+        extra={"format": "csv", "target": header[col], "schema": "model"},
     )

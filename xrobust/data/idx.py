@@ -7,7 +7,6 @@ of dimensions, each dimension as a big-endian uint32, then the big-endian data.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import zlib
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xrobust.data._base import SizeArg, _array_bundle, _existing
+from xrobust.data import _base
+from xrobust.data._base import SizeArg, _array_bundle, _check_bytes, _existing
 from xrobust.data.spec import DatasetBundle
 from xrobust.errors import DataError
 
@@ -61,7 +61,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{p}: cannot be read ({exc})") from exc
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
+            d = zlib.decompressobj(wbits=31)  # gzip, inflated at most to the data cap
+            out = d.decompress(raw, _base.MAX_DATA_BYTES + 1)
+            if len(out) > _base.MAX_DATA_BYTES or d.unconsumed_tail:
+                _check_bytes(_base.MAX_DATA_BYTES + 1, str(p), "the inflated IDX file")
+            if not d.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker")
+            raw = out
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{p}: corrupt or truncated gzip data ({exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:

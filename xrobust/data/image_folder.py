@@ -144,7 +144,7 @@ def load_image_folder(
         elif a.shape[1:] != first[1]:
             raise DataError(
                 f"images differ in size: {first[0]} is {first[1][1]}x{first[1][0]} but {f} is "
-                f"{a.shape[2]}x{a.shape[1]} (width x height); pass size=(H, W) to resize them"
+                f"{a.shape[2]}x{a.shape[1]} (width x height); resize them with --size N (Python: size=(H, W))"
             )
         arrays.append(a)
     n_channels = max(a.shape[0] for a in arrays)

@@ -81,7 +81,9 @@ def load_dataset(
     _check_split_args(test_fraction, seed)
     if isinstance(name_or_path, str) and name_or_path in DATASETS:
         if target is not None:
-            raise ConfigError(f"target= applies to CSV files, not the built-in {name_or_path!r}")
+            raise ConfigError(
+                f"a target column (--target, Python: target=) applies to CSV files, not the built-in {name_or_path!r}"
+            )
         return DATASETS.get(name_or_path)(size=size, test_fraction=test_fraction, seed=seed)
     try:
         raw = os.fspath(name_or_path)
@@ -103,12 +105,16 @@ def load_dataset(
     suffix = p.suffix.lower()
     if p.is_file():
         if target is not None and suffix not in (".csv", ".tsv"):
-            raise ConfigError(f"target= applies to CSV files, not {p}")
+            raise ConfigError(
+                f"a target column (--target, Python: target=) applies to CSV files, not {p}"
+            )
         if suffix == ".npz":
             return load_npz(p, size=size, test_fraction=test_fraction, seed=seed)
         if suffix in (".csv", ".tsv"):
             if size is not None:
-                raise ConfigError(f"size applies to image data; {p} is a CSV table")
+                raise ConfigError(
+                    f"an image size (--size, Python: size=) applies to image data; {p} is a CSV table"
+                )
             return load_csv(p, target=target, test_fraction=test_fraction, seed=seed)
         if is_idx_name(p.name) or "idx" in p.name.lower():
             return load_idx(p, size=size, test_fraction=test_fraction, seed=seed)
@@ -117,7 +123,9 @@ def load_dataset(
             "an IDX images file, or a folder"
         )
     if target is not None:
-        raise ConfigError(f"target= applies to CSV files, not the folder {p}")
+        raise ConfigError(
+            f"a target column (--target, Python: target=) applies to CSV files, not the folder {p}"
+        )
     if any(f.is_file() and is_idx_name(f.name) for f in p.iterdir()):
         return load_idx(p, size=size, test_fraction=test_fraction, seed=seed)
     if any(d.is_dir() and not d.name.startswith(".") for d in p.iterdir()):

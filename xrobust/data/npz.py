@@ -6,16 +6,67 @@ import os
 import warnings
 import zipfile
 from typing import Any
+from zlib import error as zlib_error
 
 import numpy as np
 
-from xrobust.data._base import SizeArg, _array_bundle, _existing
+from xrobust.data import _base
+from xrobust.data._base import SizeArg, _array_bundle, _check_bytes, _existing
 from xrobust.data.spec import DatasetBundle
 from xrobust.errors import DataError
 
 __all__ = ["load_npz"]
 
 _OPTIONAL = ("class_names", "feature_names")
+_MAX_MEMBERS = 64
+
+
+def _inspect(p: Any, source: str) -> None:
+    """Read every member's .npy header (not its data) and refuse, before anything is
+    inflated or allocated, archives whose declared arrays are too large, hold Python
+    objects, or whose compressed members would inflate beyond what their header declares."""
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(f"{source}: corrupt .npz archive ({exc})") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            raise DataError(f"{source}: {len(infos)} arrays in the archive; expected a few")
+        total = 0
+        for info in infos:
+            if info.file_size > _base.MAX_DATA_BYTES:
+                _check_bytes(info.file_size, source, f"array {info.filename!r} (inflated)")
+            try:
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        raise ValueError(f"unsupported .npy version {version}")
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                    RuntimeError, zlib_error) as exc:  # fmt: skip
+                raise DataError(
+                    f"{source}: member {info.filename!r} is not a valid .npy array ({exc})"
+                ) from exc
+            if dtype.hasobject:
+                raise DataError(
+                    f"{source}: array {info.filename!r} holds Python objects, which are not "
+                    "loaded for safety; expected plain numeric arrays (and string arrays for names)"
+                )
+            count = 1
+            for d in shape:
+                count *= int(d)
+            nbytes = count * max(dtype.itemsize, 1)
+            total += nbytes + 4 * count  # the array, and its float32 copy
+            _check_bytes(total, source, f"the arrays (shape {tuple(shape)} of {dtype})")
+            if info.file_size > nbytes + 4096:
+                raise DataError(
+                    f"{source}: member {info.filename!r} inflates to {info.file_size} bytes but "
+                    f"declares only {nbytes} bytes of data; refusing a malformed archive"
+                )
 
 
 def _strings(a: np.ndarray, key: str, source: str) -> list[str]:
@@ -82,6 +133,7 @@ def load_npz(
         raise DataError(f"{source}: is a single .npy array; expected an .npz archive (numpy.savez)")
     if not magic.startswith(b"PK"):
         raise DataError(f"{source}: is not an .npz (zip) archive; expected numpy.savez output")
+    _inspect(p, source)
     try:
         with np.load(p, allow_pickle=False) as z:
             for k in z.files:
@@ -91,8 +143,17 @@ def load_npz(
             f"{source}: holds an array of Python objects, which is not loaded for safety "
             f"({exc}); expected plain numeric arrays (and string arrays for names)"
         ) from exc
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        EOFError,
+        KeyError,
+        zlib_error,
+        NotImplementedError,
+    ) as exc:
         raise DataError(f"{source}: corrupt .npz archive ({exc})") from exc
+    except MemoryError as exc:
+        raise DataError(f"{source}: too large to load into memory") from exc
 
     split_keys = {"x_train", "y_train", "x_test", "y_test"}
     has_xy = "x" in arrays or "y" in arrays

@@ -6,12 +6,18 @@ reports can store it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
-__all__ = ["DatasetBundle", "DatasetSpec"]
+__all__ = ["MAX_CLASSES", "MAX_INPUT_NUMEL", "DatasetBundle", "DatasetSpec"]
+
+#: Largest input (values per example) a stored spec may declare: 3 x 2048 x 2048.
+MAX_INPUT_NUMEL = 3 * 2048 * 2048
+#: Most classes a stored spec may declare.
+MAX_CLASSES = 100_000
 
 Modality = Literal["image", "tabular"]
 
@@ -58,17 +64,46 @@ class DatasetSpec:
         def tup(v: Any) -> Any:
             return None if v is None else tuple(v)
 
+        if not isinstance(d, dict):
+            raise TypeError(f"a dataset spec is a JSON object, got {type(d).__name__}")
+        shape = d["input_shape"]
+        if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 4:
+            raise ValueError(f"input_shape must be a list of 1 to 4 sizes, got {shape!r}")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in shape):
+            raise ValueError(f"input_shape must hold positive integers, got {shape!r}")
+        if math.prod(shape) > MAX_INPUT_NUMEL:
+            raise ValueError(
+                f"input_shape {shape} has {math.prod(shape)} values per input; at most "
+                f"{MAX_INPUT_NUMEL} are supported"
+            )
+        nc = d["num_classes"]
+        if not isinstance(nc, int) or isinstance(nc, bool) or not 2 <= nc <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be an integer in 2..{MAX_CLASSES}, got {nc!r}")
+        if d["modality"] not in ("image", "tabular"):
+            raise ValueError(f"modality must be 'image' or 'tabular', got {d['modality']!r}")
+        for key in ("mean", "std"):
+            v = d.get(key)
+            if v is not None and not (
+                isinstance(v, list | tuple)
+                and all(isinstance(f, int | float) and math.isfinite(f) for f in v)
+            ):
+                raise ValueError(f"{key} must be a list of finite numbers or null, got {v!r}")
+        if d.get("std") is not None and any(f <= 0 for f in d["std"]):
+            raise ValueError("std must hold positive numbers")
+        extra = d.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise TypeError("extra must be a JSON object")
         return cls(
             name=str(d["name"]),
             modality=d["modality"],
-            input_shape=tuple(int(i) for i in d["input_shape"]),
-            num_classes=int(d["num_classes"]),
+            input_shape=tuple(int(i) for i in shape),
+            num_classes=int(nc),
             class_names=tuple(str(c) for c in d["class_names"]),
             bounds=(float(d["bounds"][0]), float(d["bounds"][1])),
             mean=tup(d.get("mean")),
             std=tup(d.get("std")),
             feature_names=tup(d.get("feature_names")),
-            extra=dict(d.get("extra") or {}),
+            extra=dict(extra),
         )
 
 

@@ -37,6 +37,7 @@ from xrobust._modelstate import eval_mode as _eval_mode
 from xrobust.device import model_device
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.registry import Registry
+from xrobust.validation import check_batch, check_logits
 
 __all__ = [
     "EXPLAINERS",
@@ -247,10 +248,63 @@ def _build_params(cls: type, kwargs: dict[str, Any], method: str) -> Any:
         raise ConfigError(
             f"explainer {method!r} has no option {bad!r}.{hint} Options: {', '.join(names)}."
         )
+    for k, v in kwargs.items():
+        _check_param(cls, k, v, method)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad options for explainer {method!r}: {exc}") from exc
+
+
+#: Largest value an integer explainer option (steps, samples, batch sizes) may take.
+MAX_INT_PARAM = 100_000
+
+
+def _check_param(cls: type, key: str, value: Any, method: str) -> None:
+    """Type and range of one option, checked against the ``Params`` annotation before
+    Captum sees it (Captum answers bad values with AssertionError / TypeError)."""
+    import typing
+
+    try:
+        hint = typing.get_type_hints(cls).get(key)
+    except Exception:  # unresolvable annotation: leave the check to the dataclass
+        return
+    if hint is None:
+        return
+    args = typing.get_args(hint)
+    allowed = set(args) if args else {hint}
+    if value is None:
+        if type(None) in allowed:
+            return
+        raise ConfigError(f"explainer {method!r}: option {key!r} cannot be null")
+    where = f"explainer {method!r}: option {key!r}"
+    if int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        lo = 0 if "seed" in key else 1
+        if not lo <= value <= MAX_INT_PARAM:
+            raise ConfigError(
+                f"{where} must be an integer from {lo} to {MAX_INT_PARAM}, got {value}"
+            )
+        return
+    if float in allowed and isinstance(value, int | float) and not isinstance(value, bool):
+        import math
+
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        if key.endswith("_mb") and value <= 0:
+            raise ConfigError(f"{where} must be > 0, got {value!r}")
+        if value < 0 and key in ("stdevs", "sigma", "alpha"):
+            raise ConfigError(f"{where} must be >= 0, got {value!r}")
+        return
+    if bool in allowed and isinstance(value, bool):
+        return
+    if str in allowed and isinstance(value, str):
+        return
+    simple = {int, float, bool, str, type(None)}
+    if allowed <= simple:
+        names = " or ".join(
+            "null" if t is type(None) else t.__name__ for t in sorted(allowed, key=str)
+        )
+        raise ConfigError(f"{where} must be {names}, got {value!r} ({type(value).__name__})")
 
 
 class Explainer:
@@ -420,20 +474,7 @@ class Explainer:
 
 
 def _check_input(x: Any) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"x must be a torch.Tensor batch, got {type(x).__name__}")
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise DataError(
-            f"x must be a non-empty batch of shape (N, ...) with N >= 1, got shape {tuple(x.shape)}"
-            " (add a batch dimension with x.unsqueeze(0))"
-        )
-    if not x.is_floating_point():
-        raise DataError(f"x must be floating point, got {x.dtype}; convert with x.float()")
-    # a sum is finite exactly when no element is NaN/Inf (barring float overflow, which the
-    # exact check below then clears); cheaper than materialising isfinite(x) every call
-    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
-        raise DataError("x contains NaN or Inf values")
-    return x
+    return check_batch(x)
 
 
 def _logits(model: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
@@ -445,12 +486,7 @@ def _logits(model: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
             f"the model failed on a batch of shape {tuple(x.shape)}: {str(exc).splitlines()[0]}"
             " (is the input shape the one the model expects, with a batch dimension?)"
         ) from exc
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(
-            f"the model must return logits of shape (N, classes) for a batch of N; got {shape}"
-        )
-    return out
+    return check_logits(out, x.shape[0], min_classes=1)
 
 
 # model -> {(input shape, dtype): number of classes}, so that an explicit target costs no

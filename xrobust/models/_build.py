@@ -76,7 +76,13 @@ def build_model(name: str, spec: DatasetSpec, **kwargs: Any) -> nn.Module:
         )
     if spec.num_classes < 2:
         raise ConfigError(f"a classifier needs at least 2 classes, spec has {spec.num_classes}")
-    net = factory(spec, **opts)
+    _check_size(factory, spec, opts, key)
+    try:
+        net = factory(spec, **opts)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {key!r}: bad option value(s) {opts}: {exc}") from exc
+    except (RuntimeError, MemoryError) as exc:
+        raise ConfigError(f"model {key!r} with {opts} cannot be allocated: {exc}") from exc
     model: nn.Module = net
     if spec.mean is not None or spec.std is not None:
         if spec.mean is None or spec.std is None:
@@ -98,6 +104,33 @@ def _jsonable(obj: Any) -> Any:
         f"model option value {obj!r} ({type(obj).__name__}) cannot be stored in a checkpoint; "
         "use numbers, strings, booleans or lists of them"
     )
+
+
+#: Most parameters :func:`build_model` builds (400 MB of float32 weights).
+MAX_PARAMETERS = 100_000_000
+
+
+def _check_size(
+    factory: Callable[..., nn.Module], spec: DatasetSpec, opts: dict[str, Any], key: str
+) -> None:
+    """Count the parameters on the meta device (no memory) and refuse huge models."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            probe = factory(spec, **opts)
+        n = sum(p.numel() for p in probe.parameters())
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {key!r}: bad option value(s) {opts}: {exc}") from exc
+    except Exception:  # an architecture that cannot be built on "meta": build it for real
+        return
+    if n > MAX_PARAMETERS:
+        raise ConfigError(
+            f"model {key!r} with {opts} would have {n:,} parameters ({4 * n / 2**30:.3g} GiB); "
+            f"at most {MAX_PARAMETERS:,} are supported: choose smaller sizes (--model-arg)"
+        )
 
 
 def build_info(model: nn.Module) -> dict[str, Any] | None:

@@ -2,9 +2,14 @@
 
 The metadata records how to rebuild the model (architecture name and options, dataset
 spec), the training config and metrics, the library versions, and the SHA-256 of the
-weights file. Loading verifies that hash and refuses a checkpoint whose weights or
-metadata were changed, lost or damaged. Nothing is pickled: weights are read with
-safetensors, metadata with ``json``.
+weights file, and ``integrity``: the SHA-256 of every other metadata field (architecture,
+options, dataset spec with its input schema, class names, normalisation, bounds, training
+config, metrics, completion). Loading verifies both and refuses a checkpoint whose weights
+or metadata were changed, lost or damaged. The checksums detect accidental or careless
+edits; they are not a signature (anyone who can write the files can recompute them).
+``training.completed`` says whether the run finished: :func:`load_run` refuses a checkpoint
+of an interrupted run unless ``allow_incomplete=True``. Nothing is pickled: weights are
+read with safetensors, metadata with ``json``.
 
 Example:
     >>> import tempfile
@@ -24,6 +29,7 @@ import hashlib
 import json
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +55,37 @@ __all__ = [
 ]
 
 FORMAT = "xrobust-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "model.json"
-_REQUIRED = ("format", "format_version", "architecture", "arch_kwargs", "dataset", "weights")
+_REQUIRED = (
+    "format",
+    "format_version",
+    "architecture",
+    "arch_kwargs",
+    "dataset",
+    "weights",
+    "integrity",
+)
+
+
+def _canonical(meta: dict[str, Any]) -> bytes:
+    """The bytes the metadata checksum covers: every field but ``integrity`` (and the
+    in-memory ``_path``), as sorted, compact JSON."""
+    body = {k: v for k, v in meta.items() if k not in ("integrity", "_path")}
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True
+    ).encode("ascii")
+
+
+def _seal(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` (made plain JSON) with its ``integrity`` checksum filled in."""
+    plain = json.loads(json.dumps(meta, allow_nan=False))
+    plain["integrity"] = {
+        "sha256": hashlib.sha256(_canonical(plain)).hexdigest(),
+        "covers": "every field of model.json except 'integrity'",
+    }
+    return plain
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -94,6 +127,7 @@ def save_checkpoint(
     train_config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into ``out_dir``, atomically.
 
@@ -111,6 +145,9 @@ def save_checkpoint(
         train_config: the training config as a dict (stored as is).
         metrics: final metrics (stored as is).
         extra: any further JSON-ready metadata.
+        training: the run's status, e.g. ``{"completed": False, "epoch": 7, "epochs": 15}``
+            for an intermediate checkpoint (default ``{"completed": True}``), plus what
+            determinism depends on (see :mod:`xrobust.trainer`).
 
     Returns:
         The path of ``model.json``.
@@ -141,10 +178,11 @@ def save_checkpoint(
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "weights": {"file": WEIGHTS_NAME, "sha256": _sha256(weights), "bytes": len(weights)},
+        "training": {"completed": True, **(training or {})},
         **({"extra": extra} if extra else {}),
     }
     try:
-        return atomic_write_json(out / META_NAME, meta)
+        return atomic_write_json(out / META_NAME, _seal(meta))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
 
@@ -201,12 +239,30 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"checkpoint {str(meta_path)!r} has format version {meta['format_version']!r}; "
             f"this xrobust reads version {FORMAT_VERSION}"
         )
+    integ = meta["integrity"]
+    if not (isinstance(integ, dict) and isinstance(integ.get("sha256"), str)):
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r}: malformed 'integrity' entry"
+        )
+    try:
+        digest = hashlib.sha256(_canonical(meta)).hexdigest()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r} holds values that are not plain JSON ({exc})"
+        ) from exc
+    if digest != integ["sha256"]:
+        raise CheckpointError(
+            f"checkpoint metadata {str(meta_path)!r} does not match its recorded SHA-256 "
+            "('integrity'): a field was edited or damaged (architecture, dataset spec, class "
+            "names, normalisation, bounds, ...); refusing to load it. Retrain, or restore the "
+            "original model.json"
+        )
     w = meta["weights"]
     if not (
         isinstance(w, dict) and isinstance(w.get("file"), str) and isinstance(w.get("sha256"), str)
     ):
         raise CheckpointError(f"checkpoint metadata {str(meta_path)!r}: malformed 'weights' entry")
-    if Path(w["file"]).name != w["file"]:
+    if not w["file"] or Path(w["file"]).name != w["file"] or w["file"] in (".", ".."):
         raise CheckpointError(
             f"checkpoint metadata {str(meta_path)!r}: weights file must be a plain file name, "
             f"got {w['file']!r}"
@@ -262,16 +318,21 @@ class LoadedRun:
         return self.spec.bounds
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(
+    path: str | Path, device: str | torch.device = "cpu", *, allow_incomplete: bool = False
+) -> LoadedRun:
     """Load a checkpoint written by :func:`save_checkpoint` (or ``xrobust train``).
 
     Args:
         path: the run directory, its ``model.json`` or its ``model.safetensors``.
         device: where to put the model ("cpu", "cuda", "auto", ...).
+        allow_incomplete: load the intermediate checkpoint of a training run that did not
+            finish (killed, or still running) with a warning, instead of refusing it.
 
     Raises:
-        CheckpointError: missing/malformed metadata, weights not matching their hash,
-            unknown architecture, or weights that do not fit the architecture.
+        CheckpointError: missing/malformed metadata, weights or metadata not matching their
+            hash, an unfinished run (unless ``allow_incomplete``), unknown architecture, or
+            weights that do not fit the architecture.
 
     Example:
         >>> run = load_run("runs/digits")  # doctest: +SKIP
@@ -279,6 +340,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """
     meta = read_metadata(path)
     where = meta["_path"]
+    status = meta.get("training")
+    if isinstance(status, dict) and status.get("completed") is False:
+        at = ""
+        if isinstance(status.get("epoch"), int) and isinstance(status.get("epochs"), int):
+            at = f" (saved after epoch {status['epoch']} of {status['epochs']})"
+        msg = (
+            f"checkpoint {where!r} is from a training run that did not finish{at}: it was "
+            "interrupted, or is still running"
+        )
+        if not allow_incomplete:
+            raise CheckpointError(
+                f"{msg}. Finish it with `xrobust train ... --out {Path(where).parent} --resume`, "
+                "or load it anyway with allow_incomplete=True (CLI: --allow-incomplete)"
+            )
+        warnings.warn(f"{msg}; loading it because allow_incomplete=True", stacklevel=2)
     if meta["architecture"] is None:
         raise CheckpointError(
             f"checkpoint {where!r} holds weights of a custom model ({meta.get('model_class')}); "
@@ -288,8 +364,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         raise CheckpointError(f"checkpoint {where!r} records no dataset spec; cannot rebuild it")
     try:
         spec = DatasetSpec.from_dict(meta["dataset"])
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
         raise CheckpointError(f"checkpoint {where!r}: malformed dataset spec ({exc})") from exc
+    _check_consistent(meta, spec, where)
     if meta["architecture"] not in MODELS:
         raise CheckpointError(
             f"checkpoint {where!r} needs architecture {meta['architecture']!r}, which is not "
@@ -315,10 +392,46 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     return LoadedRun(model=model, spec=spec, metadata=meta, path=Path(where).parent)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def _check_consistent(meta: dict[str, Any], spec: DatasetSpec, where: str) -> None:
+    """The copies of the class names and normalisation must agree with the dataset spec."""
+    problems = []
+    if meta.get("class_names") is not None and tuple(meta["class_names"]) != spec.class_names:
+        problems.append("'class_names' differs from dataset.class_names")
+    if len(spec.class_names) != spec.num_classes:
+        problems.append(
+            f"dataset.num_classes is {spec.num_classes} but it names {len(spec.class_names)} classes"
+        )
+    norm = meta.get("normalization")
+    if norm is not None:
+        same = isinstance(norm, dict) and (
+            list(norm.get("mean") or []) == list(spec.mean or [])
+            and list(norm.get("std") or []) == list(spec.std or [])
+        )
+        if not same:
+            problems.append("'normalization' differs from dataset.mean/std")
+    elif spec.mean is not None:
+        problems.append("dataset.mean is set but 'normalization' is missing")
+    lo, hi = spec.bounds
+    if not (lo < hi) or lo != lo or hi != hi:
+        problems.append(f"dataset.bounds {spec.bounds} is not an interval low < high")
+    if spec.modality not in ("image", "tabular"):
+        problems.append(f"dataset.modality {spec.modality!r} is not 'image' or 'tabular'")
+    if (
+        spec.modality == "tabular"
+        and spec.feature_names is not None
+        and len(spec.feature_names) != (spec.input_shape[0] if spec.input_shape else -1)
+    ):
+        problems.append("dataset.feature_names does not match dataset.input_shape")
+    if problems:
+        raise CheckpointError(f"checkpoint {where!r}: inconsistent metadata: {'; '.join(problems)}")
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", *, allow_incomplete: bool = False
+) -> nn.Module:
     """Rebuild a checkpointed model (eval mode) without pickle; see :func:`load_run`.
 
     Example:
         >>> model = load_model("runs/digits")  # doctest: +SKIP
     """
-    return load_run(path, device).model
+    return load_run(path, device, allow_incomplete=allow_incomplete).model

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xrobust._modelstate import eval_mode as _eval
 from xrobust.errors import ConfigError, DataError
 
 __all__ = [
@@ -49,17 +50,6 @@ def _device(model: nn.Module) -> torch.device:
         b = next(model.buffers(), None)
         return b.device if b is not None else torch.device("cpu")
     return p.device
-
-
-@contextlib.contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was in modes.items():
-            m.train(was)
 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from xrobust.data.spec import DatasetBundle
 from xrobust.errors import ConfigError
 from xrobust.seeding import seed_everything
 from xrobust.trainer.config import TrainConfig
-from xrobust.trainer.trainer import History, Trainer
+from xrobust.trainer.lock import run_lock
+from xrobust.trainer.trainer import History, ProgressFn, Trainer
 
 __all__ = ["train"]
 
@@ -26,13 +28,14 @@ def train(
     model_kwargs: dict[str, Any] | None = None,
     data_kwargs: dict[str, Any] | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressFn | bool | None = None,
 ) -> tuple[nn.Module, History]:
     """Train a registered architecture on a dataset and evaluate it on the test split.
 
     The weights are initialised under ``config.seed``, so the same call gives the same
     model. With ``out_dir`` the run directory receives ``model.safetensors`` and
-    ``model.json`` (with the test metrics), ``metrics.jsonl`` and the resumable state.
+    ``model.json`` (with the test metrics), ``metrics.jsonl`` and the resumable state; the
+    folder is locked while the run writes it (a second run into it gets a ``ConfigError``).
 
     Args:
         data: a built-in dataset name, a path to the user's data, or a loaded bundle.
@@ -43,7 +46,8 @@ def train(
         data_kwargs: options for ``load_dataset`` such as ``size`` or ``target``
             (None values are ignored).
         resume: continue an interrupted run in ``out_dir``.
-        progress: show progress bars.
+        progress: a callback ``progress(stage, done, total)`` after every training step
+            (see :meth:`Trainer.fit`); the CLI renders it.
 
     Returns:
         ``(model, history)``: the trained model in eval mode and its :class:`History`
@@ -71,9 +75,18 @@ def train(
     seed_everything(cfg.seed)
     model = build_model(model_name, bundle.spec, **(model_kwargs or {}))
     trainer = Trainer(model, cfg, spec=bundle.spec)
-    history = trainer.fit(bundle.train, None, out_dir, resume=resume, progress=progress)
-    test = trainer.evaluate(bundle.test)
-    history.test_loss, history.test_acc = test["loss"], test["acc"]
-    if out_dir is not None:
-        trainer.save(out_dir)
+    # one lock from the first write to the final checkpoint: a concurrent run into the same
+    # folder fails before writing anything (rank 0 writes; other ranks never lock)
+    lock = (
+        run_lock(out_dir)
+        if out_dir is not None and os.environ.get("RANK", "0") == "0"
+        else contextlib.nullcontext()
+    )
+    with lock:
+        history = trainer.fit(bundle.train, None, out_dir, resume=resume, progress=progress)
+        test = trainer.evaluate(bundle.test)
+        history.test_loss, history.test_acc = test["loss"], test["acc"]
+        history.test_n = int(test["n"])
+        if out_dir is not None:
+            trainer.save(out_dir)
     return trainer.model, history

@@ -197,11 +197,12 @@ class TrainConfig:
         need(
             is_num(self.adv_eps) and self.adv_eps > 0, f"adv_eps must be > 0, got {self.adv_eps!r}"
         )
-        self.adv_norm = str(self.adv_norm).lower()
-        need(
-            self.adv_norm in ("linf", "l2"),
-            f"adv_norm must be 'linf' or 'l2', got {self.adv_norm!r}",
-        )
+        from xrobust.attacks.norms import NORMS, get_norm
+
+        try:
+            self.adv_norm = get_norm(self.adv_norm).name
+        except ConfigError:
+            need(False, f"adv_norm must be one of {', '.join(NORMS)}, got {self.adv_norm!r}")
         need(
             is_int(self.adv_steps) and self.adv_steps >= 1,
             f"adv_steps must be an integer >= 1, got {self.adv_steps!r}",

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,15 +34,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from xrobust import distributed as _dist
 from xrobust._io import atomic_write_text
+from xrobust._modelstate import eval_mode, restore_mode_on_error
 from xrobust.data.spec import DatasetSpec
 from xrobust.device import amp_dtype, autocast, model_device
-from xrobust.errors import CheckpointError, ConfigError, DataError
+from xrobust.errors import CheckpointError, ConfigError, DataError, TrainingError
 from xrobust.models._build import build_info
 from xrobust.models.checkpoint import save_checkpoint, unwrap
 from xrobust.seeding import seed_everything
-from xrobust.trainer import _distributed as _dist
 from xrobust.trainer.config import TRAJECTORY_FIELDS, TrainConfig
+from xrobust.trainer.lock import run_lock
 from xrobust.trainer.state import STATE_DIR, has_state, load_state, save_state
 
 __all__ = ["EpochRecord", "History", "Trainer"]
@@ -50,6 +52,9 @@ __all__ = ["EpochRecord", "History", "Trainer"]
 _log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
 _ON_DEVICE_LIMIT = 1 << 30  # tensor datasets up to 1 GiB are moved to the GPU once
+
+#: ``progress(stage, done, total)``: the stage is ``"epoch E/EPOCHS"``, done/total count steps
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -89,7 +94,8 @@ class History:
         best_epoch: epoch with the lowest validation loss (None without validation).
         stopped_early: training stopped on ``patience``.
         resumed_from: ``(epoch, step)`` of the state a resumed run started from, else None.
-        test_loss / test_acc: filled by :func:`xrobust.trainer.train` on the test split.
+        test_loss / test_acc / test_n: filled by :func:`xrobust.trainer.train` on the test
+            split (test_n: its number of examples).
         train_time_s: wall time of the fit in seconds (this process, resumed part only).
     """
 
@@ -99,6 +105,7 @@ class History:
     resumed_from: tuple[int, int] | None = None
     test_loss: float | None = None
     test_acc: float | None = None
+    test_n: int | None = None
     train_time_s: float = 0.0
 
     @property
@@ -123,6 +130,7 @@ class History:
             resumed_from=tuple(rf) if rf else None,  # type: ignore[arg-type]
             test_loss=d.get("test_loss"),
             test_acc=d.get("test_acc"),
+            test_n=d.get("test_n"),
             train_time_s=float(d.get("train_time_s", 0.0)),
         )
 
@@ -287,6 +295,38 @@ def _set_rng_state(st: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(states)
 
 
+def determinism_record(device: torch.device, config: TrainConfig) -> dict[str, Any]:
+    """What a bitwise-identical resume depends on besides the options and the state.
+
+    CPU kernels split work by thread count (1 and 2 threads give different sums), and
+    kernels change between torch versions and devices.
+    """
+    return {
+        "torch": torch.__version__,
+        "device": device.type,
+        "num_threads": int(torch.get_num_threads()),
+        "deterministic": bool(config.deterministic),
+    }
+
+
+def _check_determinism(saved: Any, now: dict[str, Any], run_dir: Path) -> None:
+    if not isinstance(saved, dict):
+        return
+    diffs = [
+        f"{k} {saved.get(k)!r} then, {now[k]!r} now"
+        for k in now
+        if k in saved and saved.get(k) != now[k]
+    ]
+    if diffs:
+        msg = (
+            f"resuming {str(run_dir)!r} under different conditions ({'; '.join(diffs)}): the "
+            "run continues, but its final weights will not be bitwise identical to an "
+            "uninterrupted run (set OMP_NUM_THREADS / torch.set_num_threads as before to keep them)"
+        )
+        _log.warning(msg)
+        warnings.warn(msg, stacklevel=4)
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -372,9 +412,12 @@ class Trainer:
         val_ds: Dataset | None = None,
         out_dir: str | os.PathLike[str] | None = None,
         resume: bool = False,
-        progress: bool = True,
+        progress: ProgressFn | bool | None = None,
     ) -> History:
         """Train ``self.model`` on ``train_ds``; returns the :class:`History`.
+
+        The model ends in eval mode; if training raises (or is interrupted), every
+        submodule's mode is put back as it was.
 
         Args:
             train_ds: a Dataset of ``(x, y)`` pairs (in-memory TensorDatasets are fastest).
@@ -383,7 +426,10 @@ class Trainer:
             out_dir: run directory: ``metrics.jsonl``, ``model.safetensors``/``model.json``
                 and the resumable state (``state/``) are written there (rank 0 only).
             resume: continue from the state in ``out_dir`` (a fresh start when there is none).
-            progress: show a progress bar per epoch.
+            progress: a callback ``progress(stage, done, total)`` called on rank 0 after
+                every step (stage ``"epoch E/EPOCHS"``, steps done of the epoch's total);
+                the library draws no bars itself (the CLI renders the callback). A bool
+                is accepted for compatibility and shows nothing.
 
         Raises:
             ConfigError: resume without ``out_dir``, or a state saved with other options.
@@ -394,8 +440,12 @@ class Trainer:
             raise ConfigError("resume=True needs out_dir (the run directory holding the state)")
         ctx = _dist.setup(cfg.device)
         self._ctx = ctx
-        with _deterministic(ctx.device, cfg.deterministic):
-            return self._fit(ctx, train_ds, val_ds, out_dir, resume, progress)
+        report = progress if callable(progress) else None
+        lock = (
+            run_lock(out_dir) if out_dir is not None and ctx.is_main else contextlib.nullcontext()
+        )
+        with lock, _deterministic(ctx.device, cfg.deterministic), restore_mode_on_error(self.model):
+            return self._fit(ctx, train_ds, val_ds, out_dir, resume, report)
 
     @torch.no_grad()
     def evaluate(self, ds: Dataset, batch_size: int | None = None) -> dict[str, float]:
@@ -409,8 +459,22 @@ class Trainer:
         ctx = self._ctx or _dist.DistContext(0, 1, 0, model_device(self.model))
         model = unwrap(self.model)
         device = model_device(model)
-        was_training = model.training
-        model.eval()
+        with eval_mode(model):
+            stats = self._evaluate(model, device, ds, batch_size, ctx)
+        n = float(stats[2])
+        if n == 0:
+            raise DataError("cannot evaluate on an empty dataset")
+        return {"loss": float(stats[0]) / n, "acc": float(stats[1]) / n, "n": n}
+
+    def _evaluate(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        ds: Dataset,
+        batch_size: int | None,
+        ctx: _dist.DistContext,
+    ) -> torch.Tensor:
+        """(loss sum, correct, count) over ``ds``, summed over processes."""
         dtype = amp_dtype(device, self.config.amp)
         src = _Source(ds, device, self.config.num_workers)
         order = torch.arange(src.n)[ctx.rank :: ctx.world_size]
@@ -429,17 +493,20 @@ class Trainer:
                     torch.tensor(len(y), dtype=torch.float64, device=y.device),
                 ]
             ).to(stats.device)
-        _dist.all_reduce_sum(stats, ctx)
-        model.train(was_training)
-        n = float(stats[2])
-        if n == 0:
-            raise DataError("cannot evaluate on an empty dataset")
-        return {"loss": float(stats[0]) / n, "acc": float(stats[1]) / n, "n": n}
+        return _dist.all_reduce_sum(stats, ctx)
 
     def save(
-        self, out_dir: str | os.PathLike[str], metrics: dict[str, Any] | None = None
+        self,
+        out_dir: str | os.PathLike[str],
+        metrics: dict[str, Any] | None = None,
+        *,
+        completed: bool = True,
     ) -> Path | None:
         """Write the model checkpoint (``model.safetensors`` + ``model.json``) on rank 0.
+
+        ``completed=False`` marks an intermediate checkpoint of a run still in progress:
+        :func:`~xrobust.models.load_model` refuses it unless asked (a killed run must not
+        look finished).
 
         Returns:
             The path of ``model.json`` (None on other ranks).
@@ -454,6 +521,15 @@ class Trainer:
             arch_kwargs=self.arch_kwargs,
             train_config=self.config.to_dict(),
             metrics=metrics if metrics is not None else self._final_metrics(),
+            training={
+                "completed": bool(completed),
+                "epoch": len(self.history.records),
+                "epochs": int(self.config.epochs),
+                "determinism": determinism_record(
+                    self._ctx.device if self._ctx is not None else model_device(self.model),
+                    self.config,
+                ),
+            },
         )
 
     # ------------------------------------------------------------------ internals
@@ -476,6 +552,8 @@ class Trainer:
         if h.test_acc is not None:
             m["test_acc"] = h.test_acc
             m["test_loss"] = h.test_loss
+            if h.test_n is not None:
+                m["test_n"] = h.test_n
         if h.best_epoch is not None:
             m["best_epoch"] = h.best_epoch
         return m
@@ -516,10 +594,8 @@ class Trainer:
         val_ds: Dataset | None,
         out_dir: str | os.PathLike[str] | None,
         resume: bool,
-        progress: bool,
+        progress: ProgressFn | None,
     ) -> History:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         device = ctx.device
         run_dir = Path(out_dir) if out_dir is not None else None
@@ -575,6 +651,7 @@ class Trainer:
         if resume and run_dir is not None and has_state(run_dir):
             st = load_state(run_dir)
             self._check_resumable(st, ctx, run_dir)
+            _check_determinism(st.get("determinism"), determinism_record(device, cfg), run_dir)
             try:
                 model.load_state_dict(st["model"])
                 optimizer.load_state_dict(st["optimizer"])
@@ -609,6 +686,9 @@ class Trainer:
                     "starting a new run in %s: its previous training state is removed", run_dir
                 )
                 shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+            # nor may a previous run's model pass for this one's if this one is killed
+            for old in ("model.json", "model.safetensors"):
+                (run_dir / old).unlink(missing_ok=True)
             atomic_write_text(run_dir / METRICS_NAME, "")
 
         train_model: nn.Module = model
@@ -643,6 +723,7 @@ class Trainer:
                 "partial": part.detach().cpu(),
                 "history": json.dumps(history.to_dict()),
                 "best": {"loss": best["loss"], "epoch": best["epoch"], "bad": best["bad"]},
+                "determinism": determinism_record(device, cfg),
             }
             if best["weights"] is not None:
                 st["best_weights"] = best["weights"]
@@ -664,16 +745,10 @@ class Trainer:
             )
             start_step, partial = 0, torch.zeros(4, dtype=torch.float64)
             model.train()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=skip,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                unit="step",
-                disable=not progress or not ctx.is_main,
-                dynamic_ncols=True,
-                leave=True,
-            )
+            stage = f"epoch {epoch + 1}/{cfg.epochs}"
+            report = progress if ctx.is_main else None
             step = skip
+            diverged = torch.full((), -1, dtype=torch.long, device=stats_dev)  # first bad step
             for x, y in src.batches(
                 order[skip * cfg.batch_size :], cfg.batch_size, cfg.seed + epoch
             ):
@@ -712,6 +787,9 @@ class Trainer:
                     scheduler.step()
                 step += 1
                 with torch.no_grad():
+                    # no host sync per step: the first non-finite step is kept on the device
+                    bad = ~torch.isfinite(loss.detach()).to(stats_dev)
+                    diverged = torch.where(bad & (diverged < 0), step, diverged)
                     bs = y.new_tensor(len(y), dtype=torch.float64)
                     correct = (
                         (logits.argmax(1) == y).sum() if logits is not None else bs.new_zeros(())
@@ -724,19 +802,17 @@ class Trainer:
                     stats += torch.stack(
                         [loss.detach().double() * bs, correct.double(), adv_ok.double(), bs]
                     ).to(stats_dev)
-                if bar.disable is False:
-                    bar.update(1)
-                    if step % 10 == 0 or step == steps_per_epoch:
-                        bar.set_postfix(
-                            self._postfix(stats, cfg.adversarial is not None), refresh=False
-                        )
+                if report is not None:
+                    report(stage, step, steps_per_epoch)
                 if (
                     cfg.checkpoint_every_steps
                     and step % cfg.checkpoint_every_steps == 0
                     and step < steps_per_epoch
                 ):
+                    _raise_if_diverged(diverged, epoch, cfg)
                     save_resume_state(epoch, step, stats)
             # ---- end of epoch: reduce, validate, record, checkpoint
+            _raise_if_diverged(diverged, epoch, cfg)
             _dist.all_reduce_sum(stats, ctx)
             s = stats.cpu().tolist()
             n_seen = max(s[3], 1.0)
@@ -754,8 +830,6 @@ class Trainer:
                 time_s=time.perf_counter() - t0,
             )
             history.records.append(rec)
-            bar.set_postfix(self._postfix(stats, cfg.adversarial is not None, rec), refresh=False)
-            bar.close()
             _log.info("epoch %s", json.dumps(asdict(rec)))
             if val is not None:
                 if val["loss"] < best["loss"]:
@@ -777,7 +851,7 @@ class Trainer:
                 last = done or epoch >= cfg.epochs
                 if last or epoch % cfg.checkpoint_every == 0:
                     if not last:
-                        self.save(run_dir)
+                        self.save(run_dir, completed=False)
                     save_resume_state(epoch, 0, torch.zeros(4, dtype=torch.float64))
             _dist.barrier(ctx)
 
@@ -791,19 +865,6 @@ class Trainer:
             self.save(run_dir)
             _dist.barrier(ctx)
         return history
-
-    @staticmethod
-    def _postfix(
-        stats: torch.Tensor, adversarial: bool, rec: EpochRecord | None = None
-    ) -> dict[str, str]:
-        s = stats.tolist()
-        n = max(s[3], 1.0)
-        out = {"loss": f"{s[0] / n:.4f}", "acc": f"{s[1] / n:.4f}"}
-        if adversarial:
-            out["adv_acc"] = f"{s[2] / n:.4f}"
-        if rec is not None and rec.val_acc is not None:
-            out["val_acc"] = f"{rec.val_acc:.4f}"
-        return out
 
     @staticmethod
     def _all_reduce_grads(params: list[nn.Parameter], ctx: _dist.DistContext) -> None:
@@ -839,3 +900,16 @@ class Trainer:
     def _rewrite_metrics(run_dir: Path, history: History) -> None:
         lines = "".join(json.dumps(asdict(r), allow_nan=False) + "\n" for r in history.records)
         atomic_write_text(run_dir / METRICS_NAME, lines)
+
+
+def _raise_if_diverged(diverged: torch.Tensor, epoch: int, cfg: TrainConfig) -> None:
+    """A :class:`TrainingError` naming the epoch and step where the loss became NaN/Inf."""
+    step = int(diverged)
+    if step < 0:
+        return
+    raise TrainingError(
+        f"training diverged: the loss became NaN or infinite at epoch {epoch + 1}, step {step} "
+        f"(lr {cfg.lr:g}, optimizer {cfg.optimizer}); lower the learning rate (--lr) or clip "
+        "gradients (grad_clip). The last saved state is kept; nothing of the diverged epoch "
+        "was recorded"
+    )

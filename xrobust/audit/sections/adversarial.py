@@ -1,45 +1,36 @@
-"""Section 2: adversarial robustness.
+"""Section 2: adversarial robustness, through the evaluation layer of :mod:`xrobust.attacks`.
 
-Per threat model (Linf, L2): robustness curves (accuracy against eps) for each configured
-attack and their per-example worst case; at the headline eps per-class robust accuracy
-and which class flips to which; the distribution of each example's minimal fooling
-perturbation; the most vulnerable examples with their adversarial versions.
+Per threat model (Linf, L2) every configured attack runs at every eps of the grid, chunk
+by chunk (sharded across ranks under torchrun), each chunk with its own recorded seed.
+The chunks' ``AttackResult``s are joined with ``AttackResult.concat`` and the section
+stores what the evaluation layer makes of them, as their ``to_dict()``:
+
+* ``curves``: a :class:`~xrobust.attacks.evaluation.RobustnessCurve` per attack and one
+  for the per-example worst case over the attacks (robust only if every attack failed);
+* ``results``: each attack's ``AttackResult.to_dict()`` at each eps (raw accuracy at that
+  eps, steps, passes, time, the config that really ran);
+* ``per_class`` and ``confusion``: ``per_class_accuracy`` and ``adversarial_confusion``
+  of the worst case at the headline eps, whose ``broken_by`` says which attack (and, for
+  the ensemble, which member) broke each example;
+* ``minimal_perturbation``: ``minimal_perturbation`` (bisection) with the strongest
+  attack, and the most vulnerable examples with their adversarials.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
 
 import torch
 
-from xrobust.audit._attacks import attacks_unavailable, run_attack
-from xrobust.audit._runtime import Runtime, default_eps, to_list
-from xrobust.audit.sections.clean import confusion_matrix
-from xrobust.errors import ConfigError
+from xrobust.audit._attacks import attack_fields, attack_kwargs, attacks_unavailable, run_attack
+from xrobust.audit._runtime import Runtime, chunk_seed, default_eps, to_list
 
-__all__ = ["attack_options", "eps_grid", "run_adversarial"]
+__all__ = ["attack_seed", "eps_grid", "run_adversarial", "strongest_attack"]
 
 _MAX_EXAMPLE_NUMEL = 4096
-
-
-def attack_options(
-    rt: Runtime, name: str, *, steps: int | None = None, restarts: int | None = None
-) -> dict[str, Any]:
-    """The options the audit passes to attack ``name`` (only those it accepts: FGSM takes
-    no steps)."""
-    from xrobust.audit._attacks import accepted_options
-
-    a = rt.config.adversarial
-    is_apgd = name.startswith("apgd")
-    opts = {
-        "steps": steps if steps is not None else (a.apgd_steps if is_apgd else a.steps),
-        "restarts": restarts if restarts is not None else a.restarts,
-        "early_stop": a.early_stop,
-    }
-    ok = accepted_options(name)
-    return opts if ok is None else {k: v for k, v in opts.items() if k in ok}
 
 
 def eps_grid(rt: Runtime, norm: str) -> tuple[list[float], float]:
@@ -48,7 +39,9 @@ def eps_grid(rt: Runtime, norm: str) -> tuple[list[float], float]:
     a = rt.config.adversarial
     grid = list(a.eps.get(norm) or default_eps(rt.spec, norm, rt.feature_std))
     for req in rt.config.requirements.robust:
-        if req.norm == norm and not any(math.isclose(req.eps, e, rel_tol=1e-6) for e in grid):
+        if _same_norm(req.norm, norm) and not any(
+            math.isclose(req.eps, e, rel_tol=1e-6) for e in grid
+        ):
             grid.append(float(req.eps))
     head = a.headline_eps.get(norm)
     grid = sorted(set(grid))
@@ -59,21 +52,29 @@ def eps_grid(rt: Runtime, norm: str) -> tuple[list[float], float]:
     return grid, float(head)
 
 
+def _same_norm(a: str, b: str) -> bool:
+    from xrobust.attacks.norms import get_norm
+
+    return get_norm(a) == get_norm(b)
+
+
+def attack_seed(rt: Runtime, norm: str, attack: str, chunk: int) -> int:
+    """The seed of ``attack`` on chunk ``chunk`` under ``norm`` (the same at every eps)."""
+    return chunk_seed(rt.config.seed, f"adversarial:{norm}:{attack}", chunk)
+
+
 def run_adversarial(rt: Runtime) -> dict[str, Any]:
     """Robustness curves, per-class robust accuracy, flips, minimal perturbations and the
     most vulnerable examples, for every configured norm."""
     why = attacks_unavailable()
     if why:
         return {"_unavailable": why}
-    from xrobust.attacks import ATTACKS
-
     a = rt.config.adversarial
     for name in a.attacks:
-        ATTACKS.get(name)  # unknown names raise ConfigError with a did-you-mean
+        attack_fields(name)  # unknown names raise ConfigError with a did-you-mean
     idx = rt.sample(a.n)
     y = rt.y[idx]
-    clean_pred = rt.clean_logits()[idx].argmax(1)
-    correct = clean_pred == y
+    correct = rt.clean_logits()[idx].argmax(1) == y
     out: dict[str, Any] = {
         "n": len(idx),
         "indices": idx.tolist(),
@@ -82,158 +83,182 @@ def run_adversarial(rt: Runtime) -> dict[str, Any]:
         "norms": {},
     }
     for norm in a.norms:
-        out["norms"][norm] = _one_norm(rt, norm, idx, y, clean_pred)
+        out["norms"][norm] = _one_norm(rt, norm, idx)
     return out
 
 
-def _one_norm(
-    rt: Runtime, norm: str, idx: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor
-) -> dict[str, Any]:
+# ---------------------------------------------------------------------- one threat model
+def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor) -> dict[str, Any]:
+    from xrobust.attacks.evaluation import adversarial_confusion, per_class_accuracy
+    from xrobust.attacks.norms import get_norm
+
     a = rt.config.adversarial
     grid, head = eps_grid(rt, norm)
     k_head = min(range(len(grid)), key=lambda k: abs(grid[k] - head))
-    correct = clean_pred == y
-    curves: dict[str, list[float]] = {}
+    grids = {n: _attack_grid(rt, n, norm, grid, head) for n in a.attacks}
+    results: dict[str, list[Any]] = {}
     seconds: dict[str, float] = {}
-    preds: dict[str, list[torch.Tensor]] = {}
-    total = len(a.attacks) * len(grid)
-    done = 0
-    for name in a.attacks:
-        opts = attack_options(rt, name)
+    for j, name in enumerate(a.attacks):
         t0 = time.perf_counter()
-        curves[name], preds[name] = [], []
-        for e in grid:
-            stage = f"adversarial:{norm}:{name}:{e:g}"
-
-            def one(
-                i: int, c: torch.Tensor, _name: str = name, _e: float = e, _opts: dict = opts
-            ) -> torch.Tensor:
-                res = run_attack(rt, _name, norm, _e, rt.x[c], rt.y[c], **_opts)
-                # an example misclassified on clean data counts as not robust whatever the attack did
-                p = res.pred_adv.clone()
-                wrong = clean_pred_of(c) != rt.y[c]
-                p[wrong] = clean_pred_of(c)[wrong]
-                return p
-
-            def clean_pred_of(c: torch.Tensor) -> torch.Tensor:
-                return rt.clean_logits()[c].argmax(1)
-
-            p = torch.cat(rt.map_chunks(stage, idx, one))
-            preds[name].append(p)
-            curves[name].append(round(float((p == y).double().mean()), 6))
-            done += 1
-            rt.report(f"adversarial {norm}", done, total)
+        results[name] = _run_grid(rt, name, norm, grids[name], idx)
         seconds[name] = round(time.perf_counter() - t0, 4)
-    # per-example worst case over attacks: robust only if every attack failed
-    robust_all = torch.stack(
-        [torch.stack([preds[n][k] == y for n in a.attacks]).all(0) for k in range(len(grid))]
-    )
-    curves["worst"] = [round(float(r.double().mean()), 6) for r in robust_all]
-    # adversarial prediction at the headline eps: the first attack (in order) that broke it
-    adv_pred = clean_pred.clone()
-    broken_by = ["" for _ in range(len(idx))]
-    for name in reversed(a.attacks):
-        p = preds[name][k_head]
-        fooled = (p != y) & correct
-        adv_pred[fooled] = p[fooled]
-        for i in torch.nonzero(fooled).flatten().tolist():
-            broken_by[i] = name
-    robust_head = robust_all[k_head]
-    per_class_clean, per_class_robust, support = [], [], []
-    for c in range(rt.num_classes):
-        m = y == c
-        support.append(int(m.sum()))
-        per_class_clean.append(round(float(correct[m].double().mean()), 6) if m.any() else None)
-        per_class_robust.append(
-            round(float(robust_head[m].double().mean()), 6) if m.any() else None
-        )
-    flips = confusion_matrix(y[correct], adv_pred[correct], rt.num_classes)
-    # minimal perturbation: smallest grid eps at which the worst case fools the example,
-    # refined by bisection with the strongest iterative attack when enabled
-    min_eps = _grid_min_eps(grid, robust_all, correct)
-    mp_method = "grid (smallest eps of the grid at which the worst case fools the example)"
-    # strongest: lowest accuracy at the headline eps, then over the whole curve; ties go to
-    # the attack listed last (the configured order runs from weak to strong: FGSM, PGD, APGD)
-    by_strength = sorted(
-        a.attacks, key=lambda n: (curves[n][k_head], sum(curves[n]), -a.attacks.index(n))
-    )
-    strongest = by_strength[0]
-    vulnerable: list[dict[str, Any]] | None = None
-    lib = _library_minimal()
-    if a.minimal_perturbation and bool(correct.any()) and lib is not None:
-        min_eps, vulnerable = _bisect(
-            rt, lib, strongest, norm, grid[-1], idx, y, clean_pred, correct
-        )
-        tol = grid[-1] / 2**a.bisection_steps
-        mp_method = f"bisection with {strongest} ({a.bisection_steps} steps, tolerance {tol:.3g})"
-    if vulnerable is None:
-        vulnerable = _vulnerable(rt, norm, by_strength, idx, y, clean_pred, min_eps, correct)
-    found = [v for v, c in zip(min_eps, correct.tolist()) if c and v is not None]
-    censored = sum(1 for v, c in zip(min_eps, correct.tolist()) if c and v is None)
-    return {
+        rt.report(f"adversarial {norm}", j + 1, len(a.attacks))
+    worst = []
+    for e in grid:
+        ran = [results[n][grids[n].index(e)] for n in a.attacks if e in grids[n]]
+        worst.append(_worst_case(ran))
+    curves = {n: _curve(n, norm, grids[n], results[n]).to_dict() for n in a.attacks}
+    curves["worst"] = _curve("worst", norm, grid, worst).to_dict()
+    strongest = strongest_attack(curves, a.attacks, head)
+    full_grid = [n for n in a.attacks if grids[n] == grid]
+    minimal_attack = strongest_attack(curves, full_grid, head) if full_grid else strongest
+    at_head = worst[k_head]
+    c = rt.num_classes
+    chunks = len(rt.chunks(idx))
+    out: dict[str, Any] = {
+        "norm": norm,
+        "label": get_norm(norm).label,
         "eps": grid,
         "headline_eps": head,
         "curves": curves,
-        "attack_options": {n: attack_options(rt, n) for n in a.attacks},
+        "results": {n: [r.to_dict() for r in results[n]] for n in a.attacks},
+        "attack_options": {n: _jsonable(attack_kwargs(rt, n, norm)) for n in a.attacks},
+        "seeds": {n: [attack_seed(rt, norm, n, i) for i in range(chunks)] for n in a.attacks},
         "seconds": seconds,
         "strongest_attack": strongest,
-        "per_class": {"clean": per_class_clean, "robust": per_class_robust, "support": support},
-        "flip_matrix": flips.tolist(),
-        "broken_by": {n: broken_by.count(n) for n in a.attacks},
-        "minimal_perturbation": {
-            "method": mp_method,
-            "values": [None if v is None else round(float(v), 6) for v in min_eps],
-            "median": _median(found),
-            "mean": round(sum(found) / len(found), 6) if found else None,
-            "n_found": len(found),
-            "n_censored": censored,
-            "max_eps": grid[-1],
-        },
-        "vulnerable": vulnerable,
+        "per_class": per_class_accuracy(at_head, c).to_dict(),
+        "confusion": adversarial_confusion(at_head, c).to_dict(),
+        "broken_by": at_head.to_dict().get("broken_by", {}),
+        "broken_by_example": list(at_head.broken_by or []),
+        "minimal_perturbation": None,
+        "vulnerable": [],
     }
-
-
-def _grid_min_eps(
-    grid: list[float], robust_all: torch.Tensor, correct: torch.Tensor
-) -> list[float | None]:
-    out: list[float | None] = []
-    for i in range(robust_all.shape[1]):
-        if not bool(correct[i]):
-            out.append(0.0)
-            continue
-        v = None
-        for k, e in enumerate(grid):
-            if not bool(robust_all[k, i]):
-                v = e
-                break
-        out.append(v)
+    if a.minimal_perturbation and bool((at_head.pred_clean == at_head.y).any()):
+        out["minimal_perturbation"], out["vulnerable"] = _minimal(
+            rt, minimal_attack, norm, grid, idx
+        )
     return out
 
 
-def _bisect(
-    rt: Runtime,
-    lib: Any,
-    attack: str,
-    norm: str,
-    eps_max: float,
-    idx: torch.Tensor,
-    y: torch.Tensor,
-    clean_pred: torch.Tensor,
-    correct: torch.Tensor,
-) -> tuple[list[float | None], list[dict[str, Any]]]:
-    """Per-example minimal perturbation by bisection (``xrobust.attacks``'
-    ``minimal_perturbation``), chunk by chunk; each chunk also hands back its most
-    vulnerable examples with their adversarials."""
-    from xrobust.audit._attacks import attack_kwargs
+def strongest_attack(curves: dict[str, Any], attacks: list[str], head: float) -> str:
+    """The attack with the lowest robust accuracy at the headline eps, then over its whole
+    curve; ties go to the attack listed last (the configured order runs from weak to
+    strong)."""
+
+    def key(n: str) -> tuple[float, float, int]:
+        c = curves[n]
+        acc = c["robust_accuracy"]
+        return (acc[c["eps"].index(head)], sum(acc) / len(acc), -attacks.index(n))
+
+    return sorted(attacks, key=key)[0]
+
+
+def _attack_grid(rt: Runtime, name: str, norm: str, grid: list[float], head: float) -> list[float]:
+    """The eps at which ``name`` runs: the whole grid, or for ``headline_only`` attacks the
+    headline eps and the requirements' eps of this norm."""
+    if name not in rt.config.adversarial.headline_only:
+        return list(grid)
+    wanted = {head}
+    for req in rt.config.requirements.robust:
+        if _same_norm(req.norm, norm) and req.attack in (name, "worst"):
+            wanted |= {e for e in grid if math.isclose(e, req.eps, rel_tol=1e-6)}
+    return [e for e in grid if e in wanted]
+
+
+def _run_grid(rt: Runtime, name: str, norm: str, grid: list[float], idx: torch.Tensor) -> list[Any]:
+    """``name`` at every eps of ``grid`` on the examples ``idx``: one ``AttackResult``
+    per eps, chunks joined in order (each chunk seeded by :func:`attack_seed`)."""
+    from xrobust.attacks import AttackResult
+
+    def one(i: int, c: torch.Tensor) -> list[Any]:
+        seed = attack_seed(rt, norm, name, i)
+        return [
+            run_attack(rt, name, norm, e, rt.x[c], rt.y[c], seed=seed, keep_adv=False) for e in grid
+        ]
+
+    per_chunk = rt.map_chunks(f"adversarial:{norm}:{name}", idx, one)
+    return [AttackResult.concat([p[k] for p in per_chunk]) for k in range(len(grid))]
+
+
+def _curve(name: str, norm: str, grid: list[float], results: list[Any]) -> Any:
+    """The :class:`RobustnessCurve` of per-eps results, by ``robustness_curve``'s rule: an
+    example is robust at eps[k] only if the attack failed at every eps <= eps[k]."""
+    from xrobust.attacks.evaluation import RobustnessCurve
+
+    robust: torch.Tensor | None = None
+    accs: list[float] = []
+    for r in results:
+        ok = r.pred_adv == r.y
+        robust = ok if robust is None else robust & ok
+        accs.append(round(float(robust.double().mean()), 6))
+    last = results[-1]
+    return RobustnessCurve(
+        attack=name,
+        norm=norm,
+        eps=list(grid),
+        robust_accuracy=accs,
+        clean_accuracy=round(last.clean_accuracy, 6),
+        n=last.n,
+        config={k: v for k, v in last.config.items() if k != "eps"},
+        time_s=round(sum(r.time_s for r in results), 4),
+    )
+
+
+def _worst_case(results: list[Any]) -> Any:
+    """Per example, the first of ``results`` (same examples, attacks in configured order)
+    that broke it: its prediction and perturbation norm, and in ``broken_by`` its name
+    (``ensemble/<member>`` for an ensemble's member; None for examples no attack broke and
+    for those misclassified clean, which evaluation mode does not attack)."""
+    first = results[0]
+    n = first.n
+    won = torch.zeros(n, dtype=torch.bool)
+    pred = first.pred_adv.clone()
+    norms = first.norms.clone()
+    broken: list[str | None] = [None] * n
+    for r in results:
+        take = r.success & r.attacked & ~won
+        pred[take] = r.pred_adv[take]
+        norms[take] = r.norms[take]
+        for i in take.nonzero().flatten().tolist():
+            member = r.broken_by[i] if r.broken_by is not None else None
+            broken[i] = f"{r.attack}/{member}" if member else r.attack
+        won |= take
+    return dataclasses.replace(
+        first,
+        x_adv=None,
+        pred_adv=pred,
+        success=won | (first.success & ~first.attacked),
+        norms=norms,
+        attacked=torch.stack([r.attacked for r in results]).any(0),
+        steps=torch.stack([r.steps for r in results]).sum(0),
+        attack="worst",
+        config={"attacks": [r.attack for r in results]},
+        broken_by=broken,
+        forward_passes=sum(r.forward_passes for r in results),
+        gradient_passes=sum(r.gradient_passes for r in results),
+        time_s=sum(r.time_s for r in results),
+    )
+
+
+# ---------------------------------------------------------------------- minimal eps
+def _minimal(
+    rt: Runtime, attack: str, norm: str, grid: list[float], idx: torch.Tensor
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``minimal_perturbation`` with ``attack`` (bisection up to the largest grid eps),
+    chunk by chunk; each chunk also hands back its most vulnerable examples."""
+    from xrobust.attacks.evaluation import MinimalPerturbation, minimal_perturbation
+    from xrobust.attacks.norms import get_norm
 
     a = rt.config.adversarial
-    kw = attack_kwargs(rt, attack, norm, **attack_options(rt, attack))
-    positions = torch.arange(len(idx))
+    eps_max = grid[-1]
     store_x = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
+    measure = get_norm(norm).measure
 
-    def one(i: int, p: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-        xs, ys = rt.x[idx[p]], y[p]
-        r = lib(
+    def one(i: int, c: torch.Tensor) -> tuple[Any, list[dict[str, Any]]]:
+        kw = attack_kwargs(rt, attack, norm)
+        kw["seed"] = chunk_seed(rt.config.seed, f"minimal:{norm}:{attack}", i)
+        xs, ys = rt.x[c], rt.y[c]
+        r = minimal_perturbation(
             rt.model,
             xs.to(rt.device),
             ys.to(rt.device),
@@ -242,165 +267,63 @@ def _bisect(
             bisection_steps=a.bisection_steps,
             **kw,
         )
-        eps = r.eps.detach().double().cpu()
-        x_adv = r.x_adv.detach().float().cpu()
-        ok = correct[p] & torch.isfinite(eps)
-        order = sorted((float(eps[j]), j) for j in range(len(p)) if bool(ok[j]))[: a.n_vulnerable]
-        rows = []
-        if order:
-            with torch.no_grad():
-                pred = rt.forward(x_adv[[j for _, j in order]]).argmax(1)
-            for (v, j), pa in zip(order, pred.tolist()):
-                rows.append(
-                    _row(
-                        rt,
-                        norm,
-                        int(idx[p[j]]),
-                        int(ys[j]),
-                        int(clean_pred[p[j]]),
-                        pa,
-                        v,
-                        attack,
-                        xs[j],
-                        x_adv[j],
-                        store_x,
-                    )
-                )
-        return eps, rows
+        r = dataclasses.replace(
+            r, eps=r.eps.detach().cpu(), x_adv=r.x_adv.detach().float().cpu(), found=r.found.cpu()
+        )
+        clean = rt.clean_logits()[c].argmax(1)
+        pick = [
+            j
+            for j in sorted(range(len(c)), key=lambda j: float(r.eps[j]))
+            if bool(r.found[j]) and float(r.eps[j]) > 0 and bool(clean[j] == ys[j])
+        ][: a.n_vulnerable]
+        rows: list[dict[str, Any]] = []
+        if pick:
+            pred_adv = rt.forward(r.x_adv[pick]).argmax(1).tolist()
+            for j, pa in zip(pick, pred_adv):
+                delta = r.x_adv[j] - xs[j]
+                row = {
+                    "index": int(c[j]),
+                    "attack": attack,
+                    "label": int(ys[j]),
+                    "pred_clean": int(clean[j]),
+                    "pred_adv": int(pa),
+                    "eps": round(float(r.eps[j]), 6),
+                    "perturbation_norm": round(float(measure(delta.unsqueeze(0))[0]), 6),
+                }
+                rows.append(_with_images(rt, row, xs[j], r.x_adv[j], store_x))
+        return r, rows
 
-    parts = rt.map_chunks(f"minimal:{norm}:{attack}", positions, one)
-    eps_all = torch.cat([e for e, _ in parts])
+    parts = rt.map_chunks(f"minimal:{norm}:{attack}", idx, one)
+    first = parts[0][0]
+    joined = MinimalPerturbation(
+        attack=first.attack,
+        norm=first.norm,
+        eps=torch.cat([p.eps for p, _ in parts]),
+        x_adv=torch.cat([p.x_adv for p, _ in parts]),
+        found=torch.cat([p.found for p, _ in parts]),
+        eps_max=first.eps_max,
+        tolerance=first.tolerance,
+    )
     rows = sorted((r for _, rs in parts for r in rs), key=lambda r: (r["eps"], r["index"]))
-    values: list[float | None] = []
-    for j in range(len(idx)):
-        if not bool(correct[j]):
-            values.append(0.0)
-        elif not math.isfinite(float(eps_all[j])):
-            values.append(None)
-        else:
-            values.append(float(eps_all[j]))
-    return values, rows[: a.n_vulnerable]
+    d = joined.to_dict()
+    d["method"] = (
+        f"bisection with {attack} ({a.bisection_steps} steps, tolerance {joined.tolerance:.3g})"
+    )
+    return d, rows[: a.n_vulnerable]
 
 
-def _row(
-    rt: Runtime,
-    norm: str,
-    index: int,
-    label: int,
-    pred_clean: int,
-    pred_adv: int,
-    eps: float,
-    attack: str,
-    x: torch.Tensor,
-    x_adv: torch.Tensor,
-    store_x: bool,
+def _with_images(
+    rt: Runtime, row: dict[str, Any], x: torch.Tensor, x_adv: torch.Tensor, store_x: bool
 ) -> dict[str, Any]:
-    delta = (x_adv - x).flatten()
-    row: dict[str, Any] = {
-        "index": index,
-        "attack": attack,
-        "label": label,
-        "pred_clean": pred_clean,
-        "pred_adv": pred_adv,
-        "eps": round(float(eps), 6),
-        "perturbation_norm": round(float(delta.abs().max() if norm == "linf" else delta.norm()), 6),
-    }
-    if store_x:
-        if rt.spec.modality == "image":
-            row["x"] = to_list(x.mean(0) if x.dim() == 3 else x, 4)
-            row["x_adv"] = to_list(x_adv.mean(0) if x.dim() == 3 else x_adv, 4)
-        else:
-            row["delta"] = to_list(delta, 5)
+    if not store_x:
+        return row
+    if rt.spec.modality == "image":
+        row["x"] = to_list(x.mean(0) if x.dim() == 3 else x, 4)
+        row["x_adv"] = to_list(x_adv.mean(0) if x.dim() == 3 else x_adv, 4)
+    else:
+        row["delta"] = to_list((x_adv - x).flatten(), 5)
     return row
 
 
-def _vulnerable(
-    rt: Runtime,
-    norm: str,
-    attacks: list[str],
-    idx: torch.Tensor,
-    y: torch.Tensor,
-    clean_pred: torch.Tensor,
-    min_eps: list[float | None],
-    correct: torch.Tensor,
-) -> list[dict[str, Any]]:
-    """The correctly classified examples with the smallest minimal perturbation, attacked
-    at that eps by the attacks from strongest to weakest until one fools it (rank 0 only:
-    a handful of examples)."""
-    a = rt.config.adversarial
-    cand = [
-        (v, i) for i, (v, c) in enumerate(zip(min_eps, correct.tolist())) if c and v is not None
-    ]
-    cand.sort()
-    pick = cand[: a.n_vulnerable]
-    if not pick:
-        return []
-    store_x = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
-
-    def compute() -> list[dict[str, Any]]:
-        torch.manual_seed(rt.config.seed)
-        rows = []
-        pos = torch.tensor([i for _, i in pick])
-        xs, ys = rt.x[idx[pos]], y[pos]
-        eps_vec = torch.tensor([float(v) for v, _ in pick])
-        results, used = [], []
-        for j in range(len(pos)):
-            for attack in attacks:
-                r = run_attack(
-                    rt,
-                    attack,
-                    norm,
-                    float(eps_vec[j]),
-                    xs[j : j + 1],
-                    ys[j : j + 1],
-                    **attack_options(rt, attack),
-                )
-                if bool(r.success[0]):
-                    break
-            results.append(r)
-            used.append(attack)
-        for j, (v, i) in enumerate(pick):
-            r = results[j]
-            rows.append(
-                _row(
-                    rt,
-                    norm,
-                    int(idx[i]),
-                    int(y[i]),
-                    int(clean_pred[i]),
-                    int(r.pred_adv[0]),
-                    float(v),
-                    used[j],
-                    xs[j],
-                    r.x_adv[0],
-                    store_x,
-                )
-            )
-        return rows
-
-    return rt.on_rank0(compute)
-
-
-def _median(v: list[float]) -> float | None:
-    if not v:
-        return None
-    s = sorted(v)
-    m = len(s) // 2
-    return round(s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2, 6)
-
-
-def _check_attack_names(names: list[str]) -> None:
-    from xrobust.attacks import ATTACKS
-
-    for n in names:
-        if n not in ATTACKS:
-            raise ConfigError(f"unknown attack {n!r}; available: {', '.join(ATTACKS.list())}")
-
-
-def _library_minimal() -> Any:
-    """``xrobust.attacks.evaluation.minimal_perturbation`` when the attacks package has it."""
-    try:
-        from xrobust.attacks.evaluation import minimal_perturbation
-    except ImportError:
-        return None
-    return minimal_perturbation
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

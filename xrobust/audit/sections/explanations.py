@@ -17,7 +17,7 @@ import torch
 from xrobust.audit._attacks import attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, to_list
 from xrobust.audit.report import SectionResult
-from xrobust.audit.sections.adversarial import attack_options, eps_grid
+from xrobust.audit.sections.adversarial import eps_grid
 
 __all__ = ["run_explanations"]
 
@@ -74,9 +74,8 @@ def _run(rt: Runtime) -> dict[str, Any]:
         notes.append(f"adversarial attributions not available: {why}")
     else:
         _, eps = eps_grid(rt, cfg.norm)
-        attack = "pgd"
-        torch.manual_seed(seed)
-        res = run_attack(rt, attack, cfg.norm, eps, x, y, **attack_options(rt, attack))
+        attack = cfg.attack
+        res = run_attack(rt, attack, cfg.norm, eps, x, y, seed=seed)
         x_adv, pred_adv = res.x_adv, res.pred_adv
     show = min(cfg.n, len(pool))
     store = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
@@ -125,7 +124,7 @@ def _run(rt: Runtime) -> dict[str, Any]:
         "n_metrics": len(pool),
         "norm": cfg.norm,
         "eps": eps,
-        "attack": None if x_adv is None else "pgd",
+        "attack": None if x_adv is None else cfg.attack,
         "feature_names": list(rt.spec.feature_names) if rt.spec.feature_names else None,
         "examples": examples,
         "methods": methods,

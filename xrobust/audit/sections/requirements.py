@@ -107,8 +107,9 @@ def evaluate_requirements(
             out.append(_unmeasured(req.name, why, "robust accuracy", adv))
             continue
         norm_data: dict[str, Any] | None = adv.data.get("norms", {}).get(req.norm)
-        k = None if norm_data is None else find_eps(norm_data["eps"], req.eps)
-        curve = None if norm_data is None else norm_data["curves"].get(req.attack)
+        entry = None if norm_data is None else norm_data["curves"].get(req.attack)
+        k = None if entry is None else find_eps(entry["eps"], req.eps)
+        curve = None if entry is None else entry["robust_accuracy"]
         if k is None or curve is None or curve[k] is None:
             what = f"{req.attack} at {req.norm} eps={req.eps:g} was not evaluated"
             out.append(CheckResult(req.name, "fail", f"not measured: {what}", why))

@@ -13,13 +13,12 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from xrobust._modelstate import frozen_params
-from xrobust.audit._attacks import attacks_unavailable, run_attack
+from xrobust.audit._attacks import attack_fields, attack_kwargs, attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, chunk_seed
 from xrobust.audit.report import CheckResult, SectionResult
-from xrobust.audit.sections.adversarial import attack_options, eps_grid
+from xrobust.audit.sections.adversarial import eps_grid
+from xrobust.validation import probability_kind
 
 __all__ = ["WHY", "run_sanity"]
 
@@ -67,6 +66,18 @@ WHY = {
 
 def _res(name: str, status: str, message: str, **details: Any) -> dict[str, Any]:
     return CheckResult(name, status, message, WHY[name], details).to_dict()  # type: ignore[arg-type]
+
+
+def _largest(rows: list[dict[str, Any]], a: str, b: str) -> tuple[dict[str, Any], float]:
+    """The row with the largest ``row[a] - row[b]``, and that difference."""
+    worst = max(rows, key=lambda r: r[a] - r[b])
+    return worst, worst[a] - worst[b]
+
+
+def _graded(name: str, excess: float, tol: float, message: str, **details: Any) -> dict[str, Any]:
+    """Pass within ``tol``, warn within twice ``tol``, fail beyond."""
+    status = "pass" if excess <= tol else ("warn" if excess <= 2 * tol else "fail")
+    return _res(name, status, message, **details)
 
 
 def run_sanity(rt: Runtime, adversarial: SectionResult | None) -> dict[str, Any]:
@@ -125,13 +136,8 @@ def _deterministic(rt: Runtime, x: torch.Tensor) -> dict[str, Any]:
 
 
 def _logits(rt: Runtime) -> dict[str, Any]:
-    from xrobust.audit._runtime import looks_like_probabilities
-
     out = rt.clean_logits()[rt.sample(min(len(rt.order), 512))]
-    try:
-        from xrobust.attacks.checks import output_looks_like_probabilities as probs_like
-    except ImportError:  # pragma: no cover - attacks layer missing
-        probs_like = looks_like_probabilities
+    kind = probability_kind(out)
     row_sums = out.double().sum(1)
     details = {
         "min": round(float(out.min()), 6),
@@ -139,7 +145,7 @@ def _logits(rt: Runtime) -> dict[str, Any]:
         "row_sum_mean": round(float(row_sums.mean()), 6),
         "row_sum_std": round(float(row_sums.std()) if len(row_sums) > 1 else 0.0, 6),
     }
-    if looks_like_probabilities(out):
+    if kind == "softmax":
         return _res(
             "logits_not_probabilities",
             "fail",
@@ -147,7 +153,7 @@ def _logits(rt: Runtime) -> dict[str, Any]:
             "probabilities; remove the final softmax",
             **details,
         )
-    if probs_like(out):
+    if kind == "sigmoid":
         return _res(
             "logits_not_probabilities",
             "warn",
@@ -164,29 +170,14 @@ def _logits(rt: Runtime) -> dict[str, Any]:
 
 
 def _gradients(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    grads = []
-    model = rt.model
-    with frozen_params(model):
-        for i in range(0, len(x), rt.config.batch_size):
-            xb = x[i : i + rt.config.batch_size].to(rt.device).requires_grad_(True)
-            yb = y[i : i + rt.config.batch_size].to(rt.device)
-            with torch.enable_grad():
-                loss = F.cross_entropy(model(xb).float(), yb, reduction="sum")
-                (g,) = torch.autograd.grad(loss, xb)
-            grads.append(g.detach().cpu().flatten(1))
-    g = torch.cat(grads)
-    finite = torch.isfinite(g)
-    nonfinite = float((~finite).any(1).double().mean())
-    zero = float((g == 0).all(1).double().mean())
-    mean_abs = float(g[finite].abs().mean()) if bool(finite.any()) else 0.0
-    details = {
-        "zero_fraction": round(zero, 6),
-        "nonfinite_fraction": round(nonfinite, 6),
-        "mean_abs": mean_abs,
-        "n": len(g),
-    }
+    """``xrobust.attacks.checks.gradient_stats`` on the sanity sample (a few dozen rows)."""
+    from xrobust.attacks.checks import gradient_stats
+
+    stats = gradient_stats(rt.model, x.to(rt.device), y.to(rt.device))
+    zero, nonfinite, mean_abs = stats.zero_fraction, stats.nonfinite_fraction, stats.mean_abs
+    details = stats.to_dict()
     msg = (
-        f"input gradients of the cross-entropy: {zero:.0%} of {len(g)} examples all zero, "
+        f"input gradients of the cross-entropy: {zero:.0%} of {stats.n} examples all zero, "
         f"{nonfinite:.0%} non-finite, mean |g| = {mean_abs:.3g}"
     )
     if nonfinite > 0 or zero > 0.5:
@@ -214,11 +205,28 @@ def _acc(
     hits = 0
     bs = rt.config.batch_size
     for i in range(0, len(x), bs):
-        torch.manual_seed(chunk_seed(rt.config.seed, stage, i // bs))
-        res = run_attack(rt, attack, norm, eps, x[i : i + bs], y[i : i + bs], **opts)
+        seed = chunk_seed(rt.config.seed, stage, i // bs)
+        res = run_attack(
+            rt, attack, norm, eps, x[i : i + bs], y[i : i + bs], seed=seed, keep_adv=False, **opts
+        )
         hits += int((res.pred_adv == y[i : i + bs]).sum())
     rt.cache[key] = hits / max(1, len(x))
     return rt.cache[key]
+
+
+def _iterative_attack(rt: Runtime) -> str:
+    """The configured iterative attack; its config must have steps and restarts (the
+    convergence check raises both)."""
+    name = rt.config.sanity.iterative_attack
+    missing = {"steps", "restarts"} - set(attack_fields(name))
+    if missing:
+        from xrobust.errors import ConfigError
+
+        raise ConfigError(
+            f"sanity.iterative_attack = {name!r} has no {', '.join(sorted(missing))} option; "
+            "name an iterative attack with steps and restarts, such as pgd"
+        )
+    return name
 
 
 def _norms(rt: Runtime) -> list[str]:
@@ -230,40 +238,51 @@ def _iterative(
 ) -> dict[str, Any]:
     name = "iterative_beats_single_step"
     rows = []
-    if adv is not None and "fgsm" in adv.data.get("attacks", []):
-        iterative = [a for a in adv.data["attacks"] if a != "fgsm"]
+    single_step, iterative_attack = rt.config.sanity.single_step_attack, _iterative_attack(rt)
+    if adv is not None and single_step in adv.data.get("attacks", []):
+        iterative = [a for a in adv.data["attacks"] if a != single_step]
         for norm, nd in adv.data["norms"].items():
             for it in iterative:
-                for e, single, multi in zip(nd["eps"], nd["curves"]["fgsm"], nd["curves"][it]):
-                    rows.append(
-                        {"norm": norm, "eps": e, "iterative": it, "single": single, "multi": multi}
-                    )
-        source = f"the adversarial section's curves (n={adv.data['n']})"
+                single_acc = {r["eps"]: r["robust_accuracy"] for r in nd["results"][single_step]}
+                for r in nd["results"][it]:
+                    if r["eps"] in single_acc:
+                        rows.append(
+                            {
+                                "norm": norm,
+                                "eps": r["eps"],
+                                "iterative": it,
+                                "single": single_acc[r["eps"]],
+                                "multi": r["robust_accuracy"],
+                            }
+                        )
+        source = f"the adversarial section's results at each eps (n={adv.data['n']})"
         tol = max(tol, 1.5 / max(1, adv.data["n"]))
     else:
         for norm in _norms(rt):
             _, head = eps_grid(rt, norm)
-            single = _acc(
-                rt, "fgsm", norm, head, x, y, f"sanity:fgsm:{norm}", **attack_options(rt, "fgsm")
-            )
+            single = _acc(rt, single_step, norm, head, x, y, f"sanity:{single_step}:{norm}")
             multi = _acc(
-                rt, "pgd", norm, head, x, y, f"sanity:pgd:{norm}", **attack_options(rt, "pgd")
+                rt, iterative_attack, norm, head, x, y, f"sanity:{iterative_attack}:{norm}"
             )
             rows.append(
-                {"norm": norm, "eps": head, "iterative": "pgd", "single": single, "multi": multi}
+                {
+                    "norm": norm,
+                    "eps": head,
+                    "iterative": iterative_attack,
+                    "single": single,
+                    "multi": multi,
+                }
             )
-        source = f"FGSM and PGD at the headline eps (n={len(x)})"
+        source = f"{single_step} and {iterative_attack} at the headline eps (n={len(x)})"
     if not rows:
         return _res(name, "skip", "no single-step and iterative attack to compare")
-    worst = max(rows, key=lambda r: r["multi"] - r["single"])
-    gap = worst["multi"] - worst["single"]
+    worst, gap = _largest(rows, "multi", "single")
     msg = (
         f"largest excess of iterative over single-step robust accuracy: {gap:+.3f} "
-        f"({worst['iterative']} {worst['multi']:.3f} vs FGSM {worst['single']:.3f} at "
+        f"({worst['iterative']} {worst['multi']:.3f} vs {single_step} {worst['single']:.3f} at "
         f"{worst['norm']} eps={worst['eps']:g}), from {source}"
     )
-    status = "pass" if gap <= tol else ("warn" if gap <= 2 * tol else "fail")
-    return _res(name, status, msg, rows=rows, tolerance=tol)
+    return _graded(name, gap, tol, msg, rows=rows, tolerance=tol)
 
 
 def _monotonic(rt: Runtime, adv: SectionResult | None, tol: float) -> dict[str, Any]:
@@ -273,20 +292,23 @@ def _monotonic(rt: Runtime, adv: SectionResult | None, tol: float) -> dict[str, 
     tol = max(tol, 1.5 / max(1, adv.data["n"]))
     worst_rise, where = 0.0, ""
     for norm, nd in adv.data["norms"].items():
-        for attack, curve in nd["curves"].items():
+        for attack, per_eps in nd["results"].items():
+            # the raw accuracy at each eps: the curves are cumulative (never rising) by design
+            curve = [r["robust_accuracy"] for r in per_eps]
+            eps = [r["eps"] for r in per_eps]
             for k in range(1, len(curve)):
                 rise = curve[k] - curve[k - 1]
                 if rise > worst_rise:
                     worst_rise = rise
-                    where = f"{attack} {norm} eps {nd['eps'][k - 1]:g} -> {nd['eps'][k]:g}"
+                    where = f"{attack} {norm} eps {eps[k - 1]:g} -> {eps[k]:g}"
     if worst_rise <= 0:
         return _res(
             name, "pass", "every robustness curve is non-increasing in eps", largest_rise=0.0
         )
-    status = "pass" if worst_rise <= tol else ("warn" if worst_rise <= 2 * tol else "fail")
-    return _res(
+    return _graded(
         name,
-        status,
+        worst_rise,
+        tol,
         f"largest rise of robust accuracy with eps: {worst_rise:+.3f} ({where})",
         largest_rise=worst_rise,
         tolerance=tol,
@@ -302,10 +324,10 @@ def _large_eps(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     else:
         s = float(rt.feature_std.median()) if rt.feature_std is not None else 1.0
         eps = 5.0 * s
-    opts = attack_options(rt, "pgd")
-    acc = _acc(rt, "pgd", "linf", eps, x, y, "sanity:large", **opts)
+    it = _iterative_attack(rt)
+    acc = _acc(rt, it, "linf", eps, x, y, "sanity:large")
     limit = rt.config.sanity.large_eps_max_accuracy
-    msg = f"PGD Linf at eps={eps:.3g} (half the input range) leaves robust accuracy {acc:.3f}"
+    msg = f"{it} Linf at eps={eps:.3g} (half the input range) leaves robust accuracy {acc:.3f}"
     status = "pass" if acc <= limit else ("warn" if acc <= 4 * limit else "fail")
     return _res(name, status, msg, eps=eps, accuracy=acc, max_accuracy=limit)
 
@@ -316,10 +338,12 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
     rows = []
     for norm in _norms(rt):
         _, head = eps_grid(rt, norm)
-        base = attack_options(rt, "pgd")
+        it = _iterative_attack(rt)
+        defaults = attack_fields(it)
+        base = {k: attack_kwargs(rt, it, norm).get(k, defaults[k]) for k in ("steps", "restarts")}
         more = dict(base, steps=base["steps"] * f, restarts=max(2, base["restarts"]))
-        a0 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}", **base)
-        a1 = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv1:{norm}", **more)
+        a0 = _acc(rt, it, norm, head, x, y, f"sanity:conv0:{norm}")
+        a1 = _acc(rt, it, norm, head, x, y, f"sanity:conv1:{norm}", **more)
         rows.append(
             {
                 "norm": norm,
@@ -331,52 +355,43 @@ def _converged(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
                 "restarts_more": more["restarts"],
             }
         )
-    worst = max(rows, key=lambda r: r["accuracy"] - r["accuracy_more"])
-    drop = worst["accuracy"] - worst["accuracy_more"]
+    worst, drop = _largest(rows, "accuracy", "accuracy_more")
     msg = (
-        f"PGD-{worst['steps']} vs PGD-{worst['steps_more']} with {worst['restarts_more']} restarts "
+        f"{it}-{worst['steps']} vs {it}-{worst['steps_more']} with {worst['restarts_more']} restarts "
         f"at {worst['norm']} eps={worst['eps']:g}: robust accuracy {worst['accuracy']:.3f} -> "
         f"{worst['accuracy_more']:.3f} ({-drop:+.3f})"
     )
-    status = "pass" if drop <= tol else ("warn" if drop <= 2 * tol else "fail")
-    return _res(name, status, msg, rows=rows, tolerance=tol)
+    return _graded(name, drop, tol, msg, rows=rows, tolerance=tol)
 
 
 def _noise(rt: Runtime, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     name = "attack_beats_random_noise"
+    from xrobust.attacks.norms import get_norm
+
     rows = []
     lo, hi = rt.bounds
+    bounds = (lo, hi) if math.isfinite(hi - lo) else None
     for norm in _norms(rt):
+        ball = get_norm(norm)
         _, head = eps_grid(rt, norm)
         g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, f"sanity:noise:{norm}", 0))
         best_noise_acc = 1.0
         correct_any = torch.zeros(len(x), dtype=torch.bool)
         still = torch.ones(len(x), dtype=torch.bool)
-        for _ in range(
-            10
-        ):  # ten noise draws per example; the example counts as fooled if any fools it
-            if norm == "linf":
-                d = (torch.rand(x.shape, generator=g) * 2 - 1) * head
-            else:
-                d = torch.randn(x.shape, generator=g)
-                d = (
-                    d
-                    / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-                    * head
-                )
-            xn = (x + d).clamp(lo, hi) if math.isfinite(hi - lo) else x + d
+        for _ in range(10):  # ten noise draws per example: fooled if any draw fools it
+            xn = ball.random_start(x, head, bounds, g)
             still &= rt.forward(xn).argmax(1) == y
         correct_any = still
         best_noise_acc = float(correct_any.double().mean())
-        atk = _acc(rt, "pgd", norm, head, x, y, f"sanity:conv0:{norm}", **attack_options(rt, "pgd"))
+        atk = _acc(rt, _iterative_attack(rt), norm, head, x, y, f"sanity:conv0:{norm}")
         rows.append(
             {"norm": norm, "eps": head, "noise_accuracy": best_noise_acc, "attack_accuracy": atk}
         )
     worst = max(rows, key=lambda r: r["attack_accuracy"] - r["noise_accuracy"])
     gap = worst["attack_accuracy"] - worst["noise_accuracy"]
     msg = (
-        f"at {worst['norm']} eps={worst['eps']:g}: accuracy under 10 random-noise draws "
-        f"{worst['noise_accuracy']:.3f}, under PGD {worst['attack_accuracy']:.3f}"
+        f"at {worst['norm']} eps={worst['eps']:g}: accuracy under 10 random draws in the ball "
+        f"{worst['noise_accuracy']:.3f}, under {_iterative_attack(rt)} {worst['attack_accuracy']:.3f}"
     )
     status = "pass" if gap <= 0 else ("warn" if gap <= 1.5 / max(1, len(x)) else "fail")
     return _res(name, status, msg, rows=rows)

@@ -45,7 +45,7 @@ m2.metric("ECE", f"{clean['calibration']['ece']:.4f}", help="expected calibratio
 m3.metric("NLL", f"{clean['nll']:.4f}")
 if adv["status"] == "ok":
     nd = adv["data"]["norms"][norm]
-    worst = nd["curves"]["worst"]
+    worst = nd["curves"]["worst"]["robust_accuracy"]
     mid = len(eps) // 2
     m4.metric(
         f"Robust accuracy at eps {nd['eps'][mid]:g}",

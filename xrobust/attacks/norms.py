@@ -1,0 +1,277 @@
+"""Threat-model norms as small objects (Linf, L2), in the style of Foolbox 3.
+
+A :class:`Norm` knows everything an attack needs about its ball: the measure of a
+perturbation, the steepest-ascent direction of unit norm, the projection onto the ball,
+uniform and surface random starts, and the largest radius that is meaningful for given
+input bounds. :meth:`Norm.ball` binds a ball to a batch (centres, per-example radii and
+input bounds) so that an iterative attack projects its iterates with one call and keeps
+only the rows still active with :meth:`Ball.select`.
+
+This is the only module that tells norms apart: attacks, the audit and the evaluation
+helpers ask a norm object (``get_norm(name)``) and never compare norm names. A new norm
+(L1, say) is a subclass registered in :data:`NORMS`.
+
+Every method works on a batch (first dimension N) of any shape; ``eps`` is a float or a
+per-example tensor (N,).
+
+Example:
+    >>> import torch
+    >>> from xrobust.attacks.norms import get_norm
+    >>> l2 = get_norm("L2")
+    >>> l2.measure(torch.tensor([[3.0, 4.0]]))
+    tensor([5.])
+    >>> l2.project(torch.tensor([[3.0, 4.0]]), 1.0)
+    tensor([[0.6000, 0.8000]])
+    >>> get_norm("linf").label
+    'L∞'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+
+from xrobust.errors import ConfigError
+
+__all__ = ["L2", "NORMS", "Ball", "Linf", "Norm", "get_norm", "list_norms"]
+
+_TINY = 1e-12
+
+
+def _view(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """Reshape a per-example tensor (N,) to broadcast against ``like`` (N, ...)."""
+    if isinstance(t, torch.Tensor):
+        return t.reshape(-1, *([1] * (like.dim() - 1)))
+    return t
+
+
+def _clip(x: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:
+    return x if bounds is None else x.clamp(bounds[0], bounds[1])
+
+
+class Norm:
+    """A threat-model norm. Subclasses set ``name``, ``label`` and ``aliases`` and
+    implement :meth:`measure`, :meth:`direction`, :meth:`project`, :meth:`_uniform` and
+    :meth:`_surface`; the rest is shared."""
+
+    name: ClassVar[str] = ""
+    #: how reports and figures write the norm
+    label: ClassVar[str] = ""
+    #: other spellings accepted by :func:`get_norm`
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Norm) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    # -------------------------------------------------------------- per subclass
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        """Per-example norm of ``delta`` (N, ...) -> (N,)."""
+        raise NotImplementedError
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """The steepest-ascent direction of unit norm for gradient ``grad``."""
+        raise NotImplementedError
+
+    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+        """Project perturbations onto the ball of radius ``eps`` (per example)."""
+        raise NotImplementedError
+
+    def _uniform(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """A perturbation drawn uniformly from the unit ball, shaped like ``x``."""
+        raise NotImplementedError
+
+    def _surface(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """A random perturbation of norm exactly 1 (AutoAttack's start), shaped like ``x``."""
+        raise NotImplementedError
+
+    def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
+        """The largest radius that can matter for inputs of ``numel`` values within
+        ``bounds`` (``inf`` when unbounded, or when it depends on an unknown ``numel``)."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- shared
+    def step(
+        self, x: torch.Tensor, grad: torch.Tensor, size: float | torch.Tensor
+    ) -> torch.Tensor:
+        """One ascent step of length ``size`` (per example) along :meth:`direction`."""
+        return x + _view(size, x) * self.direction(grad)
+
+    def clip(
+        self,
+        x_adv: torch.Tensor,
+        x: torch.Tensor,
+        eps: float | torch.Tensor,
+        bounds: tuple[float, float] | None,
+    ) -> torch.Tensor:
+        """Project ``x_adv`` onto the ball around ``x``, then clip to ``bounds``.
+
+        Clipping after the projection stays inside the ball because ``x`` itself lies
+        inside the bounds (clipping only moves coordinates towards ``x``'s box).
+        """
+        return _clip(x + self.project(x_adv - x, eps), bounds)
+
+    def random_start(
+        self,
+        x: torch.Tensor,
+        eps: float | torch.Tensor,
+        bounds: tuple[float, float] | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """A point drawn uniformly from the ball of radius ``eps`` around ``x``, clipped
+        to ``bounds`` (Madry et al.'s start)."""
+        return _clip(x + self._uniform(x, generator) * _view(eps, x), bounds)
+
+    def surface_start(
+        self,
+        x: torch.Tensor,
+        eps: float | torch.Tensor,
+        bounds: tuple[float, float] | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """A random point on the ball's surface, clipped to ``bounds`` (APGD's start)."""
+        return _clip(x + self._surface(x, generator) * _view(eps, x), bounds)
+
+    def ball(
+        self, x: torch.Tensor, eps: torch.Tensor, bounds: tuple[float, float] | None
+    ) -> Ball:
+        """The ball around each row of ``x`` with radii ``eps``, intersected with ``bounds``."""
+        return Ball(self, x, eps, bounds)
+
+
+class Linf(Norm):
+    """The max norm: every coordinate moves by at most eps."""
+
+    name = "linf"
+    label = "L∞"
+    aliases = ("inf", "l_inf", "linfinity")
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        flat = delta.reshape(delta.shape[0], -1)
+        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.sign()
+
+    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+        e = _view(eps, delta)
+        if isinstance(e, torch.Tensor):
+            return torch.maximum(torch.minimum(delta, e), -e)
+        return delta.clamp(-e, e)
+
+    def _uniform(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        return 2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1
+
+    def _surface(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        t = self._uniform(x, gen)
+        return t / _view(self.measure(t).clamp_min(_TINY), t)
+
+    def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
+        return math.inf if bounds is None else bounds[1] - bounds[0]
+
+
+class L2(Norm):
+    """The Euclidean norm of the whole perturbation."""
+
+    name = "l2"
+    label = "L2"
+    aliases = ("2", "l_2")
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        return delta.reshape(delta.shape[0], -1).norm(p=2, dim=1)
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad / _view(self.measure(grad).clamp_min(_TINY), grad)
+
+    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+        n = self.measure(delta)
+        e = eps if isinstance(eps, torch.Tensor) else torch.full_like(n, float(eps))
+        factor = torch.where(n > e, e / n.clamp_min(_TINY), torch.ones_like(n))
+        return delta * _view(factor, delta)
+
+    def _uniform(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        # a Gaussian direction scaled by u ** (1/d): uniform in the unit ball
+        d = x[0].numel() if x.shape[0] else 1
+        r = torch.rand(x.shape[0], generator=gen, device=x.device, dtype=x.dtype)
+        return self._surface(x, gen) * _view(r.pow(1.0 / d), x)
+
+    def _surface(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        return self.direction(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
+
+    def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
+        if bounds is None or numel is None:
+            return math.inf
+        return (bounds[1] - bounds[0]) * math.sqrt(numel)
+
+
+class Ball:
+    """The eps-balls around a batch of centres, intersected with the input bounds.
+
+    For Linf the intersection is a box whose corners are computed once, which makes the
+    projection of every iterate a single ``clamp``.
+    """
+
+    def __init__(
+        self,
+        norm: Norm,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        bounds: tuple[float, float] | None,
+    ) -> None:
+        self.norm, self.x, self.eps, self.bounds = norm, x, eps, bounds
+        self._box: tuple[torch.Tensor, torch.Tensor] | None = None
+        if isinstance(norm, Linf):
+            e = _view(eps, x)
+            self._box = (_clip_lo(x - e, bounds), _clip_hi(x + e, bounds))
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """The point of the ball (and of the bounds) nearest to ``z``, row by row."""
+        if self._box is not None:
+            return torch.clamp(z, self._box[0], self._box[1])
+        return self.norm.clip(z, self.x, self.eps, self.bounds)
+
+    def select(self, keep: torch.Tensor) -> Ball:
+        """The balls of the rows where ``keep`` (mask or indices) selects."""
+        out = Ball.__new__(Ball)
+        out.norm, out.x, out.eps, out.bounds = self.norm, self.x[keep], self.eps[keep], self.bounds
+        out._box = None if self._box is None else (self._box[0][keep], self._box[1][keep])
+        return out
+
+
+def _clip_lo(t: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:
+    return t if bounds is None else t.clamp_min(bounds[0])
+
+
+def _clip_hi(t: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tensor:
+    return t if bounds is None else t.clamp_max(bounds[1])
+
+
+#: name -> norm object; the registry of threat models
+NORMS: dict[str, Norm] = {n.name: n for n in (Linf(), L2())}
+
+
+def list_norms() -> list[str]:
+    """Names of the supported norms."""
+    return list(NORMS)
+
+
+def get_norm(norm: str | Norm) -> Norm:
+    """The norm object for a name ("linf", "Linf", "inf", "l2", "L2", "2") or a Norm.
+
+    Raises:
+        ConfigError: unknown name, listing the known ones.
+    """
+    if isinstance(norm, Norm):
+        return norm
+    key = str(norm).strip().lower()
+    for n in NORMS.values():
+        if key == n.name or key in n.aliases:
+            return n
+    raise ConfigError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")

@@ -1,0 +1,161 @@
+"""Pieces shared by the subcommands: the model + data options, output checks, number types.
+
+Every command that analyses a trained model takes ``--model RUN``, ``--data NAME_OR_PATH``
+(default: the data the model was trained on, as recorded in its checkpoint), ``--target
+COLUMN`` (the label column of a CSV, as on ``xrobust train``; default: the recorded one) and
+``--allow-incomplete``. Data is read through the model's input schema
+(:func:`xrobust.data.schema.load_for_model`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from xrobust.errors import ConfigError
+
+# ------------------------------------------------------------------ argparse value types
+
+
+def _number(kind: type, lo: float | None, hi: float | None, what: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    parse.__name__ = what  # argparse names the type in "invalid <name> value" messages
+    return parse
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Any:
+    """An argparse type: an integer in [lo, hi]."""
+    if lo is not None and hi is not None:
+        what = f"an integer from {lo} to {hi}"
+    elif lo is not None:
+        what = f"an integer >= {lo}"
+    else:
+        what = "an integer"
+    return _number(int, lo, hi, what)
+
+
+def float_range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> Any:
+    """An argparse type: a finite float in [lo, hi] (or (lo, hi] with ``open_lo``)."""
+    if open_lo and lo is not None:
+        base = _number(float, None, hi, "")
+
+        def parse(text: str) -> float:
+            v = base(text)
+            if v <= lo:
+                raise argparse.ArgumentTypeError(f"expected a number > {lo:g}, got {text!r}")
+            return v  # type: ignore[no-any-return]
+
+        return parse
+    if lo is not None and hi is not None:
+        what = f"a number from {lo:g} to {hi:g}"
+    elif lo is not None:
+        what = f"a number >= {lo:g}"
+    else:
+        what = "a finite number"
+    return _number(float, lo, hi, what)
+
+
+# ------------------------------------------------------------------ output paths
+
+
+def check_out(
+    path: str | os.PathLike[str] | None, *, flag: str = "--out", folder: bool = False
+) -> None:
+    """Fail before any work when ``path`` cannot be written (not writable, under a file, ...).
+
+    Nothing is created: the nearest existing ancestor must be a writable folder.
+    """
+    if path is None:
+        return
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ConfigError(f"{flag} {str(p)!r} is a file; expected a folder")
+    if not folder and p.is_dir():
+        raise ConfigError(f"{flag} {str(p)!r} is a folder; expected a file name")
+    target = p if folder else p.parent
+    anc = target if str(target) else Path(".")
+    while not anc.exists():
+        if anc.parent == anc:
+            break
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise ConfigError(f"{flag} {str(p)!r}: {str(anc)!r} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {str(p)!r}: folder {str(anc)!r} is not writable")
+    if not folder and p.exists() and not os.access(p, os.W_OK) and not os.access(p.parent, os.W_OK):
+        raise ConfigError(f"{flag} {str(p)!r} is not writable")
+
+
+# ------------------------------------------------------------------ model and data
+
+
+def add_model_data_args(p: argparse.ArgumentParser | Any, *, model_required: bool = True) -> None:
+    """``--model``, ``--data``, ``--target`` and ``--allow-incomplete``."""
+    p.add_argument(
+        "--model", required=model_required, metavar="RUN_DIR",
+        help="run directory written by `xrobust train`",
+    )  # fmt: skip
+    p.add_argument(
+        "--data",
+        metavar="NAME_OR_PATH",
+        help="built-in dataset name or path to your data; its test split is used "
+        "(default: the data the model was trained on, as recorded in its checkpoint)",
+    )
+    p.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="label column of a CSV file, as on `xrobust train` (default: the column the "
+        "model was trained with)",
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use the checkpoint of a training run that did not finish (refused by default)",
+    )
+
+
+def old_target_hint(value: str | None, command: str, new_flag: str, data: str | None) -> None:
+    """``--target 3`` used to pick a class: say where that moved, when the data is no CSV."""
+    if value is None:
+        return
+    v = value.strip().lower()
+    looks_like_class = v.lstrip("-").isdigit() or (command == "explain" and v in ("pred", "label"))
+    is_csv = data is not None and Path(str(data)).suffix.lower() in (".csv", ".tsv")
+    if looks_like_class and not is_csv:
+        raise ConfigError(
+            f"--target now names the label column of a CSV file (as on `xrobust train`); "
+            f"to choose the class, use {new_flag} {value}"
+        )
+
+
+def load_model_and_data(
+    args: argparse.Namespace, device: Any = "cpu", *, command: str = "", class_flag: str = ""
+) -> tuple[Any, Any]:
+    """``(LoadedRun, DatasetBundle)`` for ``--model`` / ``--data`` / ``--target``."""
+    from xrobust.data.schema import default_source, load_for_model
+    from xrobust.models import load_run
+
+    loaded = load_run(
+        args.model, device=device, allow_incomplete=bool(getattr(args, "allow_incomplete", False))
+    )
+    if class_flag:
+        try:
+            src: str | None = args.data or default_source(loaded.spec)
+        except ConfigError:
+            src = args.data
+        old_target_hint(args.target, command, class_flag, src)
+    bundle = load_for_model(loaded.spec, args.data, target=args.target)
+    return loaded, bundle

@@ -116,6 +116,7 @@ def test_npz_of_another_shape_and_a_pickled_npz(demo_cache) -> None:
     at = _upload_data("small.npz", buf.getvalue())
     (msg,) = errors(at)
     assert "does not fit the model" in msg
+    assert any("fewer than 20 examples" in w.value for w in at.sidebar.warning)
     buf = io.BytesIO()
     np.savez(buf, x=np.array([object(), 1], dtype=object), y=np.arange(2))
     at = _upload_data("objects.npz", buf.getvalue())

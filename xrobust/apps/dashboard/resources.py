@@ -81,10 +81,17 @@ def builtin_data(name: str, size: int | None) -> Any:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def file_data(path: str, target: str | None, mtime: float) -> Any:
+def file_data(path: str, target: str | None, mtime: float) -> tuple[Any, list[str]]:
+    """The user's file through ``load_dataset``, with the warnings the loader gave (shown
+    in the sidebar; a cached load would not repeat them)."""
+    import warnings
+
     from xrobust.data import load_dataset
 
-    return load_dataset(path, target=target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bundle = load_dataset(path, target=target)
+    return bundle, [str(w.message) for w in caught]
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

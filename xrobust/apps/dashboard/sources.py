@@ -310,7 +310,7 @@ def _file_bundle(path: str, target: str | None, model: ModelHandle, what: str) -
     from xrobust.apps.dashboard import resources
 
     try:
-        bundle = resources.file_data(path, target, os.path.getmtime(path))
+        bundle, notes = resources.file_data(path, target, os.path.getmtime(path))
     except XRobustError as exc:
         hint = (
             " Name the label column in 'Target column'."
@@ -319,6 +319,8 @@ def _file_bundle(path: str, target: str | None, model: ModelHandle, what: str) -
         )
         st.error(f"{what} could not be read: {exc}.{hint}")
         return None
+    for note in notes:
+        st.warning(note)
     if not _fits(bundle, model):
         return None
     return bundle

@@ -163,9 +163,12 @@ class APGD(IterativeAttack):
     config: APGDConfig
     keeps_last_success = True
 
-    @property
-    def min_classes(self) -> int:  # type: ignore[override]
-        return 3 if self.config.loss == "dlr" else 2
+    min_classes = 2
+
+    def __init__(self, model: torch.nn.Module, **kwargs: object) -> None:
+        super().__init__(model, **kwargs)
+        if getattr(self.config, "loss", None) == "dlr":
+            self.min_classes = 3  # the untargeted DLR loss reads the third-largest logit
 
     def start(self, ctx: AttackContext, batch: Batch, restart: int) -> torch.Tensor:
         return batch.surface_start(ctx.generator)

@@ -91,9 +91,7 @@ class APGDT(APGD):
     config_cls = APGDTConfig  # type: ignore[assignment]
     config: APGDTConfig  # type: ignore[assignment]
 
-    @property
-    def min_classes(self) -> int:  # type: ignore[override]
-        return 4
+    min_classes = 4
 
     def loss_name(self, targeted: bool) -> str:
         return "dlr"

@@ -122,11 +122,9 @@ def eps_scale(spec: Any) -> float:
 
 def norms() -> list[str]:
     """The norms the attacks support (the library's list)."""
-    try:
-        from xrobust.attacks._functional import NORMS
-    except ImportError:  # pragma: no cover - moved by a refactor
-        from xrobust.audit.config import NORMS
-    return list(NORMS)
+    from xrobust.attacks import list_norms
+
+    return list_norms()
 
 
 def supported_attacks(differentiable: bool, num_classes: int) -> list[str]:

@@ -65,10 +65,13 @@ WINNER = textwrap.dedent(
     spec = DatasetSpec("gen", "tabular", (30,), 2, ("0", "1"), (-6.0, 6.0))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(128, 30, generator=g); y = (x[:, 0] > 0).long()
-    class Slow(Dataset):
+    release, t0 = sys.argv[2], time.monotonic()
+    import os
+    class Slow(Dataset):  # holds the run open until the test releases it (at most 300 s)
         def __len__(self): return len(x)
         def __getitem__(self, i):
-            time.sleep(0.004)
+            while not os.path.exists(release) and time.monotonic() - t0 < 300:
+                time.sleep(0.01)
             return x[i], y[i]
     bundle = DatasetBundle(Slow(), TensorDataset(x, y), spec)
     train(bundle, "mlp", TrainConfig(epochs=4, batch_size=32, device="cpu", seed=11),
@@ -83,7 +86,7 @@ def test_two_concurrent_trainings_one_wins_the_other_is_refused(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     first = subprocess.Popen(
-        [sys.executable, "-c", WINNER, str(run)],
+        [sys.executable, "-c", WINNER, str(run), str(tmp_path / "release")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -102,6 +105,7 @@ def test_two_concurrent_trainings_one_wins_the_other_is_refused(tmp_path: Path) 
             env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         still_running = first.poll() is None
+        (tmp_path / "release").write_text("")
         _out, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:

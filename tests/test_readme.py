@@ -8,7 +8,8 @@
 
 The in-order run leaves out two lines, on purpose: ``bash scripts/test.sh`` (it is this test
 suite) and the ``bash scripts/setup.sh &&`` prefix of the quick start (the environment running
-the test is that setup); a command already run identically earlier is not run again.
+the test is that setup); ``xrobust app`` lines run with ``--print-command`` (they would
+start a server that never exits); a command already run identically earlier is not run again.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def _shell_lines(code: str) -> list[str]:
             continue
         if line.startswith(SETUP_PREFIX):
             line = line[len(SETUP_PREFIX) :]
+        if line.startswith(".venv/bin/"):  # the environment running the test is that venv
+            line = line[len(".venv/bin/") :]
+        if line.startswith("xrobust app"):  # a server: check what it would start, not start it
+            line += " --print-command"
         lines.append(line)
     return lines
 

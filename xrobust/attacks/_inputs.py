@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from xrobust.attacks.checks import AttackWarning, output_looks_like_probabilities
+from xrobust import validation
+from xrobust.attacks.checks import AttackWarning
 from xrobust.attacks.norms import Norm
-from xrobust.errors import ConfigError, DataError, ModelError
+from xrobust.errors import ConfigError, DataError
 
 _BOUND_TOL = 1e-6
 
@@ -34,25 +35,10 @@ def as_tensor_pair(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def validate(x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float] | None) -> None:
-    """Shapes, dtypes, finiteness and range of a batch to attack."""
-    if not x.is_floating_point():
-        raise DataError(f"inputs must be floating point, got dtype {x.dtype}")
-    if x.dim() < 2:
-        raise DataError(
-            f"inputs must be a batch of shape (N, ...) with at least 2 dimensions, got {tuple(x.shape)}"
-        )
-    if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise DataError(
-            f"labels must have shape ({x.shape[0]},) to match the inputs, got {tuple(y.shape)}"
-        )
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise DataError(f"labels must be integer class indices, got dtype {y.dtype}")
-    if x.shape[0] == 0:
-        raise DataError("the batch is empty: nothing to attack")
-    if int(y.min()) < 0:
-        raise DataError("labels must be >= 0")
-    if not bool(torch.isfinite(x).all()):
-        raise DataError("inputs contain NaN or infinite values")
+    """Shapes, dtypes, finiteness and range of a batch to attack (the shared checks of
+    :mod:`xrobust.validation`, with the attack's own advice on bounds)."""
+    validation.check_batch(x, name="inputs")
+    validation.check_labels(y, x.shape[0], name="labels")
     if bounds is not None:
         lo, hi = float(x.min()), float(x.max())
         if lo < bounds[0] - _BOUND_TOL or hi > bounds[1] + _BOUND_TOL:
@@ -84,27 +70,17 @@ def per_example_eps(eps: Any, x: torch.Tensor) -> torch.Tensor:
 
 def check_logits(logits: torch.Tensor, n: int) -> None:
     """The model's clean outputs are finite logits of shape (N, C >= 2)."""
-    if logits.dim() != 2 or logits.shape[0] != n:
-        raise ModelError(
-            f"the model must return logits of shape (N, C) = ({n}, C), got {tuple(logits.shape)}"
-        )
-    if logits.shape[1] < 2:
-        raise ModelError(
-            "the model returns a single output; attacks need one logit per class (N, C >= 2)"
-        )
-    if not bool(torch.isfinite(logits).all()):
-        raise ModelError("the model returned NaN or infinite logits on the clean inputs")
+    validation.check_logits(logits, n, min_classes=2, finite=True)
 
 
 def check_labels(y: torch.Tensor, num_classes: int) -> None:
     """Every label names one of the model's outputs."""
-    if int(y.max()) >= num_classes:
-        raise DataError(f"labels go up to {int(y.max())} but the model has {num_classes} outputs")
+    validation.check_labels(y, y.shape[0], num_classes=num_classes, name="labels")
 
 
 def warn_if_probabilities(logits: torch.Tensor) -> None:
     """An AttackWarning when the model's outputs look like probabilities."""
-    if output_looks_like_probabilities(logits):
+    if validation.looks_like_probabilities(logits):
         warnings.warn(
             "model outputs look like probabilities (non-negative rows summing to 1, or "
             "values in [0, 1]); attacks expect logits: remove the final softmax/sigmoid "

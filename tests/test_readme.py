@@ -9,6 +9,8 @@
 The in-order run leaves out two lines, on purpose: ``bash scripts/test.sh`` (it is this test
 suite) and the ``bash scripts/setup.sh &&`` prefix of the quick start (the environment running
 the test is that setup); a command already run identically earlier is not run again.
+``xrobust app`` starts a server that runs until stopped, so its lines run with
+``--print-command`` (the flags are checked and the command built, no server started).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def _shell_lines(code: str) -> list[str]:
             continue
         if line.startswith(SETUP_PREFIX):
             line = line[len(SETUP_PREFIX) :]
+        if re.match(r"^(\.venv/bin/)?xrobust app(\s|$)", line):
+            line = line.removeprefix(".venv/bin/") + " --print-command"
         lines.append(line)
     return lines
 

@@ -42,3 +42,16 @@ def test_per_class_and_confusion_are_consistent(digits_cnn, digits28) -> None:
     json.dumps(pc.to_dict())
     json.dumps(cm.to_dict())
     json.dumps(res.to_dict())
+
+
+def test_run_loader_takes_a_target_per_example(digits_cnn, digits28) -> None:
+    from xrobust.attacks import PGD
+
+    x, y = digits28["x_test"][:40], digits28["y_test"][:40]
+    target = (y + 1) % 10
+    atk = PGD(digits_cnn, eps=0.3, steps=5, seed=0)
+    res = atk.run_loader((x, y), batch_size=16, target=target, keep_adv=True)
+    parts = [atk.run(x[i : i + 16], y[i : i + 16], target[i : i + 16], batch_index=i // 16) for i in range(0, 40, 16)]
+    assert torch.equal(res.target, target)
+    assert torch.equal(res.pred_adv, torch.cat([p.pred_adv for p in parts]))
+    assert torch.equal(res.success, res.pred_adv == target)

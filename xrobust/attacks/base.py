@@ -187,7 +187,7 @@ class Attack:
         batch_size: int = 256,
         *,
         keep_adv: bool = False,
-        target: int | None = None,
+        target: int | torch.Tensor | None = None,
         limit: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> AttackResult:
@@ -199,7 +199,8 @@ class Attack:
             batch_size: batch size when ``data`` is not already a DataLoader.
             keep_adv: keep every adversarial input (on the CPU); otherwise ``x_adv`` is None
                 and only per-example predictions, norms and flags are kept.
-            target: a target class for every example (targeted run), or None.
+            target: a target class for every example (an int), one per example (a tensor
+                (N,) in the data's order), or None for an untargeted run.
             limit: attack at most this many examples.
             progress: called as ``progress(done, total_or_minus_1)`` after each batch.
 
@@ -212,7 +213,11 @@ class Attack:
         total = _inputs.length(data, limit)
         seed = self._seed(None)
         for bi, (xb, yb) in enumerate(_inputs.batches(data, batch_size, limit)):
-            r = self._run(xb, yb, target, None, seed, bi)
+            tb = target
+            if isinstance(target, torch.Tensor) and target.dim() > 0:
+                start = sum(p.n for p in parts)
+                tb = target[start : start + len(xb)]
+            r = self._run(xb, yb, tb, None, seed, bi)
             r.x_adv = r.x_adv.detach().cpu() if keep_adv and r.x_adv is not None else None
             parts.append(r)
             if progress is not None:

@@ -170,21 +170,13 @@ def run(args: argparse.Namespace) -> int:
     keep = args.out is not None
     stage = f"{cls.name} {kw['norm']} eps={args.eps:g}"
     with ProgressRenderer(enabled=not args.no_progress) as progress:
-        if target is None:
-            res = atk.run_loader(
-                (x, y),
-                batch_size=args.batch_size,
-                keep_adv=keep,
-                progress=lambda done, total: progress(stage, done, total),
-            )
-        else:
-            parts = []
-            for i in range(0, len(x), args.batch_size):
-                sl = slice(i, i + args.batch_size)
-                r = atk.run(x[sl], y[sl], target=target[sl])
-                parts.append(r)
-                progress(stage, min(i + args.batch_size, len(x)), len(x))
-            res = _merge(parts, keep)
+        res = atk.run_loader(
+            (x, y),
+            batch_size=args.batch_size,
+            keep_adv=keep,
+            target=target,
+            progress=lambda done, total: progress(stage, done, total),
+        )
     summary = res.to_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -230,27 +222,3 @@ def _flag_names(msg: str) -> str:
     for opt, flag in _FLAGS.items():
         msg = re.sub(rf"(?<![-\w]){opt}\b", flag, msg)
     return msg
-
-
-def _merge(parts: list[Any], keep: bool) -> Any:
-    import dataclasses
-
-    import torch
-
-    first = parts[0]
-    cat = torch.cat
-    return dataclasses.replace(
-        first,
-        x_adv=cat([p.x_adv for p in parts]) if keep else None,
-        y=cat([p.y for p in parts]),
-        pred_clean=cat([p.pred_clean for p in parts]),
-        pred_adv=cat([p.pred_adv for p in parts]),
-        success=cat([p.success for p in parts]),
-        norms=cat([p.norms for p in parts]),
-        attacked=cat([p.attacked for p in parts]),
-        steps=cat([p.steps for p in parts]),
-        target=cat([p.target for p in parts]),
-        forward_passes=sum(p.forward_passes for p in parts),
-        gradient_passes=sum(p.gradient_passes for p in parts),
-        time_s=sum(p.time_s for p in parts),
-    )

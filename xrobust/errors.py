@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelError",
+    "QueryBudgetExhausted",
     "TrainingError",
     "XRobustError",
 ]
@@ -40,3 +41,20 @@ class ModelError(XRobustError):
 
 class TrainingError(XRobustError):
     """Training failed for a reason its options explain (for example a diverged loss)."""
+
+
+class QueryBudgetExhausted(XRobustError):
+    """A classifier's query budget would be exceeded; nothing was asked.
+
+    Attributes:
+        budget: the budget (rows).
+        used: rows asked about before this call.
+        requested: rows this call wanted.
+    """
+
+    def __init__(self, budget: int, used: int, requested: int) -> None:
+        self.budget, self.used, self.requested = int(budget), int(used), int(requested)
+        super().__init__(
+            f"query budget exhausted: {used} of {budget} queries used, and the next call "
+            f"needs {requested} more; raise the budget (--queries / query_budget) to go on"
+        )

@@ -1,4 +1,5 @@
-"""Model zoo, in-model normalisation and safe checkpoints.
+"""Model zoo, in-model normalisation, safe checkpoints, and the classifier interface
+(:func:`as_classifier`) that every source (torch, callable, ONNX, endpoint) stands behind.
 
 Example:
     >>> from xrobust.data.spec import DatasetSpec
@@ -23,6 +24,13 @@ from xrobust.models.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
+from xrobust.models.classifier import (
+    CallableClassifier,
+    Classifier,
+    QueryBudgetExhausted,
+    TorchClassifier,
+    as_classifier,
+)
 from xrobust.models.mlp import MLP
 from xrobust.models.normalize import Normalize, NormalizedModel
 from xrobust.models.resnet import PreActResNet
@@ -30,6 +38,11 @@ from xrobust.models.small_cnn import SmallCNN
 
 __all__ = [
     "MLP",
+    "CallableClassifier",
+    "Classifier",
+    "QueryBudgetExhausted",
+    "TorchClassifier",
+    "as_classifier",
     "MODELS",
     "LoadedRun",
     "Normalize",

@@ -35,6 +35,7 @@ __all__ = [
     "ATTACKS",
     "FGSM",
     "PGD",
+    "Square",
     "Attack",
     "AttackConfig",
     "AttackContext",
@@ -62,8 +63,9 @@ from xrobust.attacks.apgd_t import APGDT  # noqa: E402
 from xrobust.attacks.ensemble import Ensemble  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
+from xrobust.attacks.square import Square  # noqa: E402
 
-for _cls in (FGSM, PGD, APGD, APGDT, Ensemble):
+for _cls in (FGSM, PGD, APGD, APGDT, Ensemble, Square):
     ATTACKS.register(_cls.name)(_cls)
 
 

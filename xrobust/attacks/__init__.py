@@ -45,6 +45,7 @@ __all__ = [
     "Ensemble",
     "Evaluation",
     "GradientStats",
+    "HopSkipJump",
     "IterativeAttack",
     "Norm",
     "Outcome",
@@ -62,10 +63,11 @@ from xrobust.attacks.apgd import APGD  # noqa: E402
 from xrobust.attacks.apgd_t import APGDT  # noqa: E402
 from xrobust.attacks.ensemble import Ensemble  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
+from xrobust.attacks.hop_skip_jump import HopSkipJump  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
 from xrobust.attacks.square import Square  # noqa: E402
 
-for _cls in (FGSM, PGD, APGD, APGDT, Ensemble, Square):
+for _cls in (FGSM, PGD, APGD, APGDT, Ensemble, Square, HopSkipJump):
     ATTACKS.register(_cls.name)(_cls)
 
 

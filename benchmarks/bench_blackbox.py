@@ -63,7 +63,7 @@ class Counting(nn.Module):
             flat = x.detach().flatten(1).to(self.x_clean.dtype)
             owner = torch.cdist(flat, self.x_clean, p=float("inf")).argmin(1)
             self.per_example.index_add_(0, owner.cpu(), torch.ones_like(owner).cpu())
-        return self.model(x)
+        return self.model(x.float())
 
 
 def get_model_and_data(epochs: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

@@ -9,9 +9,10 @@ The algorithm follows the paper and the authors' code (Jianbo-Lab/HSJA):
 
 1. **Start.** Uniform noise within the bounds until it meets the goal (at most
    ``init_tries`` draws), then a blended binary search along the segment from the
-   clean input to the noise. Where no noise meets the goal (a model that puts all
-   noise in one class), the nearest other example of the batch with another label (the
-   target's, when targeted) is tried instead: an addition to the paper's start.
+   clean input to the noise. A targeted run starts, as in the paper, from an image of
+   the target class: the nearest example of the batch labelled with it. An untargeted
+   run where no noise meets the goal (a model that puts all noise in one class) tries
+   the nearest examples of the batch with another label: an addition to the paper.
 2. **Boundary.** A binary search between the clean input and the current adversarial
    (Linf: along ``clip(x_adv, x - a, x + a)``) to precision ``theta`` (L2:
    ``gamma / d^1.5``; Linf: ``gamma / d^2``, times the range of the bounds).
@@ -220,9 +221,17 @@ class HopSkipJump(Attack):
         tgt = None if b.target is None else b.target[rows]
         return ctx.is_success(pred, b.y[rows], tgt), pred
 
-    def _afford(self, st: _State, rows: torch.Tensor, n: int = 1) -> torch.Tensor:
-        """The rows among ``rows`` whose budget pays for ``n`` more queries each."""
-        return rows[st.used[rows] + n <= self.config.queries]
+    def _afford(self, st: _State, rows: torch.Tensor, n: int = 1, *, final: bool = False) -> torch.Tensor:
+        """The rows among ``rows`` whose search budget (or, ``final``, whole budget) pays
+        for ``n`` more queries each."""
+        cap = self.config.queries if final else self._cap()
+        return rows[st.used[rows] + n <= cap]
+
+    def _cap(self) -> int:
+        """Queries an example may spend searching: its budget less one, kept for the
+        final answer (the projection onto the ball, or the driver's check of a row that
+        never found an adversarial)."""
+        return self.config.queries - 1
 
     @staticmethod
     def _gen(st: _State, row: int, stream: int) -> torch.Generator:
@@ -238,7 +247,9 @@ class HopSkipJump(Attack):
         noise = b.x.clone()
         noise_pred = torch.full((m,), -1, dtype=torch.long, device=b.x.device)
         gens = [self._gen(st, i, 0) for i in range(m)]
-        todo = torch.arange(m, device=b.x.device)
+        if b.target is not None:  # the paper starts a targeted run from an image of the target
+            self._other_examples(ctx, b, st, noise, noise_pred)
+        todo = (~st.found).nonzero().squeeze(1)
         shape = b.x.shape[1:]
         for _ in range(self.config.init_tries):
             todo = self._afford(st, todo)
@@ -253,7 +264,8 @@ class HopSkipJump(Attack):
             noise_pred[todo[ok]] = pred[ok]
             st.found[todo[ok]] = True
             todo = todo[~ok]
-        self._other_examples(ctx, b, st, noise, noise_pred)
+        if b.target is None:
+            self._other_examples(ctx, b, st, noise, noise_pred)
         rows = self._rows(st, st.found)
         # blended search on the segment from x to the noise: the smallest adversarial blend
         lo_ = torch.zeros(rows.numel(), dtype=b.x.dtype, device=b.x.device)
@@ -261,7 +273,7 @@ class HopSkipJump(Attack):
         pred_hi = noise_pred[rows].clone()
         x0, nz = b.x[rows], noise[rows]
         while True:
-            act = ((hi_ - lo_) > 1e-3) & (st.used[rows] < self.config.queries)
+            act = ((hi_ - lo_) > 1e-3) & (st.used[rows] < self._cap())
             k = act.nonzero().squeeze(1)
             if k.numel() == 0:
                 break
@@ -278,10 +290,11 @@ class HopSkipJump(Attack):
     def _other_examples(
         self, ctx: AttackContext, b: Batch, st: _State, noise: torch.Tensor, noise_pred: torch.Tensor
     ) -> None:
-        """Where no noise met the goal (a model that classifies all noise as one class),
-        start from the nearest other example of the batch whose label meets it (a
-        different label; the target class when targeted), checked by one query each, at
-        most :data:`OTHER_TRIES` tries."""
+        """Start rows without an adversarial from the nearest other example of the batch
+        whose label meets the goal (another label; the target, when targeted), checked by
+        one query each, at most :data:`OTHER_TRIES` tries: first for targeted runs (the
+        paper starts them from an image of the target class), and for untargeted runs
+        where no noise met the goal (a model that classifies all noise as one class)."""
         todo = (~st.found).nonzero().squeeze(1)
         if todo.numel() == 0 or len(b) < 2:
             return
@@ -298,7 +311,7 @@ class HopSkipJump(Attack):
             rows = self._afford(st, todo[ok_row])
             if rows.numel() == 0:
                 continue
-            pick = cand[ok_row][st.used[todo[ok_row]] + 1 <= self.config.queries]
+            pick = cand[ok_row][st.used[todo[ok_row]] + 1 <= self._cap()]
             ok, pred = self._ask(ctx, b, st, rows, b.x[pick])
             noise[rows[ok]] = b.x[pick[ok]]
             noise_pred[rows[ok]] = pred[ok]
@@ -318,7 +331,7 @@ class HopSkipJump(Attack):
         thr = thr.clamp_min(1e-12)
         pred_hi = st.pred_adv[rows].clone()
         while True:
-            act = ((high - low) / thr > 1) & (st.used[rows] < self.config.queries)
+            act = ((high - low) / thr > 1) & (st.used[rows] < self._cap())
             k = act.nonzero().squeeze(1)
             if k.numel() == 0:
                 break
@@ -338,7 +351,7 @@ class HopSkipJump(Attack):
         n_t = min(int(cfg.init_evals * math.sqrt(t)), cfg.max_evals)
         # each example keeps enough of its budget for one step and a binary search
         reserve = 2 + self._search_steps(st)
-        left = cfg.queries - st.used[live] - reserve
+        left = self._cap() - st.used[live] - reserve
         n_rows = torch.clamp(left, max=n_t)
         live = live[n_rows >= 1]
         n_rows = n_rows[n_rows >= 1]
@@ -353,7 +366,7 @@ class HopSkipJump(Attack):
         pred_c = st.pred_adv[live].clone()
         searching = torch.ones(live.numel(), dtype=torch.bool, device=xa.device)
         for _ in range(MAX_HALVINGS):
-            k = (searching & (st.used[live] < cfg.queries)).nonzero().squeeze(1)
+            k = (searching & (st.used[live] < self._cap())).nonzero().squeeze(1)
             if k.numel() == 0:
                 break
             z = self._clip(xa[k] + _rows(step[k], xa) * update[k])
@@ -421,7 +434,7 @@ class HopSkipJump(Attack):
         """Rows that go on at iteration ``t``: an adversarial known, budget left, and (in
         evaluation mode with a radius) not yet within it."""
         live = st.found.clone()
-        live &= st.used + 2 + self._search_steps(st) < self.config.queries
+        live &= st.used + 2 + self._search_steps(st) < self._cap()
         if self.config.eps is not None and self.config.early_stop:
             live &= ~(st.dist_best <= b.eps)
         return live.nonzero().squeeze(1)
@@ -441,6 +454,9 @@ class HopSkipJump(Attack):
         found = st.dist_best < float("inf")
         out.x_adv[found] = st.best[found]
         out.pred[found] = st.pred_best[found]
+        if b.target is None and self.config.early_stop:
+            # never started: the clean input, which evaluation mode knows is classified y
+            out.pred[~found] = b.y[~found]
         out.loss = -st.dist_best
         if self.config.eps is not None:
             # outside the radius: the best adversarial projected onto the ball, asked once more
@@ -448,7 +464,7 @@ class HopSkipJump(Attack):
             if far.numel():
                 out.x_adv[far] = b.ball.select(far).project(st.best[far])
                 out.pred[far] = -1  # unknown: the driver asks where this run cannot pay
-                pay = self._afford(st, far)
+                pay = self._afford(st, far, final=True)
                 if pay.numel() and budget_allows(ctx, pay.numel(), self.name):
                     _, pred = self._ask(ctx, b, st, pay, out.x_adv[pay])
                     out.pred[pay] = pred

@@ -1,5 +1,5 @@
 """Helpers shared by the query-only attacks (Square, HopSkipJump): what the model
-answers, the query budget, and draws that do not depend on which rows are active.
+answers, the query budget, and random draws that do not depend on which rows are active.
 
 Query-only attacks ask the model only through ``ctx.forward(x, batch.origin[rows])``, so
 that every row asked about is counted for its example. Before each call they ask
@@ -13,7 +13,7 @@ import torch
 
 from xrobust.attacks.context import AttackContext
 
-__all__ = ["budget_allows", "margin", "output_kind", "randint_rows", "rand_rows"]
+__all__ = ["RowStreams", "budget_allows", "margin", "output_kind"]
 
 
 def output_kind(ctx: AttackContext) -> str:
@@ -54,18 +54,53 @@ def margin(
     return own - other if target is None else other - own
 
 
-def rand_rows(
-    gen: torch.Generator, n_full: int, idx: torch.Tensor, *shape: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """Uniform [0, 1) draws for the full batch (``n_full`` rows), then the rows ``idx``:
-    the random stream of an example does not depend on which others are still active."""
-    u = torch.rand((n_full, *shape), generator=gen, device=idx.device, dtype=dtype)
-    return u[idx]
+def _i64(c: int) -> int:
+    return c - (1 << 64) if c >= 1 << 63 else c
 
 
-def randint_rows(
-    gen: torch.Generator, n_full: int, idx: torch.Tensor, high: int, *shape: int
-) -> torch.Tensor:
-    """Integers in [0, high) drawn for the full batch, then the rows ``idx``."""
-    r = torch.randint(0, high, (n_full, *shape), generator=gen, device=idx.device)
-    return r[idx]
+_GOLDEN, _M1, _M2 = _i64(0x9E3779B97F4A7C15), _i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB)
+
+
+def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 values."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """The splitmix64 finaliser (int64 arithmetic wraps around)."""
+    z = (z ^ _shr(z, 30)) * _M1
+    z = (z ^ _shr(z, 27)) * _M2
+    return z ^ _shr(z, 31)
+
+
+class RowStreams:
+    """Random numbers keyed by (run seed, example, step, position): an example draws
+    the same numbers whichever other examples share its batch, how many there are, and
+    which are still active (counter-based, in the manner of splitmix64), so that
+    evaluation mode and the fixed budget follow the same path per example, and a batch
+    cut short by ``run_loader`` draws what the longer one would have.
+
+    Args:
+        generator: the run's generator; one number is drawn from it as the seed.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        dev = generator.device
+        self.seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
+
+    def uniform(self, rows: torch.Tensor, step: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """(len(rows), n) uniform numbers in [0, 1) for examples ``rows`` at ``step``."""
+        key = _mix(rows.long() * _GOLDEN + _i64((step * 0x632BE59BD9B4E019) % (1 << 64)))
+        key = _mix(key ^ self.seed)
+        j = torch.arange(1, n + 1, device=rows.device, dtype=torch.long)
+        z = _mix(key[:, None] + j[None] * _GOLDEN)
+        return (_shr(z, 11).to(torch.float64) * 2.0**-53).to(dtype)
+
+    def signs(self, rows: torch.Tensor, step: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """(len(rows), n) values in {-1, 1}."""
+        return torch.where(self.uniform(rows, step, n, torch.float64) < 0.5, -1.0, 1.0).to(dtype)
+
+    def randint(self, rows: torch.Tensor, step: int, high: int) -> torch.Tensor:
+        """(len(rows),) integers in [0, high)."""
+        u = self.uniform(rows, step, 1, torch.float64)[:, 0]
+        return (u * high).floor().long().clamp_max(high - 1)

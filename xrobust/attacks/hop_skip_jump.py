@@ -428,7 +428,7 @@ class HopSkipJump(Attack):
     @staticmethod
     def _search_steps(st: _State) -> int:
         """Queries of one binary search to precision theta."""
-        return int(math.ceil(math.log2(max((st.hi - st.lo) / st.theta, 2.0)))) + 1
+        return math.ceil(math.log2(max((st.hi - st.lo) / st.theta, 2.0))) + 1
 
     def _live(self, b: Batch, st: _State, t: int) -> torch.Tensor:
         """Rows that go on at iteration ``t``: an adversarial known, budget left, and (in

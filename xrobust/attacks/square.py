@@ -31,9 +31,10 @@ random squares:
 Every active example is queried in one ``ctx.forward`` call per iteration. In evaluation
 mode (``early_stop=True``) an example leaves as soon as it is fooled, with the queries it
 used recorded in ``AttackResult.queries``; in the fixed budget every example gets every
-query. Random draws are made for the whole batch, so that an example follows the same
-path whichever others are still active (evaluation mode is never more robust than the
-fixed budget).
+query. Random draws are keyed by example and iteration
+(:class:`~xrobust.attacks._query.RowStreams`), so that an example follows the same path
+whichever others are in its batch or still active (evaluation mode is never more robust
+than the fixed budget).
 
 Query accounting: ``queries`` is the budget per example and per restart, and the first
 run's budget includes the clean forward pass made by the driver, so
@@ -57,7 +58,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xrobust.attacks._query import budget_allows, margin, output_kind, rand_rows, randint_rows
+from xrobust.attacks._query import RowStreams, budget_allows, margin, output_kind
 from xrobust.attacks.base import Attack
 from xrobust.attacks.config import AttackConfig, check_fraction, check_positive_int
 from xrobust.attacks.context import AttackContext, Batch, Outcome
@@ -175,13 +176,13 @@ def l2_init(signs: torch.Tensor, transpose: torch.Tensor, h: int, w: int) -> tor
 def _window_side(p: float, h: int, w: int, minimum: int, odd: bool) -> tuple[int, int]:
     """(height, width) of the square covering a fraction ``p`` of an H x W image."""
     if h > 1 and w > 1:
-        s = max(int(round(math.sqrt(p * h * w))), minimum)
+        s = max(round(math.sqrt(p * h * w)), minimum)
         if odd and s % 2 == 0:
             s += 1
         s = min(s, h - 1, w - 1) if minimum == 1 else min(s, h, w)
         return max(s, 1), max(s, 1)
     n = max(h, w)
-    s = min(max(int(round(p * n)), minimum), max(n - 1, 1))
+    s = min(max(round(p * n), minimum), max(n - 1, 1))
     return (1, s) if h == 1 else (s, 1)
 
 
@@ -282,7 +283,8 @@ class Square(Attack):
             return out, True
         x = _as_image(b.x)
         eps = b.eps.reshape(-1, 1, 1, 1).to(x.dtype)
-        x_best = self._start(ctx, b, x, eps)
+        rng = RowStreams(ctx.generator)
+        x_best = self._start(rng, b, x, eps)
         scores = ctx.forward(x_best.reshape(b.x.shape), b.origin)
         loss = margin(scores, b.y, b.target, kind)
         pred = scores.argmax(1)
@@ -299,9 +301,9 @@ class Square(Attack):
                 break
             p = p_schedule(cfg.p_init, i, cfg.queries)
             if self.norm.name == "linf":
-                cand = self._linf_candidate(ctx, b, live, x, x_best, eps, p)
+                cand = self._linf_candidate(rng, b, live, i, x, x_best, eps, p)
             else:
-                cand = self._l2_candidate(ctx, b, live, x, x_best, eps, p)
+                cand = self._l2_candidate(rng, b, live, i, x, x_best, eps, p)
             sc = ctx.forward(cand.reshape(-1, *b.x.shape[1:]), b.origin[live])
             new_loss = margin(sc, b.y[live], _pick(b.target, live), kind)
             steps[live] += 1
@@ -317,17 +319,16 @@ class Square(Attack):
         out.loss = -loss
         return out, stopped
 
-    def _start(self, ctx: AttackContext, b: Batch, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        n_full, (c, h, w) = b.full_x.shape[0], x.shape[1:]
-        gen = ctx.generator
+    def _start(self, rng: RowStreams, b: Batch, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        (c, h, w), k = x.shape[1:], len(b)
         if self.norm.name == "linf":
-            signs = 2.0 * (rand_rows(gen, n_full, b.idx, c, w, dtype=x.dtype) < 0.5).to(x.dtype) - 1.0
+            signs = rng.signs(b.idx, 0, c * w, x.dtype).reshape(k, c, w)
             delta = linf_init(signs, h) * eps
         else:
             s = min(h, w) // 5
             rows, cols = (h // s, w // s) if s >= 1 else (1, 1)
-            signs = 2.0 * (rand_rows(gen, n_full, b.idx, c, rows, cols, dtype=x.dtype) < 0.5).to(x.dtype) - 1.0
-            transpose = rand_rows(gen, n_full, b.idx, rows, cols, dtype=x.dtype) < 0.5
+            signs = rng.signs(b.idx, 0, c * rows * cols, x.dtype).reshape(k, c, rows, cols)
+            transpose = (rng.uniform(b.idx, 1, rows * cols, x.dtype) < 0.5).reshape(k, rows, cols)
             delta = l2_init(signs, transpose, h, w) * eps
         return self._clip(x + delta)
 
@@ -337,20 +338,21 @@ class Square(Attack):
 
     def _linf_candidate(
         self,
-        ctx: AttackContext,
+        rng: RowStreams,
         b: Batch,
         live: torch.Tensor,
+        it: int,
         x: torch.Tensor,
         x_best: torch.Tensor,
         eps: torch.Tensor,
         p: float,
     ) -> torch.Tensor:
-        n_full, (c, h, w) = b.full_x.shape[0], x.shape[1:]
+        (c, h, w), idx = x.shape[1:], b.idx[live]
         sh, sw = _window_side(p, h, w, minimum=1, odd=False)
-        gen, idx = ctx.generator, b.idx[live]
-        vh = randint_rows(gen, n_full, idx, h - sh + 1)
-        vw = randint_rows(gen, n_full, idx, w - sw + 1)
-        sign = 2.0 * (rand_rows(gen, n_full, idx, c, 1, 1, dtype=x.dtype) < 0.5).to(x.dtype) - 1.0
+        step = 8 * (it + 1)  # the streams of iteration it: 8 (it + 1) + purpose
+        vh = rng.randint(idx, step, h - sh + 1)
+        vw = rng.randint(idx, step + 1, w - sw + 1)
+        sign = rng.signs(idx, step + 2, c, x.dtype).reshape(-1, c, 1, 1)
         xl, xb, el = x[live], x_best[live], eps[live]
         mask = _mask(vh, vw, sh, sw, h, w)
         cand = self._clip(xl + sign * el)
@@ -364,23 +366,24 @@ class Square(Attack):
 
     def _l2_candidate(
         self,
-        ctx: AttackContext,
+        rng: RowStreams,
         b: Batch,
         live: torch.Tensor,
+        it: int,
         x: torch.Tensor,
         x_best: torch.Tensor,
         eps: torch.Tensor,
         p: float,
     ) -> torch.Tensor:
-        n_full, (c, h, w) = b.full_x.shape[0], x.shape[1:]
+        (c, h, w), idx = x.shape[1:], b.idx[live]
         sh, sw = _window_side(p, h, w, minimum=3, odd=True)
-        gen, idx = ctx.generator, b.idx[live]
-        vh1 = randint_rows(gen, n_full, idx, h - sh + 1)
-        vw1 = randint_rows(gen, n_full, idx, w - sw + 1)
-        vh2 = randint_rows(gen, n_full, idx, h - sh + 1)
-        vw2 = randint_rows(gen, n_full, idx, w - sw + 1)
-        sign = 2.0 * (rand_rows(gen, n_full, idx, c, 1, 1, dtype=x.dtype) < 0.5).to(x.dtype) - 1.0
-        transpose = rand_rows(gen, n_full, idx, dtype=x.dtype) < 0.5
+        step = 8 * (it + 1)  # the streams of iteration it: 8 (it + 1) + purpose
+        vh1 = rng.randint(idx, step, h - sh + 1)
+        vw1 = rng.randint(idx, step + 1, w - sw + 1)
+        vh2 = rng.randint(idx, step + 2, h - sh + 1)
+        vw2 = rng.randint(idx, step + 3, w - sw + 1)
+        sign = rng.signs(idx, step + 4, c, x.dtype).reshape(-1, c, 1, 1)
+        transpose = rng.uniform(idx, step + 5, 1, x.dtype)[:, 0] < 0.5
         xl, el = x[live], eps[live]
         delta = x_best[live] - xl
         w1 = _window_index(delta, vh1, vw1, sh, sw)

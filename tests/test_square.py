@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from xrobust.attacks import AttackContext, Square, get_attack
+from xrobust.attacks import Square, get_attack
 from xrobust.attacks.square import l2_init, linf_init, p_schedule, square_pattern
 from xrobust.errors import ConfigError, ModelError
+from xrobust.models import as_classifier
 
 
 class Counting(nn.Module):
@@ -146,43 +147,58 @@ def test_restarts_run_on_the_robust_examples_and_never_weaken(digits_cnn, batch)
     assert torch.equal(three.x_adv[one.success], one.x_adv[one.success])
 
 
-def test_query_budget_stops_cleanly(digits_cnn, batch, monkeypatch) -> None:
-    # the classifier-aware context's budget API: remaining_queries() and stop(reason)
+def test_query_budget_stops_cleanly(digits_cnn, batch) -> None:
     x, y = batch
-    budget = 500
-    monkeypatch.setattr(
-        AttackContext, "remaining_queries", lambda self: budget - int(self.queries.sum()), raising=False
-    )
-    monkeypatch.setattr(
-        AttackContext, "stop", lambda self, reason: self.note("stopped", reason), raising=False
-    )
-    res = Square(digits_cnn, eps=0.1, queries=1000, seed=0).run(x, y)
-    assert int(res.queries.sum()) <= budget
-    assert "query budget" in res.config["stopped"]
+    clf = as_classifier(digits_cnn, query_budget=500)
+    res = Square(clf, eps=0.1, queries=1000, seed=0).run(x, y)
+    assert res.partial and "budget" in res.stop_reason
+    assert int(res.queries.sum()) == clf.queries <= 500
     assert float(res.norms.max()) <= 0.1 + 1e-6
     with torch.no_grad():
         assert torch.equal(res.pred_adv, digits_cnn(res.x_adv).argmax(1))
     assert res.robust_accuracy < res.clean_accuracy
 
 
-def test_probabilities_give_the_logit_margin(digits_cnn, batch, monkeypatch) -> None:
+def test_black_box_classifier_counts_equal_rows_asked(digits_cnn, batch) -> None:
+    x, y = batch
+    calls: list[int] = []
+
+    def predict(a):  # a NumPy predict function: a black box
+        calls.append(len(a))
+        with torch.no_grad():
+            return digits_cnn(torch.as_tensor(a)).numpy()
+
+    clf = as_classifier(predict, input_shape=(1, 28, 28), num_classes=10, bounds=(0.0, 1.0))
+    res = Square(clf, eps=0.1, queries=40, seed=0).run(x, y)
+    ref = Square(digits_cnn, eps=0.1, queries=40, seed=0).run(x, y)
+    assert int(res.queries.sum()) == clf.queries == sum(calls)
+    assert torch.equal(res.queries, ref.queries)
+    assert float((res.x_adv - ref.x_adv).abs().max()) < 1e-6
+
+
+def test_probabilities_give_the_logit_margin(digits_cnn, batch) -> None:
     x, y = batch
     ref = Square(digits_cnn, eps=0.1, queries=40, seed=1).run(x, y)
-    monkeypatch.setattr(AttackContext, "output_kind", "probabilities", raising=False)
     probs = nn.Sequential(digits_cnn, nn.Softmax(dim=1)).eval()
+    clf = as_classifier(probs, output="probabilities")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = Square(probs, eps=0.1, queries=40, seed=1).run(x, y)
+        res = Square(clf, eps=0.1, queries=40, seed=1).run(x, y)
     assert res.config["margin_on"] == "log-probabilities"
     assert torch.equal(res.success, ref.success)
     assert float((res.x_adv - ref.x_adv).abs().max()) < 1e-6
 
 
-def test_labels_only_models_are_refused_with_advice(digits_cnn, batch, monkeypatch) -> None:
+def test_labels_only_models_are_refused_with_advice(digits_cnn, batch) -> None:
     x, y = batch
-    monkeypatch.setattr(AttackContext, "output_kind", "labels", raising=False)
+
+    def labels(a):
+        with torch.no_grad():
+            return digits_cnn(torch.as_tensor(a)).argmax(1).numpy()
+
+    clf = as_classifier(labels, output="labels", input_shape=(1, 28, 28), num_classes=10)
     with pytest.raises(ModelError, match="hop_skip_jump"):
-        Square(digits_cnn, eps=0.1, queries=10).run(x, y)
+        Square(clf, eps=0.1, queries=10).run(x, y)
 
 
 def test_targeted_margin(digits_cnn, batch) -> None:

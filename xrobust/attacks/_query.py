@@ -18,22 +18,16 @@ __all__ = ["RowStreams", "budget_allows", "margin", "output_kind"]
 
 def output_kind(ctx: AttackContext) -> str:
     """What the model's scores are: "logits", "probabilities" or "labels" (one-hot)."""
-    return str(getattr(ctx, "output_kind", "logits") or "logits")
+    return ctx.output_kind
 
 
 def budget_allows(ctx: AttackContext, n: int, attack: str) -> bool:
     """Whether a call asking about ``n`` rows fits the classifier's query budget; when
-    it does not, the run is marked partial (``ctx.stop``) and False is returned."""
-    remaining = getattr(ctx, "remaining_queries", None)
-    left = remaining() if callable(remaining) else None
-    if left is None or left >= n:
+    it does not, the run is marked partial (``ctx.budget_stop``) and False is returned,
+    so that the attack returns its best so far instead of asking."""
+    if ctx.can_query(n):
         return True
-    reason = f"{attack}: query budget exhausted ({left} rows left, the next call needs {n})"
-    stop = getattr(ctx, "stop", None)
-    if callable(stop):
-        stop(reason)
-    else:  # pragma: no cover - before the classifier-aware context exists
-        ctx.note("stopped", reason)
+    ctx.budget_stop(n)
     return False
 
 

@@ -107,7 +107,7 @@ def test_eps_given_success_only_within_it_and_early_exit(digits_cnn, batch) -> N
     with torch.no_grad():
         assert torch.equal(ev.pred_adv, digits_cnn(ev.x_adv).argmax(1))
     ok = ev.success & ev.attacked
-    assert 0 < int(ok.sum())
+    assert int(ok.sum()) > 0
     assert bool((ev.norms[ok] <= 5.0 * (1 + 1e-5)).all())
     # an example within eps leaves: it used fewer queries than one searching to the end
     fixed = HopSkipJump(

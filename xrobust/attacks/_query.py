@@ -84,8 +84,7 @@ class RowStreams:
 
     def uniform(self, rows: torch.Tensor, step: int, n: int, dtype: torch.dtype) -> torch.Tensor:
         """(len(rows), n) uniform numbers in [0, 1) for examples ``rows`` at ``step``."""
-        key = _mix(rows.long() * _GOLDEN + _i64((step * 0x632BE59BD9B4E019) % (1 << 64)))
-        key = _mix(key ^ self.seed)
+        key = _mix((rows.long() * _GOLDEN + _i64((step * 0x632BE59BD9B4E019) % (1 << 64))) ^ self.seed)
         j = torch.arange(1, n + 1, device=rows.device, dtype=torch.long)
         z = _mix(key[:, None] + j[None] * _GOLDEN)
         return (_shr(z, 11).to(torch.float64) * 2.0**-53).to(dtype)

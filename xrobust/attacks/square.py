@@ -349,10 +349,9 @@ class Square(Attack):
     ) -> torch.Tensor:
         (c, h, w), idx = x.shape[1:], b.idx[live]
         sh, sw = _window_side(p, h, w, minimum=1, odd=False)
-        step = 8 * (it + 1)  # the streams of iteration it: 8 (it + 1) + purpose
-        vh = rng.randint(idx, step, h - sh + 1)
-        vw = rng.randint(idx, step + 1, w - sw + 1)
-        sign = rng.signs(idx, step + 2, c, x.dtype).reshape(-1, c, 1, 1)
+        u = rng.uniform(idx, it + 2, 2 + c, torch.float64)  # position, then a sign per channel
+        vh, vw = _position(u[:, 0], h - sh + 1), _position(u[:, 1], w - sw + 1)
+        sign = _signs(u[:, 2:], x.dtype).reshape(-1, c, 1, 1)
         xl, xb, el = x[live], x_best[live], eps[live]
         mask = _mask(vh, vw, sh, sw, h, w)
         cand = self._clip(xl + sign * el)
@@ -377,13 +376,11 @@ class Square(Attack):
     ) -> torch.Tensor:
         (c, h, w), idx = x.shape[1:], b.idx[live]
         sh, sw = _window_side(p, h, w, minimum=3, odd=True)
-        step = 8 * (it + 1)  # the streams of iteration it: 8 (it + 1) + purpose
-        vh1 = rng.randint(idx, step, h - sh + 1)
-        vw1 = rng.randint(idx, step + 1, w - sw + 1)
-        vh2 = rng.randint(idx, step + 2, h - sh + 1)
-        vw2 = rng.randint(idx, step + 3, w - sw + 1)
-        sign = rng.signs(idx, step + 4, c, x.dtype).reshape(-1, c, 1, 1)
-        transpose = rng.uniform(idx, step + 5, 1, x.dtype)[:, 0] < 0.5
+        u = rng.uniform(idx, it + 2, 5 + c, torch.float64)  # two positions, a flip, the signs
+        vh1, vw1 = _position(u[:, 0], h - sh + 1), _position(u[:, 1], w - sw + 1)
+        vh2, vw2 = _position(u[:, 2], h - sh + 1), _position(u[:, 3], w - sw + 1)
+        transpose = u[:, 4] < 0.5
+        sign = _signs(u[:, 5:], x.dtype).reshape(-1, c, 1, 1)
         xl, el = x[live], eps[live]
         delta = x_best[live] - xl
         w1 = _window_index(delta, vh1, vw1, sh, sw)
@@ -423,6 +420,15 @@ class Square(Attack):
         best.loss[p] = cur.loss[better]
         best.steps[pos] += cur.steps
         return best
+
+
+def _position(u: torch.Tensor, n: int) -> torch.Tensor:
+    """Integers in [0, n) from uniform numbers."""
+    return (u * n).floor().long().clamp_max(n - 1)
+
+
+def _signs(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.where(u < 0.5, -1.0, 1.0).to(dtype)
 
 
 def _pick(t: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:

@@ -23,6 +23,7 @@ Run by hand (one thread, as the other benchmarks):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_blackbox.py
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_blackbox.py --only square
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_blackbox.py --only hsj --hsj-n 20
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_blackbox.py --only square --skip art
 
 Prints markdown tables (each row as soon as it is measured).
 """
@@ -37,6 +38,9 @@ import time
 import numpy as np
 import torch
 from torch import nn
+
+#: peer libraries not to run (--skip)
+SKIP: set[str] = set()
 
 
 class Counting(nn.Module):
@@ -112,6 +116,8 @@ def bench_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: in
     report("xrobust square", res.x_adv, dt, res.queries.cpu())
 
     try:
+        if "torchattacks" in SKIP:
+            raise ImportError
         import torchattacks
 
         cnt.reset()
@@ -121,9 +127,11 @@ def bench_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: in
         xa = atk(x, y)
         report("torchattacks Square", xa, time.perf_counter() - t)
     except ImportError:
-        row("torchattacks Square", "not installed", "", "", "", "")
+        row("torchattacks Square", "not run", "", "", "", "")
 
     try:
+        if "art" in SKIP:
+            raise ImportError
         from art.attacks.evasion import SquareAttack
         from art.estimators.classification import PyTorchClassifier
 
@@ -137,7 +145,7 @@ def bench_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: in
         xa = atk.generate(x.numpy())
         report("ART SquareAttack", torch.as_tensor(xa), time.perf_counter() - t)
     except ImportError:
-        row("ART SquareAttack", "not installed", "", "", "", "")
+        row("ART SquareAttack", "not run", "", "", "", "")
 
     t = time.perf_counter()
     ap = get_attack("apgd", model, eps=eps, norm="linf", steps=100, seed=0).run(x, y)
@@ -173,6 +181,8 @@ def bench_hsj(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: int, 
     report("xrobust hop_skip_jump", res.x_adv, dt, res.queries.cpu(), cnt.rows)
 
     try:
+        if "art" in SKIP:
+            raise ImportError
         from art.attacks.evasion import HopSkipJump
         from art.estimators.classification import PyTorchClassifier
 
@@ -192,9 +202,11 @@ def bench_hsj(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: int, 
         dt = time.perf_counter() - t
         report("ART HopSkipJump", torch.as_tensor(np.concatenate(advs)), dt, per, int(per.sum()))
     except ImportError:
-        row("ART HopSkipJump", "not installed", "", "", "", "", "", "")
+        row("ART HopSkipJump", "not run", "", "", "", "", "", "")
 
     try:
+        if "foolbox" in SKIP:
+            raise ImportError
         import foolbox as fb
 
         cnt.reset(x)
@@ -208,7 +220,7 @@ def bench_hsj(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: int, 
         dt = time.perf_counter() - t
         report("Foolbox HopSkipJumpAttack", xa, dt, None, cnt.rows)
     except ImportError:
-        row("Foolbox HopSkipJumpAttack", "not installed", "", "", "", "", "", "")
+        row("Foolbox HopSkipJumpAttack", "not run", "", "", "", "", "", "")
 
 
 def main() -> None:
@@ -222,7 +234,9 @@ def main() -> None:
     ap.add_argument("--hsj-queries", type=int, default=5000)
     ap.add_argument("--hsj-iters", type=int, default=16,
                     help="iterations of ART's and Foolbox's HopSkipJump (no query budget there)")
+    ap.add_argument("--skip", default="", help="peers not to run: torchattacks,art,foolbox")
     args = ap.parse_args()
+    SKIP.update(s for s in args.skip.split(",") if s)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     t = time.perf_counter()

@@ -194,3 +194,18 @@ def test_finds_adversarials_for_most_digits_within_the_budget(digits_cnn, digits
     res = HopSkipJump(digits_cnn, norm="l2", queries=2000, seed=0).run(x, y)
     assert res.success_rate >= 0.9
     assert float(res.norms[res.success & res.attacked].median()) < 4.0
+
+
+def test_no_start_found_returns_the_clean_inputs() -> None:
+    class Constant(nn.Module):  # always class 0: no noise ever meets the goal
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = torch.zeros(x.shape[0], 2)
+            z[:, 0] = 5.0
+            return z + 0 * x.sum(1, keepdim=True)
+
+    x = torch.rand(3, 4)
+    res = HopSkipJump(Constant().eval(), queries=50, init_tries=5, seed=0).run(
+        x, torch.zeros(3, dtype=torch.long)
+    )
+    assert not bool(res.success.any()) and torch.equal(res.x_adv, x)
+    assert bool((res.queries == 1 + 5 + 0).all())  # the clean pass and the noise draws

@@ -177,7 +177,10 @@ def _export(
     kwargs["opset_version"] = DEFAULT_OPSET if opset is None else int(opset)
     if dynamic_batch:
         kwargs["dynamic_shapes"] = {"input": {0: torch.export.Dim("batch")}}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM117
+    quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed. Skipping ..."
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
         warnings.simplefilter("ignore")
         try:
             prog = torch.onnx.export(module, (example,), **kwargs)
@@ -191,6 +194,8 @@ def _export(
             raise ModelError(
                 f"torch could not export the model to ONNX: {type(exc).__name__}: {first}"
             ) from exc
+        finally:
+            quiet.setLevel(level)
 
 
 def export_onnx(

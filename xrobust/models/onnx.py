@@ -38,6 +38,7 @@ import logging
 import os
 import sys
 import types
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -618,7 +619,9 @@ class OnnxTorchModule(nn.Module):
         z = x.to(self.dtype)
         if self.layout == "NHWC":
             z = z.permute(0, 2, 3, 1)
-        out = self.inner(z)
+        with warnings.catch_warnings():  # onnx2torch's Slice indexes with a list (harmless)
+            warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+            out = self.inner(z)
         if isinstance(out, list | tuple):
             out = out[self.output_index]
         return out.to(x.dtype) if x.is_floating_point() else out

@@ -381,3 +381,5 @@ def test_sklearn_export_picks_probabilities(tmp_path, zipmap) -> None:
     s = clf.scores(torch.from_numpy(x[:50]))
     assert float(np.abs(s.numpy() - lr.predict_proba(x[:50])).max()) <= 1e-5
     assert clf.queries == 50
+    with pytest.raises(DataError, match=r"\(5, 6\) but .*\(\?, 30\) \(it takes the inputs flattened"):
+        as_classifier(path, input_shape=(5, 6))

@@ -312,7 +312,13 @@ class OnnxClassifier(Classifier):
                     f"layout='NHWC' needs an image model (a rank-4 input); {graph}"
                 )
             if want is not None and not _fits(g, want):
-                raise DataError(f"the data has inputs of shape {want} but {graph}")
+                hint = ""
+                if len(g) == 1 and g[0] == int(np.prod(want)) and len(want) > 1:
+                    hint = (
+                        f" (it takes the inputs flattened: flatten the data and declare "
+                        f"input_shape=({g[0]},), or wrap the model in a predict function)"
+                    )
+                raise DataError(f"the data has inputs of shape {want} but {graph}{hint}")
             if want is None and all(d is not None for d in g):
                 return tuple(int(d) for d in g)  # type: ignore[arg-type]
             return want

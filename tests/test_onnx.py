@@ -353,6 +353,65 @@ def test_onnx2torch_imports_without_torchvision() -> None:
             nms.torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
 
 
+def _fresh_onnx2torch(monkeypatch) -> None:
+    """Forget onnx2torch (restored after the test), so that it is imported again."""
+    for k in [k for k in sys.modules if k == "onnx2torch" or k.startswith("onnx2torch.")]:
+        monkeypatch.delitem(sys.modules, k)
+
+
+@pytest.mark.skipif(not HAS_ONNX2TORCH, reason="onnx2torch is not installed")
+def test_onnx2torch_with_a_broken_torchvision(monkeypatch, files, net, x8) -> None:
+    """A torchvision built for another torch fails on import; onnx2torch still imports,
+    only its NMS / RoiAlign converters say what is missing."""
+    import importlib.abc
+    import importlib.machinery
+
+    from xrobust.models.onnx import import_onnx2torch
+
+    class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torchvision" or name.startswith("torchvision."):
+                return importlib.machinery.ModuleSpec(name, self)
+            return None
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            raise RuntimeError("operator torchvision::nms does not exist")
+
+    for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+        monkeypatch.delitem(sys.modules, k)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    _fresh_onnx2torch(monkeypatch)
+    mod = import_onnx2torch()
+    assert "torchvision" not in sys.modules  # the stand-in is gone again
+    nms = sys.modules["onnx2torch.node_converters.nms"]
+    with pytest.raises(ModelError, match=r"torchvision::nms does not exist.*matches your torch"):
+        nms.torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
+    assert mod.convert  # every other converter works:
+    white = as_classifier(files["nchw"], **DECL).to_torch(x8[:4])
+    with torch.no_grad():
+        assert float((white.scores(x8) - net(x8)).abs().max()) <= 1e-5
+
+
+@pytest.mark.skipif(not HAS_ONNX2TORCH, reason="onnx2torch is not installed")
+def test_onnx2torch_with_a_working_torchvision_imports_normally(monkeypatch) -> None:
+    import types
+
+    from xrobust.models.onnx import import_onnx2torch
+
+    tv, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+    ops.nms = ops.roi_align = ops.box_convert = lambda *a, **k: "real"
+    tv.ops, tv.__path__ = ops, []
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+    monkeypatch.setitem(sys.modules, "torchvision.ops", ops)
+    _fresh_onnx2torch(monkeypatch)
+    import_onnx2torch()
+    assert sys.modules["onnx2torch.node_converters.nms"].torchvision is tv
+    assert sys.modules["onnx2torch.node_converters.roialign"].roi_align() == "real"
+
+
 def test_missing_onnx2torch_says_how_to_install(files, x8, monkeypatch) -> None:
     import xrobust.models.onnx as mod
 

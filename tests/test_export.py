@@ -20,9 +20,9 @@ from torch import nn
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from xrobust.cli import main  # noqa: E402
-from xrobust.errors import ConfigError, ModelError  # noqa: E402
-from xrobust.models.export import export_onnx  # noqa: E402
+from xrobust.cli import main
+from xrobust.errors import ConfigError, ModelError
+from xrobust.models.export import export_onnx
 
 HAS_ONNX2TORCH = importlib.util.find_spec("onnx2torch") is not None
 

@@ -19,10 +19,10 @@ from torch import nn
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted  # noqa: E402
-from xrobust.models import as_classifier  # noqa: E402
-from xrobust.models.export import export_onnx  # noqa: E402
-from xrobust.models.onnx import OnnxClassifier  # noqa: E402
+from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted
+from xrobust.models import as_classifier
+from xrobust.models.export import export_onnx
+from xrobust.models.onnx import OnnxClassifier
 
 HAS_ONNX2TORCH = importlib.util.find_spec("onnx2torch") is not None
 DECL = {"input_shape": (1, 8, 8), "num_classes": 10, "bounds": (0.0, 1.0)}
@@ -198,7 +198,7 @@ def test_shape_mismatch_names_both_shapes_before_any_query(files, x8) -> None:
     assert "(1, 28, 28)" in msg and "(?, 1, 8, 8)" in msg
     with pytest.raises(DataError, match=r"\(30,\).*\(\?, 1, 8, 8\)"):
         as_classifier(files["nchw"], input_shape=(30,))
-    with pytest.raises(DataError, match="3 classes.*10 scores"):
+    with pytest.raises(DataError, match=r"3 classes.*10 scores"):
         as_classifier(files["nchw"], input_shape=(1, 8, 8), num_classes=3)
     clf = as_classifier(files["nchw"], **DECL)
     with pytest.raises(DataError, match=r"\(N, 1, 8, 8\), got \(2, 8, 8, 1\)"):

@@ -18,9 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "model's test data before it is written; above --tol nothing is written."
         ),
     )
-    p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by `xrobust train`")
-    p.add_argument("--format", default="onnx", metavar="FORMAT", help="export format (default: onnx; the only one)")
-    p.add_argument("--out", required=True, metavar="FILE", help="the file to write, e.g. model.onnx")
+    p.add_argument(
+        "--model", required=True, metavar="RUN_DIR", help="run directory written by `xrobust train`"
+    )
+    p.add_argument(
+        "--format",
+        default="onnx",
+        metavar="FORMAT",
+        help="export format (default: onnx; the only one)",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="the file to write, e.g. model.onnx"
+    )
     p.add_argument("--opset", type=int_range(7, 100), help="ONNX opset (default: 18)")
     p.add_argument(
         "--batch-size", type=int_range(1), metavar="N",

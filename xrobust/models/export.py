@@ -294,7 +294,7 @@ def export_onnx(
         input_name=names[0],
         output_name=names[1],
         max_abs_diff=diff,
-        rows_checked=int(len(x)),
+        rows_checked=len(x),
         check_inputs=how,
         tol=float(tol),
     )

@@ -212,14 +212,20 @@ class OnnxClassifier(Classifier):
         self.output_names = [o.name for o in outs]
         kind = output if output is not None else out_kind
         if kind == "labels" and self.output_type.startswith("seq("):
-            raise ConfigError(f"{label}: output {self.output_name!r} is a map of scores, not labels")
-        if num_classes is not None and graph_classes is not None and kind != "labels":
-            if int(num_classes) != graph_classes:
-                raise DataError(
-                    f"the data has {int(num_classes)} classes but the model {label!r} answers "
-                    f"{graph_classes} scores per row (output {self.output_name!r} of shape "
-                    f"{_show(_dims(outs[self._out_index].shape))})"
-                )
+            raise ConfigError(
+                f"{label}: output {self.output_name!r} is a map of scores, not labels"
+            )
+        if (
+            num_classes is not None
+            and graph_classes is not None
+            and kind != "labels"
+            and int(num_classes) != graph_classes
+        ):
+            raise DataError(
+                f"the data has {int(num_classes)} classes but the model {label!r} answers "
+                f"{graph_classes} scores per row (output {self.output_name!r} of shape "
+                f"{_show(_dims(outs[self._out_index].shape))})"
+            )
         classes = num_classes if num_classes is not None else (
             graph_classes if kind != "labels" else None
         )  # fmt: skip
@@ -308,9 +314,7 @@ class OnnxClassifier(Classifier):
         graph = f"the model {label!r} takes inputs of shape {_show([None, *g])}"
         if len(g) != 3:  # no layout question: the shapes must agree as they are
             if layout == "NHWC":
-                raise ConfigError(
-                    f"layout='NHWC' needs an image model (a rank-4 input); {graph}"
-                )
+                raise ConfigError(f"layout='NHWC' needs an image model (a rank-4 input); {graph}")
             if want is not None and not _fits(g, want):
                 hint = ""
                 if len(g) == 1 and g[0] == int(np.prod(want)) and len(want) > 1:
@@ -626,7 +630,9 @@ class OnnxTorchModule(nn.Module):
         if self.layout == "NHWC":
             z = z.permute(0, 2, 3, 1)
         with warnings.catch_warnings():  # onnx2torch's Slice indexes with a list (harmless)
-            warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Using a non-tuple sequence", category=UserWarning
+            )
             out = self.inner(z)
         if isinstance(out, list | tuple):
             out = out[self.output_index]
@@ -741,7 +747,9 @@ def _torchvision_missing(why: str) -> types.ModuleType:
 @contextlib.contextmanager
 def _without_torchvision(why: str) -> Iterator[None]:
     """Import with a stand-in torchvision, then remove it from ``sys.modules``."""
-    saved = {k: v for k, v in sys.modules.items() if k == "torchvision" or k.startswith("torchvision.")}
+    saved = {
+        k: v for k, v in sys.modules.items() if k == "torchvision" or k.startswith("torchvision.")
+    }
     for k in saved:
         del sys.modules[k]
     tv = _torchvision_missing(why)
@@ -782,7 +790,9 @@ def import_onnx2torch() -> Any:
     try:
         importlib.import_module("torchvision.ops")
     except Exception as exc:  # absent, or compiled against another torch
-        why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        why = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
     if not why:
         return importlib.import_module("onnx2torch")
     log.debug("importing onnx2torch without torchvision (%s)", why)

@@ -428,10 +428,16 @@ class EndpointClassifier(Classifier):
 
     # ------------------------------------------------------------------ the wire
     def _body(self, arr: np.ndarray) -> bytes:
-        batch: Any = arr.tolist()  # Python floats: their repr round-trips float32 exactly
-        if self.input_name is not None:
-            batch = [{self.input_name: r} for r in batch] if self.rows else {self.input_name: batch}
-        doc: dict[str, Any] = dict(self.request_fields)
+        """The request's JSON: values written with 9 significant digits (enough for every
+        float32 to come back exactly; half the size and time of ``json.dumps``)."""
+        rows = _rows_json(arr)
+        name = None if self.input_name is None else json.dumps(self.input_name)
+        if name is not None and self.rows:
+            rows = [f"{{{name}:{r}}}" for r in rows]
+        batch = "[" + ",".join(rows) + "]"
+        if name is not None and not self.rows:
+            batch = f"{{{name}:{batch}}}"
+        doc: dict[str, Any] = json.loads(json.dumps(self.request_fields))  # a deep copy
         if self.signature_name is not None:
             doc["signature_name"] = self.signature_name
         node = doc
@@ -439,8 +445,9 @@ class EndpointClassifier(Classifier):
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"request_fields conflict with request_key {self.request_key!r}")
-        node[self._request_path[-1]] = batch
-        return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
+        node[self._request_path[-1]] = _PLACEHOLDER
+        text = json.dumps(doc, allow_nan=False, separators=(",", ":"))
+        return text.replace(json.dumps(_PLACEHOLDER), batch, 1).encode()
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         try:
@@ -663,6 +670,21 @@ class _Skipped(Exception):
 
 class _TooLarge(Exception):
     pass
+
+
+_PLACEHOLDER = "\x00xrobust-batch\x00"
+
+
+def _rows_json(arr: np.ndarray) -> list[str]:
+    """Each row of ``arr`` (n, ...) as JSON text (nested lists of numbers)."""
+    n = arr.shape[0]
+    if arr.size == 0 or arr.ndim == 1:
+        return [json.dumps(r) if arr.ndim > 1 else "{:.9g}".format(r) for r in arr.tolist()]
+    items = list(map("{:.9g}".format, arr.ravel().tolist()))
+    for size in reversed(arr.shape[1:]):  # innermost axis first: group into lists
+        items = ["[" + ",".join(items[i : i + size]) + "]" for i in range(0, len(items), size)]
+    assert len(items) == n
+    return items
 
 
 def _path(key: str, what: str, *, allow_index: bool) -> list[str | int]:

@@ -65,16 +65,25 @@ def main() -> None:
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(128, 10),
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(128, 10),
     ).eval()
     x = torch.tensor(load_digits().images[:1024], dtype=torch.float32).unsqueeze(1) / 16.0
     tmp = tempfile.TemporaryDirectory()
     path = Path(tmp.name) / "m.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x[:2],), str(path), input_names=["x"],
-                          dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            net,
+            (x[:2],),
+            str(path),
+            input_names=["x"],
+            dynamic_axes={"x": {0: "batch"}},
+            dynamo=False,
+        )
     predict = _predict_fn(str(path))
     decl = {"input_shape": (1, 8, 8), "num_classes": 10, "bounds": (0.0, 1.0)}
     rows: list[tuple[str, list[float]]] = []
@@ -90,8 +99,12 @@ def main() -> None:
 
     direct = as_classifier(predict, **decl, batch_size=64)
     timeit("direct onnxruntime, 64 rows", direct.scores, x[:64])
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(path)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
         for proto in ("instances", "inputs"):

@@ -182,7 +182,10 @@ class EndpointClassifier(Classifier):
         bounds: tuple[float, float] | None = None,
         batch_size: int = 64,
         query_budget: int | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise ConfigError(_unknown_options(unknown))
         if not isinstance(url, str):
             raise ConfigError(f"an endpoint URL must be a string, got {type(url).__name__}")
         parts = urllib.parse.urlsplit(url)
@@ -218,8 +221,10 @@ class EndpointClassifier(Classifier):
                 "request_key, response_key and request_fields apply to protocol='json' only; "
                 f"protocol {protocol!r} uses {pair[0]!r} -> {pair[1]!r}"
             )
-        self.protocol = "json" if pair is None or proto == "json" else (
-            "inputs" if pair[0] == "inputs" else "instances"
+        self.protocol = (
+            "json"
+            if pair is None or proto == "json"
+            else ("inputs" if pair[0] == "inputs" else "instances")
         )
         self.rows = self.protocol == "instances"
         self.request_key, self.response_key = pair
@@ -264,7 +269,7 @@ class EndpointClassifier(Classifier):
         #: HTTP requests that were retried, and requests that reached the server.
         self.retried = 0
         self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
-        self._closed = False
+        self._ssl: ssl.SSLContext | None = None
 
         super().__init__(
             name=name or self.url,
@@ -335,18 +340,20 @@ class EndpointClassifier(Classifier):
             raise DataError("the batch holds NaN or inf values, which JSON cannot carry")
         if self.layout == "NHWC":
             if arr.ndim != 4:
-                raise DataError(f"layout='NHWC' needs a batch of images (N, C, H, W), got {arr.shape}")
+                raise DataError(
+                    f"layout='NHWC' needs a batch of images (N, C, H, W), got {arr.shape}"
+                )
             arr = np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
         self._secret_headers()  # a missing variable stops the call before anything is counted
         self.spend(n)  # reserve the first attempt of every chunk; unsent rows are refunded
         chunks = [arr[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         if len(chunks) == 1 or self.concurrency == 1:
-            parts = []
+            parts: list[np.ndarray] = []
             try:
-                for i, c in enumerate(chunks):
+                for c in chunks:
                     parts.append(self._chunk(c))
             except BaseException:
-                self._refund(sum(len(c) for c in chunks[i + 1 :]))
+                self._refund(sum(len(c) for c in chunks[len(parts) + 1 :]))  # never sent
                 raise
         else:
             parts = self._concurrent(chunks)
@@ -372,7 +379,7 @@ class EndpointClassifier(Classifier):
             for f in futures:
                 try:
                     parts.append(f.result())
-                except BaseException as exc:  # noqa: BLE001  (re-raised below)
+                except BaseException as exc:
                     if error is None or isinstance(error, _Skipped):
                         error = exc
                     stop.set()
@@ -415,7 +422,11 @@ class EndpointClassifier(Classifier):
                     self.retried += 1
                 logger.info(
                     "endpoint %s: %s; retrying in %.2f s (attempt %d of %d)",
-                    self.url, self._scrub(fail.message), wait, k + 2, attempts,
+                    self.url,
+                    self._scrub(fail.message),
+                    wait,
+                    k + 2,
+                    attempts,
                 )
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -456,8 +467,10 @@ class EndpointClassifier(Classifier):
             pass
         p = self._parts
         if p.scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()  # system CAs (or $SSL_CERT_FILE)
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                p.hostname, p.port, timeout=self.timeout, context=ssl.create_default_context()
+                p.hostname, p.port, timeout=self.timeout, context=self._ssl
             )
         else:
             conn = http.client.HTTPConnection(p.hostname, p.port, timeout=self.timeout)
@@ -479,7 +492,7 @@ class EndpointClassifier(Classifier):
                 if conn.sock is None:
                     conn.connect()
                     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn.sock.settimeout(self.timeout)
+                _set_timeout(conn, deadline)  # sendall: the whole body within the deadline
                 conn.request("POST", self._target, body=body, headers=headers)
                 sent = True
                 _set_timeout(conn, deadline)
@@ -494,25 +507,34 @@ class EndpointClassifier(Classifier):
                     continue
                 raise _Attempt(
                     f"the endpoint {self.url} closed the connection ({type(exc).__name__})",
-                    retry=True, sent=sent,
+                    retry=True,
+                    sent=sent,
                 ) from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 conn.close()
                 raise _Attempt(
                     f"the endpoint {self.url} did not answer within the timeout of "
-                    f"{self.timeout:g} s", retry=True, sent=sent,
+                    f"{self.timeout:g} s",
+                    retry=True,
+                    sent=sent,
                 ) from None
             except _TooLarge as exc:
                 conn.close()
                 raise _Attempt(
                     f"the endpoint {self.url} answered more than {exc.args[0]} bytes",
-                    retry=False, sent=True,
+                    retry=False,
+                    sent=True,
                 ) from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                what = "the connection to" if sent else "cannot reach"
                 raise _Attempt(
-                    f"cannot reach the endpoint {self.url}: {type(exc).__name__}: "
-                    f"{_oneline(str(exc))}", retry=True, sent=sent,
+                    f"{what} the endpoint {self.url} failed: {type(exc).__name__}: "
+                    f"{_oneline(str(exc))}"
+                    if sent
+                    else f"{what} the endpoint {self.url}: {type(exc).__name__}: {_oneline(str(exc))}",
+                    retry=True,
+                    sent=sent,
                 ) from None
             except BaseException:
                 conn.close()
@@ -531,7 +553,7 @@ class EndpointClassifier(Classifier):
             raise _Attempt(
                 f"the endpoint {self.url} answered HTTP {status} {resp.reason}: "
                 f"{self._excerpt(data, error_field=True)}",
-                retry=status in _RETRY_STATUS or 500 <= status < 600 and status not in (501, 505),
+                retry=status in _RETRY_STATUS or (500 <= status < 600 and status not in (501, 505)),
                 sent=True,
                 retry_after=retry_after,
             )
@@ -542,9 +564,11 @@ class EndpointClassifier(Classifier):
         try:
             doc = json.loads(data)
         except (UnicodeDecodeError, ValueError):
-            raise ModelError(self._scrub(
-                f"the endpoint {self.url} answered malformed JSON: {self._excerpt(data)}"
-            )) from None
+            raise ModelError(
+                self._scrub(
+                    f"the endpoint {self.url} answered malformed JSON: {self._excerpt(data)}"
+                )
+            ) from None
         node: Any = doc
         for i, key in enumerate(self._response_path):
             where = ".".join(map(str, self._response_path[:i])) or "the answer"
@@ -556,15 +580,18 @@ class EndpointClassifier(Classifier):
                 node = node[key]
             else:
                 have = (
-                    f"keys {sorted(map(str, node))[:10]}" if isinstance(node, dict)
+                    f"keys {sorted(map(str, node))[:10]}"
+                    if isinstance(node, dict)
                     else f"a {type(node).__name__}"
                 )
                 err = doc.get("error") if isinstance(doc, dict) else None
                 note = f"; its error: {self._excerpt(str(err).encode())}" if err is not None else ""
-                raise ModelError(self._scrub(
-                    f"the endpoint {self.url} answered without {self.response_key!r} "
-                    f"({where} has {have}){note}"
-                ))
+                raise ModelError(
+                    self._scrub(
+                        f"the endpoint {self.url} answered without {self.response_key!r} "
+                        f"({where} has {have}){note}"
+                    )
+                )
         node = self._pick_output(node)
         if not isinstance(node, list):
             raise ModelError(
@@ -647,8 +674,11 @@ class EndpointClassifier(Classifier):
             except ValueError:
                 doc = None
             if isinstance(doc, dict) and isinstance(doc.get("error"), str | dict):
-                err = doc["error"]
-                text = err if isinstance(err, str) else json.dumps(err)
+                err = doc["error"]  # TF Serving: a string; Vertex / Google: {code, message, status}
+                if isinstance(err, dict) and isinstance(err.get("message"), str):
+                    text = err["message"]
+                else:
+                    text = err if isinstance(err, str) else json.dumps(err)
         text = _oneline(self._scrub(text))
         if not text:
             return "(empty body)"
@@ -672,6 +702,22 @@ class _TooLarge(Exception):
     pass
 
 
+def _unknown_options(unknown: dict[str, Any]) -> str:
+    import difflib
+    import inspect
+
+    known = [
+        p
+        for p in inspect.signature(EndpointClassifier.__init__).parameters
+        if p not in ("self", "url", "unknown")
+    ]
+    parts = []
+    for k in sorted(unknown):
+        close = difflib.get_close_matches(k, known, n=1)
+        parts.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"option(s) {', '.join(parts)} do not apply to an endpoint; it takes {', '.join(known)}"
+
+
 _PLACEHOLDER = "\x00xrobust-batch\x00"
 
 
@@ -679,7 +725,7 @@ def _rows_json(arr: np.ndarray) -> list[str]:
     """Each row of ``arr`` (n, ...) as JSON text (nested lists of numbers)."""
     n = arr.shape[0]
     if arr.size == 0 or arr.ndim == 1:
-        return [json.dumps(r) if arr.ndim > 1 else "{:.9g}".format(r) for r in arr.tolist()]
+        return [json.dumps(r) if arr.ndim > 1 else f"{r:.9g}" for r in arr.tolist()]
     items = list(map("{:.9g}".format, arr.ravel().tolist()))
     for size in reversed(arr.shape[1:]):  # innermost axis first: group into lists
         items = ["[" + ",".join(items[i : i + size]) + "]" for i in range(0, len(items), size)]
@@ -690,7 +736,9 @@ def _rows_json(arr: np.ndarray) -> list[str]:
 def _path(key: str, what: str, *, allow_index: bool) -> list[str | int]:
     parts = str(key).split(".")
     if not key or any(p == "" for p in parts):
-        raise ConfigError(f"{what} must be a key or a dotted path such as 'result.scores', got {key!r}")
+        raise ConfigError(
+            f"{what} must be a key or a dotted path such as 'result.scores', got {key!r}"
+        )
     out: list[str | int] = []
     for p in parts:
         out.append(int(p) if allow_index and p.lstrip("-").isdigit() else p)
@@ -739,7 +787,9 @@ def _set_timeout(conn: http.client.HTTPConnection, deadline: float) -> None:
         conn.sock.settimeout(left)
 
 
-def _read(resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, deadline: float) -> bytes:
+def _read(
+    resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, deadline: float
+) -> bytes:
     """The answer's body, read in pieces so that the deadline holds for a trickling server."""
     length = resp.getheader("Content-Length")
     if length is not None and length.isdigit() and int(length) > _MAX_ANSWER:
@@ -785,9 +835,18 @@ def _oneline(text: str) -> str:
 
 def _json_kind(arr: np.ndarray) -> str:
     """What JSON values stand where numbers should: for the error message."""
-    names = {bool: "true/false", str: "strings", type(None): "null", dict: "objects",
-             list: "nested lists of uneven depth"}
-    found = sorted({names.get(type(v), type(v).__name__) for v in arr.ravel().tolist()
-                    if isinstance(v, bool) or not isinstance(v, int | float)})
+    names = {
+        bool: "true/false",
+        str: "strings",
+        type(None): "null",
+        dict: "objects",
+        list: "nested lists of uneven depth",
+    }
+    found = sorted(
+        {
+            names.get(type(v), type(v).__name__)
+            for v in arr.ravel().tolist()
+            if isinstance(v, bool) or not isinstance(v, int | float)
+        }
+    )
     return ", ".join(found) or "mixed"
-

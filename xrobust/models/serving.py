@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 _MAX_BODY = 64 * 1024 * 1024
 
 
-class Reply(Exception):  # noqa: N818  (an answer, raised)
+class Reply(Exception):
     """Raised by a ``predict_fn`` to make the server answer exactly this.
 
     Args:
@@ -153,7 +153,7 @@ def serve(
         timeout = idle_timeout  # an idle kept-alive connection is dropped after this
         server_version = "xrobust-serving/1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             logger.debug("serving: " + format, *args)  # request lines only, never headers
 
         def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
@@ -171,12 +171,21 @@ def serve(
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802
-            self._send(200, {"model_version_status": [
-                {"version": "1", "state": "AVAILABLE",
-                 "status": {"error_code": "OK", "error_message": ""}}]})
+        def do_GET(self) -> None:
+            self._send(
+                200,
+                {
+                    "model_version_status": [
+                        {
+                            "version": "1",
+                            "state": "AVAILABLE",
+                            "status": {"error_code": "OK", "error_message": ""},
+                        }
+                    ]
+                },
+            )
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = self.headers.get("Content-Length")
             if length is None or not length.isdigit():
                 self.close_connection = True
@@ -203,7 +212,7 @@ def serve(
             except Reply as r:
                 self._send(r.status, r.body, r.headers)
                 return
-            except Exception as exc:  # noqa: BLE001  (the client gets it as HTTP 500)
+            except Exception as exc:
                 self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
                 return
             if output_name is not None:

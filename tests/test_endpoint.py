@@ -22,7 +22,7 @@ from torch import nn
 
 from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted
 from xrobust.models import as_classifier, serving
-from xrobust.models.endpoint import EndpointClassifier, safe_url
+from xrobust.models.endpoint import EndpointClassifier, parse_headers_env, safe_url
 
 SHAPE = (1, 8, 8)
 DECL = {"input_shape": SHAPE, "num_classes": 10, "bounds": (0.0, 1.0)}
@@ -43,7 +43,9 @@ class Digits8(nn.Module):
 @pytest.fixture(scope="module")
 def net() -> nn.Module:
     torch.manual_seed(0)
-    return Digits8().eval()
+    net = Digits8().eval()
+    torch.testing.assert_close(net(torch.zeros(1, *SHAPE)), net(torch.zeros(1, *SHAPE)))  # warm
+    return net
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,7 @@ def onnx_predict(net: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Ca
         with lock:  # one session, many handler threads
             return sess.run(None, {"x": np.ascontiguousarray(a, dtype=np.float32)})[0]
 
+    predict(np.zeros((2, *SHAPE), dtype=np.float32))  # warm the session
     return predict
 
 
@@ -679,3 +682,27 @@ def test_readme_sagemaker_predict_function_runs_against_a_stand_in_for_boto3(
     torch.testing.assert_close(s, ref, atol=1e-5, rtol=0)
     assert seen["shapes"] == [(64, 1, 28, 28), (6, 1, 28, 28)] and clf.queries == 70
     assert seen["ctype"] == "application/json" and clf.query_budget == 10_000
+
+
+def test_parse_headers_env_for_the_command_line() -> None:
+    assert parse_headers_env(["Authorization=Bearer ${XR_T}", " X-K = XR_K "]) == {
+        "Authorization": "Bearer ${XR_T}",
+        "X-K": "XR_K",
+    }
+    for bad, match in [
+        ("Authorization", "NAME=VARIABLE"),
+        ("=XR_T", "NAME=VARIABLE"),
+        ("Bad Name=XR_T", "not a valid HTTP header name"),
+        ("Authorization=Bearer abc.def-123", "not a literal value"),
+    ]:
+        with pytest.raises(ConfigError, match=match) as err:
+            parse_headers_env([bad])
+        assert "abc.def-123" not in str(err.value)
+
+
+def test_serve_takes_a_torch_module(net, x, start, clients) -> None:
+    server = start(net)
+    clf = _clf(clients, server.url, batch_size=50, concurrency=4)
+    torch.testing.assert_close(clf.scores(x), _ref(net, x), atol=1e-5, rtol=0)
+    assert net.training is False and all(p.requires_grad for p in net.parameters())
+    assert clf.queries == server.rows_received == 200

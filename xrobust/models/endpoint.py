@@ -82,7 +82,7 @@ import torch
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.models.classifier import Classifier
 
-__all__ = ["PROTOCOLS", "EndpointClassifier", "safe_url"]
+__all__ = ["PROTOCOLS", "EndpointClassifier", "parse_headers_env", "safe_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,34 @@ def safe_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{p.port}" if p.port else "")
     return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+def parse_headers_env(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``headers_env`` from command-line items ``NAME=VARIABLE`` or ``NAME=TEMPLATE``
+    (``--endpoint-header Authorization='Bearer $XR_TOKEN'``). A value that names no
+    variable is refused without being echoed (it may be a pasted secret).
+
+    >>> parse_headers_env(["Authorization=Bearer $XR_TOKEN", "X-Api-Key=XR_KEY"])
+    {'Authorization': 'Bearer $XR_TOKEN', 'X-Api-Key': 'XR_KEY'}
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, spec = str(item).partition("=")
+        name, spec = name.strip(), spec.strip()
+        if not sep or not name:
+            raise ConfigError(
+                "an endpoint header is NAME=VARIABLE (e.g. Authorization=XR_TOKEN, or "
+                "'Authorization=Bearer $XR_TOKEN'); the value is read from the environment"
+            )
+        _check_header(name, "", f"header {name!r}")
+        if not _env_names(spec):
+            raise ConfigError(
+                f"the endpoint header {name!r} must name an environment variable (e.g. "
+                f"{name}=XR_TOKEN) or a $VAR template, not a literal value: secrets are read "
+                "from the environment, never from the command line"
+            )
+        out[name] = spec
+    return out
 
 
 class _Attempt(Exception):

@@ -112,7 +112,7 @@ class ServingHandle:
 
 
 def serve(
-    predict_fn: Callable[[np.ndarray], Any],
+    predict_fn: Callable[[np.ndarray], Any] | Any,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -127,7 +127,8 @@ def serve(
 
     Args:
         predict_fn: takes a float32 array (n, ...) of the rows sent (as sent: channels last
-            if the client sends NHWC) and returns (n, C) scores or (n,) labels.
+            if the client sends NHWC) and returns (n, C) scores or (n,) labels; or a torch
+            module or an xrobust classifier, whose scores it serves (one batch at a time).
         host: the address to bind (127.0.0.1: this machine only).
         port: the port (0: a free one; see :attr:`ServingHandle.url`).
         model_name: the model name in the URL.
@@ -145,6 +146,7 @@ def serve(
     if (request_key is None) != (response_key is None):
         raise ValueError("give both request_key and response_key, or neither")
     extra = dict(extra_fields or {})
+    predict_fn = _as_predict_fn(predict_fn)
     handle_box: list[ServingHandle] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -229,11 +231,35 @@ def serve(
             self._send(200, answer)
 
     server = _Server((host, port), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="xrobust-serving", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="xrobust-serving", daemon=True
+    )
     handle = ServingHandle(server, thread, model_name)
     handle_box.append(handle)
     thread.start()
     return handle
+
+
+def _as_predict_fn(obj: Any) -> Callable[[np.ndarray], Any]:
+    """A predict function for a torch module or a classifier (serialised by a lock: a torch
+    classifier switches its module's mode around each call)."""
+    import torch
+
+    from xrobust.models.classifier import Classifier, TorchClassifier
+
+    if isinstance(obj, torch.nn.Module):
+        obj = TorchClassifier(obj)
+    if not isinstance(obj, Classifier):
+        if not callable(obj):
+            raise TypeError(f"serve() needs a predict function, got {type(obj).__name__}")
+        return obj
+    clf, lock = obj, threading.Lock()
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with lock:
+            return clf.scores(torch.from_numpy(np.ascontiguousarray(a))).cpu().numpy()
+
+    return predict
 
 
 class _Server(ThreadingHTTPServer):

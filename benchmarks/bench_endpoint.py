@@ -31,7 +31,10 @@ import torch
 def _predict_fn(path: str):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # no spinning thread pool on a shared machine
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     lock = threading.Lock()
 
     def predict(a: np.ndarray) -> np.ndarray:

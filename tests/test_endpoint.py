@@ -74,7 +74,9 @@ def onnx_predict(net: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Ca
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
             dynamo=False,
         )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # its spinning pool is slow here
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     lock = threading.Lock()
 
     def predict(a: np.ndarray) -> np.ndarray:

@@ -398,7 +398,11 @@ class EndpointClassifier(Classifier):
             if stop.is_set():
                 raise _Skipped
             started[i] = True
-            return self._chunk(chunks[i])
+            try:
+                return self._chunk(chunks[i])
+            except BaseException:
+                stop.set()  # chunks not yet started stay unsent
+                raise
 
         with ThreadPoolExecutor(min(self.concurrency, len(chunks)), "xrobust-endpoint") as ex:
             futures = [ex.submit(run, i) for i in range(len(chunks))]

@@ -627,8 +627,11 @@ def test_safe_url_drops_user_info_and_query() -> None:
     assert (
         safe_url("http://[::1]:8501/v1/models/m:predict") == "http://[::1]:8501/v1/models/m:predict"
     )
-    clf = EndpointClassifier("http://u:pw@127.0.0.1:1/p?token=abc", **DECL)
-    assert "pw" not in repr(clf) and "abc" not in repr(clf) and "abc" not in str(clf.describe())
+    clf = EndpointClassifier("http://127.0.0.1:1/p?token=abc", **DECL)
+    assert "abc" not in repr(clf) and "abc" not in str(clf.describe())
+    with pytest.raises(ConfigError, match="carries credentials") as err:
+        EndpointClassifier("http://u:pw-secret@127.0.0.1:1/p", **DECL)
+    assert "pw-secret" not in str(err.value)
 
 
 # ---------------------------------------------------------------------- docs

@@ -225,9 +225,14 @@ class EndpointClassifier(Classifier):
             parts.port  # noqa: B018  (validates the port)
         except ValueError:
             raise ConfigError(f"the endpoint URL {safe_url(url)!r} has an invalid port") from None
-        self._url = url
-        self.url = safe_url(url)
-        self._parts = parts
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"the endpoint URL {safe_url(url)!r} carries credentials (user:password@): "
+                "pass them in a header from the environment instead, e.g. "
+                "headers_env={'Authorization': 'Basic $XR_BASIC_AUTH'}"
+            )
+        self.url = safe_url(url)  # what is shown; the query string stays in _target only
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
         proto = str(protocol).lower()
@@ -254,7 +259,7 @@ class EndpointClassifier(Classifier):
             if pair is None or proto == "json"
             else ("inputs" if pair[0] == "inputs" else "instances")
         )
-        self.rows = self.protocol == "instances"
+        self._rows_form = self.protocol == "instances"
         self.request_key, self.response_key = pair
         self._request_path = _path(self.request_key, "request_key", allow_index=False)
         self._response_path = _path(self.response_key, "response_key", allow_index=True)
@@ -294,7 +299,7 @@ class EndpointClassifier(Classifier):
         self.backoff = _positive(backoff, "backoff", zero=True)
         self.max_backoff = _positive(max_backoff, "max_backoff", zero=True)
         self.concurrency = _count(concurrency, "concurrency", minimum=1)
-        #: HTTP requests that were retried, and requests that reached the server.
+        #: attempts that failed and were retried (``calls`` counts the HTTP answers received).
         self.retried = 0
         self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
         self._ssl: ssl.SSLContext | None = None
@@ -475,10 +480,10 @@ class EndpointClassifier(Classifier):
         float32 to come back exactly; half the size and time of ``json.dumps``)."""
         rows = _rows_json(arr)
         name = None if self.input_name is None else json.dumps(self.input_name)
-        if name is not None and self.rows:
+        if name is not None and self._rows_form:
             rows = [f"{{{name}:{r}}}" for r in rows]
         batch = "[" + ",".join(rows) + "]"
-        if name is not None and not self.rows:
+        if name is not None and not self._rows_form:
             batch = f"{{{name}:{batch}}}"
         doc: dict[str, Any] = json.loads(json.dumps(self.request_fields))  # a deep copy
         if self.signature_name is not None:
@@ -497,15 +502,14 @@ class EndpointClassifier(Classifier):
             return self._pool.get_nowait(), True
         except queue.Empty:
             pass
-        p = self._parts
-        if p.scheme == "https":
+        if self._scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()  # system CAs (or $SSL_CERT_FILE)
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                p.hostname, p.port, timeout=self.timeout, context=self._ssl
+                self._host, self._port, timeout=self.timeout, context=self._ssl
             )
         else:
-            conn = http.client.HTTPConnection(p.hostname, p.port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         return conn, False
 
     def _request(self, body: bytes) -> bytes:

@@ -13,7 +13,9 @@ Protocols (``protocol=``):
   a dotted path: ``"data"`` gives ``{"data": batch}``, ``"payload.x"`` gives
   ``{"payload": {"x": batch}}``) and ``response_key`` (where the scores are in the answer,
   a dotted path whose integer parts index lists: ``"result.scores"``, ``"outputs.0"``),
-  plus constant ``request_fields`` merged into every request body.
+  plus constant ``request_fields`` merged into every request body (Vertex AI's
+  ``parameters``, for example: ``protocol="json", request_key="instances",
+  response_key="predictions", request_fields={"parameters": {...}}``).
 
 With every protocol: ``signature_name`` adds ``"signature_name": ...`` to the body (TF
 Serving); ``input_name`` sends a named input (rows as ``{name: row}``, a batch as

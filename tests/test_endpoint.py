@@ -711,3 +711,52 @@ def test_serve_takes_a_torch_module(net, x, start, clients) -> None:
     torch.testing.assert_close(clf.scores(x), _ref(net, x), atol=1e-5, rtol=0)
     assert net.training is False and all(p.requires_grad for p in net.parameters())
     assert clf.queries == server.rows_received == 200
+
+
+def test_https_verifies_the_certificate(
+    net, x, onnx_predict, start, clients, tmp_path, monkeypatch
+) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = start(onnx_predict, ssl_context=ctx)
+    assert server.url.startswith("https://127.0.0.1:")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    untrusting = _clf(clients, server.url, retries=3, backoff=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(ModelError, match="certificate that does not verify"):
+        untrusting.scores(x[:4])
+    assert time.monotonic() - t0 < 1.0 and untrusting.queries == 0  # not retried, not sent
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    clf = _clf(clients, server.url)
+    torch.testing.assert_close(clf.scores(x[:40]), _ref(net, x[:40]), atol=1e-5, rtol=0)
+    assert clf.queries == server.rows_received == 40

@@ -563,6 +563,14 @@ class EndpointClassifier(Classifier):
                     retry=False,
                     sent=True,
                 ) from None
+            except ssl.SSLCertVerificationError as exc:
+                conn.close()
+                raise _Attempt(  # retrying cannot help
+                    f"the endpoint {self.url} has a certificate that does not verify: "
+                    f"{_oneline(str(exc.verify_message or exc))} (a private CA: set SSL_CERT_FILE)",
+                    retry=False,
+                    sent=False,
+                ) from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 what = "the connection to" if sent else "cannot reach"
@@ -723,7 +731,7 @@ class EndpointClassifier(Classifier):
         return "'" + text[:_EXCERPT] + ("...'" if len(text) > _EXCERPT else "'")
 
     def _scrub(self, text: str) -> str:
-        """``text`` with every current secret value (and its parts) blanked out."""
+        """``text`` with every current secret value (of 4 characters or more) blanked out."""
         for spec in self.headers_env.values():
             for var in _env_names(spec):
                 value = os.environ.get(var, "")

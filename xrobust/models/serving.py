@@ -68,12 +68,18 @@ class Reply(Exception):
 class ServingHandle:
     """A running server: its :attr:`url`, counters, and :meth:`close` (or ``with``)."""
 
-    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread, model_name: str):
+    def __init__(
+        self,
+        server: ThreadingHTTPServer,
+        thread: threading.Thread,
+        model_name: str,
+        https: bool = False,
+    ):
         self._server, self._thread = server, thread
         host, port = server.server_address[:2]
         self.host, self.port = str(host), int(port)
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.base_url = f"http://{shown}:{self.port}"
+        self.base_url = f"{'https' if https else 'http'}://{shown}:{self.port}"
         #: the predict URL, ``http://HOST:PORT/v1/models/<model_name>:predict``.
         self.url = f"{self.base_url}/v1/models/{model_name}:predict"
         self._lock = threading.Lock()
@@ -122,6 +128,7 @@ def serve(
     output_name: str | None = None,
     extra_fields: Mapping[str, Any] | None = None,
     idle_timeout: float = 60.0,
+    ssl_context: Any = None,
 ) -> ServingHandle:
     """Serve ``predict_fn`` over the TF Serving REST protocol, in a background thread.
 
@@ -139,6 +146,8 @@ def serve(
             ``{"deployedModelId": "123", "model": "projects/..."}``).
         idle_timeout: seconds a kept-alive connection may stay idle before the server
             closes it.
+        ssl_context: an ``ssl.SSLContext`` (server side, with a certificate loaded) to
+            serve HTTPS; :attr:`ServingHandle.url` then starts with ``https://``.
 
     Returns:
         A :class:`ServingHandle`; close it (or use ``with``) to stop the server.
@@ -231,10 +240,15 @@ def serve(
             self._send(200, answer)
 
     server = _Server((host, port), Handler)
+    if ssl_context is not None:
+        # the handshake happens in the request's thread (under its timeout), not in accept
+        server.socket = ssl_context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="xrobust-serving", daemon=True
     )
-    handle = ServingHandle(server, thread, model_name)
+    handle = ServingHandle(server, thread, model_name, https=ssl_context is not None)
     handle_box.append(handle)
     thread.start()
     return handle

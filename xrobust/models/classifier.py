@@ -206,7 +206,7 @@ class Classifier:
             c = self.num_classes or 0
             return torch.empty(0, c, device=self.device)
         out = torch.cat(parts).to(self.device)
-        return out.double() if x.dtype == torch.float64 else out
+        return out.double() if x.dtype == torch.float64 else out.float()
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted classes (N,) (counted like :meth:`scores`)."""

@@ -760,3 +760,19 @@ def test_https_verifies_the_certificate(
     clf = _clf(clients, server.url)
     torch.testing.assert_close(clf.scores(x[:40]), _ref(net, x[:40]), atol=1e-5, rtol=0)
     assert clf.queries == server.rows_received == 40
+
+
+def test_ask_after_spend_as_the_attacks_do(net, x, onnx_predict, start, clients) -> None:
+    server = start(onnx_predict)
+    clf = _clf(clients, server.url, batch_size=16, concurrency=2, query_budget=100)
+    clf.spend(40)  # an attack counts per example first, then asks
+    torch.testing.assert_close(clf.ask(x[:40]), _ref(net, x[:40]), atol=1e-5, rtol=0)
+    assert clf.queries == server.rows_received == 40
+    bad = x[:8].clone()
+    bad[0, 0, 0, 0] = float("inf")
+    clf.spend(8)
+    with pytest.raises(DataError, match="NaN or inf"):
+        clf.ask(bad)
+    assert clf.queries == server.rows_received == 40  # given back: nothing was sent
+    with pytest.raises(QueryBudgetExhausted):
+        clf.spend(61)

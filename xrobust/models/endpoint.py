@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xrobust.errors import ConfigError, DataError, ModelError, XRobustError
+from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.models.classifier import Classifier
 
 __all__ = ["PROTOCOLS", "EndpointClassifier", "parse_headers_env", "safe_url"]
@@ -353,36 +353,60 @@ class EndpointClassifier(Classifier):
         self.close()
 
     # ------------------------------------------------------------------ answers
-    def ask(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores (N, C) of rows already counted (:meth:`Classifier.scores` counts, then
-        asks), with requests of ``batch_size`` rows sent ``concurrency`` at a time; rows
-        that are never sent are refunded, and retries are counted again.
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores (N, C), as :meth:`Classifier.scores`, with requests of ``batch_size``
+        rows sent ``concurrency`` at a time.
 
         Raises:
             QueryBudgetExhausted: the batch (or a retry) would exceed the budget; nothing
                 beyond the budget is sent.
             DataError: ``x`` does not have the declared shape, or holds NaN / inf.
+            ConfigError: a variable of ``headers_env`` is not set (nothing is sent).
             ModelError: the endpoint failed (after the retries) or answered malformed JSON,
                 missing keys, wrong shapes or row counts, or non-numbers.
         """
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        arr = self._prepare(x)
+        self._secret_headers()  # a missing variable stops the call before anything is counted
+        self.spend(len(arr))  # the first attempt of every chunk; unsent rows are refunded
+        return self._send_all(arr, x.dtype)
+
+    __call__ = scores
+
+    def ask(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`scores` for rows already counted with :meth:`spend` (as the attacks do).
+        Rows that are never sent (a bad batch, a missing header variable, chunks not started
+        after another failed) are given back, so :attr:`queries` stays the rows sent."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        try:
+            arr = self._prepare(x)
+            self._secret_headers()
+        except BaseException:
+            self._refund(int(x.shape[0]) if x.dim() else 0)
+            raise
+        return self._send_all(arr, x.dtype)
+
+    def _prepare(self, x: torch.Tensor) -> np.ndarray:
+        """The batch as the server takes it (float32, channels last if asked), checked."""
         self._check_input(x)
-        n = int(x.shape[0])
+        arr = x.detach().cpu().float().numpy()
+        if not np.isfinite(arr).all():
+            raise DataError("the batch holds NaN or inf values, which JSON cannot carry")
+        if self.layout == "NHWC":
+            if arr.ndim != 4:
+                raise DataError(
+                    f"layout='NHWC' needs a batch of images (N, C, H, W), got {arr.shape}"
+                )
+            arr = np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+        return arr
+
+    def _send_all(self, arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        """Answer ``arr`` (its first attempts already counted) chunk by chunk."""
+        n = len(arr)
         if n == 0:
             return torch.empty(0, self.num_classes or 0, dtype=torch.float32)
-        try:
-            arr = x.detach().cpu().float().numpy()
-            if not np.isfinite(arr).all():
-                raise DataError("the batch holds NaN or inf values, which JSON cannot carry")
-            if self.layout == "NHWC":
-                if arr.ndim != 4:
-                    raise DataError(
-                        f"layout='NHWC' needs a batch of images (N, C, H, W), got {arr.shape}"
-                    )
-                arr = np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
-            self._secret_headers()  # a missing variable stops the call: nothing is sent
-        except XRobustError:
-            self._refund(n)  # the first attempt of every chunk was counted by the caller
-            raise
         chunks = [arr[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         if len(chunks) == 1 or self.concurrency == 1:
             parts: list[np.ndarray] = []
@@ -395,7 +419,7 @@ class EndpointClassifier(Classifier):
         else:
             parts = self._concurrent(chunks)
         out = torch.cat([self._format(p, len(c)) for p, c in zip(parts, chunks)])
-        return out.double() if x.dtype == torch.float64 else out
+        return out.double() if dtype == torch.float64 else out
 
     def _concurrent(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         started = [False] * len(chunks)
@@ -428,6 +452,9 @@ class EndpointClassifier(Classifier):
             self._refund(sum(len(c) for c, s in zip(chunks, started) if not s))
             raise error
         return parts
+
+    def _answer(self, x: torch.Tensor) -> Any:  # the base's path (unused: scores is ours)
+        return self._chunk(x.detach().cpu().float().numpy())
 
     def _refund(self, rows: int) -> None:
         if rows:

@@ -6,10 +6,12 @@
    ``--inputs-as-nchw``);
 3. black-box: ``as_classifier("digits_keras.onnx", spec=ds.spec)`` reads the NHWC layout
    from the graph and takes xrobust's NCHW data as it is; clean accuracy, accuracy under
-   noise, occlusion maps and a query budget, every query counted;
+   noise, occlusion maps and a query budget, every query counted; then ``audit(clf, ...)``
+   runs every query-only part of the audit;
 4. white-box (when onnx2torch is installed): the same graph as a differentiable torch
    module, checked against onnxruntime, so that PGD runs on the TensorFlow model; its input
-   gradients are compared with TensorFlow's own (``tf.GradientTape``).
+   gradients are compared with TensorFlow's own (``tf.GradientTape``); the same audit runs
+   white-box.
 
 Needs: pip install 'xrobust[onnx,tensorflow]' (and, for step 4, pip install --no-deps
 onnx2torch). Run: python examples/tensorflow_model.py [OUT_DIR]
@@ -27,6 +29,8 @@ import tensorflow as tf
 import tf2onnx
 import torch
 
+from xrobust.attacks import PGD
+from xrobust.audit import AuditConfig, audit
 from xrobust.data import as_tensors, load_dataset
 from xrobust.errors import ConfigError, QueryBudgetExhausted
 from xrobust.explain import explain
@@ -103,6 +107,29 @@ with clf.budget(100):  # a budget stops work cleanly: nothing is asked past it
     except QueryBudgetExhausted as exc:
         print(f"budget: {exc}")
 
+# the audit of the black box: every part that needs only queries (clean, calibration,
+# corruptions, occlusion); the report lists what it skipped and why, and the queries used
+n = 64 if fast else 256
+config = AuditConfig.from_dict(
+    {
+        "adversarial": {"n": n, "norms": ["linf"], "minimal_perturbation": False},
+        "corruption": {"n": n, "severities": [1, 3]},
+        "explanations": {
+            "n": 4, "methods": ["integrated_gradients", "occlusion"],
+            "black_box_methods": ["occlusion"], "randomisation": False, "stability": False,
+        },
+        "sanity": {"n": 16},
+    }
+)  # fmt: skip
+clf.reset_queries()
+black = audit(clf, ds, config)
+black.save(out / "black_box")
+skipped = [p["part"] for s in black.sections.values() for p in s.skipped_parts]
+print(
+    f"black-box audit: clean accuracy {black.sections['clean'].data['accuracy']:.3f}, "
+    f"{black.queries['total']} queries; not run: {', '.join(skipped)}"
+)
+
 # ---------------------------------------------------------------- 4. white box
 try:
     white = clf.to_torch(x_test[:64])  # checked against onnxruntime (tol 1e-4)
@@ -122,8 +149,6 @@ with tf.GradientTape() as tape:
 tf_grad = np.transpose(tape.gradient(loss, xt).numpy(), (0, 3, 1, 2))  # back to NCHW
 print(f"input gradients, torch vs TensorFlow: max abs difference {np.abs(xg.grad.numpy() - tf_grad).max():.2g}")
 
-from xrobust.attacks import PGD  # noqa: E402
-
 res = PGD(white.module, eps=0.1, step_size=0.025, steps=10 if fast else 20, bounds=ds.spec.bounds).run(x_test, y_test)
 # the adversarial examples, checked on the original (onnxruntime) model
 transfer = float((clf.predict(res.x_adv) == y_test).float().mean())
@@ -131,3 +156,9 @@ print(
     f"white-box PGD (Linf eps=0.1): robust accuracy {res.robust_accuracy:.3f} "
     f"(clean {res.clean_accuracy:.3f}); onnxruntime on the same examples: {transfer:.3f}"
 )
+
+# the same audit, white-box: the gradient attacks and explainers run too, and the report
+# records the conversion check (model.classifier.conversion_max_abs_diff)
+white_report = audit(white, ds, config)
+white_report.save(out / "white_box")
+print(f"white-box audit: passed {white_report.passed}; reports in {out / 'black_box'} and {out / 'white_box'}")

@@ -159,7 +159,7 @@ def test_budget_refuses_before_asking() -> None:
     assert clf.remaining == 0
     clf.set_budget(None)
     with clf.budget(3):
-        with pytest.raises(QueryBudgetExhausted):
+        with pytest.raises(QueryBudgetExhausted, match=r"0 of 3 queries used"):
             clf.scores(torch.rand(4, 4))
         clf.scores(torch.rand(3, 4))
     assert clf.query_budget is None and clf.queries == 3

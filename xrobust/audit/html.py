@@ -200,6 +200,22 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
                 f"flip matrix {norm}",
             ),
         ]
+        qc = nd.get("query_curves") or {}
+        if qc:
+            figs.append(
+                _figure(
+                    lambda qc=qc, norm=norm: F.query_curves(qc, d["clean_accuracy"], norm),
+                    "Robust accuracy against the queries an attacker spends per example "
+                    "(median for successful examples: "
+                    + ", ".join(
+                        f"{_e(a)} {c['median_queries_successful']:g}"
+                        for a, c in qc.items()
+                        if c.get("median_queries_successful") is not None
+                    )
+                    + ").",
+                    f"queries {norm}",
+                )
+            )
         mp = nd.get("minimal_perturbation")
         if mp:
             figs.append(

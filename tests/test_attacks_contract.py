@@ -38,9 +38,9 @@ def _cls(name: str):
 def small_kwargs(name: str) -> dict:
     """Cheap settings per attack so the whole contract suite stays fast."""
     kw: dict = {}
-    if name in ("pgd", "apgd", "apgd_t", "ensemble"):
+    if name in ("pgd", "apgd", "apgd_t", "ensemble", "fab", "fab_t"):
         kw["steps"] = 4
-    if name in ("apgd_t", "ensemble"):
+    if name in ("apgd_t", "ensemble", "fab_t"):
         kw["n_target_classes"] = 2
     return kw
 
@@ -54,7 +54,7 @@ ALL = [*list_attacks(), GUIDE]
 
 
 def test_registry_lists_the_attacks() -> None:
-    assert {"fgsm", "pgd", "apgd", "apgd_t", "ensemble"} <= set(ALL)
+    assert {"fgsm", "pgd", "apgd", "apgd_t", "fab", "fab_t", "ensemble"} <= set(ALL)
     assert GUIDE in list_attacks()  # the guide's attack, registered by the fixture
     assert get_attack("apgd-t", nn.Linear(2, 4), eps=0.1).name == "apgd_t"
     with pytest.raises(ConfigError, match="Did you mean"):
@@ -217,7 +217,7 @@ def test_bad_inputs_raise_clear_errors(digits_cnn, batch, name) -> None:
 
 
 def test_steps_must_be_positive(digits_cnn) -> None:
-    for name in ("pgd", "apgd", "apgd_t", "ensemble", GUIDE):
+    for name in ("pgd", "apgd", "apgd_t", "fab", "fab_t", "ensemble", GUIDE):
         with pytest.raises(ConfigError, match="steps"):
             get_attack(name, digits_cnn, eps=0.1, steps=0)
 

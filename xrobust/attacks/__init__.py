@@ -43,6 +43,8 @@ __all__ = [
     "Batch",
     "Ensemble",
     "Evaluation",
+    "FAB",
+    "FABT",
     "GradientStats",
     "IterativeAttack",
     "Norm",
@@ -60,10 +62,11 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 from xrobust.attacks.apgd import APGD  # noqa: E402
 from xrobust.attacks.apgd_t import APGDT  # noqa: E402
 from xrobust.attacks.ensemble import Ensemble  # noqa: E402
+from xrobust.attacks.fab import FAB, FABT  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
 
-for _cls in (FGSM, PGD, APGD, APGDT, Ensemble):
+for _cls in (FGSM, PGD, APGD, APGDT, FAB, FABT, Ensemble):
     ATTACKS.register(_cls.name)(_cls)
 
 

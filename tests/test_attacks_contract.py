@@ -356,7 +356,10 @@ def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypat
     assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
     assert all(p.grad is None for p in digits_cnn.parameters())
     assert torch.equal(res.success, res.pred_adv != y)
-    assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1
+    # a minimum-norm attack (FAB) ends on the decision boundary, where bf16 logits (an
+    # 8-bit mantissa) decide the side: a few more examples differ (see fab.py)
+    tol = 0.15 if getattr(_cls(name), "minimizes_norm", False) else 0.1
+    assert abs(res.robust_accuracy - ref.robust_accuracy) <= tol
 
 
 def test_guide_attack_equals_torchattacks_mifgsm(digits_cnn, batch) -> None:

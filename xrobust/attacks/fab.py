@@ -36,6 +36,11 @@ the per-example minimal norms found, and 0 for examples misclassified clean.
 :func:`xrobust.attacks.evaluation.minimal_perturbation` does exactly this for attacks
 with ``minimizes_norm = True`` (one run instead of a bisection over eps).
 
+Mixed precision (``amp``): the iterates end on the decision boundary, where a bf16 or
+fp16 forward decides the side with few mantissa bits, so FAB under AMP is somewhat weaker
+than in fp32 (on the digits CNN, about 5 more of 48 images robust at Linf 0.1 with CPU
+bf16); prefer fp32 for FAB's minimal norms.
+
 Example:
     >>> import torch
     >>> from xrobust.attacks import get_attack

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -49,8 +50,9 @@ from xrobust.attacks.config import AttackConfig, check_positive_int, parse_optio
 from xrobust.attacks.context import AttackContext, Batch, Outcome
 from xrobust.attacks.norms import Norm, get_norm
 from xrobust.attacks.result import AttackResult
-from xrobust.device import amp_dtype, model_device
-from xrobust.errors import ConfigError, DataError, ModelError
+from xrobust.device import amp_dtype
+from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted
+from xrobust.models.classifier import Classifier, as_classifier
 
 __all__ = ["Attack", "AttackConfig", "AttackResult"]
 
@@ -74,7 +76,10 @@ class Attack:
     iterative attack, derive from ``IterativeAttack`` and write its steps).
 
     Args:
-        model: a ``nn.Module`` mapping inputs (in input space) to logits (N, C).
+        model: a ``nn.Module`` mapping inputs (in input space) to logits (N, C), or a
+            :class:`~xrobust.models.Classifier` (any source: ONNX, endpoint, callable);
+            attacks that need gradients refuse a classifier that has none. Bounds the
+            classifier declares are the default ``bounds``.
         **kwargs: hyperparameters of ``config_cls``.
 
     Example:
@@ -95,12 +100,26 @@ class Attack:
     #: smallest number of classes the attack's loss needs
     min_classes: int = 2
 
-    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
-        if not isinstance(model, nn.Module):
+    def __init__(self, model: nn.Module | Classifier, **kwargs: Any) -> None:
+        if not isinstance(model, nn.Module | Classifier):
             raise ModelError(
-                f"attacks need a torch.nn.Module returning logits, got {type(model).__name__}"
+                f"attacks need a torch.nn.Module returning logits or a classifier from "
+                f"xrobust.models.as_classifier, got {type(model).__name__}"
             )
-        self.model = model
+        self.classifier: Classifier = as_classifier(model)
+        #: the torch module gradients flow through, or None for a black box
+        self.model: nn.Module | None = self.classifier.module
+        if self.requires_gradients and not self.classifier.differentiable:
+            from xrobust.attacks import list_attacks
+
+            able = list_attacks(requires_gradients=False)
+            raise ModelError(
+                f"attack {self.name!r} needs input gradients, but the classifier "
+                f"{self.classifier.name!r} ({self.classifier.source}) has none; attacks "
+                "that need only queries: " + (", ".join(able) or "none registered")
+            )
+        if "bounds" not in kwargs and self.classifier.bounds is not None:
+            kwargs["bounds"] = self.classifier.bounds
         self.config = self.config_cls(**parse_options(type(self), kwargs))
         self.norm: Norm = get_norm(self.config.norm)
 
@@ -165,7 +184,8 @@ class Attack:
             raise ConfigError(f"attack {self.name!r} does not support targeted runs")
         prep = self._prepare(x, y, eps)
         ctx, seed = self._context(prep, target is not None, seed, batch_index)
-        with frozen_eval(self.model), torch.no_grad():
+        frozen = frozen_eval(self.model) if self.model is not None else contextlib.nullcontext()
+        with frozen, torch.no_grad():
             logits = self._clean_forward(ctx, prep)
             tw = _inputs.as_target(target, prep.x.shape[0], logits.shape[1], prep.x.device)
             pred_clean = logits.argmax(1)
@@ -217,7 +237,12 @@ class Attack:
             if isinstance(target, torch.Tensor) and target.dim() > 0:
                 start = sum(p.n for p in parts)
                 tb = target[start : start + len(xb)]
-            r = self._run(xb, yb, tb, None, seed, bi)
+            try:
+                r = self._run(xb, yb, tb, None, seed, bi)
+            except QueryBudgetExhausted as exc:
+                if not parts:
+                    raise
+                return self._stopped(parts, keep_adv, total, exc, t0)
             r.x_adv = r.x_adv.detach().cpu() if keep_adv and r.x_adv is not None else None
             parts.append(r)
             if progress is not None:
@@ -228,12 +253,29 @@ class Attack:
         res.time_s = time.perf_counter() - t0
         return res
 
+    def _stopped(
+        self,
+        parts: list[AttackResult],
+        keep_adv: bool,
+        total: int,
+        exc: QueryBudgetExhausted,
+        t0: float,
+    ) -> AttackResult:
+        """The batches done before the budget ran out, marked partial."""
+        res = AttackResult.concat(parts, keep_adv=keep_adv)
+        res.partial = True
+        of = f" of {total}" if total >= 0 else ""
+        res.stop_reason = f"stopped after {res.n}{of} examples: {exc}"
+        res.time_s = time.perf_counter() - t0
+        return res
+
     # ------------------------------------------------------------------ template steps
     def _prepare(self, x: Any, y: Any, eps: Any) -> _Prepared:
         cfg = self.config
         x, y = _inputs.as_tensor_pair(x, y)
         _inputs.validate(x, y, cfg.bounds)
-        dev = model_device(self.model)
+        dev = self.classifier.device
+        self.classifier.check_data(tuple(x.shape[1:]), None, "batch")
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
         xw = x.detach().to(dev, work)
         eps_t = _inputs.per_example_eps(cfg.eps if eps is None else eps, xw)
@@ -243,7 +285,7 @@ class Attack:
                 f"eps={float(eps_t.max())} is larger than the bounds allow: an "
                 f"{self.norm.name} perturbation of these inputs can be at most {limit:.4g}"
             )
-        if model_in_train_mode(self.model):
+        if self.model is not None and model_in_train_mode(self.model):
             warnings.warn(
                 "the model was in train mode; the attack evaluates it in eval mode (dropout "
                 "off, batch-norm running statistics) and restores train mode afterwards",
@@ -267,7 +309,8 @@ class Attack:
         seed = self._seed(seed)
         gen = torch.Generator(device=dev)
         gen.manual_seed(seed + batch_index)
-        param = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+        params = self.model.parameters() if self.model is not None else iter(())
+        param = next((p for p in params if p.is_floating_point()), None)
         ctx = AttackContext(
             self.model,
             dev,
@@ -276,6 +319,7 @@ class Attack:
             param.dtype if param is not None else None,
             targeted=targeted,
             n=prep.x.shape[0],
+            classifier=self.classifier,
         )
         ctx.batch_index = batch_index
         return ctx, seed
@@ -299,7 +343,8 @@ class Attack:
                 f"classes, this one has {logits.shape[1]}"
             )
         _inputs.check_labels(prep.y, logits.shape[1])
-        _inputs.warn_if_probabilities(logits)
+        if ctx.output_kind == "logits":
+            _inputs.warn_if_probabilities(logits)
         return logits
 
     def _perturb_rows(
@@ -310,7 +355,12 @@ class Attack:
         if not bool(active.any()) or not bool((prep.eps > 0).any()):
             return full
         batch = Batch.of(prep.x, prep.y, prep.eps, active, self.norm, self.config.bounds, tw)
-        out = self.perturb(ctx, batch)
+        try:
+            out = self.perturb(ctx, batch)
+        except QueryBudgetExhausted as exc:
+            # an attack that does not stop by itself: its rows stay clean (not broken)
+            ctx.stop(str(exc))
+            return full
         full.x_adv[batch.idx] = out.x_adv.detach()
         full.pred[batch.idx] = out.pred
         full.steps[batch.idx] = out.steps
@@ -337,6 +387,14 @@ class Attack:
             x_adv[bad] = self.norm.clip(x_adv[bad], prep.x[bad], prep.eps[bad], self.config.bounds)
         pred = torch.where(active, out.pred, pred_clean)
         need = active & ((out.pred < 0) | bad)
+        k = int(need.sum())
+        if k and not ctx.can_query(k):
+            # no budget to learn where these rows went: they return their clean input, whose
+            # prediction is known (not broken within the budget)
+            ctx.budget_stop(k)
+            x_adv[need] = prep.x[need]
+            pred[need] = pred_clean[need]
+            return x_adv, pred
         if bool(need.all()):
             pred = ctx.forward(x_adv).argmax(1)
         elif bool(need.any()):
@@ -382,4 +440,6 @@ class Attack:
             gradient_passes=ctx.gradient_passes,
             time_s=time.perf_counter() - t0,
             queries=ctx.queries.to(dev),
+            partial=ctx.stopped is not None,
+            stop_reason=ctx.stopped,
         )

@@ -23,7 +23,8 @@ from torch import nn
 from xrobust.attacks.checks import AttackWarning, gradient_stats_from_grad
 from xrobust.attacks.norms import Ball, Norm
 from xrobust.device import autocast
-from xrobust.errors import ModelError
+from xrobust.errors import ModelError, QueryBudgetExhausted
+from xrobust.models.classifier import Classifier
 
 __all__ = ["AttackContext", "Batch", "Outcome", "select_rows"]
 
@@ -158,11 +159,15 @@ class Batch:
 
 class AttackContext:
     """Per-run services for an attack: the model's forward and input gradient (AMP,
-    counted per example), the random generator, the goal test, and notes for the
-    result's config.
+    counted per example), the random generator, the goal test, the query budget, and
+    notes for the result's config.
 
     Attributes:
-        model: the model (in eval mode, parameters frozen, for the whole run).
+        model: the torch module (in eval mode, parameters frozen, for the whole run), or
+            None for a black box (answered through ``classifier``).
+        classifier: the classifier every forward pass is counted on (and, for a black
+            box, asked).
+        output_kind: what the scores are: "logits", "probabilities" or "labels" (one-hot).
         device: where the batch lives.
         generator: the run's random generator (seeded from the attack's ``seed``).
         targeted: whether the run has a target.
@@ -172,18 +177,29 @@ class AttackContext:
         notes: what actually ran, merged into ``AttackResult.config``.
         num_classes: the model's number of outputs (known after the clean pass).
         batch_index: the batch number within ``run_loader`` (0 for ``run``).
+        stopped: why the attack stopped early (the query budget), or None.
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         device: torch.device,
         amp: torch.dtype | None,
         generator: torch.Generator,
         param_dtype: torch.dtype | None,
         targeted: bool,
         n: int,
+        classifier: Classifier | None = None,
     ) -> None:
+        if classifier is None:
+            if model is None:
+                raise ModelError("an attack context needs a model or a classifier")
+            from xrobust.models.classifier import TorchClassifier
+
+            classifier = TorchClassifier(model)
+        self.classifier = classifier
+        self.output_kind: str = classifier.output
+        self.stopped: str | None = None
         self.model, self.device, self.amp = model, device, amp
         self.generator, self.param_dtype, self.targeted, self.n = (
             generator, param_dtype, targeted, n,
@@ -202,8 +218,12 @@ class AttackContext:
         """Logits (float32 or float64) of ``x``; ``idx`` says which examples of the full
         batch its rows are (needed for per-example query counts unless ``x`` is the full
         batch)."""
-        self.forward_passes += int(x.shape[0])
+        n = int(x.shape[0])
+        self.classifier.spend(n)  # the budget refuses before anything is asked
+        self.forward_passes += n
         self._count(x, idx)
+        if self.model is None:  # a black box: asked through its classifier (not re-counted)
+            return self.classifier.ask(x).to(x.device)
         xin = x if self.param_dtype is None or self.amp is not None else x.to(self.param_dtype)
         with autocast(self.device, self.amp):
             out = self.model(xin)
@@ -239,6 +259,26 @@ class AttackContext:
     ) -> torch.Tensor:
         """Per-example goal test: wrong prediction, or the target class when targeted."""
         return pred == target if target is not None else pred != y
+
+    def remaining_queries(self) -> int | None:
+        """Rows the classifier may still be asked about (None: no budget). An attack
+        about to ask for more stops instead (:meth:`stop`) and returns its best so far."""
+        return self.classifier.remaining
+
+    def can_query(self, n: int) -> bool:
+        """Whether ``n`` more rows fit the query budget."""
+        left = self.classifier.remaining
+        return left is None or left >= n
+
+    def stop(self, reason: str) -> None:
+        """Mark the run as stopped early (the result is partial), keeping the first reason."""
+        if self.stopped is None:
+            self.stopped = reason
+
+    def budget_stop(self, n: int) -> None:
+        """:meth:`stop` with the budget's standard reason (``n`` rows did not fit)."""
+        c = self.classifier
+        self.stop(str(QueryBudgetExhausted(c.query_budget or 0, c.queries, n)))
 
     def note(self, key: str, value: Any) -> None:
         """Record what actually ran (a loss swapped, a seed drawn) in the result's config."""

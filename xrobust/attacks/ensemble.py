@@ -129,7 +129,7 @@ class Ensemble(Attack):
             raise ConfigError("an ensemble needs at least one attack")
         first = attacks[0].config
         for a in attacks:
-            if a.model is not model:
+            if a.classifier is not model and a.model is not model:
                 raise ConfigError("every attack of an ensemble must be bound to the same model")
             c = a.config
             if (c.norm, c.eps, c.bounds) != (first.norm, first.eps, first.bounds):
@@ -172,7 +172,7 @@ class Ensemble(Attack):
                 "queries": c.queries,
             }
             kw.update({k: v for k, v in shared.items() if k in fields})
-            out.append(cls(self.model, **kw))
+            out.append(cls(self.classifier, **kw))
         self._members = out
         return out
 

@@ -50,6 +50,9 @@ class AttackResult:
         forward_passes / gradient_passes: model evaluations, counted in examples.
         queries: per example, model evaluations spent on it (the clean pass included).
         time_s: wall-clock seconds of the run.
+        partial: the classifier's query budget ran out before the attack finished: the
+            examples it did not finish keep their clean input (``success`` False), so the
+            robust accuracy is an upper bound. ``stop_reason`` says where it stopped.
     """
 
     x_adv: torch.Tensor | None
@@ -70,6 +73,8 @@ class AttackResult:
     gradient_passes: int = 0
     time_s: float = 0.0
     queries: torch.Tensor | None = None
+    partial: bool = False
+    stop_reason: str | None = None
 
     @property
     def n(self) -> int:
@@ -114,7 +119,10 @@ class AttackResult:
             "forward_passes": self.forward_passes,
             "gradient_passes": self.gradient_passes,
             "time_s": self.time_s,
+            "partial": self.partial,
         }
+        if self.stop_reason is not None:
+            d["stop_reason"] = self.stop_reason
         if self.queries is not None and self.n:
             q = self.queries.float()
             d["queries"] = {
@@ -173,6 +181,8 @@ class AttackResult:
             gradient_passes=sum(p.gradient_passes for p in parts),
             time_s=sum(p.time_s for p in parts),
             queries=_cat_optional([p.queries for p in parts]),
+            partial=any(p.partial for p in parts),
+            stop_reason=next((p.stop_reason for p in parts if p.stop_reason), None),
         )
 
 

@@ -29,7 +29,14 @@ from xrobust.audit._runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-__all__ = ["attack_fields", "attack_kwargs", "attack_options", "attacks_unavailable", "run_attack"]
+__all__ = [
+    "attack_fields",
+    "attack_kwargs",
+    "attack_options",
+    "attacks_for",
+    "attacks_unavailable",
+    "run_attack",
+]
 
 
 def attacks_unavailable() -> str | None:
@@ -41,6 +48,33 @@ def attacks_unavailable() -> str | None:
     except (ImportError, AttributeError) as exc:
         return f"xrobust.attacks is not available in this installation ({exc})"
     return None
+
+
+def attacks_for(rt: Runtime, names: list[str]) -> list[str]:
+    """Of ``names``, those the model can answer: all of them on a white box; on a black
+    box the query-only ones, then ``adversarial.black_box_attacks`` (each skipped part is
+    recorded with its reason)."""
+    from xrobust.attacks import ATTACKS
+
+    if rt.white_box:
+        return list(names)
+    src = rt.classifier.source
+    out: list[str] = []
+    for n in names:
+        if ATTACKS.get(n).requires_gradients:
+            rt.skip_part(f"attack {n}", f"needs input gradients; the model is a black box ({src})")
+        else:
+            out.append(n)
+    for n in rt.config.adversarial.black_box_attacks:
+        if n in out:
+            continue
+        if n not in ATTACKS:
+            rt.skip_part(f"attack {n}", "not registered in this installation")
+        elif ATTACKS.get(n).requires_gradients:
+            rt.skip_part(f"attack {n}", "listed in black_box_attacks but needs input gradients")
+        else:
+            out.append(n)
+    return out
 
 
 def attack_fields(name: str) -> dict[str, Any]:
@@ -105,7 +139,7 @@ def run_attack(
     kw = attack_kwargs(rt, name, norm, **overrides)
     if seed is not None:
         kw["seed"] = int(seed)
-    atk = get_attack(name, rt.model, eps=float(eps), **kw)
+    atk = get_attack(name, rt.classifier, eps=float(eps), **kw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = atk.run(x.to(rt.device), y.to(rt.device))

@@ -23,6 +23,7 @@ from torch import nn
 from xrobust.audit.config import AuditConfig
 from xrobust.data.spec import DatasetSpec
 from xrobust.distributed import DistContext
+from xrobust.models.classifier import Classifier
 from xrobust.validation import probability_kind
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def chunk_seed(seed: int, stage: str, index: int) -> int:
 class Runtime:
     """Shared state of one audit run."""
 
-    model: nn.Module
+    model: nn.Module | Classifier  # the torch module (white-box), else the classifier
+    classifier: Classifier
     spec: DatasetSpec
     config: AuditConfig
     device: torch.device
@@ -55,6 +57,20 @@ class Runtime:
     amp: torch.dtype | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     _logits: torch.Tensor | None = None
+    #: why the query budget stopped the audit (the sections after it are skipped)
+    budget_stop: str | None = None
+    #: parts of the running section that could not run, ``{"part", "reason"}``
+    skipped_parts: list[dict[str, str]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ the model
+    @property
+    def white_box(self) -> bool:
+        """Whether input gradients are available (a torch module)."""
+        return self.classifier.differentiable and self.classifier.module is not None
+
+    def skip_part(self, part: str, reason: str) -> None:
+        """Record that ``part`` of the running section did not run, and why."""
+        self.skipped_parts.append({"part": part, "reason": reason})
 
     # ------------------------------------------------------------------ data
     @property
@@ -92,8 +108,12 @@ class Runtime:
         bs = self.config.batch_size
         for i in range(0, len(x), bs):
             xb = x[i : i + bs].to(self.device)
+            if not self.white_box:
+                outs.append(self.classifier.scores(xb).float().cpu())
+                continue
+            self.classifier.spend(len(xb))
             with autocast(self.device, self.amp):
-                out = self.model(xb)
+                out = self.model(xb)  # type: ignore[operator]
             outs.append(out.float().cpu())
         if not outs:
             return torch.zeros(0, self.num_classes)

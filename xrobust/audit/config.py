@@ -84,6 +84,8 @@ class AdversarialConfig:
         attacks: registered attack names (robustness curves for each). The default ends
             with ``ensemble`` (APGD-CE then APGD-T, 100 iterations each, 9 target
             classes: AutoAttack's APGD part), so the worst case is at least that strong.
+        black_box_attacks: query-only attacks run on a black box (ONNX, endpoint, predict
+            function), where the gradient attacks of ``attacks`` cannot run.
         norms: threat models, "linf" and/or "l2".
         eps: eps grid per norm in input units; a norm left out gets a grid derived from
             the data bounds and input size.
@@ -109,6 +111,7 @@ class AdversarialConfig:
     enabled: bool = True
     n: int = 256
     attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd", "ensemble"])
+    black_box_attacks: list[str] = field(default_factory=lambda: ["square"])
     norms: list[str] = field(default_factory=lambda: ["linf", "l2"])
     eps: dict[str, list[float]] = field(default_factory=dict)
     steps: int | None = None
@@ -148,6 +151,8 @@ class ExplanationConfig:
         enabled: run the section.
         n: examples shown (clean and adversarial attributions side by side).
         methods: registered explainer names.
+        black_box_methods: forward-only explainers run on a black box, where the
+            gradient methods of ``methods`` cannot run.
         norm: threat model of the adversarial examples explained.
         attack: registered attack that makes them (at the norm's headline eps).
         deletion_insertion: compute deletion/insertion AUC.
@@ -159,6 +164,9 @@ class ExplanationConfig:
     enabled: bool = True
     n: int = 4
     methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients"])
+    black_box_methods: list[str] = field(
+        default_factory=lambda: ["occlusion", "feature_ablation", "kernel_shap", "lime"]
+    )
     norm: str = "linf"
     attack: str = "pgd"
     deletion_insertion: bool = True
@@ -181,6 +189,9 @@ class SanityConfig:
         single_step_attack: the single-step attack the iterative ones must beat.
         iterative_attack: the iterative attack of the checks that run their own attacks
             (large eps, convergence, random noise).
+        black_box_attack: the query-only attack that ``black_box_not_stronger`` compares
+            with the iterative one.
+        black_box_queries: its query budget per example.
     """
 
     enabled: bool = True
@@ -190,6 +201,8 @@ class SanityConfig:
     large_eps_max_accuracy: float = 0.05
     single_step_attack: str = "fgsm"
     iterative_attack: str = "pgd"
+    black_box_attack: str = "square"
+    black_box_queries: int = 1000
 
 
 @dataclass
@@ -329,6 +342,7 @@ class AuditConfig:
             ("sanity.n", self.sanity.n),
             ("clean.ece_bins", self.clean.ece_bins),
             ("sanity.convergence_factor", self.sanity.convergence_factor),
+            ("sanity.black_box_queries", self.sanity.black_box_queries),
         ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")

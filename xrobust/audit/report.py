@@ -33,10 +33,10 @@ __all__ = [
     "report_schema",
 ]
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 
 Status = Literal["pass", "warn", "fail", "skip"]
-SectionStatus = Literal["ok", "skipped", "not_available", "error"]
+SectionStatus = Literal["ok", "partial", "skipped", "not_available", "error"]
 
 
 @dataclass
@@ -77,11 +77,16 @@ class SectionResult:
 
     Attributes:
         name: section name ("clean", "adversarial", ...).
-        status: "ok", "skipped" (switched off), "not_available" (a component it needs is
-            missing) or "error" (it raised; ``reason`` says what).
+        status: "ok", "partial" (the query budget ran out: what ran is kept, ``reason``
+            says where it stopped), "skipped" (switched off), "not_available" (a component
+            it needs is missing, or the model cannot answer it: a black box has no
+            gradients) or "error" (it raised; ``reason`` says what).
         reason: why the section is not "ok".
         seconds: wall time of the section.
         data: the section's numbers (keys documented in the schema).
+        queries: rows the model was asked about in this section.
+        skipped_parts: parts of the section that did not run, each ``{"part", "reason"}``
+            (e.g. gradient attacks on a black box).
     """
 
     name: str
@@ -89,6 +94,8 @@ class SectionResult:
     reason: str = ""
     seconds: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
+    queries: int = 0
+    skipped_parts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +112,8 @@ class SectionResult:
             reason=d.get("reason", ""),
             seconds=float(d.get("seconds", 0.0)),
             data=dict(d.get("data") or {}),
+            queries=int(d.get("queries", 0)),
+            skipped_parts=[dict(p) for p in d.get("skipped_parts") or []],
         )
 
 
@@ -127,6 +136,8 @@ class AuditReport:
         sections: section name -> :class:`SectionResult`.
         sanity_checks: evaluation sanity checks (section 5).
         requirements: requirement results (section 6).
+        queries: rows the model was asked about: ``total``, ``per_section``, and the
+            classifier's ``budget`` (None: unlimited).
     """
 
     schema_version: str = SCHEMA_VERSION
@@ -143,6 +154,7 @@ class AuditReport:
     sections: dict[str, SectionResult] = field(default_factory=dict)
     sanity_checks: list[CheckResult] = field(default_factory=list)
     requirements: list[CheckResult] = field(default_factory=list)
+    queries: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ verdicts
     @property
@@ -191,6 +203,7 @@ class AuditReport:
             sections={k: SectionResult.from_dict(v) for k, v in (d.get("sections") or {}).items()},
             sanity_checks=[CheckResult.from_dict(c) for c in d.get("sanity_checks") or []],
             requirements=[CheckResult.from_dict(c) for c in d.get("requirements") or []],
+            queries=dict(d.get("queries") or {}),
         )
 
     def to_json(self) -> str:

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from xrobust import __version__, distributed
-from xrobust._modelstate import eval_mode, on_device
+from xrobust._modelstate import eval_mode
 from xrobust.audit._runtime import ProgressFn, Runtime
 from xrobust.audit.config import SECTIONS, AuditConfig
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
 from xrobust.data.spec import DatasetBundle
 from xrobust.device import amp_dtype, resolve_device
-from xrobust.errors import ConfigError, DataError, ModelError, XRobustError
+from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted, XRobustError
+from xrobust.models.classifier import Classifier, as_classifier
 from xrobust.validation import check_logits
 
 __all__ = ["audit"]
@@ -35,7 +36,7 @@ class SectionUnavailable(Exception):
 
 
 def audit(
-    model: nn.Module,
+    model: nn.Module | Classifier | Any,
     dataset: DatasetBundle | str,
     config: AuditConfig | None = None,
     progress: ProgressFn | None = None,
@@ -47,12 +48,23 @@ def audit(
     robustness, explanations, evaluation sanity checks and requirements.
 
     The model must return logits for inputs in the dataset's input space (normalisation
-    inside the model). Bounds, classes and input shape come from ``dataset.spec``. Under
+    inside the model). Bounds, classes and input shape come from ``dataset.spec``.
+
+    A black box (an ONNX file, an endpoint, a predict function: anything
+    :func:`xrobust.models.as_classifier` takes) runs every part that needs only queries:
+    clean performance, calibration, corruptions, forward-only explanations (occlusion,
+    feature ablation, KernelSHAP, LIME) and the query-only attacks; the report lists the
+    parts skipped and why, and the queries each section used. A query budget on the
+    classifier stops the audit cleanly: the sections done are kept, the one running is
+    marked "partial", and those after it say the budget ran out. Under
     ``torchrun`` (an initialised process group) the examples are sharded across ranks and
     every rank returns the same report; save it on rank 0 only.
 
     Args:
-        model: a classifier returning logits of shape (N, num_classes).
+        model: a ``torch.nn.Module`` returning logits of shape (N, num_classes), or a
+            :class:`~xrobust.models.Classifier` (or what :func:`as_classifier` takes: a
+            run directory, a ``.onnx`` file, an endpoint URL, a predict function). A
+            module is never moved or changed: on another device, the audit uses a copy.
         dataset: a :class:`~xrobust.data.spec.DatasetBundle`, or a dataset name or path
             for :func:`xrobust.data.load_dataset`.
         config: what to run (default :class:`AuditConfig()`).
@@ -79,15 +91,15 @@ def audit(
     if not isinstance(cfg, AuditConfig):
         raise ConfigError(f"config must be an AuditConfig, got {type(cfg).__name__}")
     cfg.validate()
-    if not isinstance(model, nn.Module):
-        raise ModelError(
-            f"audit needs a torch nn.Module returning logits, got {type(model).__name__}"
-        )
-    bundle = _resolve_dataset(dataset, model)
+    bundle = _resolve_dataset(dataset, model if isinstance(model, nn.Module) else None)
     spec = bundle.spec
     device = resolve_device(cfg.device)
     dist = distributed.current(device)
     device = dist.device or device
+    clf = _classifier(model, spec, device, cfg)
+    device = clf.device
+    # data and model must agree before any query is spent
+    clf.check_data(tuple(spec.input_shape), spec.num_classes, f"dataset {spec.name!r}")
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -99,7 +111,8 @@ def audit(
 
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
     rt = Runtime(
-        model=model,
+        model=clf.module if clf.module is not None else clf,
+        classifier=clf,
         spec=spec,
         config=cfg,
         device=device,
@@ -115,11 +128,19 @@ def audit(
     sections: dict[str, SectionResult] = {}
     sanity: list[CheckResult] = []
     requirements: list[CheckResult] = []
-    with eval_mode(model), on_device(model, device):
+    q0 = clf.queries
+    with eval_mode(rt.model):
         t0 = time.perf_counter()
-        _check_outputs(rt)
-        rt.clean_logits()
+        try:
+            _check_outputs(rt)
+            rt.clean_logits()
+        except QueryBudgetExhausted as exc:
+            raise ConfigError(
+                f"the query budget of {exc.budget} does not cover the clean predictions of "
+                f"the {len(x)} test examples (every section needs them); raise the budget"
+            ) from exc
         timings["clean_predictions"] = round(time.perf_counter() - t0, 4)
+        clean_queries = clf.queries - q0
 
         from xrobust.audit.sections import (
             adversarial,
@@ -171,13 +192,16 @@ def audit(
             )
 
     timings["total"] = round(time.perf_counter() - t_start, 4)
-    n_params = sum(p.numel() for p in model.parameters())
-    info = {
-        "class": type(model).__name__,
-        "parameters": int(n_params),
-        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
-    }
+    info = _model_info(model, clf)
     info.update(model_info or {})
+    per_section = {"clean_predictions": clean_queries}
+    per_section.update({k: v.queries for k, v in sections.items() if v.queries})
+    queries = {
+        "total": int(clf.queries - q0),
+        "per_section": per_section,
+        "budget": clf.query_budget,
+        "exhausted": any(v.status == "partial" for v in sections.values()),
+    }
     return AuditReport(
         created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         title=title or f"xrobust audit of {info.get('name', info['class'])} on {spec.name}",
@@ -196,19 +220,60 @@ def audit(
         sections={k: sections[k] for k in SECTIONS if k in sections},
         sanity_checks=sanity,
         requirements=requirements,
+        queries=queries,
     )
 
 
 # ---------------------------------------------------------------------- helpers
+def _classifier(model: Any, spec: Any, device: torch.device, cfg: AuditConfig) -> Classifier:
+    """The classifier the audit asks: a module wrapped on ``device`` (a copy if it lives
+    elsewhere), or the caller's classifier / source as :func:`as_classifier` makes it."""
+    if isinstance(model, nn.Module):
+        return as_classifier(model, spec, device=device, amp=cfg.amp, batch_size=cfg.batch_size)
+    if isinstance(model, Classifier):
+        return model
+    try:
+        return as_classifier(model, spec)
+    except ModelError as exc:
+        raise ModelError(f"audit needs a model: {exc}") from exc
+
+
+def _model_info(model: Any, clf: Classifier) -> dict[str, Any]:
+    module = clf.module
+    info: dict[str, Any] = {"class": type(module if module is not None else model).__name__}
+    if module is not None:
+        info["parameters"] = int(sum(p.numel() for p in module.parameters()))
+        info["trainable_parameters"] = int(
+            sum(p.numel() for p in (model if isinstance(model, nn.Module) else module).parameters()
+                if p.requires_grad)
+        )  # fmt: skip
+    info["classifier"] = clf.describe()
+    if clf.source != "torch":
+        info["name"] = clf.name
+    return info
+
+
 def _run_section(rt: Runtime, name: str, fn: Callable[[Runtime], dict[str, Any]]) -> SectionResult:
     if not rt.config.enabled(name):
         return SectionResult(name, "skipped", "switched off in the config")
+    if rt.budget_stop is not None:
+        return SectionResult(
+            name, "skipped", f"the query budget ran out earlier ({rt.budget_stop})"
+        )
     t0 = time.perf_counter()
+    q0 = rt.classifier.queries
+    rt.skipped_parts = []
     try:
         data = fn(rt)
         status, reason = "ok", ""
         if isinstance(data, dict) and data.get("_unavailable"):
             status, reason = "not_available", str(data.pop("_unavailable"))
+        if isinstance(data, dict) and data.get("_partial"):
+            status, reason = "partial", str(data.pop("_partial"))
+            rt.budget_stop = reason
+    except QueryBudgetExhausted as exc:
+        data, status, reason = {}, "partial", f"stopped: {exc}"
+        rt.budget_stop = str(exc)
     except SectionUnavailable as exc:
         data, status, reason = {}, "not_available", str(exc)
     except XRobustError:
@@ -218,7 +283,10 @@ def _run_section(rt: Runtime, name: str, fn: Callable[[Runtime], dict[str, Any]]
         data, status, reason = {}, "error", f"{type(exc).__name__}: {exc}"
     secs = round(time.perf_counter() - t0, 4)
     rt.report(f"{name} done", 1, 1)
-    return SectionResult(name, status, reason, secs, data)  # type: ignore[arg-type]
+    return SectionResult(
+        name, status, reason, secs, data,  # type: ignore[arg-type]
+        queries=int(rt.classifier.queries - q0), skipped_parts=list(rt.skipped_parts),
+    )  # fmt: skip
 
 
 def _resolve_dataset(

@@ -10,6 +10,7 @@ COLUMN`` (the label column of a CSV, as on ``xrobust train``; default: the recor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -103,11 +104,14 @@ def check_out(
 
 
 def add_model_data_args(p: argparse.ArgumentParser | Any, *, model_required: bool = True) -> None:
-    """``--model``, ``--data``, ``--target`` and ``--allow-incomplete``."""
+    """``--model`` (or ``--onnx`` / ``--endpoint``), ``--data``, ``--target`` and
+    ``--allow-incomplete``, and the black-box source options."""
     p.add_argument(
-        "--model", required=model_required, metavar="RUN_DIR",
-        help="run directory written by `xrobust train`",
+        "--model", metavar="RUN_DIR",
+        help="run directory written by `xrobust train`"
+        + (" (or give --onnx / --endpoint)" if model_required else ""),
     )  # fmt: skip
+    add_source_args(p)
     p.add_argument(
         "--data",
         metavar="NAME_OR_PATH",
@@ -125,6 +129,120 @@ def add_model_data_args(p: argparse.ArgumentParser | Any, *, model_required: boo
         action="store_true",
         help="use the checkpoint of a training run that did not finish (refused by default)",
     )
+
+
+def add_source_args(p: argparse.ArgumentParser | Any) -> None:
+    """The black-box sources and their options (``--onnx``, ``--endpoint``, ...)."""
+    p.add_argument(
+        "--onnx", metavar="FILE.onnx",
+        help="audit an ONNX model (TensorFlow, CNTK, scikit-learn exports) instead of --model; "
+        "needs --data",
+    )  # fmt: skip
+    p.add_argument(
+        "--endpoint", metavar="URL",
+        help="an HTTP prediction endpoint (TF Serving / Vertex AI JSON) instead of --model; "
+        "needs --data",
+    )  # fmt: skip
+    p.add_argument(
+        "--output", choices=["logits", "probabilities", "labels"],
+        help="what the --onnx / --endpoint model answers (default: logits, or read from the "
+        "ONNX graph)",
+    )  # fmt: skip
+    p.add_argument(
+        "--query-budget", type=int_range(1), metavar="N",
+        help="stop cleanly after the model was asked about N rows in total (partial results)",
+    )  # fmt: skip
+    p.add_argument(
+        "--header", action="append", default=[], metavar="NAME=ENV_VAR",
+        help="endpoint request header whose value is read from environment variable ENV_VAR "
+        "(never printed or stored); repeatable, e.g. --header Authorization=XR_TOKEN",
+    )  # fmt: skip
+    p.add_argument(
+        "--layout", choices=["NCHW", "NHWC"],
+        help="input layout the --onnx / --endpoint model takes (default: read from the ONNX "
+        "graph; NCHW for endpoints)",
+    )  # fmt: skip
+
+
+@dataclasses.dataclass
+class Source:
+    """What a command analyses: ``model`` (a module from --model, else a classifier),
+    the data, and facts for reports."""
+
+    model: Any
+    spec: Any
+    bundle: Any
+    info: dict[str, Any]
+    run: Any = None  # the LoadedRun of --model
+
+
+def load_source(
+    args: argparse.Namespace, device: Any = "cpu", *, command: str = "", class_flag: str = ""
+) -> Source:
+    """The model of ``--model`` / ``--onnx`` / ``--endpoint`` with its data."""
+    given = [f for f in ("model", "onnx", "endpoint") if getattr(args, f, None)]
+    if len(given) > 1:
+        raise ConfigError(
+            "give one model: " + " or ".join(f"--{f}" for f in given) + ", not several"
+        )
+    if not given or given == ["model"]:
+        if not given:
+            raise ConfigError(
+                "nothing to analyse: give --model RUN_DIR (from `xrobust train`), "
+                "--onnx FILE.onnx or --endpoint URL"
+            )
+        for flag in ("output", "layout", "query_budget"):
+            if getattr(args, flag, None) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --endpoint")
+        if getattr(args, "header", None):
+            raise ConfigError("--header applies to --endpoint")
+        loaded, bundle = load_model_and_data(args, device, command=command, class_flag=class_flag)
+        info = {
+            "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
+            "source": str(loaded.path) if loaded.path else None,
+        }
+        return Source(loaded.model, loaded.spec, bundle, info, loaded)
+    return _black_box_source(args, given[0])
+
+
+def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
+    from xrobust.data import load_dataset
+    from xrobust.models import as_classifier
+
+    where = getattr(args, kind)
+    if not args.data:
+        raise ConfigError(
+            f"--{kind} needs --data: the model does not say which data it takes "
+            "(give a built-in name such as digits, or your file)"
+        )
+    if getattr(args, "allow_incomplete", False):
+        raise ConfigError("--allow-incomplete applies to --model")
+    if kind == "onnx" and getattr(args, "header", None):
+        raise ConfigError("--header applies to --endpoint")
+    bundle = load_dataset(args.data, target=getattr(args, "target", None))
+    opts: dict[str, Any] = {}
+    if args.output:
+        opts["output"] = args.output
+    if args.layout:
+        opts["layout"] = args.layout
+    if kind == "endpoint" and args.header:
+        opts["headers_env"] = _headers(args.header)
+    clf = as_classifier(where, bundle.spec, query_budget=args.query_budget, **opts)
+    clf.check_data(tuple(bundle.spec.input_shape), bundle.spec.num_classes, f"data {args.data!r}")
+    return Source(clf, bundle.spec, bundle, {"name": clf.name, "source": kind})
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in pairs:
+        name, sep, env = item.partition("=")
+        if not sep or not name.strip() or not env.strip():
+            raise ConfigError(
+                f"--header {item.split('=')[0]!r}...: expected NAME=ENV_VAR (the value is read "
+                "from that environment variable, never given on the command line)"
+            )
+        out[name.strip()] = env.strip()
+    return out
 
 
 def old_target_hint(value: str | None, command: str, new_flag: str, data: str | None) -> None:

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xrobust._io import atomic_write_bytes
     from xrobust.attacks import ATTACKS, get_attack, parse_options
-    from xrobust.cli._common import load_model_and_data
+    from xrobust.cli._common import load_source
     from xrobust.cli._progress import ProgressRenderer
     from xrobust.data import as_tensors
     from xrobust.device import resolve_device, tune_allocator
@@ -149,16 +149,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--amp needs a CUDA device; this run is on {device.type}")
     if device.type == "cpu" and not args.no_tune_malloc:
         tune_allocator()
-    loaded, ds = load_model_and_data(
-        args, device=device, command="attack", class_flag="--target-class"
-    )
+    src = load_source(args, device=device, command="attack", class_flag="--target-class")
+    ds = src.bundle
     kw["bounds"] = tuple(ds.spec.bounds) if ds.spec.bounds is not None else None
     try:
-        atk = get_attack(args.attack, loaded.model, **kw)
+        atk = get_attack(args.attack, src.model, **kw)
     except ConfigError as exc:
         raise ConfigError(_flag_names(str(exc))) from exc
     x, y = as_tensors(ds.test, limit=args.limit)
-    num_classes = int(loaded.spec.num_classes)
+    num_classes = int(src.spec.num_classes)
     target: Any = None
     if args.target_class is not None:
         if not 0 <= args.target_class < num_classes:
@@ -188,6 +187,14 @@ def run(args: argparse.Namespace) -> int:
             f"robust accuracy {res.robust_accuracy:.4f}, success rate {res.success_rate:.4f} "
             f"[{res.time_s:.1f}s]"
         )
+        if res.queries is not None and res.n:
+            q = res.queries.float()
+            print(
+                f"queries per example: median {float(q.median()):g}, max {int(q.max())}, "
+                f"total {int(res.queries.sum())}"
+            )
+        if res.partial:
+            print(f"PARTIAL: {res.stop_reason}")
     if keep:
         assert res.x_adv is not None
         buf = io.BytesIO()

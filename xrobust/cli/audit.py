@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from xrobust.cli._common import check_out, int_range
+from xrobust.cli._common import add_source_args, check_out, int_range
 from xrobust.errors import ConfigError
 
 DEFAULT_OUT = "reports/audit"
@@ -61,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="audit the checkpoint of a training run that did not finish (refused by default)",
     )
+    add_source_args(src)
     src.add_argument(
         "--demo",
         nargs="?",
@@ -213,12 +214,18 @@ def _uses_cuda(cfg: Any) -> bool:
 def run(args: argparse.Namespace) -> int:
     from xrobust.audit import audit
 
-    if args.demo and args.model:
-        raise ConfigError("give either --demo or --model, not both")
-    if not args.demo and not args.model:
-        raise ConfigError("nothing to audit: give --model RUN_DIR (from `xrobust train`) or --demo")
+    given = [f"--{f}" for f in ("model", "onnx", "endpoint") if getattr(args, f, None)]
+    if args.demo and given:
+        raise ConfigError(f"give either --demo or {given[0]}, not both")
+    if not args.demo and not given:
+        raise ConfigError(
+            "nothing to audit: give --model RUN_DIR (from `xrobust train`), --onnx FILE.onnx, "
+            "--endpoint URL, or --demo"
+        )
     if args.demo and (args.target or args.allow_incomplete):
         raise ConfigError("--target and --allow-incomplete apply to --model, not --demo")
+    if args.demo and (args.output or args.layout or args.query_budget or args.header):
+        raise ConfigError("--output, --layout, --query-budget and --header apply to --onnx / --endpoint")
     cfg = build_config(args)
     check_out(args.out, folder=True)
     if not args.no_tune_malloc and not _uses_cuda(cfg):
@@ -246,15 +253,17 @@ def run(args: argparse.Namespace) -> int:
             from xrobust.data.schema import load_for_model
 
             bundle = load_for_model(loaded.spec, args.data)
+            model: Any = loaded.model
+            info = {
+                "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
+                "source": str(loaded.path) if loaded.path else None,
+            }
         else:
-            from xrobust.cli._common import load_model_and_data
+            from xrobust.cli._common import load_source
 
-            loaded, bundle = load_model_and_data(args)
-        info = {
-            "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
-            "source": str(loaded.path) if loaded.path else None,
-        }
-        report = audit(loaded.model, bundle, cfg, progress=bars, title=args.title, model_info=info)
+            src = load_source(args)
+            model, bundle, info = src.model, src.bundle, src.info
+        report = audit(model, bundle, cfg, progress=bars, title=args.title, model_info=info)
         shown.close()
         if rank == 0:
             paths = report.save(args.out)
@@ -262,6 +271,13 @@ def run(args: argparse.Namespace) -> int:
 
             for k, v in headline(report):
                 print(f"{k}: {v}")
+            q = report.queries
+            if q.get("total"):
+                budget = f" of a budget of {q['budget']}" if q.get("budget") else ""
+                print(f"queries: {q['total']}{budget}")
+            for name, sec in report.sections.items():
+                if sec.status in ("partial", "not_available"):
+                    print(f"{name}: {sec.status}: {sec.reason}")
             for c in report.failed_requirements:
                 print(f"FAILED {c.name}: {c.message}")
             print(f"reports: {', '.join(str(p) for p in paths.values())}")

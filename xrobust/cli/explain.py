@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from xrobust._io import atomic_write_bytes
-    from xrobust.cli._common import load_model_and_data
+    from xrobust.cli._common import load_source
     from xrobust.cli._progress import ProgressRenderer
     from xrobust.data import as_tensors
     from xrobust.device import resolve_device
@@ -178,11 +178,9 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.save_npz, flag="--save-npz")
     params = _params(args.param)
     device = resolve_device(args.device)
-    run_, ds = load_model_and_data(
-        args, device=device, command="explain", class_flag="--target-class"
-    )
-    spec = run_.spec
-    explainers = {m: get_explainer(m, run_.model, **params) for m in methods}  # options checked
+    src = load_source(args, device=device, command="explain", class_flag="--target-class")
+    ds, spec = src.bundle, src.spec
+    explainers = {m: get_explainer(m, src.model, **params) for m in methods}  # options checked
     x_all, y_all = as_tensors(ds.test)
     idx = _indices(args.samples, len(x_all))
     if args.out and spec.modality == "image":

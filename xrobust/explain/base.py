@@ -336,6 +336,16 @@ class Explainer:
     Params: ClassVar[type] = BaseParams
 
     def __init__(self, model: nn.Module | Callable[[torch.Tensor], torch.Tensor], **params: Any):
+        from xrobust.models.classifier import Classifier
+
+        if isinstance(model, Classifier):
+            # white-box methods differentiate through its torch module; forward-only ones
+            # ask the classifier, so that every query is counted (and budgeted)
+            self.classifier: Classifier | None = model
+            if self.requires_gradients and model.module is not None:
+                model = model.module
+        else:
+            self.classifier = None
         self.model = model
         self.params = _build_params(self.Params, params, self.name)
 
@@ -361,9 +371,13 @@ class Explainer:
     def _check_model(self) -> None:
         if self.requires_gradients and not isinstance(self.model, nn.Module):
             forward_only = ", ".join(n for n, c in EXPLAINERS.items() if not c.requires_gradients)
+            what = (
+                f"the classifier {self.classifier.name!r} ({self.classifier.source}) has none"
+                if self.classifier is not None
+                else f"the model must be a torch.nn.Module; got {type(self.model).__name__}"
+            )
             raise ModelError(
-                f"{self.name!r} needs gradients, so the model must be a torch.nn.Module; "
-                f"got {type(self.model).__name__}. Forward-only methods: {forward_only}."
+                f"{self.name!r} needs gradients, and {what}. Forward-only methods: {forward_only}."
             )
         if not callable(self.model):
             raise ModelError(

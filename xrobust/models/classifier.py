@@ -186,8 +186,16 @@ class Classifier:
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x, dtype=np.float32))
         self._check_input(x)
+        self.spend(int(x.shape[0]))
+        return self.ask(x)
+
+    __call__ = scores
+
+    def ask(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`scores` for rows already counted with :meth:`spend` (the attacks count
+        per example first, then ask)."""
+        self._check_input(x)
         n = int(x.shape[0])
-        self.spend(n)
         parts = []
         for i in range(0, n, self.batch_size):
             chunk = x[i : i + self.batch_size]
@@ -199,8 +207,6 @@ class Classifier:
             return torch.empty(0, c, device=self.device)
         out = torch.cat(parts).to(self.device)
         return out.double() if x.dtype == torch.float64 else out
-
-    __call__ = scores
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted classes (N,) (counted like :meth:`scores`)."""
@@ -219,19 +225,25 @@ class Classifier:
         Raises:
             DataError: the input shapes or the class counts differ (both are named).
         """
-        if input_shape is not None and self.input_shape is not None:
-            if tuple(input_shape) != self.input_shape:
-                raise DataError(
-                    f"the {what} has inputs of shape {tuple(input_shape)} but the model "
-                    f"{self.name!r} takes inputs of shape {self.input_shape}"
-                    f"{_layout_hint(tuple(input_shape), self.input_shape)}"
-                )
-        if num_classes is not None and self.num_classes is not None:
-            if int(num_classes) != self.num_classes:
-                raise DataError(
-                    f"the {what} has {num_classes} classes but the model {self.name!r} "
-                    f"answers {self.num_classes}"
-                )
+        if (
+            input_shape is not None
+            and self.input_shape is not None
+            and tuple(input_shape) != self.input_shape
+        ):
+            raise DataError(
+                f"the {what} has inputs of shape {tuple(input_shape)} but the model "
+                f"{self.name!r} takes inputs of shape {self.input_shape}"
+                f"{_layout_hint(tuple(input_shape), self.input_shape)}"
+            )
+        if (
+            num_classes is not None
+            and self.num_classes is not None
+            and int(num_classes) != self.num_classes
+        ):
+            raise DataError(
+                f"the {what} has {num_classes} classes but the model {self.name!r} "
+                f"answers {self.num_classes}"
+            )
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() < 1:
@@ -319,9 +331,13 @@ class TorchClassifier(Classifier):
         from xrobust.device import amp_dtype, model_device, resolve_device
 
         if not isinstance(module, nn.Module):
-            raise ModelError(f"TorchClassifier needs a torch.nn.Module, got {type(module).__name__}")
+            raise ModelError(
+                f"TorchClassifier needs a torch.nn.Module, got {type(module).__name__}"
+            )
         if output == "labels":
-            raise ConfigError("a torch module answers scores; declare output='logits' or 'probabilities'")
+            raise ConfigError(
+                "a torch module answers scores; declare output='logits' or 'probabilities'"
+            )
         own = model_device(module)
         dev = own if device is None else resolve_device(device)
         self._module = module if dev == own else copy.deepcopy(module).to(dev)

@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
-from xrobust.audit._attacks import attack_fields, attack_kwargs, attacks_unavailable, run_attack
+from xrobust.audit._attacks import (
+    attack_fields,
+    attack_kwargs,
+    attacks_for,
+    attacks_unavailable,
+    run_attack,
+)
 from xrobust.audit._runtime import Runtime, chunk_seed, default_eps, to_list
 
 __all__ = ["attack_seed", "eps_grid", "run_adversarial", "strongest_attack"]
@@ -72,6 +78,12 @@ def run_adversarial(rt: Runtime) -> dict[str, Any]:
     a = rt.config.adversarial
     for name in a.attacks:
         attack_fields(name)  # unknown names raise ConfigError with a did-you-mean
+    names = attacks_for(rt, list(a.attacks))
+    if not names:
+        return {
+            "_unavailable": "no configured attack can run on this model: "
+            + "; ".join(f"{p['part']}: {p['reason']}" for p in rt.skipped_parts)
+        }
     idx = rt.sample(a.n)
     y = rt.y[idx]
     correct = rt.clean_logits()[idx].argmax(1) == y
@@ -79,20 +91,29 @@ def run_adversarial(rt: Runtime) -> dict[str, Any]:
         "n": len(idx),
         "indices": idx.tolist(),
         "clean_accuracy": round(float(correct.double().mean()), 6),
-        "attacks": list(a.attacks),
+        "attacks": names,
         "norms": {},
     }
     for norm in a.norms:
-        out["norms"][norm] = _one_norm(rt, norm, idx)
+        out["norms"][norm] = _one_norm(rt, norm, idx, names)
+    stops = [
+        r.get("stop_reason")
+        for d in out["norms"].values()
+        for rs in d["results"].values()
+        for r in rs
+        if r.get("partial")
+    ]
+    if stops:
+        out["_partial"] = f"an attack stopped early: {stops[0]}"
     return out
 
 
 # ---------------------------------------------------------------------- one threat model
-def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor) -> dict[str, Any]:
+def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> dict[str, Any]:
     from xrobust.attacks.evaluation import adversarial_confusion, per_class_accuracy
     from xrobust.attacks.norms import get_norm
 
-    a = rt.config.adversarial
+    a = dataclasses.replace(rt.config.adversarial, attacks=attacks)
     grid, head = eps_grid(rt, norm)
     k_head = min(range(len(grid)), key=lambda k: abs(grid[k] - head))
     grids = {n: _attack_grid(rt, n, norm, grid, head) for n in a.attacks}
@@ -133,7 +154,12 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor) -> dict[str, Any]:
         "minimal_perturbation": None,
         "vulnerable": [],
     }
-    if a.minimal_perturbation and bool((at_head.pred_clean == at_head.y).any()):
+    if a.minimal_perturbation and not rt.white_box:
+        rt.skip_part(
+            f"minimal perturbation ({norm})",
+            "bisection repeats the attack at every eps: too many queries for a black box",
+        )
+    elif a.minimal_perturbation and bool((at_head.pred_clean == at_head.y).any()):
         out["minimal_perturbation"], out["vulnerable"] = _minimal(
             rt, minimal_attack, norm, grid, idx
         )
@@ -259,7 +285,7 @@ def _minimal(
         kw["seed"] = chunk_seed(rt.config.seed, f"minimal:{norm}:{attack}", i)
         xs, ys = rt.x[c], rt.y[c]
         r = minimal_perturbation(
-            rt.model,
+            rt.classifier,
             xs.to(rt.device),
             ys.to(rt.device),
             attack,

@@ -9,7 +9,7 @@ import torch
 
 from xrobust.audit._runtime import Runtime, chunk_seed, to_list
 from xrobust.audit.corruptions import CORRUPTIONS, corrupt, list_corruptions
-from xrobust.errors import ConfigError
+from xrobust.errors import ConfigError, QueryBudgetExhausted
 
 __all__ = ["run_corruption"]
 
@@ -44,52 +44,58 @@ def run_corruption(rt: Runtime) -> dict[str, Any]:
     examples: dict[str, list[Any]] = {}
     total = len(names) * len(cfg.severities)
     done = 0
-    for name in names:
-        accs: list[float] = []
-        for sev in cfg.severities:
-            stage = f"corruption:{name}:{sev}"
+    stopped: str | None = None
+    try:
+        for name in names:
+            accs: list[float] = []
+            for sev in cfg.severities:
+                stage = f"corruption:{name}:{sev}"
 
-            def one(
-                i: int, c: torch.Tensor, _name: str = name, _sev: int = sev, _stage: str = stage
-            ) -> torch.Tensor:
-                g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, _stage, i))
-                xc = corrupt(
-                    _name,
-                    rt.x[c],
-                    _sev,
-                    bounds=rt.bounds,
-                    generator=g,
-                    train_mean=rt.train_mean,
-                    feature_std=rt.feature_std,
-                )
-                return rt.forward(xc).argmax(1)
+                def one(
+                    i: int, c: torch.Tensor, _name: str = name, _sev: int = sev, _stage: str = stage
+                ) -> torch.Tensor:
+                    g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, _stage, i))
+                    xc = corrupt(
+                        _name,
+                        rt.x[c],
+                        _sev,
+                        bounds=rt.bounds,
+                        generator=g,
+                        train_mean=rt.train_mean,
+                        feature_std=rt.feature_std,
+                    )
+                    return rt.forward(xc).argmax(1)
 
-            preds = (
-                torch.cat(rt.map_chunks(stage, idx, one))
-                if len(idx)
-                else torch.zeros(0, dtype=torch.long)
-            )
-            accs.append(round(float((preds == y).double().mean()) if len(idx) else 0.0, 6))
-            if show_examples and len(idx):
-                g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, stage, 0))
-                xe = corrupt(
-                    name,
-                    rt.x[idx[: rt.config.batch_size]],
-                    sev,
-                    bounds=rt.bounds,
-                    generator=g,
-                    train_mean=rt.train_mean,
-                    feature_std=rt.feature_std,
+                preds = (
+                    torch.cat(rt.map_chunks(stage, idx, one))
+                    if len(idx)
+                    else torch.zeros(0, dtype=torch.long)
                 )
-                examples.setdefault(name, []).append(to_list(xe[example_pos].sum(0), 3))
-            done += 1
-            rt.report("corruptions", done, total)
-        results[name] = {
-            "accuracy": accs,
-            "mean_accuracy": round(sum(accs) / len(accs), 6) if accs else None,
-            "description": CORRUPTIONS.get(name).description,
-            "levels": [CORRUPTIONS.get(name).levels[s - 1] for s in cfg.severities],
-        }
+                accs.append(round(float((preds == y).double().mean()) if len(idx) else 0.0, 6))
+                if show_examples and len(idx):
+                    g = torch.Generator().manual_seed(chunk_seed(rt.config.seed, stage, 0))
+                    xe = corrupt(
+                        name,
+                        rt.x[idx[: rt.config.batch_size]],
+                        sev,
+                        bounds=rt.bounds,
+                        generator=g,
+                        train_mean=rt.train_mean,
+                        feature_std=rt.feature_std,
+                    )
+                    examples.setdefault(name, []).append(to_list(xe[example_pos].sum(0), 3))
+                done += 1
+                rt.report("corruptions", done, total)
+            results[name] = {
+                "accuracy": accs,
+                "mean_accuracy": round(sum(accs) / len(accs), 6) if accs else None,
+                "description": CORRUPTIONS.get(name).description,
+                "levels": [CORRUPTIONS.get(name).levels[s - 1] for s in cfg.severities],
+            }
+    except QueryBudgetExhausted as exc:
+        # the corruptions finished are kept; the one running is dropped, the rest not run
+        stopped = f"stopped after {len(results)} of {len(names)} corruptions: {exc}"
+        results = {k: v for k, v in results.items() if len(v["accuracy"]) == len(cfg.severities)}
     data: dict[str, Any] = {
         "n": len(idx),
         "modality": modality,
@@ -108,4 +114,6 @@ def run_corruption(rt: Runtime) -> dict[str, Any]:
         data["mean_corruption_accuracy"] = (
             round(sum(mean_all) / len(mean_all), 6) if mean_all else None
         )
+    if stopped is not None:
+        data["_partial"] = stopped
     return data

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from xrobust.audit._attacks import attacks_unavailable, run_attack
+from xrobust.audit._attacks import attacks_for, attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, to_list
 from xrobust.audit.report import SectionResult
 from xrobust.audit.sections.adversarial import eps_grid
@@ -34,7 +34,34 @@ def run_explanations(rt: Runtime, adversarial: SectionResult | None = None) -> d
         return {"_unavailable": f"xrobust.explain is not available in this installation ({exc})"}
     for m in rt.config.explanations.methods:
         E.EXPLAINERS.get(m)  # unknown names raise ConfigError with a did-you-mean
+    if not _methods(rt):
+        return {
+            "_unavailable": "no configured explanation method can run on this model: "
+            + "; ".join(f"{p['part']}: {p['reason']}" for p in rt.skipped_parts)
+        }
     return rt.on_rank0(lambda: _run(rt))
+
+
+def _methods(rt: Runtime) -> list[str]:
+    """The configured methods the model can answer: all on a white box; on a black box
+    the forward-only ones, then ``explanations.black_box_methods`` (skips recorded)."""
+    import xrobust.explain as E
+
+    cfg = rt.config.explanations
+    if rt.white_box:
+        return list(cfg.methods)
+    src = rt.classifier.source
+    rt.skipped_parts = [p for p in rt.skipped_parts if not p["part"].startswith("method ")]
+    out: list[str] = []
+    for m in cfg.methods:
+        if E.EXPLAINERS.get(m).requires_gradients:
+            rt.skip_part(f"method {m}", f"needs input gradients; the model is a black box ({src})")
+        else:
+            out.append(m)
+    for m in cfg.black_box_methods:
+        if m not in out and not E.EXPLAINERS.get(m).requires_gradients:
+            out.append(m)
+    return out
 
 
 def _reduce(a: torch.Tensor, modality: str) -> torch.Tensor:
@@ -70,11 +97,14 @@ def _run(rt: Runtime) -> dict[str, Any]:
     pred_adv = None
     eps = None
     why = attacks_unavailable()
+    usable = [] if why else attacks_for(rt, [cfg.attack])
     if why:
         notes.append(f"adversarial attributions not available: {why}")
+    elif not usable:
+        notes.append(f"adversarial attributions not available: {cfg.attack} cannot run here")
     else:
         _, eps = eps_grid(rt, cfg.norm)
-        attack = cfg.attack
+        attack = usable[0]
         res = run_attack(rt, attack, cfg.norm, eps, x, y, seed=seed)
         x_adv, pred_adv = res.x_adv, res.pred_adv
     show = min(cfg.n, len(pool))
@@ -90,9 +120,10 @@ def _run(rt: Runtime) -> dict[str, Any]:
                 row["x_adv"] = to_list(x_adv[j].mean(0), 4)
         examples.append(row)
     methods: dict[str, Any] = {}
-    model = rt.model
+    model = rt.classifier  # white-box methods differentiate through its module
     metrics = _metrics_module()
-    for m in cfg.methods:
+    names = _methods(rt)
+    for m in names:
         md: dict[str, Any] = {}
         e_clean = E.explain(
             model, x[:show].to(rt.device), target=y[:show].to(rt.device), method=m, seed=seed
@@ -118,13 +149,13 @@ def _run(rt: Runtime) -> dict[str, Any]:
         else:
             md.update(_quality(rt, metrics, m, x, y, x_adv, seed))
         methods[m] = md
-        rt.report("explanations", len(methods), len(cfg.methods))
+        rt.report("explanations", len(methods), len(names))
     return {
         "n": show,
         "n_metrics": len(pool),
         "norm": cfg.norm,
         "eps": eps,
-        "attack": None if x_adv is None else cfg.attack,
+        "attack": None if x_adv is None else usable[0],
         "feature_names": list(rt.spec.feature_names) if rt.spec.feature_names else None,
         "examples": examples,
         "methods": methods,
@@ -156,7 +187,9 @@ def _quality(
     xs, ys = x.to(dev), y.to(dev)
     if cfg.deletion_insertion:
         out["deletion_insertion"] = _safe(lambda: _del_ins(rt, M, method, xs, ys, seed))
-    if cfg.randomisation:
+    if cfg.randomisation and not rt.white_box:
+        rt.skip_part(f"randomisation ({method})", "re-randomises the weights: needs a torch module")
+    elif cfg.randomisation:
         out["randomisation"] = _safe(
             lambda: _randomisation(
                 rt, M, method, xs[: min(8, len(xs))], ys[: min(8, len(ys))], seed
@@ -168,8 +201,12 @@ def _quality(
 
 
 def _safe(fn: Any) -> dict[str, Any]:
+    from xrobust.errors import QueryBudgetExhausted
+
     try:
         return fn()
+    except QueryBudgetExhausted:
+        raise  # the section stops there (partial), not an error of this metric
     except Exception as exc:  # a metric that cannot run is reported, not fatal
         log.warning("explanation metric failed: %s", exc, exc_info=True)
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
@@ -187,7 +224,7 @@ def _del_ins(
 
     image = rt.spec.modality == "image"
     steps = 16
-    attr = E.explain(rt.model, x, target=y, method=method, seed=seed).attributions.detach()
+    attr = E.explain(rt.classifier, x, target=y, method=method, seed=seed).attributions.detach()
     g = torch.Generator().manual_seed(seed)
     rand = torch.rand(attr.shape, generator=g).to(attr.device, attr.dtype)
     ins_base = "blur" if image else "zeros"
@@ -200,8 +237,8 @@ def _del_ins(
         ("deletion", M.deletion_curve, "zeros"),
         ("insertion", M.insertion_curve, ins_base),
     ):
-        c = fn(rt.model, x, attr, y, steps=steps, baseline=base)
-        r = fn(rt.model, x, rand, y, steps=steps, baseline=base)
+        c = fn(rt.classifier, x, attr, y, steps=steps, baseline=base)
+        r = fn(rt.classifier, x, rand, y, steps=steps, baseline=base)
         out[f"{kind}_auc"] = _f(c.mean_auc)
         out[f"random_{kind}_auc"] = _f(r.mean_auc)
         out[f"{kind}_curve"] = [round(v, 5) for v in c.mean_curve]
@@ -242,7 +279,7 @@ def _stability(
     seed: int,
 ) -> dict[str, Any]:
     """How much the attribution of the true class moves from x to its adversarial x'."""
-    r = M.stability_under_attack(rt.model, x, x_adv, method, target=y, seed=seed)
+    r = M.stability_under_attack(rt.classifier, x, x_adv, method, target=y, seed=seed)
     fooled = [i for i, c in enumerate(r.prediction_changed) if c]
 
     def mean(v: list[float], idx: list[int] | None = None) -> float | None:

@@ -35,9 +35,22 @@ def _cls(name: str):
     return MIFGSM if name == GUIDE else ATTACKS.get(name)
 
 
+#: the transfer attack's surrogate: the contract model itself (set by a fixture)
+_SURROGATE: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _surrogate(digits_cnn):
+    _SURROGATE["model"] = digits_cnn
+    yield
+
+
 def small_kwargs(name: str) -> dict:
     """Cheap settings per attack so the whole contract suite stays fast."""
     kw: dict = {}
+    if name == "transfer":
+        kw["surrogate"] = _SURROGATE["model"]
+        kw["attack_options"] = {"steps": 4}
     if name in ("pgd", "apgd", "apgd_t", "ensemble", "fab", "fab_t"):
         kw["steps"] = 4
     if name in ("apgd_t", "ensemble", "fab_t"):

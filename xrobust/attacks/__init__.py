@@ -35,6 +35,7 @@ __all__ = [
     "ATTACKS",
     "FGSM",
     "PGD",
+    "Transfer",
     "Attack",
     "AttackConfig",
     "AttackContext",
@@ -65,8 +66,9 @@ from xrobust.attacks.ensemble import Ensemble  # noqa: E402
 from xrobust.attacks.fab import FAB, FABT  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
+from xrobust.attacks.transfer import Transfer  # noqa: E402
 
-for _cls in (FGSM, PGD, APGD, APGDT, FAB, FABT, Ensemble):
+for _cls in (FGSM, PGD, APGD, APGDT, FAB, FABT, Ensemble, Transfer):
     ATTACKS.register(_cls.name)(_cls)
 
 

@@ -60,7 +60,10 @@ def _reachable(p, w, b, bounds) -> bool:
     if bounds is None:
         return bool(np.any(w != 0))
     lo, hi = bounds
-    reach = np.where(w > 0, w * (hi - p), w * (lo - p)).sum(), np.where(w > 0, w * (lo - p), w * (hi - p)).sum()
+    reach = (
+        np.where(w > 0, w * (hi - p), w * (lo - p)).sum(),
+        np.where(w > 0, w * (lo - p), w * (hi - p)).sum(),
+    )
     need = b - w @ p
     return reach[1] - 1e-12 <= need <= reach[0] + 1e-12
 

@@ -9,7 +9,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from xrobust.attacks import Transfer, get_attack
 from xrobust.errors import ConfigError, ModelError
@@ -22,7 +21,9 @@ def batch(digits28):
 
 
 @pytest.mark.parametrize("early_stop", [True, False])
-def test_surrogate_equal_to_target_matches_the_white_box_attack(digits_cnn, batch, early_stop) -> None:
+def test_surrogate_equal_to_target_matches_the_white_box_attack(
+    digits_cnn, batch, early_stop
+) -> None:
     x, y = batch
     kw = dict(eps=0.1, seed=3)
     wb = get_attack("pgd", digits_cnn, steps=8, early_stop=False, **kw).run(x, y)
@@ -34,7 +35,9 @@ def test_surrogate_equal_to_target_matches_the_white_box_attack(digits_cnn, batc
     assert torch.equal(tr.success[att], wb.success[att])
     assert torch.equal(tr.x_adv[att], wb.x_adv[att])
     assert tr.config["transfer_rate"] == 1.0
-    assert tr.config["transferred"] == tr.config["surrogate_success"] == int((wb.success & att).sum())
+    assert (
+        tr.config["transferred"] == tr.config["surrogate_success"] == int((wb.success & att).sum())
+    )
     assert tr.gradient_passes == 0 and tr.config["surrogate_gradient_passes"] > 0
 
 
@@ -51,14 +54,20 @@ def test_black_box_target_one_query_per_example(digits_cnn, batch) -> None:
         with torch.no_grad():
             return target(torch.as_tensor(a)).softmax(1).numpy()
 
-    clf = as_classifier(predict, output="probabilities", input_shape=(1, 28, 28), num_classes=10, bounds=(0.0, 1.0))
+    clf = as_classifier(
+        predict, output="probabilities", input_shape=(1, 28, 28), num_classes=10, bounds=(0.0, 1.0)
+    )
     with pytest.raises(ModelError, match="transfer"):
         get_attack("pgd", clf, eps=0.1)  # gradient attacks refuse and name what can run
-    res = get_attack("transfer", clf, surrogate=digits_cnn, eps=0.15, attack_options={"steps": 10}, seed=0).run(x, y)
+    res = get_attack(
+        "transfer", clf, surrogate=digits_cnn, eps=0.15, attack_options={"steps": 10}, seed=0
+    ).run(x, y)
     assert torch.equal(res.queries, 1 + res.attacked.long())  # the clean query, then one
     assert sum(asked) == int(res.queries.sum())
     assert 0 < res.config["transferred"] <= res.config["surrogate_success"]
-    assert res.config["transfer_rate"] == res.config["transferred"] / res.config["surrogate_success"]
+    assert (
+        res.config["transfer_rate"] == res.config["transferred"] / res.config["surrogate_success"]
+    )
     assert res.robust_accuracy < res.clean_accuracy - 0.2
     d = res.to_dict()
     json.dumps(d)  # plain data: the surrogate is a description
@@ -74,9 +83,18 @@ def test_run_directory_surrogate(tmp_path, digits_cnn, batch) -> None:
     save_checkpoint(model, tmp_path, spec=spec, arch="small_cnn")
     x, y = batch
     x = x[:8]
-    res = get_attack("transfer", digits_cnn, surrogate=str(tmp_path), eps=0.1, attack_options={"steps": 2}, seed=0).run(x, y[:8])
+    res = get_attack(
+        "transfer",
+        digits_cnn,
+        surrogate=str(tmp_path),
+        eps=0.1,
+        attack_options={"steps": 2},
+        seed=0,
+    ).run(x, y[:8])
     assert res.config["surrogate"] == f"run {tmp_path}"
-    direct = get_attack("transfer", digits_cnn, surrogate=model, eps=0.1, attack_options={"steps": 2}, seed=0).run(x, y[:8])
+    direct = get_attack(
+        "transfer", digits_cnn, surrogate=model, eps=0.1, attack_options={"steps": 2}, seed=0
+    ).run(x, y[:8])
     assert torch.equal(res.x_adv, direct.x_adv)
 
 

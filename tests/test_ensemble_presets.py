@@ -81,7 +81,9 @@ def test_missing_member_is_a_clear_error() -> None:
         ens.run(torch.rand(2, 4), torch.tensor([0, 1]))
 
 
-def test_members_run_in_order_on_the_examples_still_robust(digits_cnn, digits28, square_registered) -> None:
+def test_members_run_in_order_on_the_examples_still_robust(
+    digits_cnn, digits28, square_registered
+) -> None:
     x, y = digits28["x_test"][:48], digits28["y_test"][:48]
     ens = Ensemble(
         digits_cnn, eps=0.06, preset="autoattack", steps=5, n_target_classes=2, queries=50,

@@ -33,9 +33,10 @@ __all__ = [
     "APGD",
     "APGDT",
     "ATTACKS",
+    "FAB",
+    "FABT",
     "FGSM",
     "PGD",
-    "Transfer",
     "Attack",
     "AttackConfig",
     "AttackContext",
@@ -44,12 +45,11 @@ __all__ = [
     "Batch",
     "Ensemble",
     "Evaluation",
-    "FAB",
-    "FABT",
     "GradientStats",
     "IterativeAttack",
     "Norm",
     "Outcome",
+    "Transfer",
     "get_attack",
     "get_norm",
     "list_attacks",
@@ -63,7 +63,8 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 from xrobust.attacks.apgd import APGD  # noqa: E402
 from xrobust.attacks.apgd_t import APGDT  # noqa: E402
 from xrobust.attacks.ensemble import Ensemble  # noqa: E402
-from xrobust.attacks.fab import FAB, FABT  # noqa: E402
+from xrobust.attacks.fab import FAB  # noqa: E402
+from xrobust.attacks.fab_t import FABT  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
 from xrobust.attacks.transfer import Transfer  # noqa: E402

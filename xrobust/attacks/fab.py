@@ -13,7 +13,7 @@ shrinking the smallest adversarial it has found. Norms linf and l2; inputs (N, .
 * ``fab``: the hyperplane of the closest linearised boundary among all other classes,
   from the whole Jacobian (the C class gradients come from one batched backward pass
   over C copies of the rows, so ``gradient_passes`` counts C per row and iteration).
-* ``fab_t`` (FAB-T, as in AutoAttack's standard version): the boundary towards one target
+* ``fab_t`` (FAB-T, as in AutoAttack's standard version; :mod:`xrobust.attacks.fab_t`): the boundary towards one target
   class at a time, the classes ranked 2nd, 3rd, ... by the clean logits
   (``n_target_classes`` of them, 9 in the reference), each run on the examples still
   robust; one gradient pass per row and iteration. Any wrong class counts as success.
@@ -67,7 +67,7 @@ from xrobust.attacks.config import (
 )
 from xrobust.attacks.context import AttackContext, Batch, Outcome
 
-__all__ = ["FAB", "FABT", "FABConfig", "FABTConfig"]
+__all__ = ["FAB", "FABConfig"]
 
 _TINY = 1e-12
 
@@ -98,22 +98,6 @@ class FABConfig(AttackConfig):
         object.__setattr__(self, "alpha_max", check_fraction("alpha_max", self.alpha_max))
         object.__setattr__(self, "eta", check_positive_number("eta", self.eta))
         object.__setattr__(self, "beta", check_fraction("beta", self.beta))
-
-
-@dataclass(frozen=True)
-class FABTConfig(FABConfig):
-    """FAB-T hyperparameters: FAB's, plus how many target classes.
-
-    Attributes:
-        n_target_classes: how many top-ranked wrong classes to target in turn
-            (reference: 9; capped at C - 1).
-    """
-
-    n_target_classes: int = 9
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive_int("n_target_classes", self.n_target_classes)
 
 
 @dataclass
@@ -166,7 +150,11 @@ class FAB(Attack):
                 cur = self._descend(ctx, sub, None if pull is None else pull[pos], r)
                 better = cur.norm < best.norm[pos]
                 p = pos[better]
-                best.x[p], best.norm[p], best.pred[p] = cur.x[better], cur.norm[better], cur.pred[better]
+                best.x[p], best.norm[p], best.pred[p] = (
+                    cur.x[better],
+                    cur.norm[better],
+                    cur.pred[better],
+                )
                 best.steps[pos] += cur.steps
         won = best.norm <= batch.eps
         out = Outcome.unchanged(batch.x)
@@ -274,29 +262,3 @@ class FAB(Attack):
                 if live.numel() == 0:
                     break
         return best
-
-
-class FABT(FAB):
-    """FAB-T: FAB towards each of the top-ranked wrong classes in turn (AutoAttack's).
-
-    Example:
-        >>> import torch
-        >>> from xrobust.attacks import get_attack
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 6))
-        >>> get_attack("fab-t", model, eps=0.1, steps=3).config.n_target_classes
-        9
-    """
-
-    name = "fab_t"
-    config_cls: ClassVar[type[AttackConfig]] = FABTConfig
-    config: FABTConfig  # type: ignore[assignment]
-
-    def _pulls(
-        self, ctx: AttackContext, batch: Batch, logits: torch.Tensor
-    ) -> list[torch.Tensor | None]:
-        if batch.target is not None:
-            return [batch.target]
-        ranked = logits.argsort(dim=1)
-        n_t = min(self.config.n_target_classes, logits.shape[1] - 1)
-        ctx.note("target_classes", n_t)
-        return [ranked[:, -(k + 2)] for k in range(n_t)]

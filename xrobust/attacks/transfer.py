@@ -59,7 +59,9 @@ def describe_surrogate(surrogate: Any) -> str:
     """A short, JSON-ready description of a surrogate (what configs and reports record)."""
     if isinstance(surrogate, str | Path):
         return f"run {surrogate}"
-    module = getattr(surrogate, "module", None) if not isinstance(surrogate, nn.Module) else surrogate
+    module = (
+        getattr(surrogate, "module", None) if not isinstance(surrogate, nn.Module) else surrogate
+    )
     if isinstance(module, nn.Module):
         n = sum(p.numel() for p in module.parameters())
         return f"{type(module).__name__} ({n} parameters)"
@@ -174,7 +176,9 @@ class Transfer(Attack):
             target[batch.idx] = batch.target
         y_full = torch.zeros(batch.full_x.shape[0], dtype=torch.long, device=batch.x.device)
         y_full[batch.idx] = batch.y
-        res = inner.run(batch.full_x, y_full, target, eps=batch.full_eps, batch_index=ctx.batch_index)
+        res = inner.run(
+            batch.full_x, y_full, target, eps=batch.full_eps, batch_index=ctx.batch_index
+        )
         x_adv = res.x_adv[batch.idx].to(batch.x.device, batch.x.dtype)
         fooled_s = res.success[batch.idx].to(batch.x.device)
         pred = ctx.forward(x_adv, batch.origin).argmax(1)

@@ -9,6 +9,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PIP_CONSTRAINT="$PWD/constraints.txt"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,app,onnx]'
+# The TensorFlow example's extra (tensorflow-cpu ~1.6 GB; it keeps numpy 2.4 and protobuf 7,
+# which onnx and the rest of the toolkit use too) and scikit-learn's ONNX exporter for the
+# tests; versions checked here.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[tensorflow]' \
+  'tensorflow-cpu==2.21.0' 'tf2onnx==1.17.0' 'skl2onnx==1.20.0'
+# onnx2torch (white-box ONNX models) declares torchvision, whose wheel here is a CUDA build
+# that breaks against the CPU torch; xrobust imports onnx2torch without it
+# (xrobust.models.onnx.import_onnx2torch), so it is installed without its dependencies.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'onnx2torch==1.5.15'
 # torchattacks declares torchvision (no CPU build here); it is only a benchmark/test peer.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'torchattacks>=3.5'
 # Croce and Hein's AutoAttack code, packaged (no declared dependencies): the reference the

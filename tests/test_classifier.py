@@ -159,7 +159,7 @@ def test_budget_refuses_before_asking() -> None:
     assert clf.remaining == 0
     clf.set_budget(None)
     with clf.budget(3):
-        with pytest.raises(QueryBudgetExhausted):
+        with pytest.raises(QueryBudgetExhausted, match=r"0 of 3 queries used"):
             clf.scores(torch.rand(4, 4))
         clf.scores(torch.rand(3, 4))
     assert clf.query_budget is None and clf.queries == 3
@@ -285,3 +285,22 @@ def test_black_box_shape_mismatch_before_any_query(corner) -> None:
 
 def test_classifier_is_the_public_base() -> None:
     assert issubclass(TorchClassifier, Classifier) and issubclass(CallableClassifier, Classifier)
+
+
+def test_success_vs_queries_on_a_query_only_attack(corner, digits_cnn, digits28) -> None:
+    from xrobust.attacks.evaluation import success_vs_queries
+
+    x, y = digits28["x_test"][:32], digits28["y_test"][:32]
+    res = get_attack(corner.name, digits_cnn, eps=0.3, seed=0, tries=6).run(x, y)
+    c = success_vs_queries(res, points=8)
+    assert c.queries[0] == 1 and c.queries[-1] == int(res.queries.max())
+    assert all(a >= b for a, b in zip(c.robust_accuracy, c.robust_accuracy[1:]))
+    assert c.robust_accuracy[-1] == pytest.approx(res.robust_accuracy)
+    assert c.robust_accuracy[0] == pytest.approx(res.clean_accuracy)  # the clean query breaks none
+    broken = res.queries[res.success & res.attacked].double()
+    assert c.median_queries_successful == float(broken.median())
+    # by hand: broken within b queries
+    for b, acc in zip(c.queries, c.robust_accuracy):
+        within = res.success & res.attacked & (res.queries <= b)
+        want = float(((res.pred_clean == y) & ~within).double().mean())
+        assert acc == pytest.approx(want)

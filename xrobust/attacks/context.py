@@ -278,7 +278,8 @@ class AttackContext:
     def budget_stop(self, n: int) -> None:
         """:meth:`stop` with the budget's standard reason (``n`` rows did not fit)."""
         c = self.classifier
-        self.stop(str(QueryBudgetExhausted(c.query_budget or 0, c.queries, n)))
+        b = c._budget_base
+        self.stop(str(QueryBudgetExhausted((c.query_budget or 0) - b, c.queries - b, n)))
 
     def note(self, key: str, value: Any) -> None:
         """Record what actually ran (a loss swapped, a seed drawn) in the result's config."""

@@ -31,11 +31,14 @@ __all__ = [
     "ConfusionMatrix",
     "MinimalPerturbation",
     "PerClassAccuracy",
+    "QueryCurve",
     "RobustnessCurve",
     "adversarial_confusion",
     "minimal_perturbation",
     "per_class_accuracy",
+    "query_summary",
     "robustness_curve",
+    "success_vs_queries",
 ]
 
 
@@ -75,7 +78,8 @@ class RobustnessCurve:
 
     ``robust_accuracy[k]`` counts an example as robust at ``eps[k]`` only if the attack
     failed at every eps <= eps[k] (an adversarial found in a smaller ball is also in the
-    larger one), so the curve never increases.
+    larger one), so the curve never increases. ``queries[k]`` summarises the model queries
+    per example at ``eps[k]`` (median, max, total), when the attack counted them.
     """
 
     attack: str
@@ -86,6 +90,7 @@ class RobustnessCurve:
     n: int
     config: dict[str, Any] = field(default_factory=dict)
     time_s: float = 0.0
+    queries: list[dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -98,7 +103,98 @@ class RobustnessCurve:
             "n": self.n,
             "config": self.config,
             "time_s": self.time_s,
+            "queries": self.queries,
         }
+
+
+def query_summary(queries: torch.Tensor | None) -> dict[str, float] | None:
+    """Median, max and total of per-example query counts (None when not counted)."""
+    if queries is None or queries.numel() == 0:
+        return None
+    q = queries.detach().cpu().double()
+    return {"median": float(q.median()), "max": int(q.max()), "total": int(q.sum())}
+
+
+@dataclass
+class QueryCurve:
+    """Robust accuracy against the query budget per example, for a query-based attack.
+
+    ``robust_accuracy[k]`` counts an example as broken at ``queries[k]`` when the attack
+    fooled it after at most that many model queries on it (the clean query included), so
+    the curve never increases and its last point is the attack's robust accuracy.
+    """
+
+    attack: str
+    norm: str
+    eps: float | None
+    queries: list[int]
+    robust_accuracy: list[float]
+    success_rate: list[float]
+    n: int
+    median_queries_successful: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "attack": self.attack,
+            "norm": self.norm,
+            "eps": self.eps,
+            "queries": list(self.queries),
+            "robust_accuracy": list(self.robust_accuracy),
+            "success_rate": list(self.success_rate),
+            "n": self.n,
+            "median_queries_successful": self.median_queries_successful,
+        }
+
+
+def success_vs_queries(result: AttackResult, points: int = 24) -> QueryCurve:
+    """How robust accuracy falls as an attack spends queries: its :class:`QueryCurve` on
+    a geometric grid of ``points`` budgets up to the largest count spent.
+
+    Raises:
+        DataError: the result has no per-example query counts.
+
+    Example:
+        >>> import torch
+        >>> from xrobust.attacks import FGSM
+        >>> from xrobust.attacks.evaluation import success_vs_queries
+        >>> m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> res = FGSM(m, eps=0.3).run(torch.rand(8, 4), torch.randint(0, 3, (8,)))
+        >>> c = success_vs_queries(res)
+        >>> c.robust_accuracy[-1] == res.robust_accuracy
+        True
+    """
+    if result.queries is None:
+        raise DataError("this attack result has no per-example query counts")
+    if points < 2:
+        raise ConfigError(f"points must be at least 2, got {points}")
+    q = result.queries.detach().cpu().long()
+    broke = (result.success & result.attacked).cpu()
+    y = result.y.cpu()
+    final_ok = result.pred_adv.cpu() == y
+    clean_ok = result.pred_clean.cpu() == y
+    top = max(1, int(q.max()) if q.numel() else 1)
+    grid = sorted({max(1, round(top ** (k / (points - 1)))) for k in range(points)})
+    n = max(1, result.n)
+    attacked = max(1, int(result.attacked.sum()))
+    accs, rates = [], []
+    for b in grid:
+        within = broke & (q <= b)
+        # robust at b: still right at the end, or broken only after more than b queries
+        robust = final_ok | (broke & ~within & clean_ok)
+        accs.append(round(float(robust.double().sum()) / n, 6))
+        rates.append(round(float(within.double().sum()) / attacked, 6))
+    qs = q[broke].double()
+    return QueryCurve(
+        attack=result.attack,
+        norm=result.norm,
+        eps=float(result.eps) if result.eps is not None else None,  # type: ignore[arg-type]
+        queries=grid,
+        robust_accuracy=accs,
+        success_rate=rates,
+        n=result.n,
+        median_queries_successful=float(qs.median()) if qs.numel() else None,
+    )
 
 
 def robustness_curve(
@@ -135,12 +231,16 @@ def robustness_curve(
     x, y = _tensors(data, limit)
     robust: torch.Tensor | None = None
     accs: list[float] = []
+    queries: list[dict[str, float]] = []
     res: AttackResult | None = None
     for e in eps_list:
         res = cls(model, eps=e, **attack_kwargs).run_loader((x, y), batch_size=batch_size)
         ok = (res.pred_adv == res.y).cpu()
         robust = ok if robust is None else robust & ok
         accs.append(float(robust.float().mean()))
+        qs = query_summary(res.queries)
+        if qs is not None:
+            queries.append(qs)
     assert res is not None
     cfg = {k: v for k, v in res.config.items() if k != "eps"}
     return RobustnessCurve(
@@ -152,6 +252,7 @@ def robustness_curve(
         n=int(y.shape[0]),
         config=cfg,
         time_s=time.perf_counter() - t0,
+        queries=queries if len(queries) == len(eps_list) else None,
     )
 
 

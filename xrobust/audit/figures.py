@@ -27,6 +27,7 @@ __all__ = [
     "explanation_grid",
     "minimal_perturbation_hist",
     "per_class_bars",
+    "query_curves",
     "reliability_diagram",
     "robustness_curves",
     "tabular_explanations",
@@ -140,6 +141,27 @@ def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: st
     ax.set_xlabel(f"eps ({label})")
     ax.set_ylabel("robust accuracy")
     ax.set_title(f"Robustness curve, {label}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def query_curves(curves: dict[str, Any], clean_accuracy: float, norm: str) -> Figure:
+    """Robust accuracy against queries per example (log scale) for each query-only attack
+    (``QueryCurve.to_dict()`` entries)."""
+    from xrobust.attacks.norms import get_norm
+
+    label = get_norm(norm).label
+    fig = _fig(4.6, 3.4)
+    ax = fig.add_subplot()
+    for i, (name, c) in enumerate(curves.items()):
+        ax.step([1, *c["queries"]], [clean_accuracy, *c["robust_accuracy"]], where="post",
+                color=_COLORS[i % 8], lw=1.6, label=f"{name} (eps {c['eps']:g})")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("queries per example")
+    ax.set_ylabel("robust accuracy")
+    ax.set_title(f"Robust accuracy against queries, {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -200,6 +200,22 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
                 f"flip matrix {norm}",
             ),
         ]
+        qc = nd.get("query_curves") or {}
+        if qc:
+            figs.append(
+                _figure(
+                    lambda qc=qc, norm=norm: F.query_curves(qc, d["clean_accuracy"], norm),
+                    "Robust accuracy against the queries an attacker spends per example "
+                    "(median for successful examples: "
+                    + ", ".join(
+                        f"{_e(a)} {c['median_queries_successful']:g}"
+                        for a, c in qc.items()
+                        if c.get("median_queries_successful") is not None
+                    )
+                    + ").",
+                    f"queries {norm}",
+                )
+            )
         mp = nd.get("minimal_perturbation")
         if mp:
             figs.append(
@@ -398,17 +414,36 @@ def _section(name: str, report: AuditReport) -> str:
     s = report.section(name)
     title = SECTION_TITLES.get(name, name)
     head = f'<section id="{_e(name)}" data-status="{_e(s.status)}"><h2>{_e(title)}</h2>'
-    if s.status != "ok":
-        word = {"skipped": "Skipped", "not_available": "Not available", "error": "Error"}.get(
-            s.status, s.status
+    skipped = _skipped_parts(s)
+    if s.status not in ("ok", "partial") or (s.status == "partial" and not s.data):
+        word = {
+            "skipped": "Skipped",
+            "not_available": "Not available",
+            "error": "Error",
+            "partial": "Stopped by the query budget",
+        }.get(s.status, s.status)
+        note = f'<p class="note"><b>{_e(word)}</b>: {_e(s.reason)}</p>'
+        return head + note + skipped + "</section>"
+    if s.status == "partial":
+        head += (
+            f'<p class="note"><b>Partial</b>: {_e(s.reason)}. The figures below cover what ran.</p>'
         )
-        return head + f'<p class="note"><b>{_e(word)}</b>: {_e(s.reason)}</p></section>'
     try:
         body = _RENDER[name](s, report)
     except Exception as exc:  # a malformed section must not lose the rest of the report
         log.warning("rendering section %s failed", name, exc_info=True)
         body = f'<p class="note">This section could not be rendered: {_e(type(exc).__name__)}: {_e(exc)}</p>'
-    return head + body + f'<p class="note">Section time {s.seconds:.1f} s.</p></section>'
+    queries = f", {s.queries} model queries" if s.queries else ""
+    foot = f'<p class="note">Section time {s.seconds:.1f} s{queries}.</p>'
+    return head + body + skipped + foot + "</section>"
+
+
+def _skipped_parts(s: Any) -> str:
+    """The parts of a section that did not run (a black box: no gradients), and why."""
+    if not s.skipped_parts:
+        return ""
+    rows = [[p.get("part", "?"), p.get("reason", "")] for p in s.skipped_parts]
+    return "<h3>Not run</h3>" + _table(["part", "why"], rows)
 
 
 def render_html(report: AuditReport) -> str:
@@ -420,11 +455,21 @@ def render_html(report: AuditReport) -> str:
     spec = report.dataset.get("spec", {})
     meta = (
         f"Model {_e(report.model.get('name', report.model.get('class', '?')))} "
-        f"({report.model.get('parameters', '?')} parameters) on {_e(spec.get('name', '?'))}; "
+        + (
+            f"({report.model['parameters']} parameters)"
+            if "parameters" in report.model
+            else f"(a black box: {_e((report.model.get('classifier') or {}).get('source', '?'))})"
+        )
+        + f" on {_e(spec.get('name', '?'))}; "
         f"xrobust {_e(report.xrobust_version)}; {_e(report.created)}; "
         f"{report.timings.get('total', 0):.1f} s on {_e(report.environment.get('device', '?'))}"
         f" ({_e(report.environment.get('world_size', 1))} process(es))."
     )
+    q = report.queries or {}
+    if q.get("total"):
+        src = (report.model.get("classifier") or {}).get("source", "")
+        budget = f" of a budget of {q['budget']}" if q.get("budget") else ""
+        meta += f" {_e(src)} model asked about {int(q['total'])} rows{_e(budget)}."
     nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in SECTION_TITLES.items())
     summary = _table(["measure", "value"], [[k, v] for k, v in headline(report)])
     details = json.dumps(

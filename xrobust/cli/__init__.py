@@ -29,7 +29,7 @@ __all__ = ["main"]
 
 # Subcommand modules, in the order `xrobust --help` lists them. A module that
 # does not exist yet is skipped, so the CLI grows as the library does.
-_SUBCOMMANDS = ("train", "attack", "explain", "audit", "report", "app", "listing")
+_SUBCOMMANDS = ("train", "attack", "explain", "audit", "export", "report", "app", "listing")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -158,6 +158,11 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
         "(never printed or stored); repeatable, e.g. --header Authorization=XR_TOKEN",
     )  # fmt: skip
     p.add_argument(
+        "--white-box", action="store_true",
+        help="with --onnx: convert the graph to a differentiable torch module (onnx2torch), "
+        "checked against onnxruntime on the data first, so the gradient attacks run too",
+    )  # fmt: skip
+    p.add_argument(
         "--layout", choices=["NCHW", "NHWC"],
         help="input layout the --onnx / --endpoint model takes (default: read from the ONNX "
         "graph; NCHW for endpoints)",
@@ -194,6 +199,8 @@ def load_source(
         for flag in ("output", "layout", "query_budget"):
             if getattr(args, flag, None) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --endpoint")
+        if getattr(args, "white_box", False):
+            raise ConfigError("--white-box applies to --onnx (a run directory is white-box)")
         if getattr(args, "header", None):
             raise ConfigError("--header applies to --endpoint")
         loaded, bundle = load_model_and_data(args, device, command=command, class_flag=class_flag)
@@ -227,9 +234,18 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         opts["layout"] = args.layout
     if kind == "endpoint" and args.header:
         opts["headers_env"] = _headers(args.header)
+    if getattr(args, "white_box", False) and kind != "onnx":
+        raise ConfigError("--white-box applies to --onnx: an endpoint has no gradients")
     clf = as_classifier(where, bundle.spec, query_budget=args.query_budget, **opts)
     clf.check_data(tuple(bundle.spec.input_shape), bundle.spec.num_classes, f"data {args.data!r}")
-    return Source(clf, bundle.spec, bundle, {"name": clf.name, "source": kind})
+    info = {"name": clf.name, "source": kind}
+    if getattr(args, "white_box", False):
+        from xrobust.data import as_tensors
+
+        x_check, _ = as_tensors(bundle.test, limit=256)  # checked on this data, every run
+        clf = clf.to_torch(x_check, query_budget=args.query_budget)
+        info["source"] = "onnx (white-box through onnx2torch)"
+    return Source(clf, bundle.spec, bundle, info)
 
 
 def _headers(pairs: list[str]) -> dict[str, str]:

@@ -224,8 +224,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.demo and (args.target or args.allow_incomplete):
         raise ConfigError("--target and --allow-incomplete apply to --model, not --demo")
-    if args.demo and (args.output or args.layout or args.query_budget or args.header):
-        raise ConfigError("--output, --layout, --query-budget and --header apply to --onnx / --endpoint")
+    if args.demo and (
+        args.output or args.layout or args.query_budget or args.header or args.white_box
+    ):
+        raise ConfigError(
+            "--output, --layout, --query-budget, --header and --white-box apply to --onnx / "
+            "--endpoint"
+        )
     cfg = build_config(args)
     check_out(args.out, folder=True)
     if not args.no_tune_malloc and not _uses_cuda(cfg):

@@ -1,5 +1,6 @@
 """Model zoo, in-model normalisation, safe checkpoints, and the classifier interface
-(:func:`as_classifier`) that every source (torch, callable, ONNX, endpoint) stands behind.
+(:func:`as_classifier`) that every source (torch, callable, ONNX, endpoint) stands behind;
+:mod:`xrobust.models.serving` is a local TF-Serving-compatible test/demo server.
 
 Example:
     >>> from xrobust.data.spec import DatasetSpec
@@ -31,6 +32,7 @@ from xrobust.models.classifier import (
     TorchClassifier,
     as_classifier,
 )
+from xrobust.models.endpoint import EndpointClassifier
 from xrobust.models.mlp import MLP
 from xrobust.models.normalize import Normalize, NormalizedModel
 from xrobust.models.resnet import PreActResNet
@@ -41,6 +43,7 @@ __all__ = [
     "MODELS",
     "CallableClassifier",
     "Classifier",
+    "EndpointClassifier",
     "LoadedRun",
     "Normalize",
     "NormalizedModel",

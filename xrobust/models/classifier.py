@@ -110,6 +110,7 @@ class Classifier:
         self.query_budget = _check_budget(query_budget)
         self.queries = 0
         self.calls = 0
+        self._budget_base = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ what it is
@@ -153,24 +154,27 @@ class Classifier:
         with self._lock:
             self.queries = 0
             self.calls = 0
+            self._budget_base = 0
 
     @contextlib.contextmanager
     def budget(self, query_budget: int | None) -> Iterator[Classifier]:
         """A budget of ``query_budget`` more rows for the ``with`` block; the previous
         budget (minus what the block used) applies afterwards."""
-        before = self.query_budget
+        before, base = self.query_budget, self._budget_base
         self.query_budget = None if query_budget is None else self.queries + int(query_budget)
+        self._budget_base = self.queries
         try:
             yield self
         finally:
-            self.query_budget = before
+            self.query_budget, self._budget_base = before, base
 
     def spend(self, n: int) -> None:
         """Count ``n`` rows, refusing with :class:`QueryBudgetExhausted` (and counting
         nothing) when they would exceed the budget. Sources call it before asking."""
         with self._lock:
             if self.query_budget is not None and self.queries + n > self.query_budget:
-                raise QueryBudgetExhausted(self.query_budget, self.queries, n)
+                b = self._budget_base  # a budget() block counts from its start
+                raise QueryBudgetExhausted(self.query_budget - b, self.queries - b, n)
             self.queries += n
 
     # ------------------------------------------------------------------ answers
@@ -206,7 +210,7 @@ class Classifier:
             c = self.num_classes or 0
             return torch.empty(0, c, device=self.device)
         out = torch.cat(parts).to(self.device)
-        return out.double() if x.dtype == torch.float64 else out
+        return out.double() if x.dtype == torch.float64 else out.float()
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted classes (N,) (counted like :meth:`scores`)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,11 +53,13 @@ def _device(model: nn.Module) -> torch.device:
     return p.device
 
 
-def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+def predict_proba(model: Any, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
     """Softmax probabilities of a logit model on a batch, in eval mode and without gradients.
 
     Args:
-        model: returns logits (N, C).
+        model: a module returning logits (N, C), or a
+            :class:`~xrobust.models.classifier.Classifier` (its declared output kind says
+            whether its scores are logits, probabilities or one-hot labels).
         x: inputs (N, ...).
         batch_size: rows per forward pass.
 
@@ -65,6 +68,16 @@ def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    from xrobust.models.classifier import Classifier
+
+    if isinstance(model, Classifier):
+        parts = [
+            model.scores(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)
+        ]
+        if not parts:
+            return torch.empty(0, 0)
+        s = torch.cat(parts)
+        return torch.softmax(s, 1) if model.output == "logits" else s
     dev = _device(model)
     out = []
     with _eval(model), torch.no_grad():
@@ -165,10 +178,21 @@ class QueryCount:
 
 
 @contextlib.contextmanager
-def count_queries(model: nn.Module) -> Iterator[QueryCount]:
+def count_queries(model: Any) -> Iterator[QueryCount]:
     """Count the rows the model evaluates inside the ``with`` block (forward hook; the
-    hook is removed on exit, the model is otherwise untouched)."""
+    hook is removed on exit, the model is otherwise untouched). A
+    :class:`~xrobust.models.classifier.Classifier` counts by itself: the block's share of
+    its counters is reported."""
     counter = QueryCount()
+    from xrobust.models.classifier import Classifier
+
+    if isinstance(model, Classifier):
+        q0, c0 = model.queries, model.calls
+        try:
+            yield counter
+        finally:
+            counter.queries, counter.calls = model.queries - q0, model.calls - c0
+        return
 
     def hook(_m: nn.Module, args: tuple, _out: object) -> None:
         counter.calls += 1

@@ -153,6 +153,7 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
         "broken_by_example": list(at_head.broken_by or []),
         "minimal_perturbation": None,
         "vulnerable": [],
+        "query_curves": _query_curves(rt, a.attacks, grids, results, head),
     }
     if a.minimal_perturbation and not rt.white_box:
         rt.skip_part(
@@ -163,6 +164,28 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
         out["minimal_perturbation"], out["vulnerable"] = _minimal(
             rt, minimal_attack, norm, grid, idx
         )
+    return out
+
+
+def _query_curves(
+    rt: Runtime,
+    attacks: list[str],
+    grids: dict[str, list[float]],
+    results: dict[str, list[Any]],
+    head: float,
+) -> dict[str, Any]:
+    """Robust accuracy against queries per example, at the headline eps, for every
+    query-only attack (Square, HopSkipJump): what a query budget buys an attacker."""
+    from xrobust.attacks import ATTACKS
+    from xrobust.attacks.evaluation import success_vs_queries
+
+    out: dict[str, Any] = {}
+    for n in attacks:
+        if ATTACKS.get(n).requires_gradients or head not in grids[n]:
+            continue
+        r = results[n][grids[n].index(head)]
+        if r.queries is not None:
+            out[n] = success_vs_queries(r).to_dict()
     return out
 
 
@@ -217,7 +240,10 @@ def _curve(name: str, norm: str, grid: list[float], results: list[Any]) -> Any:
         ok = r.pred_adv == r.y
         robust = ok if robust is None else robust & ok
         accs.append(round(float(robust.double().mean()), 6))
+    from xrobust.attacks.evaluation import query_summary
+
     last = results[-1]
+    qs = [query_summary(r.queries) for r in results]
     return RobustnessCurve(
         attack=name,
         norm=norm,
@@ -227,6 +253,7 @@ def _curve(name: str, norm: str, grid: list[float], results: list[Any]) -> Any:
         n=last.n,
         config={k: v for k, v in last.config.items() if k != "eps"},
         time_s=round(sum(r.time_s for r in results), 4),
+        queries=None if any(q is None for q in qs) else qs,  # type: ignore[arg-type]
     )
 
 

@@ -1,0 +1,317 @@
+"""A small TensorFlow-Serving-compatible HTTP server, for tests and local demos.
+
+It serves any Python predict function over the TF Serving REST JSON protocol, so that
+``--endpoint`` and :class:`~xrobust.models.endpoint.EndpointClassifier` can be tried
+without a real serving stack. **It is a local test/demo server, not a production one**: it
+binds 127.0.0.1 by default, has no authentication or TLS, and runs each request in a thread
+(the standard library's ``ThreadingHTTPServer``).
+
+What it speaks:
+
+* ``POST <anything>`` (its :attr:`ServingHandle.url` is ``/v1/models/<name>:predict``) with
+  ``{"instances": [...]}`` answers ``{"predictions": [...]}`` and ``{"inputs": ...}``
+  answers ``{"outputs": ...}``, as TF Serving does; named inputs (``{"x": row}`` rows, or
+  ``{"inputs": {"x": batch}}``) with one name are accepted; ``signature_name`` is ignored.
+* ``request_key`` / ``response_key`` (dotted paths) make it speak a custom JSON mapping
+  instead, and ``extra_fields`` adds fields to every answer (e.g. Vertex AI's
+  ``deployedModelId``); ``output_name`` answers a named output.
+* ``GET`` answers a TF Serving model status (``{"model_version_status": [...]}``).
+* A failing ``predict_fn`` gives HTTP 500 with ``{"error": "..."}``; a ``predict_fn`` may
+  raise :class:`Reply` to answer anything at all (a 429 with ``Retry-After``, malformed
+  JSON, ...): that is how the tests exercise a client's error handling.
+
+Counters (:attr:`ServingHandle.rows_received`, :attr:`ServingHandle.requests`) count the
+rows and requests whose whole JSON body arrived, before ``predict_fn`` runs.
+
+Example:
+    >>> import numpy as np
+    >>> from xrobust.models import serving
+    >>> import json, urllib.request
+    >>> with serving.serve(lambda a: a.reshape(len(a), -1).sum(1, keepdims=True)) as s:
+    ...     req = urllib.request.Request(s.url, data=b'{"instances": [[1, 2], [3, 4]]}')
+    ...     json.load(urllib.request.urlopen(req, timeout=10)), s.rows_received
+    ({'predictions': [[3.0], [7.0]]}, 2)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Reply", "ServingHandle", "serve"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_BODY = 64 * 1024 * 1024
+
+
+class Reply(Exception):
+    """Raised by a ``predict_fn`` to make the server answer exactly this.
+
+    Args:
+        status: the HTTP status.
+        body: the body: bytes as they are, anything else as JSON.
+        headers: extra headers (e.g. ``{"Retry-After": "1"}``).
+    """
+
+    def __init__(self, status: int, body: Any = b"", headers: Mapping[str, str] | None = None):
+        super().__init__(f"HTTP {status}")
+        self.status, self.body, self.headers = int(status), body, dict(headers or {})
+
+
+class ServingHandle:
+    """A running server: its :attr:`url`, counters, and :meth:`close` (or ``with``)."""
+
+    def __init__(
+        self,
+        server: ThreadingHTTPServer,
+        thread: threading.Thread,
+        model_name: str,
+        https: bool = False,
+    ):
+        self._server, self._thread = server, thread
+        host, port = server.server_address[:2]
+        self.host, self.port = str(host), int(port)
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"{'https' if https else 'http'}://{shown}:{self.port}"
+        #: the predict URL, ``http://HOST:PORT/v1/models/<model_name>:predict``.
+        self.url = f"{self.base_url}/v1/models/{model_name}:predict"
+        self._lock = threading.Lock()
+        self.rows_received = 0
+        self.requests = 0
+        #: the headers of the last predict request (for tests: check what arrived).
+        self.last_headers: dict[str, str] = {}
+        #: the parsed JSON body of the last predict request.
+        self.last_body: Any = None
+
+    def _count(self, rows: int, headers: dict[str, str], doc: Any) -> None:
+        with self._lock:
+            self.rows_received += rows
+            self.requests += 1
+            self.last_headers, self.last_body = headers, doc
+
+    def reset(self) -> None:
+        """Set the counters back to zero."""
+        with self._lock:
+            self.rows_received = self.requests = 0
+
+    def close(self) -> None:
+        """Stop serving and free the port (waits for the serving thread)."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServingHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ServingHandle({self.url!r}, requests={self.requests}, rows={self.rows_received})"
+
+
+def serve(
+    predict_fn: Callable[[np.ndarray], Any] | Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    model_name: str = "model",
+    request_key: str | None = None,
+    response_key: str | None = None,
+    output_name: str | None = None,
+    extra_fields: Mapping[str, Any] | None = None,
+    idle_timeout: float = 60.0,
+    ssl_context: Any = None,
+) -> ServingHandle:
+    """Serve ``predict_fn`` over the TF Serving REST protocol, in a background thread.
+
+    Args:
+        predict_fn: takes a float32 array (n, ...) of the rows sent (as sent: channels last
+            if the client sends NHWC) and returns (n, C) scores or (n,) labels; or a torch
+            module or an xrobust classifier, whose scores it serves (one batch at a time).
+        host: the address to bind (127.0.0.1: this machine only).
+        port: the port (0: a free one; see :attr:`ServingHandle.url`).
+        model_name: the model name in the URL.
+        request_key, response_key: a custom JSON mapping (dotted paths) instead of TF
+            Serving's; both or neither.
+        output_name: answer ``{name: ...}`` per row (row form) or for the batch (columnar).
+        extra_fields: constant fields added to every answer (e.g. Vertex AI's
+            ``{"deployedModelId": "123", "model": "projects/..."}``).
+        idle_timeout: seconds a kept-alive connection may stay idle before the server
+            closes it.
+        ssl_context: an ``ssl.SSLContext`` (server side, with a certificate loaded) to
+            serve HTTPS; :attr:`ServingHandle.url` then starts with ``https://``.
+
+    Returns:
+        A :class:`ServingHandle`; close it (or use ``with``) to stop the server.
+    """
+    if (request_key is None) != (response_key is None):
+        raise ValueError("give both request_key and response_key, or neither")
+    extra = dict(extra_fields or {})
+    predict_fn = _as_predict_fn(predict_fn)
+    handle_box: list[ServingHandle] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+        disable_nagle_algorithm = True  # or keep-alive clients stall ~40 ms on delayed ACKs
+        timeout = idle_timeout  # an idle kept-alive connection is dropped after this
+        server_version = "xrobust-serving/1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("serving: " + format, *args)  # request lines only, never headers
+
+        def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            ctype = "application/json"
+            for k, v in (headers or {}).items():
+                if k.lower() == "content-type":
+                    ctype = v
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                if k.lower() != "content-type":
+                    self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._send(
+                200,
+                {
+                    "model_version_status": [
+                        {
+                            "version": "1",
+                            "state": "AVAILABLE",
+                            "status": {"error_code": "OK", "error_message": ""},
+                        }
+                    ]
+                },
+            )
+
+        def do_POST(self) -> None:
+            length = self.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                self.close_connection = True
+                self._send(411, {"error": "Content-Length required"})
+                return
+            if int(length) > _MAX_BODY:
+                self.close_connection = True
+                self._send(413, {"error": f"request body over {_MAX_BODY} bytes"})
+                return
+            raw = self.rfile.read(int(length))
+            try:
+                doc = json.loads(raw)
+                batch, rows_form = _take(doc, request_key)
+                arr = np.asarray(batch, dtype=np.float32)
+                if arr.ndim < 1:
+                    raise ValueError("a batch needs a batch dimension")
+            except (ValueError, TypeError, KeyError) as exc:
+                self._send(400, {"error": f"bad request: {exc}"})
+                return
+            handle_box[0]._count(len(arr), dict(self.headers.items()), doc)
+            try:
+                out = predict_fn(arr)
+                out = np.asarray(out).tolist()
+            except Reply as r:
+                self._send(r.status, r.body, r.headers)
+                return
+            except Exception as exc:
+                self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+                return
+            if output_name is not None:
+                out = [{output_name: r} for r in out] if rows_form else {output_name: out}
+            if response_key is not None:
+                answer: dict[str, Any] = dict(extra)
+                node = answer
+                keys = response_key.split(".")
+                for k in keys[:-1]:
+                    node = node.setdefault(k, {})
+                node[keys[-1]] = out
+            else:
+                answer = {**extra, ("predictions" if rows_form else "outputs"): out}
+            self._send(200, answer)
+
+    server = _Server((host, port), Handler)
+    if ssl_context is not None:
+        # the handshake happens in the request's thread (under its timeout), not in accept
+        server.socket = ssl_context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="xrobust-serving", daemon=True
+    )
+    handle = ServingHandle(server, thread, model_name, https=ssl_context is not None)
+    handle_box.append(handle)
+    thread.start()
+    return handle
+
+
+def _as_predict_fn(obj: Any) -> Callable[[np.ndarray], Any]:
+    """A predict function for a torch module or a classifier (serialised by a lock: a torch
+    classifier switches its module's mode around each call)."""
+    import torch
+
+    from xrobust.models.classifier import Classifier, TorchClassifier
+
+    if isinstance(obj, torch.nn.Module):
+        obj = TorchClassifier(obj)
+    if not isinstance(obj, Classifier):
+        if not callable(obj):
+            raise TypeError(f"serve() needs a predict function, got {type(obj).__name__}")
+        return obj
+    clf, lock = obj, threading.Lock()
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with lock:
+            return clf.scores(torch.from_numpy(np.ascontiguousarray(a))).cpu().numpy()
+
+    return predict
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (timed out, closed) is routine here: log, don't print."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            logger.debug("serving: client %s went away (%s)", client_address, type(exc).__name__)
+        else:
+            logger.warning("serving: error on a request from %s", client_address, exc_info=True)
+
+
+def _take(doc: Any, request_key: str | None) -> tuple[Any, bool]:
+    """The batch of a request and whether it came in the row form."""
+    if not isinstance(doc, dict):
+        raise ValueError("the body must be a JSON object")
+    if request_key is not None:
+        node = doc
+        for k in request_key.split("."):
+            node = node[k]
+        return _unname(node), False
+    if "instances" in doc:
+        rows = doc["instances"]
+        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+            rows = [_unname(r) for r in rows]
+        return rows, True
+    if "inputs" in doc:
+        return _unname(doc["inputs"]), False
+    raise ValueError('the body needs "instances" (row form) or "inputs" (columnar form)')
+
+
+def _unname(node: Any) -> Any:
+    if isinstance(node, dict):
+        if len(node) != 1:
+            raise ValueError(f"expected one named input, got {sorted(node)}")
+        return next(iter(node.values()))
+    return node

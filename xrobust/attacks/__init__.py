@@ -46,9 +46,11 @@ __all__ = [
     "Ensemble",
     "Evaluation",
     "GradientStats",
+    "HopSkipJump",
     "IterativeAttack",
     "Norm",
     "Outcome",
+    "Square",
     "Transfer",
     "get_attack",
     "get_norm",
@@ -66,10 +68,12 @@ from xrobust.attacks.ensemble import Ensemble  # noqa: E402
 from xrobust.attacks.fab import FAB  # noqa: E402
 from xrobust.attacks.fab_t import FABT  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
+from xrobust.attacks.hop_skip_jump import HopSkipJump  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
+from xrobust.attacks.square import Square  # noqa: E402
 from xrobust.attacks.transfer import Transfer  # noqa: E402
 
-for _cls in (FGSM, PGD, APGD, APGDT, FAB, FABT, Ensemble, Transfer):
+for _cls in (FGSM, PGD, APGD, APGDT, FAB, FABT, Ensemble, Square, HopSkipJump, Transfer):
     ATTACKS.register(_cls.name)(_cls)
 
 

@@ -158,6 +158,16 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
         "(never printed or stored); repeatable, e.g. --header Authorization=XR_TOKEN",
     )  # fmt: skip
     p.add_argument(
+        "--endpoint-protocol", choices=["instances", "inputs"],
+        help="JSON form of the --endpoint: TF Serving / Vertex rows ({\"instances\": ...}, "
+        "the default) or columnar ({\"inputs\": ...})",
+    )  # fmt: skip
+    p.add_argument(
+        "--endpoint-timeout", type=float_range(0.0, open_lo=True), metavar="SECONDS",
+        help="per-request deadline of the --endpoint (default 30; failed requests are "
+        "retried with backoff on 429, 5xx and connection errors)",
+    )  # fmt: skip
+    p.add_argument(
         "--white-box", action="store_true",
         help="with --onnx: convert the graph to a differentiable torch module (onnx2torch), "
         "checked against onnxruntime on the data first, so the gradient attacks run too",
@@ -196,7 +206,7 @@ def load_source(
                 "nothing to analyse: give --model RUN_DIR (from `xrobust train`), "
                 "--onnx FILE.onnx or --endpoint URL"
             )
-        for flag in ("output", "layout", "query_budget"):
+        for flag in ("output", "layout", "query_budget", "endpoint_protocol", "endpoint_timeout"):
             if getattr(args, flag, None) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --endpoint")
         if getattr(args, "white_box", False):
@@ -234,6 +244,11 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         opts["layout"] = args.layout
     if kind == "endpoint" and args.header:
         opts["headers_env"] = _headers(args.header)
+    for flag, key in (("endpoint_protocol", "protocol"), ("endpoint_timeout", "timeout")):
+        if getattr(args, flag, None) is not None:
+            if kind != "endpoint":
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to --endpoint")
+            opts[key] = getattr(args, flag)
     if getattr(args, "white_box", False) and kind != "onnx":
         raise ConfigError("--white-box applies to --onnx: an endpoint has no gradients")
     clf = as_classifier(where, bundle.spec, query_budget=args.query_budget, **opts)

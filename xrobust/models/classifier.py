@@ -193,7 +193,9 @@ class Classifier:
         self.spend(int(x.shape[0]))
         return self.ask(x)
 
-    __call__ = scores
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`scores` (so that a classifier is a forward function for Captum)."""
+        return self.scores(x)
 
     def ask(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`scores` for rows already counted with :meth:`spend` (the attacks count

@@ -372,7 +372,6 @@ class EndpointClassifier(Classifier):
         self.spend(len(arr))  # the first attempt of every chunk; unsent rows are refunded
         return self._send_all(arr, x.dtype)
 
-    __call__ = scores
 
     def ask(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`scores` for rows already counted with :meth:`spend` (as the attacks do).

@@ -167,6 +167,10 @@ class OnnxClassifier(Classifier):
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # no busy-waiting between runs: spinning threads made each call about 2.5x slower
+        # on a shared 2-core machine (the same effect as OpenMP's, see ENVIRONMENT.md)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._sess = ort.InferenceSession(str(self.path), so, providers=self.providers)
         except Exception as exc:

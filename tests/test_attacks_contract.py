@@ -35,12 +35,25 @@ def _cls(name: str):
     return MIFGSM if name == GUIDE else ATTACKS.get(name)
 
 
+#: the transfer attack's surrogate: the contract model itself (set by a fixture)
+_SURROGATE: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _surrogate(digits_cnn):
+    _SURROGATE["model"] = digits_cnn
+    yield
+
+
 def small_kwargs(name: str) -> dict:
     """Cheap settings per attack so the whole contract suite stays fast."""
     kw: dict = {}
-    if name in ("pgd", "apgd", "apgd_t", "ensemble"):
+    if name == "transfer":
+        kw["surrogate"] = _SURROGATE["model"]
+        kw["attack_options"] = {"steps": 4}
+    if name in ("pgd", "apgd", "apgd_t", "ensemble", "fab", "fab_t"):
         kw["steps"] = 4
-    if name in ("apgd_t", "ensemble"):
+    if name in ("apgd_t", "ensemble", "fab_t"):
         kw["n_target_classes"] = 2
     if name == "square":
         kw["queries"] = 60
@@ -88,8 +101,8 @@ ALL = [*list_attacks(), GUIDE]
 
 
 def test_registry_lists_the_attacks() -> None:
-    assert {"fgsm", "pgd", "apgd", "apgd_t", "ensemble", "square", "hop_skip_jump"} <= set(ALL)
-    assert {"square", "hop_skip_jump"} <= set(list_attacks(requires_gradients=False))
+    assert {"fgsm", "pgd", "apgd", "apgd_t", "fab", "fab_t", "ensemble", "square", "hop_skip_jump"} <= set(ALL)
+    assert {"square", "hop_skip_jump", "transfer"} <= set(list_attacks(requires_gradients=False))
     assert GUIDE in list_attacks()  # the guide's attack, registered by the fixture
     assert get_attack("apgd-t", nn.Linear(2, 4), eps=0.1).name == "apgd_t"
     with pytest.raises(ConfigError, match="Did you mean"):
@@ -260,7 +273,7 @@ def test_bad_inputs_raise_clear_errors(digits_cnn, batch, name) -> None:
 
 
 def test_steps_must_be_positive(digits_cnn) -> None:
-    for name in ("pgd", "apgd", "apgd_t", "ensemble", GUIDE):
+    for name in ("pgd", "apgd", "apgd_t", "fab", "fab_t", "ensemble", GUIDE):
         with pytest.raises(ConfigError, match="steps"):
             get_attack(name, digits_cnn, eps=0.1, steps=0)
 
@@ -399,7 +412,10 @@ def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypat
     assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
     assert all(p.grad is None for p in digits_cnn.parameters())
     assert torch.equal(res.success, res.pred_adv != y)
-    assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1
+    # a minimum-norm attack (FAB) ends on the decision boundary, where bf16 logits (an
+    # 8-bit mantissa) decide the side: a few more examples differ (see fab.py)
+    tol = 0.15 if getattr(_cls(name), "minimizes_norm", False) else 0.1
+    assert abs(res.robust_accuracy - ref.robust_accuracy) <= tol
 
 
 def test_guide_attack_equals_torchattacks_mifgsm(digits_cnn, batch) -> None:

@@ -304,3 +304,20 @@ def test_success_vs_queries_on_a_query_only_attack(corner, digits_cnn, digits28)
         within = res.success & res.attacked & (res.queries <= b)
         want = float(((res.pred_clean == y) & ~within).double().mean())
         assert acc == pytest.approx(want)
+
+
+def test_deletion_curve_reads_a_probability_classifier_as_probabilities(digits_cnn, digits28) -> None:
+    from xrobust.explain import explain
+    from xrobust.explain.metrics import deletion_curve
+
+    x = digits28["x_test"][:4]
+    e = explain(digits_cnn, x, method="saliency")
+
+    def proba(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(digits_cnn(torch.from_numpy(a)), 1).numpy()
+
+    clf = as_classifier(proba, output="probabilities", input_shape=(1, 28, 28))
+    a = deletion_curve(digits_cnn, x, e, steps=4)
+    b = deletion_curve(clf, x, e, steps=4)
+    assert np.allclose(a.scores, b.scores, atol=1e-5)  # not a softmax of probabilities

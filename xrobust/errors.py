@@ -56,5 +56,6 @@ class QueryBudgetExhausted(XRobustError):
         self.budget, self.used, self.requested = int(budget), int(used), int(requested)
         super().__init__(
             f"query budget exhausted: {used} of {budget} queries used, and the next call "
-            f"needs {requested} more; raise the budget (--queries / query_budget) to go on"
+            f"needs {requested} more; raise the budget (query_budget=, or --query-budget on "
+            "the command line) to go on"
         )

@@ -261,6 +261,14 @@ def _pixel_scores(attr: torch.Tensor, absolute: bool) -> torch.Tensor:
     return a.reshape(a.shape[0], -1)
 
 
+def _probabilities(model: Any, scores: torch.Tensor) -> torch.Tensor:
+    """Class probabilities from a model's scores: softmax of logits, or the scores as they
+    are for a classifier that declares probabilities (or one-hot labels)."""
+    if getattr(model, "output", "logits") in ("probabilities", "labels"):
+        return scores
+    return torch.softmax(scores, 1)
+
+
 def _curve(
     kind: Literal["deletion", "insertion"],
     model: Model,
@@ -301,7 +309,7 @@ def _curve(
                 else:
                     take = take.view(-1, *xd.shape[1:])
                 batch = torch.where(take, dst.unsqueeze(0), src.unsqueeze(0))
-                prob = torch.softmax(_logits(model, batch).float(), 1)[:, t[i]]
+                prob = _probabilities(model, _logits(model, batch).float())[:, t[i]]
                 scores[i, s0 : s0 + len(cs)] = prob
     fr = torch.tensor(fractions, device=device)
     auc = torch.trapezoid(scores, fr, dim=1)

@@ -17,8 +17,13 @@ names = list(spec.class_names)
 st.title("Adversarial misclassifications")
 
 attacks = resources.supported_attacks(model.differentiable, spec.num_classes)
+render.gradient_note(model, "Attacks and attribution methods")
 if not attacks:
-    st.error("No registered attack can run on this model.")
+    st.error(
+        "No registered attack can run on this model"
+        + ("" if model.differentiable else ": none of them is query-only")
+        + "."
+    )
     st.stop()
 lo, hi = spec.bounds
 span = resources.eps_scale(spec)
@@ -65,7 +70,7 @@ if query_opt:
 try:
     with st.spinner(f"Running {name}..."):
         res = resources.attack(
-            model.model,
+            model.classifier,
             model.key,
             x,
             y,
@@ -78,8 +83,9 @@ except XRobustError as exc:
     st.error(f"The attack could not run: {exc}")
     st.stop()
 
+render.partial_note(res["partial"], res["stop_reason"])
 flipped = np.flatnonzero(res["success"] & res["attacked"])
-m = st.columns(5)
+m = st.columns(6)
 m[0].metric("Clean accuracy", f"{res['clean_accuracy']:.4f}")
 m[1].metric("Robust accuracy", f"{res['robust_accuracy']:.4f}")
 m[2].metric("Flipped", f"{len(flipped)} / {res['summary']['n_attacked']}")
@@ -89,6 +95,7 @@ m[3].metric(
     help=f"{res['forward_passes']:,} forward passes (examples)",
 )
 m[4].metric("Attack time", f"{res['time_s']:.2f} s")
+m[5].metric("Model queries", f"{res['queries']:,}", help="rows the attack asked the model about")
 
 x_np = x.numpy()
 left, right = st.columns([3, 2], gap="large")
@@ -180,16 +187,24 @@ with right:
 
 with left:
     st.subheader(f"Gallery: {len(shown)} flipped example(s) at eps {eps:.3f}")
-    probs_clean = resources.clean_probabilities(model.model, model.key, x, bkey)
+    try:
+        probs_clean = resources.clean_probabilities(model.classifier, model.key, x, bkey)
+        probs_adv = (
+            resources.probabilities(model.classifier, model.key, res["x_adv"][idx])
+            if len(idx)
+            else None
+        )
+    except XRobustError as exc:
+        st.error(f"The model could not answer: {exc}")
+        st.stop()
     if len(idx):
         x_adv = res["x_adv"][idx]
-        probs_adv = resources.probabilities(model.model, model.key, x_adv)
         try:
             attr_clean_all = resources.explain_batch(
-                model.model, model.key, x_np, res["pred_clean"], method
+                model.classifier, model.key, x_np, res["pred_clean"], method
             )
             attr_adv = resources.explain_batch(
-                model.model, model.key, x_adv, res["pred_adv"][idx], method
+                model.classifier, model.key, x_adv, res["pred_adv"][idx], method
             )
         except XRobustError as exc:
             st.error(f"{method} could not explain these inputs: {exc}. Choose another method.")

@@ -21,6 +21,7 @@ with st.expander("Model B", expanded=True):
     from xrobust.audit.demo import DEMOS
 
     model_b = sources.pick_model("cmp_", f"demo:{spec.name}" if spec.name in DEMOS else None)
+    model_b = sources.bind(model_b, data)  # a black box takes the sidebar's data
 if model_b is None:
     st.stop()
 sb = model_b.spec
@@ -40,6 +41,8 @@ both = [
 if not both:
     st.error("No registered attack runs on both models.")
     st.stop()
+if not (model_a.differentiable and model_b.differentiable):
+    render.gradient_note(model_a if not model_a.differentiable else model_b, "Attacks")
 c = st.columns([2, 1, 1, 3])
 name = c[0].selectbox(
     "Attack", both, index=both.index("pgd") if "pgd" in both else 0, key="cmp_attack"
@@ -63,10 +66,10 @@ try:
     with st.spinner("Attacking both models..."):
         for tag, m in (("A", model_a), ("B", model_b)):
             curves[tag] = resources.robustness(
-                m.model, m.key, x, y, bkey, name, (0.0, *eps_grid), base
+                m.classifier, m.key, x, y, bkey, name, (0.0, *eps_grid), base
             )
             results[tag] = resources.attack(
-                m.model,
+                m.classifier,
                 m.key,
                 x,
                 y,
@@ -79,6 +82,8 @@ except XRobustError as exc:
     st.error(f"The attack could not run: {exc}")
     st.stop()
 
+for tag in ("A", "B"):
+    render.partial_note(results[tag]["partial"], results[tag]["stop_reason"])
 m = st.columns(4)
 m[0].metric("A clean accuracy", f"{curves['A']['clean_accuracy']:.4f}")
 m[1].metric("B clean accuracy", f"{curves['B']['clean_accuracy']:.4f}")
@@ -92,6 +97,10 @@ st.line_chart(
     },
     x=f"eps ({norm})",
     y_label="robust accuracy",
+)
+st.caption(
+    f"Model queries of the gallery's attack: A {results['A']['queries']:,}, "
+    f"B {results['B']['queries']:,}."
 )
 
 st.subheader("The same examples under attack")

@@ -13,15 +13,13 @@ after a few clicks. Endpoint header values are never arguments of a cached funct
 the environment variable names are), so they never reach a cache key.
 """
 
-import contextlib
-
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from typing import Any
-
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -32,30 +30,30 @@ __all__ = [
     "attack_options",
     "audit_report",
     "budgeted",
-    "endpoint_classifier",
-    "full_audit",
-    "onnx_classifier",
-    "torch_classifier",
     "builtin_data",
     "clean_probabilities",
     "corruption_decisions",
     "demo_is_trained",
     "demo_model",
     "direction_confidence",
+    "endpoint_classifier",
     "eps_scale",
     "explain_batch",
     "explain_counted",
     "explanation_metrics",
     "file_data",
+    "full_audit",
     "global_importance",
     "minimal_eps",
     "norms",
+    "onnx_classifier",
     "probabilities",
     "quick_audit_config",
     "robustness",
     "run_model",
     "supported_attacks",
     "test_batch",
+    "torch_classifier",
     "train_statistics",
 ]
 
@@ -104,6 +102,7 @@ def onnx_classifier(
     data_key: str,
     white_box: bool,
     query_budget: int | None,
+    name: str | None = None,
 ) -> tuple[Any, float | None]:
     """``as_classifier(path, spec=bundle.spec)`` (onnxruntime), or with ``white_box`` its
     onnx2torch conversion checked against onnxruntime on the data's first test rows;
@@ -116,7 +115,7 @@ def onnx_classifier(
     from xrobust.models import as_classifier
 
     spec = _bundle.spec
-    clf = as_classifier(path, spec=spec)
+    clf = as_classifier(path, spec=spec, name=name)
     clf.check_data(tuple(spec.input_shape), spec.num_classes, f"data {spec.name!r}")
     if not white_box:
         clf.set_budget(query_budget)
@@ -262,7 +261,6 @@ def attack(
     with the clean-vs-adversarial confusion (``num_classes`` x ``num_classes``)."""
     from xrobust.attacks import get_attack
     from xrobust.attacks.evaluation import adversarial_confusion
-
     from xrobust.models.inference import count_queries
 
     with budgeted(_model), count_queries(_model) as q:
@@ -324,8 +322,8 @@ def explain_batch(
         return np.zeros_like(x)
     with budgeted(_model):
         e = explain(
-        _model,
-        torch.from_numpy(np.ascontiguousarray(x)),
+            _model,
+            torch.from_numpy(np.ascontiguousarray(x)),
             target=torch.from_numpy(np.asarray(target)).long(),
             method=method,
             seed=seed,
@@ -359,9 +357,7 @@ def explanation_metrics(
     with budgeted(_model):
         out: dict[str, Any] = {
             "deletion": deletion_curve(_model, xt, at, tt).to_dict(),
-            "insertion": insertion_curve(
-                _model, xt, at, tt, baseline=insertion_baseline
-            ).to_dict(),
+            "insertion": insertion_curve(_model, xt, at, tt, baseline=insertion_baseline).to_dict(),
         }
     module = getattr(_model, "module", None)
     if randomisation and module is not None:  # randomises a copy of the torch module's weights
@@ -395,7 +391,9 @@ def quick_audit_config(
         names = [a for a in list_attacks(requires_gradients=False) if a != "transfer"]
         opts = {}
         for a in names:
-            q = next((o for o in ("max_queries", "queries", "n_queries") if o in attack_options(a)), None)
+            q = next(
+                (o for o in ("max_queries", "queries", "n_queries") if o in attack_options(a)), None
+            )
             if q:
                 opts[a] = {q: max_queries}
         black = {"black_box_attacks": names, "options": opts}

@@ -136,9 +136,8 @@ def _upload_dir(digest: str) -> Path:
 
 
 def _handle_from_run(run: Any, source: str, label: str, key: str) -> ModelHandle:
-    from xrobust.data import list_datasets
-
     from xrobust.apps.dashboard import resources
+    from xrobust.data import list_datasets
 
     name = run.spec.name
     return ModelHandle(
@@ -323,9 +322,7 @@ def _onnx2torch_available() -> bool:
 
 
 def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
-    how = st.radio(
-        "ONNX file", ["Upload", "Path"], horizontal=True, key=f"{prefix}onnx_how"
-    )
+    how = st.radio("ONNX file", ["Upload", "Path"], horizontal=True, key=f"{prefix}onnx_how")
     if how == "Upload":
         f = st.file_uploader("model.onnx", type=["onnx"], key=f"{prefix}onnx_upload")
         if f is None:
@@ -339,6 +336,7 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
         if not path.exists():
             path.write_bytes(blob)
         shown = f"onnx {f.name}"
+        fname = f.name
     else:
         text = st.text_input(
             "ONNX file on this machine",
@@ -356,6 +354,7 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
             return None
         digest = _sha256(path.read_bytes())
         shown = f"onnx {path.name}"
+        fname = path.name
     white = False
     if _onnx2torch_available():
         white = st.toggle(
@@ -375,7 +374,7 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
 
         try:
             clf, diff = resources.onnx_classifier(
-                fpath, digest, data.bundle, data.key, white, budget
+                fpath, digest, data.bundle, data.key, white, budget, fname
             )
         except XRobustError as exc:
             st.error(f"The ONNX model does not fit the data {data.label!r}: {exc}")
@@ -496,6 +495,8 @@ def _builtin(prefix: str, model: ModelHandle, preset: str | None) -> DataHandle 
 
     names = list_datasets()
     want = preset if preset in names else model.default_data
+    if want is None and model.spec is None:  # a black box: start from the digits images
+        want = "digits"
     name = st.selectbox(
         "Dataset",
         names,

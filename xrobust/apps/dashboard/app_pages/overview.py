@@ -25,13 +25,15 @@ n = c2.select_slider("Examples attacked", [32, 64, 128, 256], value=64, key="ov_
 span = resources.eps_scale(spec)
 grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
 eps = [round(g * span, 6) for g in grid]
-cfg = resources.quick_audit_config(
-    spec.modality, n, eps, norm, differentiable=model.differentiable
-)
+cfg = resources.quick_audit_config(spec.modality, n, eps, norm, differentiable=model.differentiable)
 try:
     with st.spinner("Measuring clean accuracy, calibration, robustness and sanity checks..."):
         rep = resources.audit_report(
-            model.classifier, model.key, data.bundle, data.key, json.dumps(cfg.to_dict(), sort_keys=True)
+            model.classifier,
+            model.key,
+            data.bundle,
+            data.key,
+            json.dumps(cfg.to_dict(), sort_keys=True),
         )
 except XRobustError as exc:
     st.error(f"The overview could not be computed: {exc}")

@@ -35,13 +35,60 @@ def _cls(name: str):
     return MIFGSM if name == GUIDE else ATTACKS.get(name)
 
 
+#: the transfer attack's surrogate: the contract model itself (set by a fixture)
+_SURROGATE: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _surrogate(digits_cnn):
+    _SURROGATE["model"] = digits_cnn
+    yield
+
+
 def small_kwargs(name: str) -> dict:
     """Cheap settings per attack so the whole contract suite stays fast."""
     kw: dict = {}
-    if name in ("pgd", "apgd", "apgd_t", "ensemble"):
+    if name == "transfer":
+        kw["surrogate"] = _SURROGATE["model"]
+        kw["attack_options"] = {"steps": 4}
+    if name in ("pgd", "apgd", "apgd_t", "ensemble", "fab", "fab_t"):
         kw["steps"] = 4
-    if name in ("apgd_t", "ensemble"):
+    if name in ("apgd_t", "ensemble", "fab_t"):
         kw["n_target_classes"] = 2
+    if name == "square":
+        kw["queries"] = 60
+    if name == "hop_skip_jump":
+        kw.update(queries=100, init_evals=20)
+    return kw
+
+
+def hurting_kwargs(name: str) -> dict:
+    """Settings for the tests that assert a drop in accuracy: query-only attacks get a
+    few more queries than ``small_kwargs`` gives them."""
+    kw = small_kwargs(name)
+    if name == "square":
+        kw["queries"] = 150
+    if name == "hop_skip_jump":
+        kw["queries"] = 200
+    return kw
+
+
+#: radii of test_invariants for the query-only attacks, where a cheap budget does not
+#: reach the white-box radii (linf 0.1, l2 1.5) often enough for a 20-point drop: Square
+#: L2 needs ~1,000 queries at 1.5, HopSkipJump (a minimum-norm search) thousands. Every
+#: invariant asserted is the same; only the threat model is larger.
+QUERY_EPS = {"square": {"l2": 3.0}, "hop_skip_jump": {"linf": 0.3, "l2": 4.0}}
+
+
+def contract_eps(name: str, norm: str, eps: float) -> float:
+    return QUERY_EPS.get(name, {}).get(norm, eps)
+
+
+def targeted_kwargs(name: str) -> dict:
+    """HopSkipJump needs a few hundred queries more to reach a target within linf 0.3."""
+    kw = hurting_kwargs(name)
+    if name == "hop_skip_jump":
+        kw["queries"] = 600
     return kw
 
 
@@ -54,7 +101,8 @@ ALL = [*list_attacks(), GUIDE]
 
 
 def test_registry_lists_the_attacks() -> None:
-    assert {"fgsm", "pgd", "apgd", "apgd_t", "ensemble"} <= set(ALL)
+    assert {"fgsm", "pgd", "apgd", "apgd_t", "fab", "fab_t", "ensemble", "square", "hop_skip_jump"} <= set(ALL)
+    assert {"square", "hop_skip_jump", "transfer"} <= set(list_attacks(requires_gradients=False))
     assert GUIDE in list_attacks()  # the guide's attack, registered by the fixture
     assert get_attack("apgd-t", nn.Linear(2, 4), eps=0.1).name == "apgd_t"
     with pytest.raises(ConfigError, match="Did you mean"):
@@ -69,11 +117,12 @@ def test_registry_lists_the_attacks() -> None:
 def test_invariants(digits_cnn, batch, name, norm, eps, early_stop) -> None:
     x, y = batch
     model = digits_cnn
+    eps = contract_eps(name, norm, eps)
     x0 = x.clone()
     params_before = [p.detach().clone() for p in model.parameters()]
     flags = [p.requires_grad for p in model.parameters()]
     atk = get_attack(
-        name, model, eps=eps, norm=norm, seed=0, early_stop=early_stop, **small_kwargs(name)
+        name, model, eps=eps, norm=norm, seed=0, early_stop=early_stop, **hurting_kwargs(name)
     )
     res = atk.run(x, y)
     assert isinstance(res, AttackResult)
@@ -178,11 +227,18 @@ def test_eval_mode_never_more_robust_than_fixed_budget(digits_cnn, batch, name) 
     assert ev.gradient_passes <= fx.gradient_passes
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if _cls(n).supports_targeted])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n == "hop_skip_jump" else n
+        for n in ALL
+        if _cls(n).supports_targeted
+    ],
+)
 def test_targeted(digits_cnn, batch, name) -> None:
     x, y = batch
     target = (y + 1) % 10
-    res = get_attack(name, digits_cnn, eps=0.3, seed=0, **small_kwargs(name)).run(
+    res = get_attack(name, digits_cnn, eps=0.3, seed=0, **targeted_kwargs(name)).run(
         x, y, target=target
     )
     assert torch.equal(res.success, res.pred_adv == target)
@@ -217,7 +273,7 @@ def test_bad_inputs_raise_clear_errors(digits_cnn, batch, name) -> None:
 
 
 def test_steps_must_be_positive(digits_cnn) -> None:
-    for name in ("pgd", "apgd", "apgd_t", "ensemble", GUIDE):
+    for name in ("pgd", "apgd", "apgd_t", "fab", "fab_t", "ensemble", GUIDE):
         with pytest.raises(ConfigError, match="steps"):
             get_attack(name, digits_cnn, eps=0.1, steps=0)
 
@@ -356,7 +412,10 @@ def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypat
     assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
     assert all(p.grad is None for p in digits_cnn.parameters())
     assert torch.equal(res.success, res.pred_adv != y)
-    assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1
+    # a minimum-norm attack (FAB) ends on the decision boundary, where bf16 logits (an
+    # 8-bit mantissa) decide the side: a few more examples differ (see fab.py)
+    tol = 0.15 if getattr(_cls(name), "minimizes_norm", False) else 0.1
+    assert abs(res.robust_accuracy - ref.robust_accuracy) <= tol
 
 
 def test_guide_attack_equals_torchattacks_mifgsm(digits_cnn, batch) -> None:

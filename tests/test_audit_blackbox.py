@@ -83,6 +83,11 @@ def test_black_box_audit_matches_the_white_box_one(digits, model, tmp_path) -> N
 
     # the gradient parts did not run, and the report says why
     assert "saliency" not in black.sections["explanations"].data["methods"]
+    # the query-only attack ran in place of the gradient ones
+    adv = black.sections["adversarial"]
+    assert adv.status == "ok" and adv.data["attacks"] == ["square"], adv.reason
+    curves = adv.data["norms"]["linf"]["query_curves"]["square"]
+    assert curves["queries"][-1] <= 1000 and curves["robust_accuracy"][-1] <= wc["accuracy"]
     parts = {p["part"]: p["reason"] for s in black.sections.values() for p in s.skipped_parts}
     assert "black box" in parts["method saliency"] and "black box" in parts["attack pgd"]
     checks = {c.name: c for c in black.sanity_checks}
@@ -107,7 +112,7 @@ def test_query_budget_stops_the_audit_cleanly(digits, model, tmp_path) -> None:
     n_test = len(digits.test)
     budget = n_test + 2 + 48 * 2  # clean predictions, then one corruption of two severities
     clf = as_classifier(fn, digits.spec, query_budget=budget)
-    rep = audit(clf, digits, _cfg())
+    rep = audit(clf, digits, _cfg(adversarial={"enabled": False}))
     assert fn.rows <= budget and rep.queries["exhausted"]
     cor = rep.sections["corruption"]
     assert cor.status == "partial" and "query budget" in cor.reason

@@ -128,7 +128,7 @@ def test_explain_and_audit_on_an_endpoint(run_and_onnx, tmp_path, capsys, monkey
 def test_audit_query_budget_on_the_cli(run_and_onnx, tmp_path, capsys) -> None:
     _, onnx = run_and_onnx
     cfg = tmp_path / "a.toml"
-    cfg.write_text("[corruption]\nn = 64\n[sanity]\nenabled = false\n")
+    cfg.write_text("[adversarial]\nenabled = false\n[corruption]\nn = 64\n[sanity]\nenabled = false\n")
     out = tmp_path / "rep"
     rc = main(
         ["audit", "--onnx", onnx, "--data", "digits", "--config", str(cfg), "--out", str(out),

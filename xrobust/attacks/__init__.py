@@ -33,6 +33,8 @@ __all__ = [
     "APGD",
     "APGDT",
     "ATTACKS",
+    "FAB",
+    "FABT",
     "FGSM",
     "PGD",
     "Attack",
@@ -44,9 +46,12 @@ __all__ = [
     "Ensemble",
     "Evaluation",
     "GradientStats",
+    "HopSkipJump",
     "IterativeAttack",
     "Norm",
     "Outcome",
+    "Square",
+    "Transfer",
     "get_attack",
     "get_norm",
     "list_attacks",
@@ -60,10 +65,15 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 from xrobust.attacks.apgd import APGD  # noqa: E402
 from xrobust.attacks.apgd_t import APGDT  # noqa: E402
 from xrobust.attacks.ensemble import Ensemble  # noqa: E402
+from xrobust.attacks.fab import FAB  # noqa: E402
+from xrobust.attacks.fab_t import FABT  # noqa: E402
 from xrobust.attacks.fgsm import FGSM  # noqa: E402
+from xrobust.attacks.hop_skip_jump import HopSkipJump  # noqa: E402
 from xrobust.attacks.pgd import PGD  # noqa: E402
+from xrobust.attacks.square import Square  # noqa: E402
+from xrobust.attacks.transfer import Transfer  # noqa: E402
 
-for _cls in (FGSM, PGD, APGD, APGDT, Ensemble):
+for _cls in (FGSM, PGD, APGD, APGDT, FAB, FABT, Ensemble, Square, HopSkipJump, Transfer):
     ATTACKS.register(_cls.name)(_cls)
 
 

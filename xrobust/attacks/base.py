@@ -278,9 +278,14 @@ class Attack:
         self.classifier.check_data(tuple(x.shape[1:]), None, "batch")
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
         xw = x.detach().to(dev, work)
-        eps_t = _inputs.per_example_eps(cfg.eps if eps is None else eps, xw)
+        radius = cfg.eps if eps is None else eps
         limit = self.norm.max_radius(cfg.bounds, xw[0].numel())
-        if float(eps_t.max()) > limit:
+        if radius is None:
+            # an attack without a radius (minimal perturbation, e.g. HopSkipJump's
+            # eps=None): the ball of the largest radius the bounds allow holds every input
+            radius = min(limit, torch.finfo(work).max / 4)
+        eps_t = _inputs.per_example_eps(radius, xw)
+        if float(eps_t.max()) > limit * (1 + 1e-6):
             raise ConfigError(
                 f"eps={float(eps_t.max())} is larger than the bounds allow: an "
                 f"{self.norm.name} perturbation of these inputs can be at most {limit:.4g}"

@@ -4,9 +4,19 @@ Croce and Hein, "Reliable evaluation of adversarial robustness with an ensemble 
 diverse parameter-free attacks", arXiv:2003.01690. Each attack runs only on the examples
 that every previous attack failed to break; each example keeps its first successful
 adversarial (its worst case) and the result says which attack broke it
-(``AttackResult.broken_by``). The ``standard`` preset is APGD-CE then APGD-T (DLR, 9
-target classes), 100 iterations each, as AutoAttack's standard version without FAB-T and
-Square. Models with fewer than 4 classes skip APGD-T (its loss needs 4 logits).
+(``AttackResult.broken_by``). Members are named by registry name. Presets:
+
+* ``standard`` (the default): APGD-CE then APGD-T (DLR, 9 target classes), 100
+  iterations each: AutoAttack's standard version without FAB-T and Square.
+* ``autoattack``: AutoAttack's standard version in full: APGD-CE, APGD-T, FAB-T (9 target
+  classes, 100 iterations) and Square (5000 queries), each on the examples still robust.
+  Square is a query-only attack (registry name ``square``); where it is not registered the
+  preset raises a ConfigError saying so.
+* ``fast``: PGD then APGD-CE.
+
+The name ``standard`` keeps the meaning it had (reports and configs that recorded it rerun
+the same attacks); AutoAttack's "standard" version is ``autoattack`` here. Models with
+fewer than 4 classes skip APGD-T (its loss needs 4 logits).
 
 Example:
     >>> import torch
@@ -39,6 +49,7 @@ log = logging.getLogger(__name__)
 #: preset name -> attack names run in order
 PRESETS: dict[str, tuple[str, ...]] = {
     "standard": ("apgd", "apgd_t"),
+    "autoattack": ("apgd", "apgd_t", "fab_t", "square"),
     "fast": ("pgd", "apgd"),
 }
 
@@ -48,22 +59,27 @@ class EnsembleConfig(AttackConfig):
     """Ensemble hyperparameters (see :class:`AttackConfig` for the shared ones).
 
     Attributes:
-        preset: "standard" (APGD-CE, APGD-T) or "fast" (PGD, APGD-CE); ignored when
+        preset: "standard" (APGD-CE, APGD-T), "autoattack" (APGD-CE, APGD-T, FAB-T,
+            Square: AutoAttack's standard version) or "fast" (PGD, APGD-CE); ignored when
             ``attacks`` is given.
         attacks: registry names run in order, or empty for the preset.
-        steps: iterations of each member (100 = the reference's budget).
-        n_target_classes: target classes of APGD-T (reference: 9).
+        steps: iterations of each member that has ``steps`` (100 = the reference's budget).
+        n_target_classes: target classes of APGD-T and FAB-T (reference: 9).
+        queries: query budget per example of members that have ``queries`` (Square;
+            reference: 5000).
     """
 
     preset: str = "standard"
     attacks: tuple[str, ...] = ()
     steps: int = 100
     n_target_classes: int = 9
+    queries: int = 5000
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int("steps", self.steps)
         check_positive_int("n_target_classes", self.n_target_classes)
+        check_positive_int("queries", self.queries)
         object.__setattr__(self, "attacks", tuple(str(a) for a in self.attacks))
         if not self.attacks and self.preset not in PRESETS:
             raise ConfigError(
@@ -135,6 +151,14 @@ class Ensemble(Attack):
         from xrobust.attacks import ATTACKS
 
         c = self.config
+        missing = [n for n in c.members() if n not in ATTACKS]
+        if missing:
+            what = f"preset {c.preset!r}" if not c.attacks else "attack list"
+            raise ConfigError(
+                f"the ensemble's {what} needs {', '.join(repr(n) for n in missing)}, not "
+                f"registered in this installation (registered: {', '.join(ATTACKS.list())}); "
+                "choose another preset or list the attacks with attacks=[...]"
+            )
         out: list[Attack] = []
         for name in c.members():
             cls = ATTACKS.get(name)
@@ -142,7 +166,11 @@ class Ensemble(Attack):
             kw: dict[str, Any] = dict(
                 eps=c.eps, norm=c.norm, bounds=c.bounds, early_stop=c.early_stop, amp=c.amp
             )
-            shared = {"steps": c.steps, "n_target_classes": c.n_target_classes}
+            shared = {
+                "steps": c.steps,
+                "n_target_classes": c.n_target_classes,
+                "queries": c.queries,
+            }
             kw.update({k: v for k, v in shared.items() if k in fields})
             out.append(cls(self.classifier, **kw))
         self._members = out

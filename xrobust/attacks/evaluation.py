@@ -315,7 +315,10 @@ def minimal_perturbation(
     """Per-example minimal adversarial radius by bisection over eps.
 
     Every bisection round runs the attack once on the unsettled examples with a
-    per-example eps; the answer is within ``eps_max / 2**bisection_steps``.
+    per-example eps; the answer is within ``eps_max / 2**bisection_steps``. A
+    minimum-norm attack (``minimizes_norm = True``: ``fab``, ``fab_t``) runs once instead,
+    with ``early_stop=False``, and each example's answer is the norm of the smallest
+    adversarial it found (``tolerance`` 0, ``bisection_steps`` unused).
 
     Example:
         >>> import torch
@@ -332,6 +335,8 @@ def minimal_perturbation(
     if bisection_steps < 1:
         raise ConfigError(f"bisection_steps must be >= 1, got {bisection_steps}")
     cls = _attack_cls(attack)
+    if getattr(cls, "minimizes_norm", False):
+        return _minimal_from_one_run(cls, model, x, y, eps_max, attack_kwargs)
     atk = cls(model, eps=eps_max, **attack_kwargs)
     res = atk.run(x, y)
     fooled, already = res.success.cpu(), (res.pred_clean != res.y).cpu()
@@ -349,6 +354,37 @@ def minimal_perturbation(
         found=torch.isfinite(eps_found),
         eps_max=float(eps_max),
         tolerance=float(eps_max) / 2**bisection_steps,
+    )
+
+
+def _minimal_from_one_run(
+    cls: type[Attack],
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_max: float,
+    attack_kwargs: dict[str, Any],
+) -> MinimalPerturbation:
+    """A minimum-norm attack (``minimizes_norm``, e.g. FAB) needs no bisection: one run
+    with the full budget (``early_stop=False`` unless given) at ``eps_max`` returns each
+    example's smallest adversarial, whose norm is the answer (``tolerance`` 0: the norm
+    of an adversarial actually found, an upper bound on the true minimum)."""
+    atk = cls(model, eps=eps_max, **{"early_stop": False, **attack_kwargs})
+    res = atk.run(x, y)
+    fooled, already = res.success.cpu(), (res.pred_clean != res.y).cpu()
+    eps_found = torch.full((x.shape[0],), float("inf"))
+    eps_found[fooled] = res.norms.cpu().float()[fooled]
+    eps_found[already] = 0.0
+    x_best = x.detach().clone()
+    x_best[fooled.to(x.device)] = res.x_adv[fooled.to(x.device)].to(x.dtype)
+    return MinimalPerturbation(
+        attack=cls.name,
+        norm=atk.norm.name,
+        eps=eps_found,
+        x_adv=x_best,
+        found=torch.isfinite(eps_found),
+        eps_max=float(eps_max),
+        tolerance=0.0,
     )
 
 

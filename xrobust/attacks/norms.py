@@ -92,6 +92,23 @@ class Norm:
         """A random perturbation of norm exactly 1 (AutoAttack's start), shaped like ``x``."""
         raise NotImplementedError
 
+    def dual(self, grad: torch.Tensor) -> torch.Tensor:
+        """Per-example dual norm of ``grad`` (N, ...) -> (N,): how fast a linear function
+        with this gradient grows per unit perturbation (L1 for Linf, L2 for L2)."""
+        raise NotImplementedError
+
+    def project_hyperplane(
+        self,
+        p: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor,
+        bounds: tuple[float, float] | None,
+    ) -> torch.Tensor:
+        """The smallest perturbation (in this norm) moving flat points ``p`` (m, d) onto
+        the hyperplanes ``w . z = b`` within ``bounds`` (FAB's projection; see
+        :mod:`xrobust.attacks._hyperplane`)."""
+        raise NotImplementedError
+
     def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
         """The largest radius that can matter for inputs of ``numel`` values within
         ``bounds`` (``inf`` when unbounded, or when it depends on an unknown ``numel``)."""
@@ -173,6 +190,20 @@ class Linf(Norm):
         t = self._uniform(x, gen)
         return t / _view(self.measure(t).clamp_min(_TINY), t)
 
+    def dual(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(grad.shape[0], -1).abs().sum(1)
+
+    def project_hyperplane(
+        self,
+        p: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor,
+        bounds: tuple[float, float] | None,
+    ) -> torch.Tensor:
+        from xrobust.attacks._hyperplane import project_linf
+
+        return project_linf(p, w, b, bounds)
+
     def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
         return math.inf if bounds is None else bounds[1] - bounds[0]
 
@@ -204,6 +235,20 @@ class L2(Norm):
 
     def _surface(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         return self.direction(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
+
+    def dual(self, grad: torch.Tensor) -> torch.Tensor:
+        return self.measure(grad)
+
+    def project_hyperplane(
+        self,
+        p: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor,
+        bounds: tuple[float, float] | None,
+    ) -> torch.Tensor:
+        from xrobust.attacks._hyperplane import project_l2
+
+        return project_l2(p, w, b, bounds)
 
     def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
         if bounds is None or numel is None:

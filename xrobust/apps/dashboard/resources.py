@@ -33,6 +33,7 @@ __all__ = [
     "builtin_data",
     "clean_probabilities",
     "corruption_decisions",
+    "default_attack",
     "demo_is_trained",
     "demo_model",
     "direction_confidence",
@@ -239,6 +240,14 @@ def supported_attacks(differentiable: bool, num_classes: int) -> list[str]:
     return out
 
 
+def default_attack(names: list[str]) -> int:
+    """Index of the attack a page starts with: PGD on a white box, Square on a black box."""
+    for want in ("pgd", "square"):
+        if want in names:
+            return names.index(want)
+    return 0
+
+
 def attack_options(name: str) -> set[str]:
     """Names of the hyperparameters attack ``name`` takes."""
     from xrobust.attacks import ATTACKS
@@ -388,7 +397,9 @@ def quick_audit_config(
     if not differentiable:
         from xrobust.attacks import list_attacks
 
-        names = [a for a in list_attacks(requires_gradients=False) if a != "transfer"]
+        # the audit's own black-box default (Square), when registered: one query-only
+        # attack keeps the overview quick over HTTP
+        names = [a for a in ("square",) if a in list_attacks(requires_gradients=False)]
         opts = {}
         for a in names:
             q = next(

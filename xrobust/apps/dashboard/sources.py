@@ -79,11 +79,6 @@ class ModelHandle:
     bind: Callable[[DataHandle], ModelHandle | None] | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def queries(self) -> int:
-        """Rows the classifier was asked about since it was made (all pages)."""
-        return int(getattr(self.classifier, "queries", 0))
-
 
 @dataclass
 class DataHandle:
@@ -429,7 +424,8 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
         st.error(f"Headers: {exc}")
         return None
     options = tuple(sorted(headers_env.items()))
-    key = f"endpoint:{url}:{protocol}:{options}:{float(timeout)}"  # names only, no values
+    # the URL hashed (its query string may hold a key); header variable names, no values
+    key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{options}:{float(timeout)}"
     shown = f"endpoint {safe_url(url)}"
 
     def build(data: DataHandle) -> ModelHandle | None:

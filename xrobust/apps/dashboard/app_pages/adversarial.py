@@ -29,9 +29,7 @@ lo, hi = spec.bounds
 span = resources.eps_scale(spec)
 
 c = st.columns([2, 1, 3, 1, 1])
-name = c[0].selectbox(
-    "Attack", attacks, index=attacks.index("pgd") if "pgd" in attacks else 0, key="adv_attack"
-)
+name = c[0].selectbox("Attack", attacks, index=resources.default_attack(attacks), key="adv_attack")
 opts = resources.attack_options(name)
 norm = c[1].selectbox("Norm", resources.norms(), key="adv_norm")
 eps_max = 0.5 * span if norm == "linf" else 5.0 * span

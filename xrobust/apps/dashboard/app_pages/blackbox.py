@@ -36,9 +36,7 @@ reach = c[2].slider(
 )
 attacks = resources.supported_attacks(model.differentiable, spec.num_classes)
 name = (
-    c[3].selectbox(
-        "Attack", attacks, index=attacks.index("pgd") if "pgd" in attacks else 0, key="bb_attack"
-    )
+    c[3].selectbox("Attack", attacks, index=resources.default_attack(attacks), key="bb_attack")
     if attacks
     else None
 )
@@ -51,7 +49,7 @@ if name is not None:
         None,
     )
     if q_opt is not None:
-        capped = ((q_opt, 200),)
+        capped = ((q_opt, 100),)
 
 x, y, bkey = resources.test_batch(data.bundle, data.key, n)
 x_np, y_np = x.numpy(), y.numpy()

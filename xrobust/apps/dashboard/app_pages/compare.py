@@ -44,9 +44,7 @@ if not both:
 if not (model_a.differentiable and model_b.differentiable):
     render.gradient_note(model_a if not model_a.differentiable else model_b, "Attacks")
 c = st.columns([2, 1, 1, 3])
-name = c[0].selectbox(
-    "Attack", both, index=both.index("pgd") if "pgd" in both else 0, key="cmp_attack"
-)
+name = c[0].selectbox("Attack", both, index=resources.default_attack(both), key="cmp_attack")
 norm = c[1].selectbox("Norm", resources.norms(), key="cmp_norm")
 n = c[2].select_slider("Examples", [16, 32, 64, 128], value=64, key="cmp_n")
 grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]

@@ -45,11 +45,18 @@ st.markdown(
 xi, ti = x_np[example : example + 1], pred[example : example + 1]
 
 maps: dict[str, np.ndarray] = {}
+queries: dict[str, int] = {}
 for m in chosen:
     try:
-        maps[m] = resources.explain_batch(model.classifier, model.key, xi, ti, m)
+        maps[m], queries[m] = resources.explain_counted(model.classifier, model.key, xi, ti, m)
     except XRobustError as exc:
         st.warning(f"{m}: {exc}")
+if queries:
+    st.caption(
+        f"Model queries behind the maps: {sum(queries.values()):,} ("
+        + ", ".join(f"{k} {v:,}" for k, v in queries.items())
+        + ")"
+    )
 
 if maps and image:
     from xrobust.explain.figures import heatmap_array

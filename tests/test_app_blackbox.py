@@ -98,6 +98,13 @@ def test_uploaded_onnx_overview_shows_predictions_and_queries(demo_cache, onnx_f
     no_exception(at)
     assert any("need input gradients are hidden" in c.value for c in at.caption)
 
+    at.switch_page("app_pages/adversarial.py").run()  # Square, 16 examples, 200 queries
+    no_exception(at)
+    assert int(metrics(at)["Model queries"].replace(",", "")) > 0
+    at.switch_page("app_pages/compare.py").run()  # B: the demo model, both under Square
+    no_exception(at)
+    assert "A clean accuracy" in metrics(at)
+
 
 def test_onnx_white_box_toggle_checks_against_onnxruntime(demo_cache, onnx_file) -> None:
     from xrobust.models.onnx import import_onnx2torch

@@ -44,17 +44,25 @@ eps = c[2].slider(
 )
 steps = c[3].number_input("Steps", 1, 500, 10, key="adv_steps") if "steps" in opts else None
 query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
-queries = c[4].number_input("Queries", 1, 100_000, 1000, key="adv_queries") if query_opt else None
+queries = (
+    c[4].number_input(
+        "Queries", 1, 100_000, 1000 if model.differentiable else 200, key="adv_queries"
+    )
+    if query_opt
+    else None
+)
 
 d = st.columns([1, 2, 1])
-n = d[0].select_slider("Examples", [16, 32, 64, 128, 256], value=64, key="adv_n")
+n = d[0].select_slider(
+    "Examples", [16, 32, 64, 128, 256], value=64 if model.differentiable else 16, key="adv_n"
+)
 from xrobust.explain import list_explainers  # noqa: E402
 
 methods = list_explainers(requires_gradients=None if model.differentiable else False)
 method = d[1].selectbox(
     "Attribution method",
     methods,
-    index=methods.index("saliency") if "saliency" in methods else 0,
+    index=next((methods.index(m) for m in ("saliency", "occlusion") if m in methods), 0),
     key="adv_method",
 )
 page_size = d[2].selectbox("Per page", [8, 16, 32], index=1, key="adv_page_size")

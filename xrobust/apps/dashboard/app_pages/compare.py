@@ -46,7 +46,8 @@ if not (model_a.differentiable and model_b.differentiable):
 c = st.columns([2, 1, 1, 3])
 name = c[0].selectbox("Attack", both, index=resources.default_attack(both), key="cmp_attack")
 norm = c[1].selectbox("Norm", resources.norms(), key="cmp_norm")
-n = c[2].select_slider("Examples", [16, 32, 64, 128], value=64, key="cmp_n")
+black = not (model_a.differentiable and model_b.differentiable)
+n = c[2].select_slider("Examples", [16, 32, 64, 128], value=16 if black else 64, key="cmp_n")
 grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
 eps_grid = tuple(round(g * span, 6) for g in grid)
 eps = c[3].select_slider("eps of the gallery", eps_grid, value=eps_grid[2], key=f"cmp_eps_{norm}")
@@ -56,6 +57,10 @@ base = (("bounds", tuple(spec.bounds)), ("norm", norm), ("seed", 0))
 opts = resources.attack_options(name)
 if "steps" in opts:
     base = (*base, ("steps", 10))
+query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
+if query_opt:  # a query-only attack: its queries per example (each eps of the curve)
+    q = st.number_input("Queries per example", 1, 100_000, 200, key="cmp_queries")
+    base = (*base, (query_opt, int(q)))
 base = tuple(sorted(base))
 
 curves = {}

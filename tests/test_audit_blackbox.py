@@ -31,7 +31,7 @@ def model(digits):
 
 def _cfg(**over) -> AuditConfig:
     d = {
-        "adversarial": {"n": 16, "norms": ["linf"], "minimal_perturbation": False},
+        "adversarial": {"n": 16, "norms": ["linf"], "options": {"hop_skip_jump": {"queries": 300}}},
         "corruption": {
             "n": 48,
             "severities": [1, 3],
@@ -88,6 +88,9 @@ def test_black_box_audit_matches_the_white_box_one(digits, model, tmp_path) -> N
     assert adv.status == "ok" and adv.data["attacks"] == ["square"], adv.reason
     curves = adv.data["norms"]["linf"]["query_curves"]["square"]
     assert curves["queries"][-1] <= 1000 and curves["robust_accuracy"][-1] <= wc["accuracy"]
+    mp = adv.data["norms"]["linf"]["minimal_perturbation"]
+    assert mp["attack"] == "hop_skip_jump" and "minimum-norm" in mp["method"]
+    assert mp["found_fraction"] > 0.5 and any(e and e > 0 for e in mp["eps"])
     parts = {p["part"]: p["reason"] for s in black.sections.values() for p in s.skipped_parts}
     assert "black box" in parts["method saliency"] and "black box" in parts["attack pgd"]
     checks = {c.name: c for c in black.sanity_checks}

@@ -12,10 +12,10 @@ from torch import nn
 
 pytest.importorskip("onnxruntime")
 
-from xrobust.audit import AuditConfig, audit  # noqa: E402
-from xrobust.data import load_dataset  # noqa: E402
-from xrobust.models import as_classifier, build_model, serving  # noqa: E402
-from xrobust.models.export import export_onnx  # noqa: E402
+from xrobust.audit import AuditConfig, audit
+from xrobust.data import load_dataset
+from xrobust.models import as_classifier, build_model, serving
+from xrobust.models.export import export_onnx
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from xrobust.cli import main  # noqa: E402
+from xrobust.cli import main
 
 
 @pytest.fixture(scope="module")

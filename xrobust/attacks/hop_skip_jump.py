@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -169,6 +170,9 @@ class HopSkipJump(Attack):
     config_cls = HopSkipJumpConfig
     config: HopSkipJumpConfig
     requires_gradients = False
+    #: it returns each example's smallest adversarial: ``minimal_perturbation`` runs it
+    #: once at ``eps_max`` instead of bisecting
+    minimizes_norm: ClassVar[bool] = True
 
     # -------------------------------------------------------------- entry
     def perturb(self, ctx: AttackContext, batch: Batch) -> Outcome:

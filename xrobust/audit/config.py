@@ -92,6 +92,8 @@ class AdversarialConfig:
             classes: AutoAttack's APGD part), so the worst case is at least that strong.
         black_box_attacks: query-only attacks run on a black box (ONNX, endpoint, predict
             function), where the gradient attacks of ``attacks`` cannot run.
+        black_box_minimal: the decision-based minimum-norm attack that measures each
+            example's smallest fooling perturbation on a black box (one run, no bisection).
         norms: threat models, "linf" and/or "l2".
         eps: eps grid per norm in input units; a norm left out gets a grid derived from
             the data bounds and input size.
@@ -118,6 +120,7 @@ class AdversarialConfig:
     n: int = 256
     attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd", "apgd", "ensemble"])
     black_box_attacks: list[str] = field(default_factory=lambda: ["square"])
+    black_box_minimal: str = "hop_skip_jump"
     norms: list[str] = field(default_factory=lambda: ["linf", "l2"])
     eps: dict[str, list[float]] = field(default_factory=dict)
     steps: int | None = None

@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--loss", help="loss: ce or margin (PGD/FGSM), ce or dlr (APGD)")
     p.add_argument(
+        "--queries",
+        type=int_range(1, 10**7),
+        metavar="N",
+        help="queries per example of a query-only attack (square, hop_skip_jump)",
+    )
+    p.add_argument(
         "--param",
         action="append",
         default=[],
@@ -119,7 +125,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "early_stop": not args.fixed_budget,
         "amp": bool(args.amp),
     }
-    for opt in ("steps", "step_size", "restarts", "loss"):
+    for opt in ("steps", "step_size", "restarts", "loss", "queries"):
         v = getattr(args, opt)
         if v is not None:
             kw[opt] = v
@@ -220,6 +226,7 @@ _FLAGS = {
     "random_start": "--random-start",
     "early_stop": "--fixed-budget",
     "restarts": "--restarts",
+    "queries": "--queries",
 }
 
 

@@ -15,8 +15,10 @@ __all__ = [
     "BADGE",
     "TILE",
     "current",
+    "gradient_note",
     "heat_tile",
     "image_tile",
+    "partial_note",
     "perturbation_tile",
     "show_spec",
     "top_k",
@@ -96,4 +98,33 @@ def show_spec(model: Any) -> None:
         f"input shape {tuple(spec.input_shape)} ({spec.modality}), {spec.num_classes} classes, "
         f"bounds [{lo:g}, {hi:g}]  \n"
         f"source: {model.source}, differentiable: {'yes' if model.differentiable else 'no'}"
+        + (
+            f"  \nquery budget: {model.query_budget:,} rows per computation"
+            if getattr(model, "query_budget", None)
+            else ""
+        )
+        + "".join(f"  \n{n}" for n in getattr(model, "notes", []))
     )
+
+
+def partial_note(partial: bool, reason: str | None = None) -> None:
+    """A warning when the query budget cut a computation short."""
+    if partial:
+        st.warning(
+            f"Partial result: the query budget ran out ({reason or 'stopped early'}). "
+            "What was finished is shown; raise the budget in the sidebar for the rest."
+        )
+
+
+def gradient_note(model: Any, what: str) -> None:
+    """Say why gradient-only options are hidden on a black box."""
+    if not model.differentiable:
+        st.caption(
+            f":material/info: {what} that need input gradients are hidden: the model is a "
+            f"black box ({model.source}), answering queries only"
+            + (
+                "; the ONNX source's white-box toggle (onnx2torch) brings them back."
+                if model.source == "onnx"
+                else "."
+            )
+        )

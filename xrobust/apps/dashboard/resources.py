@@ -5,12 +5,20 @@ Models and datasets are cached with ``st.cache_resource`` (one shared object); r
 weights hash), the data's identity (``data_key``) and the configuration. The model and
 tensors themselves are passed as ``_model`` / ``_x`` (not hashed). Results come back as
 plain data (NumPy arrays, dicts) so that the pages only render.
+
+``_model`` is a classifier (``xrobust.models.Classifier``: torch, ONNX or endpoint), made
+here once per model identity. Its query budget, when it has one, applies to each wrapped
+computation (:func:`budgeted`): an interactive page would otherwise exhaust a total budget
+after a few clicks. Endpoint header values are never arguments of a cached function (only
+the environment variable names are), so they never reach a cache key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,26 +29,32 @@ __all__ = [
     "attack",
     "attack_options",
     "audit_report",
+    "budgeted",
     "builtin_data",
     "clean_probabilities",
     "corruption_decisions",
+    "default_attack",
     "demo_is_trained",
     "demo_model",
     "direction_confidence",
+    "endpoint_classifier",
     "eps_scale",
     "explain_batch",
     "explain_counted",
     "explanation_metrics",
     "file_data",
+    "full_audit",
     "global_importance",
     "minimal_eps",
     "norms",
+    "onnx_classifier",
     "probabilities",
     "quick_audit_config",
     "robustness",
     "run_model",
     "supported_attacks",
     "test_batch",
+    "torch_classifier",
     "train_statistics",
 ]
 
@@ -71,6 +85,89 @@ def run_model(path: str, weights_sha256: str) -> Any:
     from xrobust.models import load_run
 
     return load_run(path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def torch_classifier(_module: Any, model_key: str, _spec: Any) -> Any:
+    """The ``TorchClassifier`` of a loaded torch model (one per model identity)."""
+    from xrobust.models import as_classifier
+
+    return as_classifier(_module, spec=_spec)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def onnx_classifier(
+    path: str,
+    sha256: str,
+    _bundle: Any,
+    data_key: str,
+    white_box: bool,
+    query_budget: int | None,
+    name: str | None = None,
+) -> tuple[Any, float | None]:
+    """``as_classifier(path, spec=bundle.spec)`` (onnxruntime), or with ``white_box`` its
+    onnx2torch conversion checked against onnxruntime on the data's first test rows;
+    returns the classifier and the conversion's max absolute difference (or None).
+
+    Raises:
+        DataError: the graph does not fit the data (both shapes named).
+    """
+    from xrobust.data import as_tensors
+    from xrobust.models import as_classifier
+
+    spec = _bundle.spec
+    clf = as_classifier(path, spec=spec, name=name)
+    clf.check_data(tuple(spec.input_shape), spec.num_classes, f"data {spec.name!r}")
+    if not white_box:
+        clf.set_budget(query_budget)
+        return clf, None
+    x, _ = as_tensors(_bundle.test, limit=64)
+    white = clf.to_torch(x, query_budget=query_budget)
+    return white, float(white.conversion_max_abs_diff)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def endpoint_classifier(
+    url: str,
+    protocol: str,
+    headers_env: tuple[tuple[str, str], ...],
+    timeout: float,
+    _bundle: Any,
+    data_key: str,
+    query_budget: int | None,
+) -> Any:
+    """``as_classifier(url, spec=bundle.spec, protocol=..., headers_env=..., timeout=...)``,
+    checked with one query on the data's first test row (so that a mismatch shows in the
+    sidebar). ``headers_env`` maps header names to environment variable names; the values
+    are read by the classifier for each request.
+
+    Raises:
+        ConfigError: a header's environment variable is not set (it is named).
+        ModelError / DataError: the endpoint's answer does not fit the data.
+    """
+    from xrobust.data import as_tensors
+    from xrobust.models import as_classifier
+
+    spec = _bundle.spec
+    clf = as_classifier(
+        url, spec=spec, protocol=protocol, headers_env=dict(headers_env), timeout=timeout
+    )
+    x, _ = as_tensors(_bundle.test, limit=1)
+    clf.scores(x)
+    clf.set_budget(query_budget)
+    return clf
+
+
+@contextlib.contextmanager
+def budgeted(clf: Any) -> Iterator[Any]:
+    """The classifier's query budget (if any) for the ``with`` block, counted from its
+    start: each computation of a page gets the whole budget."""
+    budget = getattr(clf, "query_budget", None)
+    if budget is None:
+        yield clf
+        return
+    with clf.budget(budget):
+        yield clf
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -143,6 +240,14 @@ def supported_attacks(differentiable: bool, num_classes: int) -> list[str]:
     return out
 
 
+def default_attack(names: list[str]) -> int:
+    """Index of the attack a page starts with: PGD on a white box, Square on a black box."""
+    for want in ("pgd", "square"):
+        if want in names:
+            return names.index(want)
+    return 0
+
+
 def attack_options(name: str) -> set[str]:
     """Names of the hyperparameters attack ``name`` takes."""
     from xrobust.attacks import ATTACKS
@@ -165,8 +270,10 @@ def attack(
     with the clean-vs-adversarial confusion (``num_classes`` x ``num_classes``)."""
     from xrobust.attacks import get_attack
     from xrobust.attacks.evaluation import adversarial_confusion
+    from xrobust.models.inference import count_queries
 
-    res = get_attack(name, _model, **dict(options)).run(_x, _y)
+    with budgeted(_model), count_queries(_model) as q:
+        res = get_attack(name, _model, **dict(options)).run(_x, _y)
     return {
         "x_adv": _np(res.x_adv),
         "y": _np(res.y),
@@ -180,7 +287,9 @@ def attack(
         "success_rate": res.success_rate,
         "forward_passes": res.forward_passes,
         "gradient_passes": res.gradient_passes,
-        "queries": getattr(res, "queries", None),
+        "queries": q.queries,
+        "partial": bool(getattr(res, "partial", False)),
+        "stop_reason": getattr(res, "stop_reason", None),
         "time_s": res.time_s,
         "confusion": adversarial_confusion(res, num_classes).matrix,
         "summary": res.to_dict(),
@@ -192,7 +301,8 @@ def clean_probabilities(_model: Any, model_key: str, _x: torch.Tensor, data_key:
     """Class probabilities of the clean test batch (independent of any attack setting)."""
     from xrobust.models.inference import predict_proba
 
-    return _np(predict_proba(_model, _x))
+    with budgeted(_model):
+        return _np(predict_proba(_model, _x))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -200,7 +310,8 @@ def probabilities(_model: Any, model_key: str, x: np.ndarray) -> np.ndarray:
     """Class probabilities of arbitrary inputs (e.g. adversarial examples)."""
     from xrobust.models.inference import predict_proba
 
-    return _np(predict_proba(_model, torch.from_numpy(np.ascontiguousarray(x))))
+    with budgeted(_model):
+        return _np(predict_proba(_model, torch.from_numpy(np.ascontiguousarray(x))))
 
 
 # ------------------------------------------------------------------ explanations
@@ -218,13 +329,14 @@ def explain_batch(
 
     if len(x) == 0:
         return np.zeros_like(x)
-    e = explain(
-        _model,
-        torch.from_numpy(np.ascontiguousarray(x)),
-        target=torch.from_numpy(np.asarray(target)).long(),
-        method=method,
-        seed=seed,
-    )
+    with budgeted(_model):
+        e = explain(
+            _model,
+            torch.from_numpy(np.ascontiguousarray(x)),
+            target=torch.from_numpy(np.asarray(target)).long(),
+            method=method,
+            seed=seed,
+        )
     return _np(e.attributions)
 
 
@@ -251,23 +363,51 @@ def explanation_metrics(
     xt = torch.from_numpy(np.ascontiguousarray(x))
     tt = torch.from_numpy(np.asarray(target)).long()
     at = torch.from_numpy(np.ascontiguousarray(attributions))
-    out: dict[str, Any] = {
-        "deletion": deletion_curve(_model, xt, at, tt).to_dict(),
-        "insertion": insertion_curve(_model, xt, at, tt, baseline=insertion_baseline).to_dict(),
-    }
-    if randomisation:
+    with budgeted(_model):
+        out: dict[str, Any] = {
+            "deletion": deletion_curve(_model, xt, at, tt).to_dict(),
+            "insertion": insertion_curve(_model, xt, at, tt, baseline=insertion_baseline).to_dict(),
+        }
+    module = getattr(_model, "module", None)
+    if randomisation and module is not None:  # randomises a copy of the torch module's weights
         out["randomisation"] = model_randomisation_check(
-            _model, xt, method, tt, seed=seed
+            module, xt, method, tt, seed=seed
         ).to_dict()
     return out
 
 
 # ------------------------------------------------------------------ overview / audit
-def quick_audit_config(modality: str, n: int, eps: list[float], norm: str, seed: int = 0) -> Any:
+def quick_audit_config(
+    modality: str,
+    n: int,
+    eps: list[float],
+    norm: str,
+    seed: int = 0,
+    *,
+    differentiable: bool = True,
+    max_queries: int = 100,
+) -> Any:
     """The overview's audit: clean performance, one robustness curve and the sanity checks
-    on ``n`` examples; corruptions, explanations and requirements switched off."""
+    on ``n`` examples; corruptions, explanations and requirements switched off. On a black
+    box the curve comes from the registered query-only attacks, each capped at
+    ``max_queries`` queries per example where it has such an option."""
     from xrobust.audit import AuditConfig
 
+    black: dict[str, Any] = {}
+    if not differentiable:
+        from xrobust.attacks import list_attacks
+
+        # the audit's own black-box default (Square), when registered: one query-only
+        # attack keeps the overview quick over HTTP
+        names = [a for a in ("square",) if a in list_attacks(requires_gradients=False)]
+        opts = {}
+        for a in names:
+            q = next(
+                (o for o in ("max_queries", "queries", "n_queries") if o in attack_options(a)), None
+            )
+            if q:
+                opts[a] = {q: max_queries}
+        black = {"black_box_attacks": names, "options": opts}
     return AuditConfig.from_dict(
         {
             "seed": seed,
@@ -281,10 +421,13 @@ def quick_audit_config(modality: str, n: int, eps: list[float], norm: str, seed:
                 "steps": 10,
                 "minimal_perturbation": False,
                 "n_vulnerable": 0,
+                **black,
             },
             "corruption": {"enabled": False},
             "explanations": {"enabled": False},
-            "sanity": {"n": min(n, 32), "convergence_factor": 2},
+            "sanity": {"n": min(n, 32), "convergence_factor": 2}
+            if differentiable
+            else {"n": min(n, 16), "black_box_queries": max_queries},
             "requirements": {"enabled": False},
         }
     )
@@ -298,7 +441,17 @@ def audit_report(
     from xrobust.audit import AuditConfig, audit
 
     cfg = AuditConfig.from_dict(json.loads(config_json))
-    return audit(_model, _bundle, cfg).to_dict()
+    with budgeted(_model):
+        return audit(_model, _bundle, cfg).to_dict()
+
+
+def full_audit(_model: Any, _bundle: Any, cfg: Any, progress: Any = None) -> Any:
+    """``audit(model, data, cfg, progress)`` under the model's budget (not cached: the
+    overview keeps its files in the session)."""
+    from xrobust.audit import audit
+
+    with budgeted(_model):
+        return audit(_model, _bundle, cfg, progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -315,7 +468,8 @@ def robustness(
     """``robustness_curve(model, (x, y), name, eps, **options).to_dict()``."""
     from xrobust.attacks.evaluation import robustness_curve
 
-    return robustness_curve(_model, (_x, _y), name, list(eps), **dict(options)).to_dict()
+    with budgeted(_model):
+        return robustness_curve(_model, (_x, _y), name, list(eps), **dict(options)).to_dict()
 
 
 # ------------------------------------------------------------------ black-box probes
@@ -334,7 +488,7 @@ def minimal_eps(
     from xrobust.attacks.evaluation import minimal_perturbation
     from xrobust.models.inference import count_queries
 
-    with count_queries(_model) as q:
+    with budgeted(_model), count_queries(_model) as q:
         mp = minimal_perturbation(_model, _x, _y, name, eps_max=eps_max, **dict(options))
     d = mp.to_dict()
     d["queries"] = q.queries
@@ -358,7 +512,7 @@ def corruption_decisions(
     from xrobust.models.inference import count_queries, predict_proba
 
     out: dict[str, Any] = {"severities": [1, 2, 3, 4, 5], "pred": {}, "examples": {}}
-    with count_queries(_model) as q:
+    with budgeted(_model), count_queries(_model) as q:
         for name in names:
             preds, ex = [], []
             for s in out["severities"]:
@@ -404,7 +558,7 @@ def direction_confidence(
     xt = torch.from_numpy(np.ascontiguousarray(x))
     yt = torch.from_numpy(np.asarray(y)).long()
     adv_dir = direction_to(xt, torch.from_numpy(np.ascontiguousarray(x_adv)), norm)
-    with count_queries(_model) as q:
+    with budgeted(_model), count_queries(_model) as q:
         adv = confidence_along(_model, xt, yt, adv_dir, magnitudes, bounds=bounds)
         rnd = [
             confidence_along(_model, xt, yt, d, magnitudes, bounds=bounds)
@@ -447,5 +601,5 @@ def global_importance(
     """``global_importance`` of ``method``'s attributions over the rows of ``x``."""
     from xrobust.explain import global_importance as _gi
 
-    attr = explain_batch(_model, model_key, x, target, method)
+    attr = explain_batch(_model, model_key, x, target, method)  # budgeted there
     return _gi(torch.from_numpy(attr), list(feature_names)).to_dict()

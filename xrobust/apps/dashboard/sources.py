@@ -1,11 +1,17 @@
 """Where the dashboard's models and data come from.
 
 :data:`MODEL_SOURCES` is the one list of model sources: the sidebar's radio and the compare
-page read it, so a new source (an ONNX file, an endpoint URL, once ``xrobust.models`` has
-them) plugs in by adding one :class:`ModelSource` here. Each source's ``pick`` renders its
-widgets and returns a :class:`ModelHandle`, or None (with an ``st.error`` saying what to
-do) when nothing usable was given. Uploads are size-limited and read with the library's
-no-pickle loaders.
+page read it, so a new source plugs in by adding one :class:`ModelSource` here. Each
+source's ``pick`` renders its widgets and returns a :class:`ModelHandle`, or None (with an
+``st.error`` saying what to do) when nothing usable was given. Uploads are size-limited and
+read with the library's no-pickle loaders.
+
+Black boxes (an ONNX file, an HTTP endpoint) declare no data of their own: their handle
+comes back unbound (``spec`` None, a ``bind`` function), the data picker runs first, and
+``bind(data)`` builds the classifier with the data's spec (``as_classifier(path_or_url,
+spec=bundle.spec, ...)``), showing the library's error (both shapes named) on a mismatch.
+Endpoint headers are mapped to environment variable *names*; their values are read by the
+library for each request and never typed into, shown on, or cached by the page.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "DataHandle",
     "ModelHandle",
     "ModelSource",
+    "bind",
     "max_upload_bytes",
     "pick_data",
     "pick_model",
@@ -44,13 +51,19 @@ class ModelHandle:
     """A loaded model and what the pages need to know about it.
 
     Attributes:
-        model: the torch module (eval mode), returning logits.
+        model: the torch module (eval mode), returning logits; None for a black box.
+        classifier: what the pages analyse (``xrobust.models.Classifier``): a
+            ``TorchClassifier`` around ``model``, an ONNX or endpoint classifier.
         spec: the dataset spec it was trained on (input shape, classes, bounds).
         source: the source's name in :data:`MODEL_SOURCES`.
         label: a short human description (shown in the sidebar).
         key: the model's identity for caches (source, path or upload, weights hash).
         differentiable: whether gradient attacks and explainers can run.
         default_data: a built-in dataset that fits it, if known.
+        query_budget: rows each computation on a page may ask about (None: no limit).
+        bind: for an unbound black box (``spec`` None), builds the bound handle from the
+            chosen :class:`DataHandle` (None, with an ``st.error``, on a mismatch).
+        notes: lines shown under the spec in the sidebar.
     """
 
     model: Any
@@ -61,6 +74,10 @@ class ModelHandle:
     differentiable: bool = True
     default_data: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    classifier: Any = None
+    query_budget: int | None = None
+    bind: Callable[[DataHandle], ModelHandle | None] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,11 +131,13 @@ def _upload_dir(digest: str) -> Path:
 
 
 def _handle_from_run(run: Any, source: str, label: str, key: str) -> ModelHandle:
+    from xrobust.apps.dashboard import resources
     from xrobust.data import list_datasets
 
     name = run.spec.name
     return ModelHandle(
         model=run.model,
+        classifier=resources.torch_classifier(run.model, key, run.spec),
         spec=run.spec,
         source=source,
         label=label,
@@ -237,11 +256,200 @@ def _pick_upload(prefix: str, preset: str | None) -> ModelHandle | None:
     return _handle_from_run(run, "upload", f"upload {weights[0].name}", f"upload:{digest}")
 
 
+# ------------------------------------------------------------------ black-box sources
+def _budget_input(prefix: str) -> int | None:
+    b = st.number_input(
+        "Query budget (rows per computation, 0: none)",
+        min_value=0,
+        max_value=10_000_000,
+        value=0,
+        step=100,
+        key=f"{prefix}budget",
+        help="each attack, probe or audit on a page may ask the model about at most this "
+        "many rows; what was finished when it runs out is shown, marked partial",
+    )
+    return int(b) or None
+
+
+def _unbound(
+    source: str, label: str, key: str, build: Callable[[DataHandle], ModelHandle | None]
+) -> ModelHandle:
+    return ModelHandle(
+        model=None,
+        spec=None,
+        source=source,
+        label=label,
+        key=key,
+        differentiable=False,
+        bind=build,
+    )
+
+
+def _bound(
+    base: ModelHandle, data: DataHandle, clf: Any, budget: int | None, notes: list[str]
+) -> ModelHandle:
+    from xrobust.data import list_datasets
+
+    name = data.bundle.spec.name
+    return ModelHandle(
+        model=clf.module if clf.differentiable else None,
+        spec=data.bundle.spec,
+        source=base.source,
+        label=base.label,
+        key=f"{base.key}|data={data.key}|budget={budget}",
+        differentiable=bool(clf.differentiable),
+        default_data=name if name in list_datasets() else None,
+        metadata=clf.describe(),
+        classifier=clf,
+        query_budget=budget,
+        notes=notes,
+    )
+
+
+def _onnx2torch_available() -> bool:
+    try:
+        from xrobust.models.onnx import import_onnx2torch
+
+        import_onnx2torch()
+    except Exception:  # missing, or failing to import: the toggle is not offered
+        return False
+    return True
+
+
+def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
+    how = st.radio("ONNX file", ["Upload", "Path"], horizontal=True, key=f"{prefix}onnx_how")
+    if how == "Upload":
+        f = st.file_uploader("model.onnx", type=["onnx"], key=f"{prefix}onnx_upload")
+        if f is None:
+            st.info("Upload an .onnx file (a TensorFlow, CNTK, scikit-learn or torch export).")
+            return None
+        if _too_big(f.name, f.size):
+            return None
+        blob = f.getvalue()
+        digest = _sha256(blob)
+        path = _upload_dir(digest) / "model.onnx"
+        if not path.exists():
+            path.write_bytes(blob)
+        shown = f"onnx {f.name}"
+        fname = f.name
+    else:
+        text = st.text_input(
+            "ONNX file on this machine",
+            value=preset if preset and preset.lower().endswith(".onnx") else "",
+            key=f"{prefix}onnx_path",
+        )
+        if not text.strip():
+            st.info("Enter the path of an .onnx file on the machine running the app.")
+            return None
+        path = Path(text.strip()).expanduser()
+        if not path.is_file() or path.suffix.lower() != ".onnx":
+            st.error(f"{path}: no such .onnx file. Give an .onnx file on this machine.")
+            return None
+        if _too_big(path.name, path.stat().st_size):
+            return None
+        digest = _sha256(path.read_bytes())
+        shown = f"onnx {path.name}"
+        fname = path.name
+    white = False
+    if _onnx2torch_available():
+        white = st.toggle(
+            "White-box through onnx2torch",
+            value=False,
+            key=f"{prefix}onnx_white",
+            help="convert the graph to a differentiable torch module, checked against "
+            "onnxruntime on the chosen data, so that gradient attacks and explainers run",
+        )
+    else:
+        st.caption("Black box (onnx2torch is not installed: gradient methods are off).")
+    budget = _budget_input(prefix)
+    fpath = str(path.resolve())
+
+    def build(data: DataHandle) -> ModelHandle | None:
+        from xrobust.apps.dashboard import resources
+
+        try:
+            clf, diff = resources.onnx_classifier(
+                fpath, digest, data.bundle, data.key, white, budget, fname
+            )
+        except XRobustError as exc:
+            st.error(f"The ONNX model does not fit the data {data.label!r}: {exc}")
+            return None
+        notes = []
+        if diff is not None:
+            notes.append(
+                f"white-box (onnx2torch): max |torch - onnxruntime| = {diff:.3g} on the data"
+            )
+        handle = _unbound("onnx", shown, f"onnx:{digest}:white={white}", build)
+        return _bound(handle, data, clf, budget, notes)
+
+    return _unbound("onnx", shown, f"onnx:{digest}:white={white}", build)
+
+
+def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
+    url = st.text_input(
+        "Endpoint URL",
+        value=preset if preset and preset.startswith(("http://", "https://")) else "",
+        key=f"{prefix}url",
+        placeholder="http://127.0.0.1:8501/v1/models/NAME:predict",
+    )
+    if not url.strip():
+        st.info("Enter the predict URL of a TF Serving / Vertex AI / JSON endpoint.")
+        return None
+    from xrobust.models.endpoint import safe_url
+
+    url = url.strip()
+    protocol = st.selectbox(
+        "Protocol",
+        ["instances", "inputs"],
+        key=f"{prefix}protocol",
+        help='instances: {"instances": rows} (TF Serving / Vertex); inputs: columnar',
+    )
+    headers = st.text_area(
+        "Headers from environment variables",
+        value="",
+        key=f"{prefix}headers",
+        placeholder="Authorization=XR_TOKEN\nX-Api-Key=Bearer $XR_KEY",
+        help="one NAME=ENV_VAR per line: the value is read from that environment variable "
+        "of the app's process, never typed here or shown",
+    )
+    timeout = st.number_input(
+        "Timeout (seconds per request)", 0.5, 600.0, 30.0, key=f"{prefix}timeout"
+    )
+    budget = _budget_input(prefix)
+    from xrobust.models.endpoint import parse_headers_env
+
+    try:
+        headers_env = parse_headers_env([h for h in headers.splitlines() if h.strip()])
+    except XRobustError as exc:
+        st.error(f"Headers: {exc}")
+        return None
+    options = tuple(sorted(headers_env.items()))
+    # the URL hashed (its query string may hold a key); header variable names, no values
+    key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{options}:{float(timeout)}"
+    shown = f"endpoint {safe_url(url)}"
+
+    def build(data: DataHandle) -> ModelHandle | None:
+        from xrobust.apps.dashboard import resources
+
+        try:
+            clf = resources.endpoint_classifier(
+                url, protocol, options, float(timeout), data.bundle, data.key, budget
+            )
+        except XRobustError as exc:
+            st.error(f"The endpoint could not be used with the data {data.label!r}: {exc}")
+            return None
+        return _bound(_unbound("endpoint", shown, key, build), data, clf, budget, [])
+
+    return _unbound("endpoint", shown, key, build)
+
+
 #: every model source the dashboard offers, in the order shown
 MODEL_SOURCES: list[ModelSource] = [
     ModelSource("demo", "Built-in demo", _pick_demo),
     ModelSource("run", "Run folder", _pick_run),
     ModelSource("upload", "Upload checkpoint", _pick_upload),
+    ModelSource("onnx", "ONNX file", _pick_onnx),
+    ModelSource("endpoint", "HTTP endpoint", _pick_endpoint),
 ]
 
 
@@ -251,6 +459,10 @@ def pick_model(prefix: str = "m_", preset: str | None = None) -> ModelHandle | N
     index = 0
     if preset:
         name = "demo" if preset.startswith("demo") else "run"
+        if preset.startswith(("http://", "https://")):
+            name = "endpoint"
+        elif preset.lower().endswith(".onnx"):
+            name = "onnx"
         index = [s.name for s in MODEL_SOURCES].index(name)
     label = st.radio("Model source", labels, index=index, key=f"{prefix}source")
     src = MODEL_SOURCES[labels.index(label)]
@@ -259,6 +471,8 @@ def pick_model(prefix: str = "m_", preset: str | None = None) -> ModelHandle | N
 
 # ------------------------------------------------------------------ data sources
 def _fits(bundle: Any, model: ModelHandle) -> bool:
+    if model.spec is None:  # a black box: bind() checks the data against the model
+        return True
     spec, want = bundle.spec, model.spec
     if tuple(spec.input_shape) != tuple(want.input_shape) or spec.num_classes != want.num_classes:
         st.error(
@@ -277,17 +491,21 @@ def _builtin(prefix: str, model: ModelHandle, preset: str | None) -> DataHandle 
 
     names = list_datasets()
     want = preset if preset in names else model.default_data
+    if want is None and model.spec is None:  # a black box: start from the digits images
+        want = "digits"
     name = st.selectbox(
         "Dataset",
         names,
         index=names.index(want) if want in names else 0,
-        key=f"{prefix}builtin_{model.spec.name}",
+        key=f"{prefix}builtin_{model.spec.name if model.spec is not None else model.source}",
     )
-    size = model.spec.input_shape[-1] if model.spec.modality == "image" else None
+    spec = model.spec
+    size = spec.input_shape[-1] if spec is not None and spec.modality == "image" else None
     try:
         bundle = resources.builtin_data(name, size)
     except XRobustError as exc:
-        st.error(f"{exc}. Choose the dataset the model was trained on ({model.spec.name!r}).")
+        want = f" ({spec.name!r})" if spec is not None else ""
+        st.error(f"{exc}. Choose the dataset the model was trained on{want}.")
         return None
     if not _fits(bundle, model):
         return None
@@ -372,10 +590,21 @@ DATA_SOURCES: dict[str, Callable[[str, ModelHandle, str | None], DataHandle | No
 }
 
 
+def bind(model: ModelHandle | None, data: DataHandle | None) -> ModelHandle | None:
+    """``model`` ready for the pages: a black box bound to ``data`` (its classifier built
+    with the data's spec; None, with an ``st.error``, on a mismatch), anything else as is."""
+    if model is None or model.bind is None:
+        return model
+    if data is None:
+        return None
+    return model.bind(data)
+
+
 def pick_data(
     model: ModelHandle, prefix: str = "d_", preset: str | None = None
 ) -> DataHandle | None:
-    """The data source radio and its widgets; returns the chosen data or None."""
+    """The data source radio and its widgets; returns the chosen data or None. For an
+    unbound black box, the data decides the spec (see :func:`bind`)."""
     from xrobust.data import list_datasets
 
     labels = list(DATA_SOURCES)

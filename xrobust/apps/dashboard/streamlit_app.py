@@ -24,11 +24,18 @@ with st.sidebar:
     model = sources.pick_model("m_", os.environ.get(sources.ENV_MODEL) or None)
     data = None
     if model is not None:
-        render.show_spec(model)
+        if model.spec is not None:
+            render.show_spec(model)
+        else:  # a black box takes the data's spec
+            st.caption(f"**{model.label}**: the data chosen below gives its input spec.")
         st.subheader("Data")
         data = sources.pick_data(model, "d_", os.environ.get(sources.ENV_DATA) or None)
         if data is not None:
             st.caption(f"{data.label}: {len(data.bundle.test)} test examples")
+        if model.spec is None:
+            model = sources.bind(model, data)
+            if model is not None:
+                render.show_spec(model)
     st.session_state["_xr_model"] = model
     st.session_state["_xr_data"] = data
 

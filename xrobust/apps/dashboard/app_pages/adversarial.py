@@ -17,16 +17,19 @@ names = list(spec.class_names)
 st.title("Adversarial misclassifications")
 
 attacks = resources.supported_attacks(model.differentiable, spec.num_classes)
+render.gradient_note(model, "Attacks and attribution methods")
 if not attacks:
-    st.error("No registered attack can run on this model.")
+    st.error(
+        "No registered attack can run on this model"
+        + ("" if model.differentiable else ": none of them is query-only")
+        + "."
+    )
     st.stop()
 lo, hi = spec.bounds
 span = resources.eps_scale(spec)
 
 c = st.columns([2, 1, 3, 1, 1])
-name = c[0].selectbox(
-    "Attack", attacks, index=attacks.index("pgd") if "pgd" in attacks else 0, key="adv_attack"
-)
+name = c[0].selectbox("Attack", attacks, index=resources.default_attack(attacks), key="adv_attack")
 opts = resources.attack_options(name)
 norm = c[1].selectbox("Norm", resources.norms(), key="adv_norm")
 eps_max = 0.5 * span if norm == "linf" else 5.0 * span
@@ -41,17 +44,25 @@ eps = c[2].slider(
 )
 steps = c[3].number_input("Steps", 1, 500, 10, key="adv_steps") if "steps" in opts else None
 query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
-queries = c[4].number_input("Queries", 1, 100_000, 1000, key="adv_queries") if query_opt else None
+queries = (
+    c[4].number_input(
+        "Queries", 1, 100_000, 1000 if model.differentiable else 200, key="adv_queries"
+    )
+    if query_opt
+    else None
+)
 
 d = st.columns([1, 2, 1])
-n = d[0].select_slider("Examples", [16, 32, 64, 128, 256], value=64, key="adv_n")
+n = d[0].select_slider(
+    "Examples", [16, 32, 64, 128, 256], value=64 if model.differentiable else 16, key="adv_n"
+)
 from xrobust.explain import list_explainers  # noqa: E402
 
 methods = list_explainers(requires_gradients=None if model.differentiable else False)
 method = d[1].selectbox(
     "Attribution method",
     methods,
-    index=methods.index("saliency") if "saliency" in methods else 0,
+    index=next((methods.index(m) for m in ("saliency", "occlusion") if m in methods), 0),
     key="adv_method",
 )
 page_size = d[2].selectbox("Per page", [8, 16, 32], index=1, key="adv_page_size")
@@ -65,7 +76,7 @@ if query_opt:
 try:
     with st.spinner(f"Running {name}..."):
         res = resources.attack(
-            model.model,
+            model.classifier,
             model.key,
             x,
             y,
@@ -78,8 +89,9 @@ except XRobustError as exc:
     st.error(f"The attack could not run: {exc}")
     st.stop()
 
+render.partial_note(res["partial"], res["stop_reason"])
 flipped = np.flatnonzero(res["success"] & res["attacked"])
-m = st.columns(5)
+m = st.columns(6)
 m[0].metric("Clean accuracy", f"{res['clean_accuracy']:.4f}")
 m[1].metric("Robust accuracy", f"{res['robust_accuracy']:.4f}")
 m[2].metric("Flipped", f"{len(flipped)} / {res['summary']['n_attacked']}")
@@ -89,6 +101,7 @@ m[3].metric(
     help=f"{res['forward_passes']:,} forward passes (examples)",
 )
 m[4].metric("Attack time", f"{res['time_s']:.2f} s")
+m[5].metric("Model queries", f"{res['queries']:,}", help="rows the attack asked the model about")
 
 x_np = x.numpy()
 left, right = st.columns([3, 2], gap="large")
@@ -180,16 +193,24 @@ with right:
 
 with left:
     st.subheader(f"Gallery: {len(shown)} flipped example(s) at eps {eps:.3f}")
-    probs_clean = resources.clean_probabilities(model.model, model.key, x, bkey)
+    try:
+        probs_clean = resources.clean_probabilities(model.classifier, model.key, x, bkey)
+        probs_adv = (
+            resources.probabilities(model.classifier, model.key, res["x_adv"][idx])
+            if len(idx)
+            else None
+        )
+    except XRobustError as exc:
+        st.error(f"The model could not answer: {exc}")
+        st.stop()
     if len(idx):
         x_adv = res["x_adv"][idx]
-        probs_adv = resources.probabilities(model.model, model.key, x_adv)
         try:
             attr_clean_all = resources.explain_batch(
-                model.model, model.key, x_np, res["pred_clean"], method
+                model.classifier, model.key, x_np, res["pred_clean"], method
             )
             attr_adv = resources.explain_batch(
-                model.model, model.key, x_adv, res["pred_adv"][idx], method
+                model.classifier, model.key, x_adv, res["pred_adv"][idx], method
             )
         except XRobustError as exc:
             st.error(f"{method} could not explain these inputs: {exc}. Choose another method.")

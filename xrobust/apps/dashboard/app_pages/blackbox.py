@@ -36,18 +36,31 @@ reach = c[2].slider(
 )
 attacks = resources.supported_attacks(model.differentiable, spec.num_classes)
 name = (
-    c[3].selectbox(
-        "Attack", attacks, index=attacks.index("pgd") if "pgd" in attacks else 0, key="bb_attack"
-    )
+    c[3].selectbox("Attack", attacks, index=resources.default_attack(attacks), key="bb_attack")
     if attacks
     else None
 )
+
+# a query-only attack's per-example query cap (its option, when it has one)
+capped: tuple[tuple[str, int], ...] = ()
+if name is not None:
+    q_opt = next(
+        (o for o in ("max_queries", "queries", "n_queries") if o in resources.attack_options(name)),
+        None,
+    )
+    if q_opt is not None:
+        capped = ((q_opt, 100),)
 
 x, y, bkey = resources.test_batch(data.bundle, data.key, n)
 x_np, y_np = x.numpy(), y.numpy()
 queries: dict[str, int] = {}
 example = st.number_input("Example", 0, len(x) - 1, 0, key="bb_example")
-probs = resources.clean_probabilities(model.model, model.key, x, bkey)
+try:
+    probs = resources.clean_probabilities(model.classifier, model.key, x, bkey)
+except XRobustError as exc:
+    st.error(f"The model could not answer: {exc}")
+    st.stop()
+queries["predictions"] = len(x)
 pred = probs.argmax(1)
 st.markdown(
     f"Example #{example}: true **{names[int(y_np[example])]}**, predicted "
@@ -58,7 +71,7 @@ st.markdown(
 st.subheader("Occlusion sensitivity")
 try:
     occ, q = resources.explain_counted(
-        model.model,
+        model.classifier,
         model.key,
         x_np[example : example + 1],
         pred[example : example + 1],
@@ -86,10 +99,10 @@ st.subheader("Confidence along directions")
 mags = tuple(round(reach * k / 10, 6) for k in range(11))
 x_adv = None
 if name is not None and reach > 0:
-    options = {"eps": float(reach), "norm": norm, "bounds": spec.bounds, "seed": 0}
+    options = {"eps": float(reach), "norm": norm, "bounds": spec.bounds, "seed": 0, **dict(capped)}
     try:
         res = resources.attack(
-            model.model,
+            model.classifier,
             model.key,
             x,
             y,
@@ -99,29 +112,36 @@ if name is not None and reach > 0:
             spec.num_classes,
         )
         x_adv = res["x_adv"]
-        queries[f"{name} (direction)"] = res["forward_passes"] + res["gradient_passes"]
+        queries[f"{name} (direction)"] = res["queries"]
+        render.partial_note(res["partial"], res["stop_reason"])
     except XRobustError as exc:
         st.error(f"The attack could not run: {exc}")
+elif name is None:
+    render.gradient_note(model, "Attacks")
+    st.info("No registered attack can run on this model: the adversarial direction is not shown.")
 if x_adv is not None:
-    conf = resources.direction_confidence(
-        model.model, model.key, x_np, y_np, x_adv, norm, mags, spec.bounds, 4
-    )
-    queries["directions"] = conf["queries"]
-    rnd = conf["random"]  # (k, N, M)
-    st.line_chart(
-        {
-            f"eps ({norm})": list(mags),
-            "adversarial direction (mean)": conf["adversarial"].mean(0),
-            "random directions (mean)": rnd.mean((0, 1)),
-            "random directions (lowest)": rnd.min(0).mean(0),
-        },
-        x=f"eps ({norm})",
-        y_label="probability of the true class",
-    )
-    st.caption(
-        f"Mean over {n} examples of p(true class) at x + eps·d, d a unit {norm} direction "
-        "towards the attack's adversarial, or one of 4 random directions."
-    )
+    try:
+        conf = resources.direction_confidence(
+            model.classifier, model.key, x_np, y_np, x_adv, norm, mags, spec.bounds, 4
+        )
+        queries["directions"] = conf["queries"]
+        rnd = conf["random"]  # (k, N, M)
+        st.line_chart(
+            {
+                f"eps ({norm})": list(mags),
+                "adversarial direction (mean)": conf["adversarial"].mean(0),
+                "random directions (mean)": rnd.mean((0, 1)),
+                "random directions (lowest)": rnd.min(0).mean(0),
+            },
+            x=f"eps ({norm})",
+            y_label="probability of the true class",
+        )
+        st.caption(
+            f"Mean over {n} examples of p(true class) at x + eps·d, d a unit {norm} direction "
+            "towards the attack's adversarial, or one of 4 random directions."
+        )
+    except XRobustError as exc:
+        st.error(f"The directions could not be probed: {exc}")
 
 # ---------------------------------------------------------------- corruptions
 st.subheader("Decisions under corruptions")
@@ -129,35 +149,38 @@ from xrobust.audit.corruptions import list_corruptions  # noqa: E402
 
 cnames = tuple(list_corruptions(spec.modality))
 if cnames:
-    cor = resources.corruption_decisions(
-        model.model,
-        model.key,
-        x,
-        y,
-        bkey,
-        cnames,
-        tuple(spec.bounds),
-        resources.train_statistics(data.bundle, data.key),
-    )
-    queries["corruptions"] = cor["queries"]
-    acc = {name_: (cor["pred"][name_] == y_np).mean(1) for name_ in cnames}
-    st.line_chart({"severity": cor["severities"], **acc}, x="severity", y_label="accuracy")
-    decisions = {
-        "corruption": list(cnames),
-        **{
-            f"severity {s}": [names[int(cor["pred"][c_][k, example])] for c_ in cnames]
-            for k, s in enumerate(cor["severities"])
-        },
-    }
-    st.caption(f"Example #{example}'s predicted class under each corruption:")
-    st.dataframe(decisions, hide_index=True)
-    if spec.modality == "image":
-        sel = st.selectbox("Show corruption", cnames, key="bb_corruption")
-        st.image(
-            [render.image_tile(e, spec.bounds) for e in cor["examples"][sel]],
-            caption=[f"severity {s}" for s in cor["severities"]],
-            width=render.TILE,
+    try:
+        cor = resources.corruption_decisions(
+            model.classifier,
+            model.key,
+            x,
+            y,
+            bkey,
+            cnames,
+            tuple(spec.bounds),
+            resources.train_statistics(data.bundle, data.key),
         )
+        queries["corruptions"] = cor["queries"]
+        acc = {name_: (cor["pred"][name_] == y_np).mean(1) for name_ in cnames}
+        st.line_chart({"severity": cor["severities"], **acc}, x="severity", y_label="accuracy")
+        decisions = {
+            "corruption": list(cnames),
+            **{
+                f"severity {s}": [names[int(cor["pred"][c_][k, example])] for c_ in cnames]
+                for k, s in enumerate(cor["severities"])
+            },
+        }
+        st.caption(f"Example #{example}'s predicted class under each corruption:")
+        st.dataframe(decisions, hide_index=True)
+        if spec.modality == "image":
+            sel = st.selectbox("Show corruption", cnames, key="bb_corruption")
+            st.image(
+                [render.image_tile(e, spec.bounds) for e in cor["examples"][sel]],
+                caption=[f"severity {s}" for s in cor["severities"]],
+                width=render.TILE,
+            )
+    except XRobustError as exc:
+        st.error(f"The corruptions could not be evaluated: {exc}")
 else:
     st.info(f"No corruption is registered for {spec.modality} data.")
 
@@ -166,14 +189,14 @@ st.subheader("Minimal perturbation that flips each example")
 if name is not None and reach > 0:
     try:
         mp = resources.minimal_eps(
-            model.model,
+            model.classifier,
             model.key,
             x,
             y,
             bkey,
             name,
             float(reach),
-            (("bounds", tuple(spec.bounds)), ("norm", norm), ("seed", 0)),
+            tuple(sorted((("bounds", tuple(spec.bounds)), ("norm", norm), ("seed", 0), *capped))),
         )
         queries["minimal perturbation"] = mp["queries"]
         vals = mp["eps"]

@@ -21,6 +21,7 @@ with st.expander("Model B", expanded=True):
     from xrobust.audit.demo import DEMOS
 
     model_b = sources.pick_model("cmp_", f"demo:{spec.name}" if spec.name in DEMOS else None)
+    model_b = sources.bind(model_b, data)  # a black box takes the sidebar's data
 if model_b is None:
     st.stop()
 sb = model_b.spec
@@ -40,12 +41,13 @@ both = [
 if not both:
     st.error("No registered attack runs on both models.")
     st.stop()
+if not (model_a.differentiable and model_b.differentiable):
+    render.gradient_note(model_a if not model_a.differentiable else model_b, "Attacks")
 c = st.columns([2, 1, 1, 3])
-name = c[0].selectbox(
-    "Attack", both, index=both.index("pgd") if "pgd" in both else 0, key="cmp_attack"
-)
+name = c[0].selectbox("Attack", both, index=resources.default_attack(both), key="cmp_attack")
 norm = c[1].selectbox("Norm", resources.norms(), key="cmp_norm")
-n = c[2].select_slider("Examples", [16, 32, 64, 128], value=64, key="cmp_n")
+black = not (model_a.differentiable and model_b.differentiable)
+n = c[2].select_slider("Examples", [16, 32, 64, 128], value=16 if black else 64, key="cmp_n")
 grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
 eps_grid = tuple(round(g * span, 6) for g in grid)
 eps = c[3].select_slider("eps of the gallery", eps_grid, value=eps_grid[2], key=f"cmp_eps_{norm}")
@@ -55,6 +57,10 @@ base = (("bounds", tuple(spec.bounds)), ("norm", norm), ("seed", 0))
 opts = resources.attack_options(name)
 if "steps" in opts:
     base = (*base, ("steps", 10))
+query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
+if query_opt:  # a query-only attack: its queries per example (each eps of the curve)
+    q = st.number_input("Queries per example", 1, 100_000, 200, key="cmp_queries")
+    base = (*base, (query_opt, int(q)))
 base = tuple(sorted(base))
 
 curves = {}
@@ -63,10 +69,10 @@ try:
     with st.spinner("Attacking both models..."):
         for tag, m in (("A", model_a), ("B", model_b)):
             curves[tag] = resources.robustness(
-                m.model, m.key, x, y, bkey, name, (0.0, *eps_grid), base
+                m.classifier, m.key, x, y, bkey, name, (0.0, *eps_grid), base
             )
             results[tag] = resources.attack(
-                m.model,
+                m.classifier,
                 m.key,
                 x,
                 y,
@@ -79,6 +85,8 @@ except XRobustError as exc:
     st.error(f"The attack could not run: {exc}")
     st.stop()
 
+for tag in ("A", "B"):
+    render.partial_note(results[tag]["partial"], results[tag]["stop_reason"])
 m = st.columns(4)
 m[0].metric("A clean accuracy", f"{curves['A']['clean_accuracy']:.4f}")
 m[1].metric("B clean accuracy", f"{curves['B']['clean_accuracy']:.4f}")
@@ -92,6 +100,10 @@ st.line_chart(
     },
     x=f"eps ({norm})",
     y_label="robust accuracy",
+)
+st.caption(
+    f"Model queries of the gallery's attack: A {results['A']['queries']:,}, "
+    f"B {results['B']['queries']:,}."
 )
 
 st.subheader("The same examples under attack")

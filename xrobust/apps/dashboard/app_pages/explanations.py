@@ -18,6 +18,7 @@ image = spec.modality == "image"
 st.title("Explanations")
 
 methods = list_explainers(requires_gradients=None if model.differentiable else False)
+render.gradient_note(model, "Attribution methods (and the randomisation check)")
 preferred = [
     m for m in ("saliency", "integrated_gradients", "gradcam", "occlusion") if m in methods
 ]
@@ -29,7 +30,11 @@ x, y, bkey = resources.test_batch(data.bundle, data.key, n)
 x_np, y_np = x.numpy(), y.numpy()
 example = c[0].number_input("Example", 0, len(x_np) - 1, 0, key="ex_example")
 chosen = c[1].multiselect("Methods", methods, default=preferred, key="ex_methods")
-probs = resources.clean_probabilities(model.model, model.key, x, bkey)
+try:
+    probs = resources.clean_probabilities(model.classifier, model.key, x, bkey)
+except XRobustError as exc:
+    st.error(f"The model could not answer: {exc}")
+    st.stop()
 pred = probs.argmax(1)
 target = int(pred[example])
 st.markdown(
@@ -40,11 +45,18 @@ st.markdown(
 xi, ti = x_np[example : example + 1], pred[example : example + 1]
 
 maps: dict[str, np.ndarray] = {}
+queries: dict[str, int] = {}
 for m in chosen:
     try:
-        maps[m] = resources.explain_batch(model.model, model.key, xi, ti, m)
+        maps[m], queries[m] = resources.explain_counted(model.classifier, model.key, xi, ti, m)
     except XRobustError as exc:
         st.warning(f"{m}: {exc}")
+if queries:
+    st.caption(
+        f"Model queries behind the maps: {sum(queries.values()):,} ("
+        + ", ".join(f"{k} {v:,}" for k, v in queries.items())
+        + ")"
+    )
 
 if maps and image:
     from xrobust.explain.figures import heatmap_array
@@ -85,13 +97,14 @@ rand = st.checkbox(
     value=True,
     key="ex_rand",
     disabled=not model.differentiable,
+    help=None if model.differentiable else "it randomises the weights: a black box has none here",
 )
 rows = []
 deletion: dict[str, list[float]] = {}
 for m, a in maps.items():
     try:
         met = resources.explanation_metrics(
-            model.model,
+            model.classifier,
             model.key,
             xi,
             ti,
@@ -132,7 +145,7 @@ if not image and maps:
     gm = st.selectbox("Method", list(maps), key="ex_global_method")
     try:
         gi = GlobalImportance.from_dict(
-            resources.global_importance(model.model, model.key, x_np, pred, gm, tuple(feats))
+            resources.global_importance(model.classifier, model.key, x_np, pred, gm, tuple(feats))
         )
         st.pyplot(tabular_bar_figure(gi), clear_figure=True)
         st.dataframe(

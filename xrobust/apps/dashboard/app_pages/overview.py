@@ -21,15 +21,24 @@ lo, hi = spec.bounds
 norms = resources.norms()
 c1, c2 = st.columns(2)
 norm = c1.selectbox("Norm of the robustness curve", norms, key="ov_norm")
-n = c2.select_slider("Examples attacked", [32, 64, 128, 256], value=64, key="ov_n")
+n = c2.select_slider(
+    "Examples attacked",
+    [16, 32, 64, 128, 256],
+    value=64 if model.differentiable else 16,  # a black box pays per query
+    key="ov_n" if model.differentiable else "ov_n_black",
+)
 span = resources.eps_scale(spec)
 grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
 eps = [round(g * span, 6) for g in grid]
-cfg = resources.quick_audit_config(spec.modality, n, eps, norm)
+cfg = resources.quick_audit_config(spec.modality, n, eps, norm, differentiable=model.differentiable)
 try:
     with st.spinner("Measuring clean accuracy, calibration, robustness and sanity checks..."):
         rep = resources.audit_report(
-            model.model, model.key, data.bundle, data.key, json.dumps(cfg.to_dict(), sort_keys=True)
+            model.classifier,
+            model.key,
+            data.bundle,
+            data.key,
+            json.dumps(cfg.to_dict(), sort_keys=True),
         )
 except XRobustError as exc:
     st.error(f"The overview could not be computed: {exc}")
@@ -39,19 +48,46 @@ from xrobust.audit import figures  # noqa: E402
 
 clean = rep["sections"]["clean"]["data"]
 adv = rep["sections"]["adversarial"]
-m1, m2, m3, m4 = st.columns(4)
+queries = rep.get("queries") or {}
+if queries.get("exhausted"):
+    render.partial_note(True, f"{queries.get('total', 0):,} rows asked, the budget reached")
+for name_, sec in rep["sections"].items():
+    for part in sec.get("skipped_parts") or []:
+        st.caption(f":material/info: {name_}: {part['part']} skipped ({part['reason']})")
+m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Clean accuracy", f"{clean['accuracy']:.4f}", help=f"on {clean['n']} test examples")
 m2.metric("ECE", f"{clean['calibration']['ece']:.4f}", help="expected calibration error")
 m3.metric("NLL", f"{clean['nll']:.4f}")
 if adv["status"] == "ok":
     nd = adv["data"]["norms"][norm]
     worst = nd["curves"]["worst"]["robust_accuracy"]
-    mid = len(eps) // 2
+    mid = len(nd["eps"]) // 2  # a black box's curve may hold only the headline eps
     m4.metric(
         f"Robust accuracy at eps {nd['eps'][mid]:g}",
         "n/a" if worst[mid] is None else f"{worst[mid]:.4f}",
         help=f"worst case of {', '.join(adv['data']['attacks'])} on {adv['data']['n']} examples",
     )
+m5.metric(
+    "Model queries",
+    f"{int(queries.get('total', 0)):,}",
+    help="rows the model was asked about for this overview",
+)
+
+st.subheader("Predictions")
+x, y, bkey = resources.test_batch(data.bundle, data.key, 8)
+try:
+    probs = resources.clean_probabilities(model.classifier, model.key, x, bkey)
+    names = list(spec.class_names)
+    st.dataframe(
+        {
+            "example": list(range(len(x))),
+            "true": [names[int(v)] for v in y.numpy()],
+            "predicted (top 3)": [render.top_k(p, names) for p in probs],
+        },
+        hide_index=True,
+    )
+except XRobustError as exc:
+    st.error(f"The model could not answer: {exc}")
 
 g1, g2 = st.columns(2)
 with g1:
@@ -98,8 +134,6 @@ else:
     st.caption("The default audit configuration (all sections).")
 
 if st.button("Run the full audit", type="primary", key="ov_full"):
-    from xrobust.audit import audit
-
     st.session_state.pop("ov_files", None)
     bar = st.progress(0.0, text="starting")
 
@@ -108,7 +142,7 @@ if st.button("Run the full audit", type="primary", key="ov_full"):
 
     with st.status("Running the full audit (press Stop, top right, to cancel)...") as status:
         try:
-            report = audit(model.model, data.bundle, full_cfg, progress)
+            report = resources.full_audit(model.classifier, data.bundle, full_cfg, progress)
         except XRobustError as exc:
             status.update(label="The audit failed", state="error")
             st.error(f"The audit failed: {exc}")

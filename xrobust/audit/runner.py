@@ -140,7 +140,7 @@ def audit(
                 f"the {len(x)} test examples (every section needs them); raise the budget"
             ) from exc
         timings["clean_predictions"] = round(time.perf_counter() - t0, 4)
-        clean_queries = clf.queries - q0
+        clean_queries = _all_ranks(rt, clf.queries - q0)
 
         from xrobust.audit.sections import (
             adversarial,
@@ -197,7 +197,7 @@ def audit(
     per_section = {"clean_predictions": clean_queries}
     per_section.update({k: v.queries for k, v in sections.items() if v.queries})
     queries = {
-        "total": int(clf.queries - q0),
+        "total": clean_queries + sum(v.queries for v in sections.values()),
         "per_section": per_section,
         "budget": clf.query_budget,
         "exhausted": any(v.status == "partial" for v in sections.values()),
@@ -285,8 +285,13 @@ def _run_section(rt: Runtime, name: str, fn: Callable[[Runtime], dict[str, Any]]
     rt.report(f"{name} done", 1, 1)
     return SectionResult(
         name, status, reason, secs, data,  # type: ignore[arg-type]
-        queries=int(rt.classifier.queries - q0), skipped_parts=list(rt.skipped_parts),
+        queries=_all_ranks(rt, rt.classifier.queries - q0), skipped_parts=list(rt.skipped_parts),
     )  # fmt: skip
+
+
+def _all_ranks(rt: Runtime, n: int) -> int:
+    """Queries summed over the processes (each rank asks about its own shard)."""
+    return int(sum(rt.dist.gather_objects(int(n)))) if rt.dist.enabled else int(n)
 
 
 def _resolve_dataset(

@@ -239,7 +239,9 @@ def _reference_fab_t(model, x, y, norm: str, eps: float, n_iter: int = 100):
 @pytest.mark.slow
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])
 def test_fab_t_no_weaker_than_the_reference(digits_cnn, digits28, norm, eps) -> None:
-    x, y = digits28["x_test"][:64], digits28["y_test"][:64]
+    # 24 images keep the suite fast; benchmarks/bench_fab.py compares 128 (BENCHMARKS.md)
+    n = 24
+    x, y = digits28["x_test"][:n], digits28["y_test"][:n]
     model = copy.deepcopy(digits_cnn)
     x_ref = _reference_fab_t(model, x, y, norm, eps)
     with torch.no_grad():
@@ -247,4 +249,4 @@ def test_fab_t_no_weaker_than_the_reference(digits_cnn, digits28, norm, eps) -> 
         n_ref = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
         ok_ref = (model(x_ref).argmax(1) == y) | (n_ref > eps + 1e-6)
     ours = FABT(model, eps=eps, norm=norm).run(x, y)
-    assert ours.robust_accuracy <= float(ok_ref.float().mean()) + 1 / 64 + 1e-9
+    assert ours.robust_accuracy <= float(ok_ref.float().mean()) + 1 / n + 1e-9

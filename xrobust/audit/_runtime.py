@@ -72,6 +72,12 @@ class Runtime:
         """Record that ``part`` of the running section did not run, and why."""
         self.skipped_parts.append({"part": part, "reason": reason})
 
+    def nothing_runs(self, what: str) -> dict[str, str]:
+        """A section's result when none of its configured ``what`` can run on this model:
+        "not available", with every skipped part and its reason."""
+        parts = "; ".join(f"{p['part']}: {p['reason']}" for p in self.skipped_parts)
+        return {"_unavailable": f"no configured {what} can run on this model: {parts}"}
+
     # ------------------------------------------------------------------ data
     @property
     def bounds(self) -> tuple[float, float]:

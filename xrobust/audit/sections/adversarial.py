@@ -80,10 +80,7 @@ def run_adversarial(rt: Runtime) -> dict[str, Any]:
         attack_fields(name)  # unknown names raise ConfigError with a did-you-mean
     names = attacks_for(rt, list(a.attacks))
     if not names:
-        return {
-            "_unavailable": "no configured attack can run on this model: "
-            + "; ".join(f"{p['part']}: {p['reason']}" for p in rt.skipped_parts)
-        }
+        return rt.nothing_runs("attack")
     idx = rt.sample(a.n)
     y = rt.y[idx]
     correct = rt.clean_logits()[idx].argmax(1) == y

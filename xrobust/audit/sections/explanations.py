@@ -35,10 +35,7 @@ def run_explanations(rt: Runtime, adversarial: SectionResult | None = None) -> d
     for m in rt.config.explanations.methods:
         E.EXPLAINERS.get(m)  # unknown names raise ConfigError with a did-you-mean
     if not _methods(rt):
-        return {
-            "_unavailable": "no configured explanation method can run on this model: "
-            + "; ".join(f"{p['part']}: {p['reason']}" for p in rt.skipped_parts)
-        }
+        return rt.nothing_runs("explanation method")
     return rt.on_rank0(lambda: _run(rt))
 
 

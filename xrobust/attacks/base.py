@@ -317,7 +317,7 @@ class Attack:
         params = self.model.parameters() if self.model is not None else iter(())
         param = next((p for p in params if p.is_floating_point()), None)
         ctx = AttackContext(
-            self.model,
+            self.classifier.runner(prep.x),  # the module, or its channels_last copy
             dev,
             amp_dtype(dev, cfg.amp),
             gen,

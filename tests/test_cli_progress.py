@@ -4,20 +4,12 @@ tqdm bar on a terminal and as at most one plain line every few seconds in a log.
 from __future__ import annotations
 
 import io
-import itertools
-import os
-import re
-import subprocess
-import sys
 
 import pytest
+from progress_support import assert_log_friendly
 
 from xrobust.cli import _progress
 from xrobust.cli._progress import ProgressRenderer
-
-LINE = re.compile(
-    r"^\[progress\] (?P<stage>.+) (?P<done>\d+)(/(?P<total>\d+) \(\d+%\))?, (?P<t>[\d.]+) s elapsed$"
-)
 
 
 class FakeClock:
@@ -30,28 +22,13 @@ class FakeClock:
         return self.t
 
 
-def _progress_lines(text: str) -> list[re.Match[str]]:
-    return [m for m in (LINE.match(line) for line in text.splitlines()) if m]
-
-
-def _assert_log_friendly(text: str, interval: float) -> list[re.Match[str]]:
-    assert "\r" not in text, "carriage returns (a bar) in a log"
-    lines = _progress_lines(text)
-    stray = [ln for ln in text.splitlines() if ln.startswith("[progress]") and not LINE.match(ln)]
-    assert not stray, stray
-    times = [float(m["t"]) for m in lines]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(g >= interval - 0.05 for g in gaps), gaps  # at most one line per interval
-    return lines
-
-
 def test_log_lines_are_rate_limited_and_say_stage_count_and_time() -> None:
     out = io.StringIO()
     p = ProgressRenderer(out, interval=5.0, tty=False, clock=FakeClock(0.5))
     for k in range(100):  # 50 s of fake time, a call every 0.5 s
         p("adversarial linf", k + 1, 100)
     p.close()
-    lines = _assert_log_friendly(out.getvalue(), 5.0)
+    lines = assert_log_friendly(out.getvalue(), 5.0)
     assert len(lines) == 9  # one line per 5 s over 50 s (the first after 5 s), not 100
     first = lines[0]
     assert first["stage"] == "adversarial linf" and first["total"] == "100"
@@ -111,53 +88,7 @@ def test_cli_audit_in_a_log_writes_few_lines(tmp_path, capsys, monkeypatch) -> N
     argv += ["--attacks", "fgsm,pgd", "--norms", "linf", "--steps", "3", "--skip", "explanations"]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    lines = _assert_log_friendly(err, _progress.DEFAULT_INTERVAL)
+    lines = assert_log_friendly(err, _progress.DEFAULT_INTERVAL)
     calls = clock.t - 100.0
     assert len(lines) >= 2, err
     assert len(lines) <= calls / _progress.DEFAULT_INTERVAL + 1
-
-
-@pytest.mark.slow
-def test_demo_audit_redirected_to_a_log(tmp_path) -> None:
-    """The Done-when of issue 9, literally: `xrobust audit --demo > log 2>&1`."""
-    log = tmp_path / "log"
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    with log.open("w") as fh:
-        rc = subprocess.run(
-            [sys.executable, "-m", "xrobust", "audit", "--demo", "--out", str(tmp_path / "rep")],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            timeout=600,
-        ).returncode
-    text = log.read_text()
-    assert rc == 0, text[-2000:]
-    lines = _assert_log_friendly(text, _progress.DEFAULT_INTERVAL)
-    assert lines, text[-2000:]
-    assert "audit passed" in text
-    _worst_case_no_higher_than_the_ensemble_alone(tmp_path / "rep" / "report.json")
-
-
-def _worst_case_no_higher_than_the_ensemble_alone(report_json) -> None:
-    """The demo's Linf eps 0.1 worst case against the ensemble alone, rerun with the
-    options and seed the report records on the same examples."""
-    import json
-
-    import torch
-
-    from xrobust.attacks import get_attack
-    from xrobust.audit.demo import demo_run
-    from xrobust.data import as_tensors, load_dataset
-
-    adv = json.loads(report_json.read_text())["sections"]["adversarial"]["data"]
-    nd = adv["norms"]["linf"]
-    k = nd["eps"].index(0.1)
-    worst = nd["curves"]["worst"]["robust_accuracy"][k]
-    model = demo_run("digits").model
-    x, y = as_tensors(load_dataset("digits").test)
-    idx = torch.tensor(adv["indices"])
-    (seed,) = nd["seeds"]["ensemble"]  # the demo attacks its 128 examples in one chunk
-    opts = {**nd["attack_options"]["ensemble"], "bounds": (0.0, 1.0), "seed": seed}
-    alone = get_attack("ensemble", model, eps=0.1, **opts).run(x[idx], y[idx])
-    assert (alone.config["steps"], alone.config["n_target_classes"]) == (100, 9)
-    assert worst <= alone.robust_accuracy

@@ -84,23 +84,3 @@ def test_pytest_gate_example(env, tmp_path) -> None:
         tmp_path,
     )
     assert 'name="robust_accuracy"' in junit.read_text()  # recorded by the robustness_gate fixture
-
-
-def test_tensorflow_model_example(tmp_path) -> None:
-    """Keras -> tf2onnx (NHWC) -> xrobust black-box and, with onnx2torch, white-box.
-    Runs where the [tensorflow] extra is installed (scripts/setup.sh installs it)."""
-    import importlib.util
-
-    for mod in ("tensorflow", "tf2onnx", "onnxruntime"):
-        if importlib.util.find_spec(mod) is None:
-            pytest.skip(f"{mod} is not installed (pip install 'xrobust[onnx,tensorflow]')")
-    e = {**os.environ, "XROBUST_EXAMPLES_FAST": "1", "OMP_NUM_THREADS": "1"}
-    r = _run([sys.executable, str(EXAMPLES / "tensorflow_model.py"), str(tmp_path / "out")], e, tmp_path)
-    assert (tmp_path / "out" / "digits_keras.onnx").is_file()
-    assert "layout NHWC" in r.stdout and "black-box: clean accuracy" in r.stdout
-    diff = float(r.stdout.split("onnxruntime vs Keras on NCHW data: max abs logit difference ")[1].split()[0])
-    assert diff <= 1e-4
-    if importlib.util.find_spec("onnx2torch") is not None:
-        assert "white-box PGD" in r.stdout, r.stdout
-        grad = r.stdout.split("input gradients, torch vs TensorFlow: max abs difference ")[1]
-        assert float(grad.split()[0]) <= 1e-4

@@ -4,7 +4,9 @@
   every Python block compiles (fast);
 - the Attack and Explain snippets run on the test fixtures (fast);
 - the whole README, every shell and Python block in document order, runs in a fresh folder
-  with the exit codes it implies (slow: it trains and audits for real).
+  with the exit codes it implies (slow: it trains and audits for real); the quick start's
+  demo audit, whose output goes to pipes, writes log-friendly progress and a worst case no
+  higher than the ensemble alone, and the TensorFlow example's conversions agree.
 
 The in-order run leaves out two lines, on purpose: ``bash scripts/test.sh`` (it is this test
 suite) and the ``bash scripts/setup.sh &&`` prefix of the quick start (the environment running
@@ -21,11 +23,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
+from progress_support import assert_log_friendly, worst_case_no_higher_than_the_ensemble_alone
+
+from xrobust.cli._progress import DEFAULT_INTERVAL
 
 matplotlib.use("Agg")
 
@@ -33,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SETUP_PREFIX = "bash scripts/setup.sh && .venv/bin/"
 SKIP = {"bash scripts/test.sh"}
+DEMO_LINE = "xrobust audit --demo --out reports/demo"
+TF_LINE = "python examples/tensorflow_model.py tf_example"
 
 
 def _blocks() -> list[tuple[str, str, str]]:
@@ -144,7 +152,7 @@ def _user_files(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_readme_runs_in_order(tmp_path: Path) -> None:
+def test_readme_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     _user_files(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -154,20 +162,26 @@ def test_readme_runs_in_order(tmp_path: Path) -> None:
     env["MPLBACKEND"] = "Agg"
     ns: dict = {}
     done: set[str] = set()
+    outputs: dict[str, subprocess.CompletedProcess] = {}
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
         for lang, code, heading in _blocks():
             if lang == "python":
+                t0 = time.perf_counter()
                 exec(compile(code, f"README:{heading}", "exec"), ns)
+                print(f"{time.perf_counter() - t0:7.1f} s  (python block under {heading!r})")
                 continue
             for line in _shell_lines(code):
                 if line in done:
                     continue
                 done.add(line)
+                t0 = time.perf_counter()
                 r = subprocess.run(
                     ["bash", "-c", line], env=env, capture_output=True, text=True, timeout=1800
                 )
+                print(f"{time.perf_counter() - t0:7.1f} s  {line}")  # shown with -s / -rP
+                outputs[line] = r
                 assert r.returncode == 0, (
                     f"README ({heading}): `{line}` exited {r.returncode}\n"
                     f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
@@ -176,3 +190,24 @@ def test_readme_runs_in_order(tmp_path: Path) -> None:
         os.chdir(cwd)
     assert (tmp_path / "reports" / "run" / "report.json").exists()
     assert (tmp_path / "fig.png").stat().st_size > 0
+    # the quick start's demo audit ran with its output in pipes, as in
+    # `xrobust audit --demo > log 2>&1` (issue 9's Done-when): a few plain progress lines,
+    # no bars, and a worst case no higher than the ensemble alone on the same examples
+    demo = outputs[DEMO_LINE]
+    assert assert_log_friendly(demo.stderr, DEFAULT_INTERVAL), demo.stderr[-2000:]
+    assert "audit passed" in demo.stdout + demo.stderr
+    monkeypatch.setenv("XROBUST_CACHE", env["XROBUST_CACHE"])  # the demo model it trained
+    worst_case_no_higher_than_the_ensemble_alone(tmp_path / "reports" / "demo" / "report.json")
+    _check_tensorflow_example(outputs[TF_LINE].stdout, tmp_path / "tf_example")
+
+
+def _check_tensorflow_example(out: str, folder: Path) -> None:
+    """Keras -> tf2onnx (NHWC) -> xrobust black-box and, with onnx2torch, white-box
+    (scripts/setup.sh installs TensorFlow, tf2onnx and onnx2torch)."""
+    assert (folder / "digits_keras.onnx").is_file()
+    assert "layout NHWC" in out and "black-box: clean accuracy" in out, out
+    diff = out.split("onnxruntime vs Keras on NCHW data: max abs logit difference ")[1]
+    assert float(diff.split()[0]) <= 1e-4
+    assert "white-box PGD" in out, out
+    grad = out.split("input gradients, torch vs TensorFlow: max abs difference ")[1]
+    assert float(grad.split()[0]) <= 1e-4

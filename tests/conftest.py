@@ -104,3 +104,14 @@ def tabular_mlp(breast_cancer: dict[str, torch.Tensor]) -> nn.Module:
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 2))
     return _fit(m, breast_cancer["x_train"], breast_cancer["y_train"], epochs=30, lr=3e-3)
+
+
+#: the longest tests, started first so that the other worker works through the rest of
+#: the suite meanwhile (with ``pytest -n 2``, a long test drawn last sets the wall time)
+_LONGEST_FIRST = ("test_readme.py::test_readme_runs_in_order",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    first = [it for it in items if it.nodeid.endswith(_LONGEST_FIRST)]
+    if first:
+        items[:] = first + [it for it in items if it not in first]

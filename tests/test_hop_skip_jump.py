@@ -75,8 +75,14 @@ def test_query_counts_are_the_rows_asked_and_queries_are_batched(digits_cnn, bat
     res = HopSkipJump(model, norm="l2", queries=300, init_evals=40, seed=0).run(x, y)
     assert int(res.queries.sum()) == sum(model.calls) == res.forward_passes
     assert int(res.queries.max()) <= 300
-    # the first gradient estimate of every active example goes out in one call
+    # the first gradient estimate of every active example goes out in one batched query,
+    # in calls of the classifier's batch_size (rows of many examples in each)
     k = int(res.attacked.sum())
+    assert max(model.calls) >= min(40 * (k - 1), as_classifier(model).batch_size)
+    big = HopSkipJump(as_classifier(model, batch_size=4096), norm="l2", queries=300,
+                      init_evals=40, seed=0)  # fmt: skip
+    model.calls.clear()
+    assert torch.equal(big.run(x, y).queries, res.queries)  # the chunking changes nothing
     assert max(model.calls) >= 40 * (k - 1)
     # far fewer calls than rows: the step and binary searches are vectorised too
     assert len(model.calls) < sum(model.calls) / 10

@@ -25,7 +25,9 @@ The algorithm follows the paper and the authors' code (Jianbo-Lab/HSJA):
    the estimate (its sign for Linf) stays adversarial; then back to 2.
 
 Batching: every query phase serves all active examples in one ``ctx.forward`` (the
-gradient estimate asks ``n_samples x rows`` in calls of :data:`CHUNK_ROWS`),
+gradient estimate asks ``n_samples x rows`` in calls of the classifier's ``batch_size``:
+256 rows by default, where the digits CNN runs 15% more rows per second than in calls of
+1,024 on a CPU),
 and the step and binary searches are vectorised: each round asks only about the rows
 still searching, so that the per-example query counts are exact.
 
@@ -74,8 +76,6 @@ from xrobust.errors import ConfigError
 
 __all__ = ["HopSkipJump", "HopSkipJumpConfig"]
 
-#: most rows in one ``ctx.forward`` of the gradient estimate
-CHUNK_ROWS = 256  # the digits CNN runs 15% fewer rows per second in calls of 1,024 (CPU)
 #: halvings of the geometric step search before an iteration gives up its step
 MAX_HALVINGS = 30
 #: other examples of the batch tried as a start where no noise met the goal
@@ -217,9 +217,10 @@ class HopSkipJump(Attack):
         if not budget_allows(ctx, n, self.name):
             raise _Stop
         preds = []
-        for i in range(0, n, CHUNK_ROWS):
-            r = rows[i : i + CHUNK_ROWS]
-            preds.append(ctx.forward(z[i : i + CHUNK_ROWS], b.origin[r]).argmax(1))
+        chunk = ctx.classifier.batch_size  # the source's rows per call (256 by default)
+        for i in range(0, n, chunk):
+            r = rows[i : i + chunk]
+            preds.append(ctx.forward(z[i : i + chunk], b.origin[r]).argmax(1))
         pred = torch.cat(preds)
         st.used.index_add_(0, rows, torch.ones_like(rows))
         tgt = None if b.target is None else b.target[rows]

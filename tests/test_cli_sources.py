@@ -106,7 +106,9 @@ def test_explain_and_audit_on_an_endpoint(run_and_onnx, tmp_path, capsys, monkey
         server.reset()
         cfg = tmp_path / "a.toml"
         cfg.write_text(
-            "[adversarial]\nn = 8\n[corruption]\nn = 32\nseverities = [2]\n"
+            "[adversarial]\nn = 8\nnorms = ['linf']\n[adversarial.options.square]\nqueries = 200\n"
+            "[adversarial.options.hop_skip_jump]\nqueries = 200\n"
+            "[corruption]\nn = 32\nseverities = [2]\n"
             "[explanations]\nn = 1\nn_metrics = 1\nmethods = ['occlusion']\n"
             "black_box_methods = []\nrandomisation = false\nstability = false\n"
             "deletion_insertion = false\n[sanity]\nenabled = false\n"

@@ -104,6 +104,18 @@ def test_structure_change_makes_a_fresh_copy() -> None:
     torch.testing.assert_close(clf.scores(x), want, rtol=1e-4, atol=1e-5)
 
 
+def test_a_hook_added_later_is_followed() -> None:
+    net, x = _cnn(), _x()
+    clf = as_classifier(net, input_shape=(1, 12, 12))
+    clf.scores(x)
+    handle = net.classifier[-1].register_forward_hook(lambda m, i, out: out * 0 + 1.0)
+    torch.testing.assert_close(clf.scores(x), torch.ones(len(x), 4))
+    handle.remove()
+    with torch.no_grad():
+        want = net.eval()(x)
+    torch.testing.assert_close(clf.scores(x), want, rtol=1e-4, atol=1e-5)
+
+
 def test_forced_copy_falls_back_when_it_cannot_stand_in() -> None:
     net, x = _ViewNet(), _x()
     fast = ChannelsLastCopy(net)

@@ -10,8 +10,8 @@ place, so :class:`ChannelsLastCopy` keeps a private copy and hands it out throug
   when it differs (weights changed by an optimiser step, ``load_state_dict`` or
   ``p.data`` tricks alike); comparing costs one read of the weights, far less than one
   forward pass of a batch;
-* a changed structure (other submodules, parameter names, shapes or dtypes) makes a fresh
-  copy.
+* a changed structure (other submodules, forward hooks, parameter names, shapes or
+  dtypes) makes a fresh copy.
 
 The copy is always in eval mode with frozen parameters (what attacks and queries need).
 It is used automatically (``channels_last=None``) only for modules built entirely from
@@ -56,7 +56,11 @@ def auto_channels_last(module: nn.Module, device: torch.device) -> bool:
 
 
 def _structure(module: nn.Module) -> tuple[Any, ...]:
-    mods = tuple((name, type(m)) for name, m in module.named_modules())
+    # hooks added or removed after the copy was made change what a forward computes
+    mods = tuple(
+        (name, type(m), tuple(m._forward_pre_hooks), tuple(m._forward_hooks))
+        for name, m in module.named_modules()
+    )
     tensors = tuple(
         (name, tuple(t.shape), t.dtype, t.device)
         for name, t in (*module.named_parameters(), *module.named_buffers())

@@ -32,7 +32,7 @@ from xrobust.attacks import _functional as F
 from xrobust.attacks.base import Attack
 from xrobust.attacks.context import AttackContext, Batch, Outcome, select_rows
 
-__all__ = ["Evaluation", "IterativeAttack"]
+__all__ = ["Evaluation", "IterativeAttack", "keep_better", "run_succeeded"]
 
 
 @dataclass
@@ -110,11 +110,11 @@ class IterativeAttack(Attack):
         for r in range(self.n_restarts()):
             pos = torch.arange(len(batch), device=batch.x.device)
             if best is not None and self.config.early_stop:
-                pos = pos[~_won(ctx, best, batch)]
+                pos = pos[~run_succeeded(ctx, best, batch)]
             if pos.numel() == 0:
                 break
             cur = self.iterate(ctx, batch if best is None else batch.select(pos), r)
-            best = cur if best is None else _merge(ctx, best, cur, pos, batch)
+            best = cur if best is None else keep_better(ctx, best, cur, pos, batch)
         assert best is not None
         return best
 
@@ -229,14 +229,19 @@ def _select_state(state: Any, keep: torch.Tensor) -> Any:
     raise TypeError("an attack's state must be None, a tensor or a dataclass")
 
 
-def _won(ctx: AttackContext, out: Outcome, batch: Batch) -> torch.Tensor:
+def run_succeeded(ctx: AttackContext, out: Outcome, batch: Batch) -> torch.Tensor:
+    """Per row of ``batch``: the run's outcome is known (``pred >= 0``) and meets the goal."""
     return (out.pred >= 0) & ctx.is_success(out.pred, batch.y, batch.target)
 
 
-def _merge(ctx: AttackContext, best: Outcome, cur: Outcome, pos: torch.Tensor, batch: Batch) -> Outcome:
-    """``best`` with the rows ``pos`` replaced where run ``cur`` did better."""
+def keep_better(
+    ctx: AttackContext, best: Outcome, cur: Outcome, pos: torch.Tensor, batch: Batch
+) -> Outcome:
+    """``best`` with the rows ``pos`` replaced where run (restart) ``cur`` did better: a
+    success beats a failure; otherwise the higher loss wins. Shared by every attack with
+    restarts (iterative attacks, Square)."""
     sub = batch.select(pos)
-    won, cur_won = _won(ctx, best, batch)[pos], _won(ctx, cur, sub)
+    won, cur_won = run_succeeded(ctx, best, batch)[pos], run_succeeded(ctx, cur, sub)
     assert best.loss is not None and cur.loss is not None
     better = (cur_won & ~won) | ((cur_won == won) & (cur.loss > best.loss[pos]))
     p = pos[better]

@@ -62,6 +62,7 @@ from xrobust.attacks._query import RowStreams, budget_allows, margin, output_kin
 from xrobust.attacks.base import Attack
 from xrobust.attacks.config import AttackConfig, check_fraction, check_positive_int
 from xrobust.attacks.context import AttackContext, Batch, Outcome
+from xrobust.attacks.iterative import keep_better, run_succeeded
 from xrobust.errors import ConfigError, ModelError
 
 __all__ = [
@@ -259,12 +260,12 @@ class Square(Attack):
         for r in range(self.config.restarts):
             pos = torch.arange(len(batch), device=batch.x.device)
             if best is not None and self.config.early_stop:
-                pos = pos[~self._won(ctx, best, batch)]
+                pos = pos[~run_succeeded(ctx, best, batch)]
             if pos.numel() == 0:
                 break
             sub = batch if best is None else batch.select(pos)
             cur, stopped = self._search(ctx, sub, r, kind)
-            best = cur if best is None else self._merge(ctx, best, cur, pos, batch)
+            best = cur if best is None else keep_better(ctx, best, cur, pos, batch)
             if stopped:
                 break
         assert best is not None
@@ -399,27 +400,6 @@ class Square(Attack):
         delta[w1] = new
         scale = el / delta.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, 1, 1, 1)
         return self._clip(xl + delta * scale)
-
-    # -------------------------------------------------------------- restarts
-    @staticmethod
-    def _won(ctx: AttackContext, out: Outcome, batch: Batch) -> torch.Tensor:
-        return (out.pred >= 0) & ctx.is_success(out.pred, batch.y, batch.target)
-
-    def _merge(
-        self, ctx: AttackContext, best: Outcome, cur: Outcome, pos: torch.Tensor, batch: Batch
-    ) -> Outcome:
-        """``best`` with rows ``pos`` replaced where run ``cur`` did better (a success
-        beats a failure; otherwise the lower margin wins)."""
-        won = self._won(ctx, best, batch)[pos]
-        cur_won = self._won(ctx, cur, batch.select(pos))
-        assert best.loss is not None and cur.loss is not None
-        better = (cur_won & ~won) | ((cur_won == won) & (cur.loss > best.loss[pos]))
-        p = pos[better]
-        best.x_adv[p] = cur.x_adv[better]
-        best.pred[p] = cur.pred[better]
-        best.loss[p] = cur.loss[better]
-        best.steps[pos] += cur.steps
-        return best
 
 
 def _position(u: torch.Tensor, n: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,22 +338,39 @@ def minimal_perturbation(
     if getattr(cls, "minimizes_norm", False):
         return _minimal_from_one_run(cls, model, x, y, eps_max, attack_kwargs)
     atk = cls(model, eps=eps_max, **attack_kwargs)
+    fooled, already, eps_found, x_best = _first_run(atk, x, y, lambda res: eps_max)
+    _bisect(atk, x, y, fooled & ~already, eps_found, x_best, eps_max, bisection_steps)
+    return _answer(atk, eps_found, x_best, eps_max, float(eps_max) / 2**bisection_steps)
+
+
+def _first_run(
+    atk: Attack, x: torch.Tensor, y: torch.Tensor, radius: Callable[[Any], Any]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One run at ``eps_max``: (fooled, already wrong, each example's radius so far, its
+    best input). A fooled example's radius is ``radius(result)`` (per example or one
+    number), an already wrong one's 0, the others' inf."""
     res = atk.run(x, y)
     fooled, already = res.success.cpu(), (res.pred_clean != res.y).cpu()
     eps_found = torch.full((x.shape[0],), float("inf"))
-    eps_found[fooled] = eps_max
+    r = radius(res)
+    eps_found[fooled] = r[fooled] if isinstance(r, torch.Tensor) else r
     eps_found[already] = 0.0
     x_best = x.detach().clone()
-    x_best[fooled.to(x.device)] = res.x_adv[fooled.to(x.device)]
-    _bisect(atk, x, y, fooled & ~already, eps_found, x_best, eps_max, bisection_steps)
+    x_best[fooled.to(x.device)] = res.x_adv[fooled.to(x.device)].to(x.dtype)
+    return fooled, already, eps_found, x_best
+
+
+def _answer(
+    atk: Attack, eps_found: torch.Tensor, x_best: torch.Tensor, eps_max: float, tolerance: float
+) -> MinimalPerturbation:
     return MinimalPerturbation(
-        attack=cls.name,
+        attack=atk.name,
         norm=atk.norm.name,
         eps=eps_found,
         x_adv=x_best,
         found=torch.isfinite(eps_found),
         eps_max=float(eps_max),
-        tolerance=float(eps_max) / 2**bisection_steps,
+        tolerance=tolerance,
     )
 
 
@@ -370,22 +387,8 @@ def _minimal_from_one_run(
     example's smallest adversarial, whose norm is the answer (``tolerance`` 0: the norm
     of an adversarial actually found, an upper bound on the true minimum)."""
     atk = cls(model, eps=eps_max, **{"early_stop": False, **attack_kwargs})
-    res = atk.run(x, y)
-    fooled, already = res.success.cpu(), (res.pred_clean != res.y).cpu()
-    eps_found = torch.full((x.shape[0],), float("inf"))
-    eps_found[fooled] = res.norms.cpu().float()[fooled]
-    eps_found[already] = 0.0
-    x_best = x.detach().clone()
-    x_best[fooled.to(x.device)] = res.x_adv[fooled.to(x.device)].to(x.dtype)
-    return MinimalPerturbation(
-        attack=cls.name,
-        norm=atk.norm.name,
-        eps=eps_found,
-        x_adv=x_best,
-        found=torch.isfinite(eps_found),
-        eps_max=float(eps_max),
-        tolerance=0.0,
-    )
+    _, _, eps_found, x_best = _first_run(atk, x, y, lambda res: res.norms.cpu().float())
+    return _answer(atk, eps_found, x_best, eps_max, 0.0)
 
 
 def _bisect(

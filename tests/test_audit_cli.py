@@ -120,7 +120,7 @@ def test_cli_audit_passes_writes_reports_and_gates(run_dir, toml_file, tmp_path,
     assert d["passed"] is False and d["sections"]["corruption"]["status"] == "skipped"
     root = ET.parse(out / "junit.xml").getroot()
     failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
-    assert failed == ["min_clean_accuracy"]
+    assert failed == ["verdict", "min_clean_accuracy"]
 
 
 def test_cli_require_flag(run_dir, toml_file, tmp_path, capsys) -> None:

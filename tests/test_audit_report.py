@@ -165,8 +165,9 @@ def test_junit_parses(report: AuditReport) -> None:
     assert {r.name for r in report.requirements} <= names
     assert {c.name for c in report.sanity_checks} <= names
     failures = [c.get("name") for c in cases if c.find("failure") is not None]
-    assert failures == ["robust_accuracy[worst,linf,eps=0.2]"]
-    assert int(root.get("failures")) == 1
+    # the verdict test case fails with the failed requirement, so a CI reading only the XML fails
+    assert failures == ["verdict", "robust_accuracy[worst,linf,eps=0.2]"]
+    assert int(root.get("failures")) == 2 and root.get("verdict") == "failed"
 
 
 def test_markdown_summary(report: AuditReport) -> None:
@@ -236,7 +237,7 @@ def test_bad_configuration_is_refused(digits28, digits_cnn) -> None:
         )
 
 
-def test_unmeasured_requirement_fails(digits28, digits_cnn) -> None:
+def test_unmeasured_requirement_is_not_evaluated(digits28, digits_cnn) -> None:
     cfg = AuditConfig.from_dict(
         {
             "adversarial": {"enabled": False},
@@ -249,9 +250,21 @@ def test_unmeasured_requirement_fails(digits28, digits_cnn) -> None:
         }
     )
     r = audit(digits_cnn, digits_bundle(digits28), cfg)
-    (req,) = r.requirements
-    assert req.status == "fail" and "not measured" in req.message
+    req, sanity = r.requirements
+    assert req.status == "not_evaluated" and "not evaluated" in req.message
+    # sanity_checks_pass (on by default) cannot pass on checks that never ran
+    assert sanity.name == "sanity_checks_pass" and sanity.status == "not_evaluated"
+    assert "sanity_checks_pass = false" in sanity.message
     assert r.sections["adversarial"].status == "skipped"
+    assert r.verdict == "incomplete" and not r.passed and r.exit_code == 3
+    assert len(r.missing_evidence()) == 2
+    junit = ET.fromstring(render(r, "junit"))
+    skipped = {c.get("name") for c in junit.iter("testcase") if c.find("skipped") is not None}
+    assert {req.name, "sanity_checks_pass"} <= skipped
+    (verdict,) = [c for c in junit.iter("testcase") if c.get("name") == "verdict"]
+    assert verdict.find("error").get("type") == "AuditIncomplete"
+    assert "INCOMPLETE" in render(r, "md").splitlines()[0]
+    assert 'class="verdict incomplete"' in render(r, "html")
 
 
 def _browser_available() -> bool:

@@ -30,6 +30,11 @@ def robustness_gate(record_property: Callable[[str, Any], None]) -> Callable[...
             record_property("xrobust_gate", str(exc))
             raise
         record_property("robust_accuracy", round(res.robust_accuracy, 6))
+        from xrobust.attacks import ATTACKS
+
+        name = kwargs.get("attack", args[2] if len(args) > 2 else "pgd")
+        upper = name in ATTACKS and not ATTACKS.get(name).requires_gradients
+        record_property("robust_accuracy_bound", "upper" if upper else "measured")
         record_property("clean_accuracy", round(res.clean_accuracy, 6))
         return res
 
@@ -40,7 +45,8 @@ def robustness_gate(record_property: Callable[[str, Any], None]) -> Callable[...
 def audit_gate(record_property: Callable[[str, Any], None]) -> Callable[..., Any]:
     """A callable ``audit_gate(model, dataset, config=None, out=None)`` running
     :func:`xrobust.audit.audit`, saving the reports to ``out`` when given, recording the
-    headline numbers as JUnit properties, and failing the test when a requirement fails."""
+    headline numbers and the verdict as JUnit properties, and failing the test unless the
+    verdict is "passed" (a failed requirement, or an incomplete audit: evidence missing)."""
     from xrobust.audit import audit
     from xrobust.audit.markdown import headline
     from xrobust.testing import assert_audit_passes
@@ -51,6 +57,7 @@ def audit_gate(record_property: Callable[[str, Any], None]) -> Callable[..., Any
             report.save(out)
         for k, v in headline(report):
             record_property(k, v)
+        record_property("verdict", report.verdict)
         assert_audit_passes(report)
         return report
 

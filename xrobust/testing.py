@@ -118,9 +118,15 @@ def assert_robust(
     Returns:
         The :class:`~xrobust.attacks.AttackResult` over the examples.
 
+    A query-only attack (``square``, ``hop_skip_jump``) gives an upper bound on robust
+    accuracy: a pass then says only that this many queries did not break the model, and
+    a :class:`UserWarning` says so.
+
     Raises:
         AssertionError: robust accuracy below ``min_accuracy``; the message gives the attack,
             its settings, the measured and clean accuracies and the number of examples.
+            Also when the attack stopped before it attacked every example (a query
+            budget ran out): an incomplete gate fails.
 
     Example:
         >>> assert_robust(model, "digits", eps=0.1, min_accuracy=0.6)  # doctest: +SKIP
@@ -134,6 +140,12 @@ def assert_robust(
     atk = get_attack(attack, model, eps=eps, norm=norm, bounds=bnd, seed=seed, **attack_kwargs)
     res = atk.run_loader((x, y), batch_size=batch_size)
     acc = res.robust_accuracy
+    if getattr(res, "partial", False):
+        raise AssertionError(
+            f"robustness gate incomplete: {attack} stopped before it attacked every example "
+            f"({getattr(res, 'stop_reason', '') or 'stopped early'}); the robust accuracy "
+            f"{acc:.4f} is not evidence. Raise the query budget or lower n."
+        )
     if not acc >= min_accuracy:
         settings = ", ".join(
             f"{k}={v}" for k, v in atk.config.to_dict().items() if k not in ("bounds", "amp")
@@ -142,6 +154,15 @@ def assert_robust(
             f"model is not robust enough: {attack} ({settings}) leaves robust accuracy "
             f"{acc:.4f} on {res.n} examples, below the required {min_accuracy:g} "
             f"(clean accuracy {res.clean_accuracy:.4f})"
+        )
+    if not atk.requires_gradients:
+        import warnings
+
+        warnings.warn(
+            f"{attack} is a query-only attack: robust accuracy {acc:.4f} is an upper bound "
+            "(a white-box attack such as apgd may find adversarial examples it did not)",
+            UserWarning,
+            stacklevel=2,
         )
     return res
 
@@ -175,14 +196,24 @@ def assert_accuracy(
 
 
 def assert_audit_passes(report: Any) -> None:
-    """Assert that an :class:`~xrobust.audit.AuditReport` met every requirement; the message
-    lists the failed ones.
+    """Assert that an :class:`~xrobust.audit.AuditReport` passed: every requirement was
+    evaluated on complete evidence and met. A failed audit lists the failed requirements;
+    an incomplete one (a requirement not evaluated, a section that errored or stopped at
+    the query budget) fails too and lists what is missing.
 
     Example:
-        >>> from xrobust.audit import AuditReport
+        >>> from xrobust.audit import AuditReport, CheckResult
+        >>> assert_audit_passes(AuditReport(requirements=[CheckResult("min_clean_accuracy", "pass", "ok")]))
         >>> assert_audit_passes(AuditReport())
+        Traceback (most recent call last):
+        ...
+        AssertionError: audit incomplete (no verdict; evidence is missing):
+          - no requirement was evaluated: nothing to pass
     """
     failed = report.failed_requirements
     if failed:
         lines = "\n".join(f"  - {c.name}: {c.message}" for c in failed)
         raise AssertionError(f"audit failed {len(failed)} requirement(s):\n{lines}")
+    if report.verdict != "passed":
+        lines = "\n".join(f"  - {m}" for m in report.missing_evidence())
+        raise AssertionError(f"audit incomplete (no verdict; evidence is missing):\n{lines}")

@@ -276,6 +276,13 @@ class MinimalPerturbation:
             ``inf`` where even ``eps_max`` failed); exact within ``tolerance``.
         x_adv: an adversarial at that radius (the clean input where none was found).
         found: per example, whether an adversarial was found within ``eps_max``.
+        clean_wrong: per example, whether it was misclassified before any attack (None:
+            not recorded; then an ``eps`` of exactly 0 is taken to mean it).
+
+    The summary (:meth:`to_dict`) is over the examples that were correct to begin with:
+    an example never broken within ``eps_max`` counts as "above eps_max", so the median
+    reads ``> eps_max`` when fewer than half were broken; examples misclassified clean
+    are counted apart, never as distance 0.
     """
 
     attack: str
@@ -285,20 +292,58 @@ class MinimalPerturbation:
     found: torch.Tensor
     eps_max: float
     tolerance: float
+    clean_wrong: torch.Tensor | None = None
+
+    def misclassified_clean(self) -> torch.Tensor:
+        """Per example, whether it was wrong before any attack."""
+        if self.clean_wrong is not None:
+            return self.clean_wrong.cpu().bool()
+        return self.found.cpu().bool() & (self.eps.cpu() == 0)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: eps per example (None for not found) and statistics."""
-        fin = self.eps[self.found].float()
+        """JSON-ready summary over the initially correct examples: the median radius (None
+        with ``median_above_eps_max`` True when it lies beyond ``eps_max``), the fraction
+        broken within ``eps_max``, the mean over those broken; per example ``eps`` (None
+        where not broken or wrong clean) and ``outcome`` ("broken", "not_broken" or
+        "misclassified_clean")."""
+        eps = self.eps.detach().cpu().double()
+        found = self.found.cpu().bool()
+        wrong = self.misclassified_clean()
+        attacked = ~wrong
+        radii = torch.where(found & attacked, eps, torch.full_like(eps, math.inf))[attacked]
+        n_att = int(attacked.sum())
+        broken = found & attacked
+        if n_att:
+            med = float(radii.sort().values[(n_att - 1) // 2])
+        else:
+            med = math.nan
+        above = n_att > 0 and not math.isfinite(med)
+        outcome = [
+            "misclassified_clean" if w else ("broken" if f else "not_broken")
+            for w, f in zip(wrong.tolist(), found.tolist())
+        ]
         return {
             "attack": self.attack,
             "norm": self.norm,
             "eps_max": self.eps_max,
             "tolerance": self.tolerance,
-            "n": int(self.eps.shape[0]),
-            "found_fraction": float(self.found.float().mean()) if self.eps.numel() else 0.0,
-            "median_eps": float(fin.median()) if fin.numel() else None,
-            "mean_eps": float(fin.mean()) if fin.numel() else None,
-            "eps": [float(e) if math.isfinite(float(e)) else None for e in self.eps],
+            "n": int(eps.shape[0]),
+            "n_attacked": n_att,
+            "n_misclassified_clean": int(wrong.sum()),
+            "found_fraction": float(broken.sum()) / n_att if n_att else 0.0,
+            "median_eps": med if n_att and math.isfinite(med) else None,
+            "median_above_eps_max": above,
+            "median_text": (
+                "n/a (no example was correct clean)"
+                if not n_att
+                else (f"> {self.eps_max:g}" if above else f"{med:.4g}")
+            ),
+            "mean_eps": float(eps[broken].mean()) if bool(broken.any()) else None,
+            "eps": [
+                float(e) if (o == "broken" and math.isfinite(float(e))) else None
+                for e, o in zip(eps.tolist(), outcome)
+            ],
+            "outcome": outcome,
         }
 
 
@@ -340,7 +385,7 @@ def minimal_perturbation(
     atk = cls(model, eps=eps_max, **attack_kwargs)
     fooled, already, eps_found, x_best = _first_run(atk, x, y, lambda res: eps_max)
     _bisect(atk, x, y, fooled & ~already, eps_found, x_best, eps_max, bisection_steps)
-    return _answer(atk, eps_found, x_best, eps_max, float(eps_max) / 2**bisection_steps)
+    return _answer(atk, eps_found, x_best, eps_max, float(eps_max) / 2**bisection_steps, already)
 
 
 def _first_run(
@@ -361,7 +406,12 @@ def _first_run(
 
 
 def _answer(
-    atk: Attack, eps_found: torch.Tensor, x_best: torch.Tensor, eps_max: float, tolerance: float
+    atk: Attack,
+    eps_found: torch.Tensor,
+    x_best: torch.Tensor,
+    eps_max: float,
+    tolerance: float,
+    clean_wrong: torch.Tensor,
 ) -> MinimalPerturbation:
     return MinimalPerturbation(
         attack=atk.name,
@@ -371,6 +421,7 @@ def _answer(
         found=torch.isfinite(eps_found),
         eps_max=float(eps_max),
         tolerance=tolerance,
+        clean_wrong=clean_wrong.cpu().bool(),
     )
 
 
@@ -387,8 +438,8 @@ def _minimal_from_one_run(
     example's smallest adversarial, whose norm is the answer (``tolerance`` 0: the norm
     of an adversarial actually found, an upper bound on the true minimum)."""
     atk = cls(model, eps=eps_max, **{"early_stop": False, **attack_kwargs})
-    _, _, eps_found, x_best = _first_run(atk, x, y, lambda res: res.norms.cpu().float())
-    return _answer(atk, eps_found, x_best, eps_max, 0.0)
+    _, already, eps_found, x_best = _first_run(atk, x, y, lambda res: res.norms.cpu().float())
+    return _answer(atk, eps_found, x_best, eps_max, 0.0, already)
 
 
 def _bisect(

@@ -194,17 +194,24 @@ def minimal_perturbation_hist(mp: dict[str, Any], norm: str) -> Figure:
     fig = _fig(4.4, 3.2)
     ax = fig.add_subplot()
     vals = [v for v in mp["eps"] if v is not None and v > 0]
-    censored = sum(v is None for v in mp["eps"])
+    outcome = mp.get("outcome")
+    censored = (
+        outcome.count("not_broken") if outcome else sum(v is None for v in mp["eps"])
+    )
+    wrong = outcome.count("misclassified_clean") if outcome else 0
     if vals:
         ax.hist(vals, bins=min(20, max(5, len(set(vals)))), color="#9467bd", alpha=0.85)
     med = mp.get("median_eps")
     if med is not None:
         ax.axvline(med, color="black", ls="--", lw=1, label=f"median {med:.3g}")
         ax.legend(fontsize=8)
+    elif mp.get("median_above_eps_max"):
+        ax.text(0.5, 0.5, f"median > {mp['eps_max']:g}", transform=ax.transAxes, ha="center")
     ax.set_xlabel(f"minimal {norm} perturbation")
     ax.set_ylabel("examples")
+    extra = f"; {wrong} wrong clean" if wrong else ""
     ax.set_title(
-        f"Minimal perturbation ({censored} not fooled up to {mp['eps_max']:g})", fontsize=10
+        f"Minimal perturbation ({censored} not fooled up to {mp['eps_max']:g}{extra})", fontsize=10
     )
     return fig
 

@@ -21,7 +21,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from xrobust.audit import figures as F
-from xrobust.audit.markdown import headline
+from xrobust.audit.markdown import headline, minimal_summary
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
 
 __all__ = ["SECTION_TITLES", "render_html"]
@@ -55,6 +55,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{display:inline-block;padding:4px 12px;border-radius:4px;font-weight:bold;margin-top:6px}
 .pass{background:#d9f2de;color:#17632a}.fail{background:#fadcdc;color:#8a1c1c}
 .warn{background:#fff1cc;color:#7a5a00}.skip{background:#e8eaee;color:#4a5360}
+.incomplete,.not_evaluated{background:#e3e8fb;color:#25306b}
+.missing{margin-top:6px;font-size:13px}.missing ul{margin:2px 0 0 18px;padding:0}
+.bound{background:#fff8e6;border-left:3px solid #d9a400;padding:4px 8px;font-size:13px}
 .badge{display:inline-block;padding:1px 8px;border-radius:3px;font-size:12px;font-weight:bold}
 .figs{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 figure{margin:0}figure img{max-width:100%;border:1px solid #eef0f3}
@@ -102,7 +105,7 @@ def _table(head: list[str], rows: list[list[str]], raw: bool = False) -> str:
 
 
 def _badge(status: str) -> str:
-    return f'<span class="badge {_e(status)}">{_e(status.upper())}</span>'
+    return f'<span class="badge {_e(status)}">{_e(status.replace("_", " ").upper())}</span>'
 
 
 def _names(report: AuditReport) -> list[str]:
@@ -159,8 +162,19 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
         for a, entry in nd["curves"].items():
             name = "worst case" if a == "worst" else a
             at = dict(zip(entry["eps"], entry["robust_accuracy"]))
-            rows.append([_e(name)] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]])
-        out.append(_table(["attack \\ eps", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True))
+            what = _bound_words(entry)
+            rows.append(
+                [_e(name), _e(what)] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]]
+            )
+        out.append(
+            _table(["attack \\ eps", "what it is", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True)
+        )
+        if nd.get("bound") == "upper":
+            out.append(
+                '<p class="bound">These robust accuracies are <b>upper bounds</b>: '
+                f"{_e(nd.get('bound_note', 'query-only attacks'))}. A white-box evaluation "
+                "(gradients) can find adversarial examples these queries did not.</p>"
+            )
         broken = nd.get("broken_by") or {}
         if broken:
             parts = ", ".join(
@@ -221,7 +235,8 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
             figs.append(
                 _figure(
                     lambda mp=mp, norm=norm: F.minimal_perturbation_hist(mp, norm),
-                    f"Each example's smallest fooling eps ({_e(mp['method'])}).",
+                    f"Each example's smallest fooling eps ({_e(mp['method'])}). Median "
+                    f"{_e(minimal_summary(mp))}.",
                     f"minimal perturbation {norm}",
                 )
             )
@@ -438,6 +453,14 @@ def _section(name: str, report: AuditReport) -> str:
     return head + body + skipped + foot + "</section>"
 
 
+def _bound_words(entry: dict[str, Any]) -> str:
+    if entry.get("bound") == "upper":
+        return "upper bound (" + str(entry.get("bound_note", "query-only")) + ")"
+    if entry.get("bound") == "measured":
+        return "measured (" + str(entry.get("bound_note", "white-box")) + ")"
+    return ""
+
+
 def _skipped_parts(s: Any) -> str:
     """The parts of a section that did not run (a black box: no gradients), and why."""
     if not s.skipped_parts:
@@ -446,12 +469,21 @@ def _skipped_parts(s: Any) -> str:
     return "<h3>Not run</h3>" + _table(["part", "why"], rows)
 
 
+def _missing(missing: list[str]) -> str:
+    """What keeps an incomplete audit from a verdict, listed under the headline."""
+    if not missing:
+        return ""
+    items = "".join(f"<li>{_e(m)}</li>" for m in missing)
+    return f'<div class="missing" id="missing"><p>Missing evidence:</p><ul>{items}</ul></div>'
+
+
 def render_html(report: AuditReport) -> str:
     """The whole report as one self-contained HTML page."""
-    verdict = "pass" if report.passed else "fail"
-    verdict_text = (
-        "PASSED" if report.passed else f"FAILED: {len(report.failed_requirements)} requirement(s)"
-    )
+    from xrobust.audit.markdown import verdict_line
+
+    verdict = {"passed": "pass", "failed": "fail", "incomplete": "incomplete"}[report.verdict]
+    verdict_text = verdict_line(report)
+    missing = report.missing_evidence() if report.verdict == "incomplete" else []
     spec = report.dataset.get("spec", {})
     meta = (
         f"Model {_e(report.model.get('name', report.model.get('class', '?')))} "
@@ -492,7 +524,7 @@ def render_html(report: AuditReport) -> str:
 <title>{_e(report.title)}</title><style>{_CSS}</style></head>
 <body>
 <header><h1>{_e(report.title)}</h1><p>{meta}</p>
-<div class="verdict {verdict}" id="verdict">{_e(verdict_text)}</div></header>
+<div class="verdict {verdict}" id="verdict">{_e(verdict_text.split(":")[0])}</div>{_missing(missing)}</header>
 <nav>{nav}<a href="#details">Details</a></nav>
 <main>
 <section id="summary"><h2>Summary</h2>{summary}</section>

@@ -13,9 +13,9 @@ from typing import Any
 
 from xrobust.audit.report import AuditReport
 
-__all__ = ["headline", "render_markdown"]
+__all__ = ["headline", "minimal_summary", "render_markdown", "robust_value", "verdict_line"]
 
-_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️"}
+_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️", "not_evaluated": "❔"}
 
 
 def headline(report: AuditReport) -> list[tuple[str, str]]:
@@ -31,17 +31,17 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
         for norm, nd in adv.data["norms"].items():
             k = _index(nd["eps"], nd["headline_eps"])
             worst = nd["curves"]["worst"]["robust_accuracy"][k]
+            attacks = ", ".join(a for a in nd["curves"] if a != "worst")
             rows.append(
                 (
                     f"Robust accuracy, {norm} eps={nd['headline_eps']:g}",
-                    f"{worst:.4f} worst case over {', '.join(a for a in nd['curves'] if a != 'worst')} "
+                    robust_value(worst, nd) + f", worst case over {attacks} "
                     f"(n={adv.data['n']}{_broken_by(nd)})",
                 )
             )
-            mp = nd.get("minimal_perturbation") or {}
-            med = mp.get("median_eps")
-            if med is not None:
-                rows.append((f"Median minimal perturbation, {norm}", f"{med:.4g}"))
+            mp = nd.get("minimal_perturbation")
+            if mp:
+                rows.append((f"Median minimal perturbation, {norm}", minimal_summary(mp)))
     corr = report.sections.get("corruption")
     if corr is not None and corr.ok and corr.data.get("mean_corruption_accuracy") is not None:
         rows.append(("Mean corruption accuracy", f"{corr.data['mean_corruption_accuracy']:.4f}"))
@@ -51,6 +51,59 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
     if report.requirements:
         rows.append(("Requirements", _counts(report.requirements)))
     return rows
+
+
+def robust_value(acc: float, nd: dict[str, Any]) -> str:
+    """A robust accuracy in words with what it is: a measurement by white-box attacks, or
+    an upper bound from query-only attacks (``nd``: a norm's data, or one curve)."""
+    bound = nd.get("bound")
+    note = nd.get("bound_note") or ""
+    if bound == "upper":
+        return f"at most {acc:.4f} (upper bound: {note})"
+    if bound == "measured":
+        return f"{acc:.4f} (measured: {note})"
+    return f"{acc:.4f}"
+
+
+def minimal_summary(mp: dict[str, Any]) -> str:
+    """The minimal-perturbation median in words: over the examples correct clean, those
+    not broken within eps_max counted as above it, the broken fraction beside it, and the
+    examples wrong before any attack apart."""
+    if "median_text" not in mp:  # a report written before schema 2.2
+        med = mp.get("median_eps")
+        return "n/a" if med is None else f"{med:.4g} (over the examples broken only)"
+    n_att = mp.get("n_attacked", mp.get("n", 0))
+    broken = round(mp["found_fraction"] * n_att)
+    text = (
+        f"{mp['median_text']} over {n_att} examples correct clean; "
+        f"{broken} of {n_att} ({mp['found_fraction']:.0%}) broken within eps {mp['eps_max']:g}"
+    )
+    wrong = mp.get("n_misclassified_clean") or 0
+    if wrong:
+        text += f"; {wrong} misclassified before any attack (not counted)"
+    return text
+
+
+def verdict_line(report: AuditReport) -> str:
+    """"passed", "FAILED: ..." or "INCOMPLETE: ..." in one line."""
+    v = report.verdict
+    if v == "failed":
+        names = ", ".join(c.name for c in report.failed_requirements)
+        return f"FAILED: {len(report.failed_requirements)} requirement(s) failed ({names})"
+    if v == "incomplete":
+        missing = report.missing_evidence()
+        return f"INCOMPLETE: {len(missing)} thing(s) missing: " + "; ".join(missing)
+    upper = _upper_bounds(report)
+    if upper:
+        return f"PASSED (robust accuracy under {', '.join(upper)}: upper bounds from query-only attacks)"
+    return "PASSED"
+
+
+def _upper_bounds(report: AuditReport) -> list[str]:
+    adv = report.sections.get("adversarial")
+    if adv is None or not adv.ok:
+        return []
+    return [n for n, nd in (adv.data.get("norms") or {}).items() if nd.get("bound") == "upper"]
 
 
 def _broken_by(nd: dict[str, Any]) -> str:
@@ -63,10 +116,10 @@ def _broken_by(nd: dict[str, Any]) -> str:
 
 def _counts(checks: list[Any]) -> str:
     out = []
-    for s in ("pass", "warn", "fail", "skip"):
+    for s in ("pass", "warn", "fail", "skip", "not_evaluated"):
         k = sum(c.status == s for c in checks)
         if k:
-            out.append(f"{k} {s}")
+            out.append(f"{k} {s.replace('_', ' ')}")
     return ", ".join(out)
 
 
@@ -80,12 +133,9 @@ def _cell(s: str) -> str:
 
 def render_markdown(report: AuditReport) -> str:
     """A short Markdown summary: verdict, key numbers, requirements and sanity checks."""
-    verdict = (
-        "✅ passed"
-        if report.passed
-        else f"❌ failed ({len(report.failed_requirements)} requirement(s))"
-    )
-    lines = [f"## {_cell(report.title)}: {verdict}", ""]
+    icon = {"passed": "✅", "failed": "❌", "incomplete": "❔"}[report.verdict]
+    verdict = f"{icon} {verdict_line(report)}"
+    lines = [f"## {_cell(report.title)}: {_cell(verdict)}", ""]
     ds = report.dataset.get("spec", {}).get("name", "?")
     lines.append(
         f"Model `{_cell(report.model.get('name', report.model.get('class', '?')))}` on `{_cell(ds)}`, "
@@ -94,6 +144,9 @@ def render_markdown(report: AuditReport) -> str:
     )
     lines += ["", "| Measure | Value |", "|---|---|"]
     lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in headline(report)]
+    if report.verdict == "incomplete":
+        lines += ["", "### Missing evidence (why the verdict is incomplete)", ""]
+        lines += [f"- {_cell(m)}" for m in report.missing_evidence()]
     if report.requirements:
         lines += ["", "### Requirements", "", "| | Requirement | Result |", "|---|---|---|"]
         lines += [

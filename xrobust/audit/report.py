@@ -8,8 +8,14 @@ the schema shipped as ``xrobust/audit/report.schema.json``.
 Example:
     >>> from xrobust.audit.report import AuditReport, CheckResult
     >>> r = AuditReport(requirements=[CheckResult("min_clean_accuracy", "pass", "0.97 >= 0.9")])
-    >>> AuditReport.from_dict(r.to_dict()) == r, r.passed
-    (True, True)
+    >>> AuditReport.from_dict(r.to_dict()) == r, r.verdict
+    (True, 'passed')
+    >>> AuditReport(requirements=[CheckResult("sanity_checks_pass", "not_evaluated", "not run")]).verdict
+    'incomplete'
+
+Verdicts: an audit is "failed" when a requirement failed, else "incomplete" when any
+evidence is missing (a requirement not evaluated, a section that errored or stopped part
+way, no requirement at all), else "passed". ``xrobust audit`` exits 0 / 1 / 3 for them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, Literal
 from xrobust import __version__
 
 __all__ = [
+    "EXIT_CODES",
     "SCHEMA_VERSION",
     "AuditReport",
     "CheckResult",
@@ -33,10 +40,17 @@ __all__ = [
     "report_schema",
 ]
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 
-Status = Literal["pass", "warn", "fail", "skip"]
+Status = Literal["pass", "warn", "fail", "skip", "not_evaluated"]
 SectionStatus = Literal["ok", "partial", "skipped", "not_available", "error"]
+Verdict = Literal["passed", "failed", "incomplete"]
+
+#: exit status of ``xrobust audit`` / ``xrobust report`` for each verdict
+EXIT_CODES: dict[str, int] = {"passed": 0, "failed": 1, "incomplete": 3}
+
+#: section statuses that mean the section did not gather all it was asked to
+INCOMPLETE_SECTION = ("partial", "error")
 
 
 @dataclass
@@ -45,7 +59,9 @@ class CheckResult:
 
     Attributes:
         name: identifier (also the JUnit test-case name).
-        status: "pass", "warn", "fail" or "skip" (not applicable / not measured).
+        status: "pass", "warn", "fail", "skip" (a sanity check that does not apply) or
+            "not_evaluated" (a requirement whose evidence was not fully gathered: it
+            neither passes nor fails, and makes the audit's verdict "incomplete").
         message: what was measured, in one sentence with the numbers.
         why: why the check matters (sanity checks) or what was required.
         details: the numbers behind the message.
@@ -158,14 +174,49 @@ class AuditReport:
 
     # ------------------------------------------------------------------ verdicts
     @property
+    def verdict(self) -> Verdict:
+        """"failed" when a requirement failed, else "incomplete" when evidence is missing
+        (see :meth:`missing_evidence`), else "passed"."""
+        if any(r.status == "fail" for r in self.requirements):
+            return "failed"
+        return "incomplete" if self.missing_evidence() else "passed"
+
+    @property
     def passed(self) -> bool:
-        """True when no requirement failed (what ``xrobust audit``'s exit status reports)."""
-        return not any(r.status == "fail" for r in self.requirements)
+        """True only when the verdict is "passed": every requirement was evaluated on
+        complete evidence and none failed."""
+        return self.verdict == "passed"
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed, 1 failed, 3 incomplete (what ``xrobust audit`` exits with)."""
+        return EXIT_CODES[self.verdict]
 
     @property
     def failed_requirements(self) -> list[CheckResult]:
         """The requirements that failed."""
         return [r for r in self.requirements if r.status == "fail"]
+
+    @property
+    def unevaluated_requirements(self) -> list[CheckResult]:
+        """The requirements whose evidence was not fully gathered."""
+        return [r for r in self.requirements if r.status in ("not_evaluated", "skip")]
+
+    def missing_evidence(self) -> list[str]:
+        """What keeps the audit from a verdict of "passed", one sentence each: requirements
+        not evaluated, sections that errored or stopped part way (a query budget that ran
+        out), sections the budget left unrun, or no requirement at all."""
+        out = [f"requirement {r.name} not evaluated: {r.message}" for r in self.unevaluated_requirements]
+        for s in self.sections.values():
+            if s.status in INCOMPLETE_SECTION:
+                out.append(f"section {s.name} {s.status}" + (f": {s.reason}" if s.reason else ""))
+            elif s.status == "skipped" and "budget" in s.reason:
+                out.append(f"section {s.name} not run: {s.reason}")
+        if not self.requirements:
+            req = self.sections.get("requirements")
+            why = f" ({req.reason})" if req is not None and req.reason else ""
+            out.append(f"no requirement was evaluated{why}: nothing to pass")
+        return out
 
     def section(self, name: str) -> SectionResult:
         """The section ``name`` (a "skipped" placeholder when absent)."""
@@ -183,6 +234,8 @@ class AuditReport:
         """JSON-ready dict (validates against :func:`report_schema`)."""
         d = dataclasses.asdict(self)
         d["passed"] = self.passed
+        d["verdict"] = self.verdict
+        d["missing"] = self.missing_evidence()
         return d
 
     @classmethod
@@ -253,11 +306,15 @@ def _dumps(obj: Any, level: int) -> str:
 MAX_REPORT_BYTES = 256 << 20
 
 
-def load_report(path: str | os.PathLike[str]) -> AuditReport:
+def load_report(path: str | os.PathLike[str], *, check: bool = True) -> AuditReport:
     """Read a ``report.json`` written by :meth:`AuditReport.save`.
 
+    The file is validated against the schema, and (``check``) its statuses must agree
+    with each other and with its numbers (:mod:`xrobust.audit.consistency`).
+
     Raises:
-        DataError: not JSON, or not an audit report.
+        DataError: not JSON, not an audit report, not following the schema, or
+            inconsistent (what disagrees is named).
     """
     from xrobust.errors import DataError
 
@@ -298,12 +355,24 @@ def load_report(path: str | os.PathLike[str]) -> AuditReport:
         except DataError as exc:
             raise DataError(f"{p}: {exc}") from exc
     try:
-        return AuditReport.from_dict(d)
+        report = AuditReport.from_dict(d)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise DataError(
             f"{p}: malformed audit report ({type(exc).__name__}: {exc}); expected the "
             "structure `xrobust audit` writes"
         ) from exc
+    if check:
+        from xrobust.audit.consistency import inconsistencies
+
+        problems = inconsistencies(report, d)
+        if problems:
+            raise DataError(
+                f"{p}: the report disagrees with itself, so it is not rendered: "
+                + "; ".join(problems[:5])
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+                + ". Was it edited by hand? Run the audit again to get a report you can trust."
+            )
+    return report
 
 
 def report_schema() -> dict[str, Any]:

@@ -184,6 +184,7 @@ def audit(
                 data={
                     "n": len(requirements),
                     "failed": sum(r.status == "fail" for r in requirements),
+                    "not_evaluated": sum(r.status == "not_evaluated" for r in requirements),
                 },
             )
         else:

@@ -1,6 +1,9 @@
 """``xrobust audit``: audit a trained model and write HTML, JSON, JUnit XML and Markdown.
 
-Exit status: 0 when every requirement passed, 1 when one failed, 2 on a usage error.
+Exit status: 0 when the audit passed (every requirement evaluated on complete evidence
+and met), 1 when a requirement failed, 3 when it is incomplete (a requirement could not
+be evaluated: a section skipped, stopped by the query budget or errored), 2 on a usage
+error.
 Under ``torchrun`` the examples are sharded across the processes and rank 0 writes the
 report.
 """
@@ -15,6 +18,19 @@ from xrobust.cli._common import add_source_args, check_out, int_range
 from xrobust.errors import ConfigError
 
 DEFAULT_OUT = "reports/audit"
+
+
+def _verdict_word(report: Any) -> str:
+    """The last line's verdict: "passed", "FAILED" or "INCOMPLETE (what is missing)"."""
+    v = report.verdict
+    if v == "passed":
+        from xrobust.audit.markdown import verdict_line
+
+        return verdict_line(report).replace("PASSED", "passed", 1)
+    if v == "failed":
+        return "FAILED"
+    missing = report.missing_evidence()
+    return f"INCOMPLETE ({len(missing)} missing: {missing[0]}{'; ...' if len(missing) > 1 else ''})"
 
 
 class _DefaultsHelp(argparse.HelpFormatter):
@@ -91,7 +107,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="comma-separated sections to switch off (clean, adversarial, corruption, "
         "explanations, sanity, requirements)",
     )
-    r = p.add_argument_group("requirements (pass/fail; a failure gives exit status 1)")
+    r = p.add_argument_group(
+        "requirements (exit status 0 passed, 1 a requirement failed, 3 incomplete: "
+        "a requirement could not be evaluated)"
+    )
     r.add_argument(
         "--min-clean-accuracy", type=float, metavar="X", help="minimum clean accuracy in [0, 1]"
     )
@@ -281,10 +300,12 @@ def run(args: argparse.Namespace) -> int:
                 budget = f" of a budget of {q['budget']}" if q.get("budget") else ""
                 print(f"queries: {q['total']}{budget}")
             for name, sec in report.sections.items():
-                if sec.status in ("partial", "not_available"):
+                if sec.status in ("partial", "not_available", "error"):
                     print(f"{name}: {sec.status}: {sec.reason}")
             for c in report.failed_requirements:
                 print(f"FAILED {c.name}: {c.message}")
+            for c in report.unevaluated_requirements:
+                print(f"NOT EVALUATED {c.name}: {c.message}")
             print(f"reports: {', '.join(str(p) for p in paths.values())}")
-            print("audit " + ("passed" if report.passed else "FAILED"))
-        return 0 if report.passed else 1
+            print("audit " + _verdict_word(report))
+        return report.exit_code

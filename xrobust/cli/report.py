@@ -1,4 +1,10 @@
-"""``xrobust report``: render a saved ``report.json`` again as HTML, Markdown, JUnit or JSON."""
+"""``xrobust report``: render a saved ``report.json`` again as HTML, Markdown, JUnit or JSON.
+
+The file is checked first: the schema, then that its statuses agree (requirements with
+the checks and sections behind them, the verdict with its parts); an inconsistent file is
+refused, naming what disagrees. Exit status as for ``xrobust audit``: 0 passed, 1 failed,
+3 incomplete, 2 for an unusable file.
+"""
 
 from __future__ import annotations
 
@@ -56,4 +62,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    return 0 if report.passed else 1
+    print(f"verdict: {report.verdict}", file=sys.stderr)
+    return report.exit_code

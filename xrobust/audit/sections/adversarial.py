@@ -130,6 +130,7 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
         worst.append(_worst_case(ran))
     curves = {n: _curve(n, norm, grids[n], results[n]).to_dict() for n in a.attacks}
     curves["worst"] = _curve("worst", norm, grid, worst).to_dict()
+    _label_bounds(curves, a.attacks, grids, grid)
     strongest = strongest_attack(curves, a.attacks, head)
     full_grid = [n for n in a.attacks if grids[n] == grid]
     minimal_attack = strongest_attack(curves, full_grid, head) if full_grid else strongest
@@ -147,6 +148,8 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
         "seeds": {n: [attack_seed(rt, norm, n, i) for i in range(chunks)] for n in a.attacks},
         "seconds": seconds,
         "strongest_attack": strongest,
+        "bound": curves["worst"]["bound"],
+        "bound_note": curves["worst"]["bound_note"],
         "per_class": per_class_accuracy(at_head, c).to_dict(),
         "confusion": adversarial_confusion(at_head, c).to_dict(),
         "broken_by": at_head.to_dict().get("broken_by", {}),
@@ -169,6 +172,49 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
             rt, minimal_attack, norm, grid, idx
         )
     return out
+
+
+def _label_bounds(
+    curves: dict[str, Any], attacks: list[str], grids: dict[str, list[float]], grid: list[float]
+) -> None:
+    """Say what each curve's robust accuracy is (in place): ``bound`` "measured" for a
+    white-box (gradient) attack, "upper" for a query-only one (Square, HopSkipJump,
+    transfer: what a limited number of queries did not break may still be breakable), with
+    ``bound_note`` in words. The worst case is a measurement when a white-box attack ran
+    at every eps of its grid, else an upper bound."""
+    from xrobust.attacks import ATTACKS
+
+    for n in attacks:
+        c = curves[n]
+        if ATTACKS.get(n).requires_gradients:
+            c["bound"], c["bound_note"] = "measured", f"white-box attack {n}"
+        else:
+            c["bound"], c["bound_note"] = "upper", f"query-only attack {n}, {_queries_per_example(c)}"
+    white = [n for n in attacks if curves[n]["bound"] == "measured" and grids[n] == grid]
+    query = [n for n in attacks if curves[n]["bound"] == "upper"]
+    w = curves["worst"]
+    if white:
+        w["bound"] = "measured"
+        w["bound_note"] = "white-box attacks " + ", ".join(white) + (
+            f" (with query-only {', '.join(query)})" if query else ""
+        )
+    else:
+        w["bound"] = "upper"
+        w["bound_note"] = "query-only attacks: " + "; ".join(
+            f"{n}, {_queries_per_example(curves[n])}" for n in query
+        ) if query else "no white-box attack ran at every eps"
+
+
+def _queries_per_example(curve: dict[str, Any]) -> str:
+    """The query budget per example of a query-only attack's curve, in words."""
+    cfg = curve.get("config") or {}
+    budget = cfg.get("queries")
+    restarts = int(cfg.get("restarts") or 1)
+    if isinstance(budget, int | float) and budget > 0:
+        total = int(budget) * max(restarts, 1)
+        return f"at most {total} queries per example"
+    used = [q["max"] for q in curve.get("queries") or [] if q]
+    return f"at most {max(used)} queries per example (as used)" if used else "queries not counted"
 
 
 def _query_curves(
@@ -325,7 +371,11 @@ def _minimal(
             **kw,
         )
         r = dataclasses.replace(
-            r, eps=r.eps.detach().cpu(), x_adv=r.x_adv.detach().float().cpu(), found=r.found.cpu()
+            r,
+            eps=r.eps.detach().cpu(),
+            x_adv=r.x_adv.detach().float().cpu(),
+            found=r.found.cpu(),
+            clean_wrong=r.misclassified_clean(),
         )
         clean = rt.clean_logits()[c].argmax(1)
         pick = [
@@ -360,6 +410,7 @@ def _minimal(
         found=torch.cat([p.found for p, _ in parts]),
         eps_max=first.eps_max,
         tolerance=first.tolerance,
+        clean_wrong=torch.cat([p.misclassified_clean() for p, _ in parts]),
     )
     rows = sorted((r for _, rs in parts for r in rs), key=lambda r: (r["eps"], r["index"]))
     d = joined.to_dict()

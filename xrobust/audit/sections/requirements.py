@@ -1,7 +1,15 @@
 """Section 6: the configuration's thresholds become pass/fail results.
 
-A requirement that could not be measured (its section switched off, not available, or
-its eps not evaluated) fails: a gate must not pass on numbers nobody measured.
+A requirement whose evidence was not fully gathered (its section switched off, not
+available, stopped part way by a query budget, errored, or its eps not evaluated) is
+"not_evaluated": it neither passes nor fails, and the audit's verdict becomes
+"incomplete". A gate must not pass on numbers nobody measured, and must not call a
+budget that ran out a failure of the model.
+
+Every result's ``details["evidence"]`` names the sections (and, for
+``sanity_checks_pass``, the checks) it was decided on, so that a saved report can be
+checked for consistency (:mod:`xrobust.audit.consistency`). Robust accuracy from
+query-only attacks is an upper bound, and its message says so.
 """
 
 from __future__ import annotations
@@ -23,13 +31,19 @@ def find_eps(grid: list[float], eps: float) -> int | None:
     return None
 
 
-def _unmeasured(name: str, why: str, what: str, section: SectionResult | None) -> CheckResult:
+def _unmeasured(name: str, why: str, what: str, section: SectionResult | None, hint: str = "") -> CheckResult:
     state = (
         "not run"
         if section is None
-        else f"{section.status}" + (f" ({section.reason})" if section.reason else "")
+        else f"{section.status}" + (f": {section.reason}" if section.reason else "")
     )
-    return CheckResult(name, "fail", f"not measured: {what} (section {state})", why)
+    return CheckResult(
+        name,
+        "not_evaluated",
+        f"not evaluated: {what} was not fully measured (section {state}){hint}",
+        why,
+        {"evidence": [section.name if section is not None else "?"]},
+    )
 
 
 def evaluate_requirements(
@@ -56,7 +70,8 @@ def evaluate_requirements(
                     f"clean accuracy {acc:.4f} {'>=' if ok else '<'} required {r.min_clean_accuracy:g} "
                     f"(n={clean.data['n']})",
                     why,
-                    {"value": acc, "threshold": r.min_clean_accuracy, "n": clean.data["n"]},
+                    {"value": acc, "threshold": r.min_clean_accuracy, "n": clean.data["n"],
+                     "evidence": ["clean"]},
                 )
             )
     if r.max_ece is not None:
@@ -72,7 +87,7 @@ def evaluate_requirements(
                     "pass" if ok else "fail",
                     f"expected calibration error {ece:.4f} {'<=' if ok else '>'} allowed {r.max_ece:g}",
                     why,
-                    {"value": ece, "threshold": r.max_ece},
+                    {"value": ece, "threshold": r.max_ece, "evidence": ["clean"]},
                 )
             )
     if r.min_corruption_accuracy is not None:
@@ -94,7 +109,8 @@ def evaluate_requirements(
                     f"worst corruption {worst} at severity {sev}: accuracy {accs[worst]:.4f} "
                     f"{'>=' if ok else '<'} required {r.min_corruption_accuracy:g}",
                     why,
-                    {"accuracy": accs, "worst": worst, "threshold": r.min_corruption_accuracy},
+                    {"accuracy": accs, "worst": worst, "threshold": r.min_corruption_accuracy,
+                     "value": accs[worst], "evidence": ["corruption"]},
                 )
             )
     adv = sections.get("adversarial")
@@ -111,34 +127,65 @@ def evaluate_requirements(
         k = None if entry is None else find_eps(entry["eps"], req.eps)
         curve = None if entry is None else entry["robust_accuracy"]
         if k is None or curve is None or curve[k] is None:
-            what = f"{req.attack} at {req.norm} eps={req.eps:g} was not evaluated"
-            out.append(CheckResult(req.name, "fail", f"not measured: {what}", why))
+            what = f"{req.attack} at {req.norm} eps={req.eps:g} was not run"
+            out.append(
+                CheckResult(
+                    req.name, "not_evaluated", f"not evaluated: {what}", why,
+                    {"evidence": ["adversarial"]},
+                )
+            )  # fmt: skip
             continue
         acc = float(curve[k])
         ok = acc >= req.min_accuracy
+        bound = entry.get("bound", "measured")
+        label = (
+            f"robust accuracy at most {acc:.4f} (an upper bound: {entry.get('bound_note', 'query-only attacks')})"
+            if bound == "upper"
+            else f"robust accuracy {acc:.4f}"
+        )
         out.append(
             CheckResult(
                 req.name,
                 "pass" if ok else "fail",
-                f"{req.attack} {req.norm} eps={req.eps:g}: robust accuracy {acc:.4f} "
+                f"{req.attack} {req.norm} eps={req.eps:g}: {label} "
                 f"{'>=' if ok else '<'} required {req.min_accuracy:g} (n={adv.data['n']})",
                 why,
-                {"value": acc, "threshold": req.min_accuracy, "n": adv.data["n"]},
+                {"value": acc, "threshold": req.min_accuracy, "n": adv.data["n"],
+                 "bound": bound, "evidence": ["adversarial"]},
             )
-        )
-    if r.sanity_checks_pass and cfg.sanity.enabled:
-        failed = [c.name for c in sanity if c.status == "fail"]
-        out.append(
-            CheckResult(
-                "sanity_checks_pass",
-                "fail" if failed else "pass",
-                (
-                    f"sanity checks failed: {', '.join(failed)}; the robustness numbers cannot be trusted"
-                    if failed
-                    else f"no sanity check failed ({len(sanity)} run)"
-                ),
-                "robust accuracy measured under gradient masking overstates robustness",
-                {"failed": failed},
-            )
-        )
+        )  # fmt: skip
+    if r.sanity_checks_pass:
+        out.append(_sanity_requirement(cfg, sections.get("sanity"), sanity))
     return out
+
+
+def _sanity_requirement(
+    cfg: AuditConfig, section: SectionResult | None, sanity: list[CheckResult]
+) -> CheckResult:
+    """``sanity_checks_pass``: passes only when the sanity section ran to the end, at least
+    one check applied, and none failed; a failed check fails it even in a partial run."""
+    name = "sanity_checks_pass"
+    why = "robust accuracy measured under gradient masking overstates robustness"
+    failed = [c.name for c in sanity if c.status == "fail"]
+    ran = [c.name for c in sanity if c.status in ("pass", "warn", "fail")]
+    details: dict[str, Any] = {"failed": failed, "ran": ran, "evidence": ["sanity"]}
+    if failed:
+        return CheckResult(
+            name, "fail",
+            f"sanity checks failed: {', '.join(failed)}; the robustness numbers cannot be trusted",
+            why, details,
+        )  # fmt: skip
+    if not cfg.sanity.enabled:
+        return _unmeasured(
+            name, why, "the evaluation sanity checks", section,
+            "; switch the sanity section on, or set requirements.sanity_checks_pass = false",
+        )  # fmt: skip
+    if section is None or not section.ok:
+        return _unmeasured(name, why, "the evaluation sanity checks", section)
+    if not ran:
+        return CheckResult(
+            name, "not_evaluated",
+            f"not evaluated: none of the {len(sanity)} sanity check(s) applied to this model",
+            why, details,
+        )  # fmt: skip
+    return CheckResult(name, "pass", f"no sanity check failed ({len(ran)} ran)", why, details)

@@ -55,7 +55,7 @@ def test_overview_shows_the_library_numbers(demo_cache) -> None:
     m = metrics(at)
     assert m["Clean accuracy"] == f"{clean['accuracy']:.4f}"
     assert m["ECE"] == f"{clean['calibration']['ece']:.4f}"
-    assert m["Robust accuracy at eps 0.1"] == f"{worst[2]:.4f}"
+    assert m["Robust accuracy at eps 0.1 (measured)"] == f"{worst[2]:.4f}"
     assert images(at) == 2  # reliability diagram and robustness curve
     text = "\n".join(markdown(at))
     assert rep.sanity_checks
@@ -104,7 +104,7 @@ def test_adversarial_page_eps_filters_and_cells(demo_cache) -> None:
     flipped = int((r.success & r.attacked).sum())
     m = metrics(at)
     assert m["Clean accuracy"] == f"{r.clean_accuracy:.4f}"
-    assert m["Robust accuracy"] == f"{r.robust_accuracy:.4f}"
+    assert m["Robust accuracy (measured)"] == f"{r.robust_accuracy:.4f}"
     assert m["Flipped"] == f"{flipped} / {int(r.attacked.sum())}"
     assert images(at) == len(_gallery(at)) == min(flipped, 16)
     assert len(at.get("download_button")) == 1
@@ -114,7 +114,7 @@ def test_adversarial_page_eps_filters_and_cells(demo_cache) -> None:
     no_exception(at)
     r = _pgd(model, x, y, 0.05, ds.spec.bounds)
     ok = r.success & r.attacked
-    assert metrics(at)["Robust accuracy"] == f"{r.robust_accuracy:.4f}"
+    assert metrics(at)["Robust accuracy (measured)"] == f"{r.robust_accuracy:.4f}"
     assert metrics(at)["Flipped"] == f"{int(ok.sum())} / {int(r.attacked.sum())}"
 
     # filter the gallery by true class
@@ -151,7 +151,9 @@ def test_blackbox_page_minimal_perturbation_matches(demo_cache) -> None:
     ).to_dict()
     m = metrics(at)
     assert m["Flipped within eps"] == f"{mp['found_fraction']:.4f}"
-    assert m["Median minimal eps"] == f"{mp['median_eps']:.4f}"
+    med = mp["median_eps"]
+    want = f"{med:.4f}" if med is not None else (f"> {mp['eps_max']:g}" if mp["median_above_eps_max"] else "n/a")
+    assert m["Median minimal eps"] == want
     assert int(m["Model queries behind this page"].replace(",", "")) > 0
     assert images(at) >= 2  # occlusion map and the corrupted example
     table = at.dataframe[-1].value
@@ -199,7 +201,7 @@ def test_compare_page_with_a_run_folder(demo_cache, other_run) -> None:
     m = metrics(at)
     for tag, model in (("A", a), ("B", b)):
         r = _pgd(model, x, y, 0.1, ds.spec.bounds)
-        assert m[f"{tag} robust accuracy at 0.1"] == f"{r.robust_accuracy:.4f}"
+        assert m[f"{tag} robust accuracy at 0.1 (measured)"] == f"{r.robust_accuracy:.4f}"
         c = robustness_curve(
             model,
             (x, y),
@@ -211,7 +213,7 @@ def test_compare_page_with_a_run_folder(demo_cache, other_run) -> None:
             steps=10,
         )
         assert m[f"{tag} clean accuracy"] == f"{c.clean_accuracy:.4f}"
-    assert m["A robust accuracy at 0.1"] != m["B robust accuracy at 0.1"]
+    assert m["A robust accuracy at 0.1 (measured)"] != m["B robust accuracy at 0.1 (measured)"]
 
 
 def test_sidebar_run_folder_and_uploaded_checkpoint(demo_cache, tmp_path) -> None:
@@ -257,7 +259,7 @@ def test_tabular_demo_pages(demo_cache) -> None:
     r = get_attack("pgd", model, eps=0.1, norm="linf", bounds=ds.spec.bounds, seed=0, steps=10).run(
         x, y
     )
-    assert metrics(at)["Robust accuracy"] == f"{r.robust_accuracy:.4f}"
+    assert metrics(at)["Robust accuracy (measured)"] == f"{r.robust_accuracy:.4f}"
     at.switch_page("app_pages/explanations.py").run()
     no_exception(at)
     subheads = [s.value for s in at.subheader]

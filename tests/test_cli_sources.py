@@ -112,6 +112,7 @@ def test_explain_and_audit_on_an_endpoint(run_and_onnx, tmp_path, capsys, monkey
             "[explanations]\nn = 1\nn_metrics = 1\nmethods = ['occlusion']\n"
             "black_box_methods = []\nrandomisation = false\nstability = false\n"
             "deletion_insertion = false\n[sanity]\nenabled = false\n"
+            "[requirements]\nmin_clean_accuracy = 0.5\n"
         )
         out = tmp_path / "rep"
         rc = main(
@@ -137,7 +138,9 @@ def test_audit_query_budget_on_the_cli(run_and_onnx, tmp_path, capsys) -> None:
          "--no-progress", "--query-budget", "700"]
     )  # fmt: skip
     text = capsys.readouterr().out
-    assert rc == 0, text
+    # the budget ran out in the corruption section: the audit is incomplete, not passed
+    assert rc == 3, text
+    assert "audit INCOMPLETE" in text and "section corruption partial" in text
     assert "queries: " in text and "of a budget of 700" in text
     assert "corruption: partial" in text
     rep = json.loads((out / "report.json").read_text())

@@ -93,10 +93,14 @@ def verdict_line(report: AuditReport) -> str:
     if v == "incomplete":
         missing = report.missing_evidence()
         return f"INCOMPLETE: {len(missing)} thing(s) missing: " + "; ".join(missing)
+    notes = []
     upper = _upper_bounds(report)
     if upper:
-        return f"PASSED (robust accuracy under {', '.join(upper)}: upper bounds from query-only attacks)"
-    return "PASSED"
+        notes.append(f"robust accuracy under {', '.join(upper)}: upper bounds from query-only attacks")
+    sanity = report.sections.get("sanity")
+    if sanity is not None and sanity.status == "skipped":
+        notes.append("no evaluation sanity check ran (switched off)")
+    return "PASSED" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _upper_bounds(report: AuditReport) -> list[str]:

@@ -117,7 +117,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     if args.out is not None and not str(args.out).endswith(".npz"):
         raise ConfigError(f"--out must name a .npz file, got {args.out!r}")
-    check_out(args.out)
+    check_out(args.out, inputs=(args.data, getattr(args, "model", None), getattr(args, "onnx", None)))
     kw: dict[str, Any] = {
         "eps": args.eps,
         "norm": args.norm,

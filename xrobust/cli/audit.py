@@ -11,6 +11,7 @@ report.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -251,15 +252,31 @@ def run(args: argparse.Namespace) -> int:
             "--endpoint"
         )
     cfg = build_config(args)
-    check_out(args.out, folder=True)
+    check_out(
+        args.out,
+        folder=True,
+        inputs=(getattr(args, "model", None), getattr(args, "onnx", None), getattr(args, "data", None),
+                getattr(args, "config", None)),
+    )  # fmt: skip
     if not args.no_tune_malloc and not _uses_cuda(cfg):
         from xrobust.device import tune_allocator
 
         tune_allocator()
-    from xrobust.cli._progress import ProgressRenderer
+    from xrobust.audit.render import report_lock
     from xrobust.distributed import process_group
 
-    with process_group() as ctx, ProgressRenderer(enabled=not args.no_progress) as shown:
+    with contextlib.ExitStack() as stack:
+        ctx = stack.enter_context(process_group())
+        # rank 0 writes the reports: it holds the folder's lock from before any work
+        if ctx.rank == 0:
+            stack.enter_context(report_lock(args.out))
+        return _run_audit(args, cfg, ctx, audit)
+
+
+def _run_audit(args: argparse.Namespace, cfg: Any, ctx: Any, audit: Any) -> int:
+    from xrobust.cli._progress import ProgressRenderer
+
+    with ProgressRenderer(enabled=not args.no_progress) as shown:
         rank = ctx.rank
         bars = shown if rank == 0 else None
         if args.demo:

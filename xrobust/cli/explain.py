@@ -174,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.out and not args.save_npz:
         raise ConfigError("nothing to write: give --out FIGURE and/or --save-npz FILE")
-    check_out(args.out)
-    check_out(args.save_npz, flag="--save-npz")
+    inputs = (getattr(args, "data", None), getattr(args, "model", None), getattr(args, "onnx", None))
+    check_out(args.out, inputs=inputs)
+    check_out(args.save_npz, flag="--save-npz", inputs=inputs)
+    if args.out and args.save_npz and Path(args.out).resolve() == Path(args.save_npz).resolve():
+        raise ConfigError("--out and --save-npz name the same file; give two paths")
     params = _params(args.param)
     device = resolve_device(args.device)
     src = load_source(args, device=device, command="explain", class_flag="--target-class")

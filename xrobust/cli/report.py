@@ -41,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from xrobust.cli._common import check_out
     from xrobust.errors import DataError, XRobustError
 
-    check_out(args.out)
+    from pathlib import Path
+
+    src = Path(args.report)
+    check_out(args.out, inputs=(src / "report.json" if src.is_dir() else src,))
     report = load_report(args.report)
     if args.validate:
         from xrobust.audit.validate import validate_report

@@ -20,6 +20,7 @@ __all__ = [
     "image_tile",
     "partial_note",
     "perturbation_tile",
+    "robust_metric",
     "show_spec",
     "top_k",
 ]
@@ -30,6 +31,7 @@ BADGE = {
     "warn": (":material/warning:", "orange"),
     "fail": (":material/cancel:", "red"),
     "skip": (":material/remove_circle:", "gray"),
+    "not_evaluated": (":material/help:", "blue"),
 }
 
 TILE = 96  # pixels per tile side
@@ -127,4 +129,25 @@ def gradient_note(model: Any, what: str) -> None:
                 if model.source == "onnx"
                 else "."
             )
+        )
+
+
+def robust_metric(col: Any, title: str, acc: float | None, bound: str | None, note: str = "") -> None:
+    """A robust-accuracy metric that says what it is: a measurement (white-box attack) or
+    an upper bound (query-only attack: what these queries did not break may be breakable)."""
+    value = "n/a" if acc is None else f"{acc:.4f}"
+    if bound == "upper":
+        col.metric(
+            f"{title} (upper bound)",
+            "n/a" if acc is None else f"≤ {value}",
+            help="An upper bound from a query-only attack" + (f" ({note})" if note else "")
+            + ": a white-box attack may find adversarial examples these queries did not.",
+        )
+    else:
+        col.metric(
+            f"{title} (measured)" if bound == "measured" else title,
+            value,
+            help=("Measured by a white-box (gradient) attack" + (f": {note}" if note else ""))
+            if bound == "measured"
+            else (note or None),
         )

@@ -273,8 +273,16 @@ def attack(
     from xrobust.models.inference import count_queries
 
     with budgeted(_model), count_queries(_model) as q:
-        res = get_attack(name, _model, **dict(options)).run(_x, _y)
+        atk = get_attack(name, _model, **dict(options))
+        res = atk.run(_x, _y)
+    upper = not atk.requires_gradients
     return {
+        "bound": "upper" if upper else "measured",
+        "bound_note": (
+            f"query-only attack {name}, at most {int(res.queries.max())} queries per example"
+            if upper and res.queries is not None
+            else (f"query-only attack {name}" if upper else f"white-box attack {name}")
+        ),
         "x_adv": _np(res.x_adv),
         "y": _np(res.y),
         "pred_clean": _np(res.pred_clean),

@@ -93,7 +93,7 @@ render.partial_note(res["partial"], res["stop_reason"])
 flipped = np.flatnonzero(res["success"] & res["attacked"])
 m = st.columns(6)
 m[0].metric("Clean accuracy", f"{res['clean_accuracy']:.4f}")
-m[1].metric("Robust accuracy", f"{res['robust_accuracy']:.4f}")
+render.robust_metric(m[1], "Robust accuracy", res["robust_accuracy"], res["bound"], res["bound_note"])
 m[2].metric("Flipped", f"{len(flipped)} / {res['summary']['n_attacked']}")
 m[3].metric(
     "Gradient passes",

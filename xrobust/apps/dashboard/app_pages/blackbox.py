@@ -201,16 +201,29 @@ if name is not None and reach > 0:
         queries["minimal perturbation"] = mp["queries"]
         vals = mp["eps"]
         m = st.columns(3)
-        m[0].metric("Flipped within eps", f"{mp['found_fraction']:.4f}")
-        m[1].metric(
-            "Median minimal eps", "n/a" if mp["median_eps"] is None else f"{mp['median_eps']:.4f}"
+        m[0].metric(
+            "Flipped within eps",
+            f"{mp['found_fraction']:.4f}",
+            help=f"of the {mp['n_attacked']} examples correct before any attack",
         )
+        m[1].metric(
+            "Median minimal eps",
+            "n/a" if mp["median_eps"] is None and not mp["median_above_eps_max"]
+            else (f"> {mp['eps_max']:g}" if mp["median_eps"] is None else f"{mp['median_eps']:.4f}"),
+            help="over the examples correct clean; those not flipped within eps count as above it",
+        )  # fmt: skip
         m[2].metric("Resolution", f"{mp['tolerance']:.4f}")
+        if mp["n_misclassified_clean"]:
+            st.caption(
+                f"{mp['n_misclassified_clean']} example(s) were misclassified before any attack: "
+                "listed apart, not counted as distance 0."
+            )
         st.dataframe(
             {
                 "example": list(range(len(x))),
                 "true": [names[int(v)] for v in y_np],
                 f"minimal eps ({norm})": [None if v is None else round(v, 6) for v in vals],
+                "outcome": [o.replace("_", " ") for o in mp["outcome"]],
             },
             hide_index=True,
             height=220,

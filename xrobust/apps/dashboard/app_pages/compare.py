@@ -90,8 +90,11 @@ for tag in ("A", "B"):
 m = st.columns(4)
 m[0].metric("A clean accuracy", f"{curves['A']['clean_accuracy']:.4f}")
 m[1].metric("B clean accuracy", f"{curves['B']['clean_accuracy']:.4f}")
-m[2].metric(f"A robust accuracy at {eps:g}", f"{results['A']['robust_accuracy']:.4f}")
-m[3].metric(f"B robust accuracy at {eps:g}", f"{results['B']['robust_accuracy']:.4f}")
+for col, tag in ((m[2], "A"), (m[3], "B")):
+    r = results[tag]
+    render.robust_metric(
+        col, f"{tag} robust accuracy at {eps:g}", r["robust_accuracy"], r["bound"], r["bound_note"]
+    )
 st.line_chart(
     {
         f"eps ({norm})": curves["A"]["eps"],

@@ -62,10 +62,13 @@ if adv["status"] == "ok":
     nd = adv["data"]["norms"][norm]
     worst = nd["curves"]["worst"]["robust_accuracy"]
     mid = len(nd["eps"]) // 2  # a black box's curve may hold only the headline eps
-    m4.metric(
+    render.robust_metric(
+        m4,
         f"Robust accuracy at eps {nd['eps'][mid]:g}",
-        "n/a" if worst[mid] is None else f"{worst[mid]:.4f}",
-        help=f"worst case of {', '.join(adv['data']['attacks'])} on {adv['data']['n']} examples",
+        worst[mid],
+        nd.get("bound"),
+        f"worst case of {', '.join(adv['data']['attacks'])} on {adv['data']['n']} examples"
+        + (f"; {nd['bound_note']}" if nd.get("bound_note") else ""),
     )
 m5.metric(
     "Model queries",

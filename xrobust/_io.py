@@ -73,8 +73,8 @@ def safe_output(
     p = Path(path)
     try:
         st = os.lstat(p)
-    except FileNotFoundError:
-        st = None
+    except (FileNotFoundError, NotADirectoryError):
+        st = None  # absent (or under a file: the caller says so)
     except OSError as exc:
         raise ConfigError(f"{flag} {str(p)!r} cannot be examined: {exc.strerror or exc}") from exc
     if st is not None:

@@ -33,6 +33,7 @@ import torch
 from xrobust.errors import DataError, ModelError
 
 __all__ = [
+    "output_determinism",
     "ProbabilityKind",
     "check_batch",
     "check_in_bounds",
@@ -227,3 +228,28 @@ def check_logits(
     if finite and not bool(torch.isfinite(out).all()):
         raise ModelError("the model returned NaN or infinite outputs")
     return out
+
+
+def output_determinism(forward: Any, x: torch.Tensor, rtol: float = 1e-5) -> dict[str, Any]:
+    """Ask ``forward`` twice about the same inputs: ``{"deterministic", "max_abs_diff",
+    "changed_predictions", "n"}``. Outputs may differ by ``rtol * (1 + max |output|)``
+    (float noise of batched kernels); more means dropout left on, a random layer or a
+    noisy server: attacks then chase noise and robust accuracy is not reproducible.
+
+    Example:
+        >>> import torch
+        >>> output_determinism(torch.nn.Linear(3, 2).eval(), torch.rand(4, 3))["deterministic"]
+        True
+    """
+    with torch.no_grad():
+        a = torch.as_tensor(forward(x)).detach().float().cpu()
+        b = torch.as_tensor(forward(x)).detach().float().cpu()
+    diff = float((a - b).abs().max()) if a.numel() else 0.0
+    scale = float(a.abs().max()) if a.numel() else 1.0
+    flips = int((a.argmax(1) != b.argmax(1)).sum()) if a.numel() and a.dim() == 2 else 0
+    return {
+        "deterministic": diff <= rtol * (1.0 + scale),
+        "max_abs_diff": diff,
+        "changed_predictions": flips,
+        "n": int(len(x)),
+    }

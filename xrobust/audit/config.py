@@ -324,6 +324,24 @@ class AuditConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         a = self.adversarial
+        if a.enabled and not a.norms:
+            raise ConfigError(
+                f"adversarial.norms is empty; name at least one of {', '.join(NORMS)} or disable "
+                "the section (an adversarial section with no threat model measures nothing)"
+            )
+        c = self.corruption
+        if c.enabled and not c.severities:
+            raise ConfigError("corruption.severities is empty; give severities in 1..5 or disable the section")
+        if c.enabled and c.corruptions is not None and not c.corruptions:
+            raise ConfigError(
+                "corruption.corruptions is empty; name corruptions, leave it out for all of them, "
+                "or disable the section"
+            )
+        e = self.explanations
+        if e.enabled and not e.methods:
+            raise ConfigError(
+                "explanations.methods is empty; name at least one explainer or disable the section"
+            )
         for norm in a.norms:
             if norm not in NORMS:
                 raise ConfigError(

@@ -73,14 +73,23 @@ def float_range(lo: float | None = None, hi: float | None = None, *, open_lo: bo
 
 
 def check_out(
-    path: str | os.PathLike[str] | None, *, flag: str = "--out", folder: bool = False
+    path: str | os.PathLike[str] | None,
+    *,
+    flag: str = "--out",
+    folder: bool = False,
+    inputs: tuple[Any, ...] = (),
 ) -> None:
-    """Fail before any work when ``path`` cannot be written (not writable, under a file, ...).
+    """Fail before any work when ``path`` cannot be written (not writable, under a file, ...)
+    or must not be (a link, a device or pipe, one of the command's ``inputs``: see
+    :func:`xrobust._io.safe_output`).
 
     Nothing is created: the nearest existing ancestor must be a writable folder.
     """
     if path is None:
         return
+    from xrobust._io import safe_output
+
+    safe_output(path, flag=flag, folder=folder, inputs=tuple(inputs))
     p = Path(path)
     if folder and p.exists() and not p.is_dir():
         raise ConfigError(f"{flag} {str(p)!r} is a file; expected a folder")

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import math
+import sys
 from typing import Any
 
 from xrobust.cli._common import add_model_data_args, check_out, float_range, int_range
@@ -163,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(_flag_names(str(exc))) from exc
     x, y = as_tensors(ds.test, limit=args.limit)
+    determinism = _determinism(src.model, x, device)
     num_classes = int(src.spec.num_classes)
     target: Any = None
     if args.target_class is not None:
@@ -183,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
             progress=lambda done, total: progress(stage, done, total),
         )
     summary = res.to_dict()
+    summary["determinism"] = determinism
+    summary["bound"] = "measured" if atk.requires_gradients else "upper"
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -190,9 +194,14 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{cls.name} {kw['norm']} eps={args.eps:g} ({mode}) on {res.n} samples of "
             f"{args.data or ds.spec.name}: clean accuracy {res.clean_accuracy:.4f}, "
-            f"robust accuracy {res.robust_accuracy:.4f}, success rate {res.success_rate:.4f} "
-            f"[{res.time_s:.1f}s]"
+            f"robust accuracy {'at most ' if not atk.requires_gradients else ''}"
+            f"{res.robust_accuracy:.4f}, success rate {res.success_rate:.4f} [{res.time_s:.1f}s]"
         )
+        if not atk.requires_gradients:
+            print(
+                f"robust accuracy is an upper bound: {cls.name} is a query-only attack; a "
+                "white-box attack may find adversarial examples it did not"
+            )
         if res.queries is not None and res.n:
             q = res.queries.float()
             print(
@@ -218,6 +227,34 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"saved {res.n} adversarial examples to {args.out}")
     return 0
+
+
+def _determinism(model: Any, x: Any, device: Any) -> dict[str, Any]:
+    """The determinism check the audit runs (two passes over the same 8 examples); a model
+    whose answers change is named on standard error: its robust accuracy is not evidence."""
+    from xrobust.validation import output_determinism
+
+    xb = x[: min(8, len(x))]
+    if hasattr(model, "parameters"):
+        xb = xb.to(device)
+    from xrobust.errors import QueryBudgetExhausted
+
+    try:
+        d = output_determinism(model, xb)
+    except QueryBudgetExhausted:
+        print("note: the determinism check was skipped: the query budget does not cover it",
+              file=sys.stderr)  # fmt: skip
+        return {"deterministic": None, "skipped": "query budget"}
+    if not d["deterministic"]:
+        print(
+            f"WARNING: the model is not deterministic: two passes over the same {d['n']} inputs "
+            f"differ by up to {d['max_abs_diff']:.3g}"
+            + (f" ({d['changed_predictions']} predictions changed)" if d["changed_predictions"] else "")
+            + "; attacks chase noise and the robust accuracy below is not reproducible "
+            "(dropout left on, a random layer, a noisy server?)",
+            file=sys.stderr,
+        )
+    return d
 
 
 #: attack option -> the flag that sets it, so library errors name what the user typed.

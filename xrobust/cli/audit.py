@@ -149,11 +149,22 @@ def _csv(v: str) -> list[str]:
     return [s.strip() for s in v.split(",") if s.strip()]
 
 
+def _names(v: str, opt: str) -> list[str]:
+    """A comma-separated list that must name something (``--norms ,`` is refused)."""
+    out = _csv(v)
+    if not out:
+        raise ConfigError(f"{opt} {v!r} names nothing; give a comma-separated list, e.g. {opt} a,b")
+    return out
+
+
 def _floats(v: str, opt: str) -> list[float]:
     try:
-        return [float(s) for s in _csv(v)]
+        out = [float(s) for s in _csv(v)]
     except ValueError as exc:
         raise ConfigError(f"{opt} expects comma-separated numbers, got {v!r}") from exc
+    if not out:
+        raise ConfigError(f"{opt} {v!r} holds no number; give comma-separated eps, e.g. {opt} 0.05,0.1")
+    return out
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -178,18 +189,18 @@ def build_config(args: argparse.Namespace) -> Any:
     adv = d["adversarial"]
     if args.n is not None:
         adv["n"] = args.n
-    if args.attacks:
-        adv["attacks"] = _csv(args.attacks)
-    if args.norms:
-        adv["norms"] = _csv(args.norms)
-    if args.eps_linf:
+    if args.attacks is not None:
+        adv["attacks"] = _names(args.attacks, "--attacks")
+    if args.norms is not None:
+        adv["norms"] = _names(args.norms, "--norms")
+    if args.eps_linf is not None:
         adv["eps"]["linf"] = _floats(args.eps_linf, "--eps-linf")
-    if args.eps_l2:
+    if args.eps_l2 is not None:
         adv["eps"]["l2"] = _floats(args.eps_l2, "--eps-l2")
     if args.steps is not None:
         adv["steps"] = args.steps
-    if args.methods:
-        d["explanations"]["methods"] = _csv(args.methods)
+    if args.methods is not None:
+        d["explanations"]["methods"] = _names(args.methods, "--methods")
     for s in _csv(args.skip or ""):
         if s not in SECTIONS:
             raise ConfigError(

@@ -18,7 +18,7 @@ from xrobust.audit._attacks import attack_fields, attack_kwargs, attacks_unavail
 from xrobust.audit._runtime import Runtime, chunk_seed
 from xrobust.audit.report import CheckResult, SectionResult
 from xrobust.audit.sections.adversarial import eps_grid
-from xrobust.validation import probability_kind
+from xrobust.validation import output_determinism, probability_kind
 
 __all__ = ["WHY", "run_sanity"]
 
@@ -141,12 +141,8 @@ def _black_box_only(
 
 # ---------------------------------------------------------------------- model checks
 def _deterministic(rt: Runtime, x: torch.Tensor) -> dict[str, Any]:
-    a = rt.forward(x)
-    b = rt.forward(x)
-    diff = float((a - b).abs().max()) if a.numel() else 0.0
-    scale = float(a.abs().max()) if a.numel() else 1.0
-    flips = int((a.argmax(1) != b.argmax(1)).sum()) if a.numel() else 0
-    ok = diff <= 1e-5 * (1.0 + scale)
+    d = output_determinism(rt.forward, x)
+    diff, flips, ok = d["max_abs_diff"], d["changed_predictions"], d["deterministic"]
     msg = f"two forward passes on the same {len(x)} inputs differ by at most {diff:.3g}" + (
         f"; {flips} predictions changed" if flips else ""
     )

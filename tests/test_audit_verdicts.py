@@ -283,3 +283,89 @@ def test_report_exit_status_follows_the_verdict(tmp_path) -> None:
     paths = rep.save(tmp_path / "r")
     assert main(["report", str(paths["json"]), "--format", "md", "--out", str(tmp_path / "s.md")]) == 3
     assert "INCOMPLETE" in (tmp_path / "s.md").read_text()
+
+
+# ------------------------------------------------------------ refusals, labels, headline
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--norms", ","], "--norms ',' names nothing"),
+        (["--attacks", ","], "--attacks ',' names nothing"),
+        (["--eps-linf", ","], "--eps-linf ',' holds no number"),
+        (["--methods", " , "], "names nothing"),
+    ],
+)
+def test_empty_lists_are_refused_on_the_cli(tmp_path, capsys, argv, needle) -> None:
+    from xrobust.cli import main
+
+    rc = main(["audit", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "toml, needle",
+    [
+        ("[adversarial]\nnorms = []\n", "adversarial.norms is empty"),
+        ("[adversarial]\nattacks = []\n", "adversarial.attacks is empty"),
+        ("[adversarial.eps]\nlinf = []\n", "non-empty list"),
+        ("[corruption]\nseverities = []\n", "corruption.severities is empty"),
+        ("[corruption]\ncorruptions = []\n", "corruption.corruptions is empty"),
+        ("[explanations]\nmethods = []\n", "explanations.methods is empty"),
+    ],
+)
+def test_empty_lists_are_refused_in_toml(tmp_path, capsys, toml, needle) -> None:
+    from xrobust.cli import main
+
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(toml)
+    rc = main(["audit", "--model", str(tmp_path / "none"), "--config", str(cfg), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err, err
+    # the same list in a section switched off asks nothing, and is accepted
+    from xrobust.audit import load_config
+
+    section = toml.split("]")[0].strip("[").split(".")[0]
+    if f"[{section}]\n" in toml:
+        cfg.write_text(toml.replace(f"[{section}]\n", f"[{section}]\nenabled = false\n", 1))
+        load_config(cfg).validate()
+
+
+def test_minimal_perturbation_headline_counts_the_unbroken(digits, model) -> None:
+    """The issue's case: a tiny eps breaks almost nothing. The median is over every
+    example correct clean, those not broken count as above eps_max ("> 0.01"), the broken
+    fraction is stated, and examples wrong clean are reported apart, never as 0."""
+    from xrobust.audit.markdown import headline
+
+    cfg = _small(adversarial={"eps": {"linf": [0.01]}, "minimal_perturbation": True, "n": 16})
+    rep = audit(model, digits, cfg)
+    mp = rep.sections["adversarial"].data["norms"]["linf"]["minimal_perturbation"]
+    att = [o for o in mp["outcome"] if o != "misclassified_clean"]
+    assert mp["n_attacked"] == len(att) and mp["n_misclassified_clean"] == 16 - len(att)
+    broken = sorted(e for e, o in zip(mp["eps"], mp["outcome"]) if o == "broken")
+    assert all(e > 0 for e in broken)  # nobody at distance 0
+    radii = broken + [float("inf")] * att.count("not_broken")
+    med = radii[(len(radii) - 1) // 2]
+    (row,) = [v for k, v in headline(rep) if k.startswith("Median minimal perturbation")]
+    if med == float("inf"):
+        assert mp["median_eps"] is None and mp["median_above_eps_max"]
+        assert row.startswith("> 0.01 over")
+    else:
+        assert mp["median_eps"] == pytest.approx(med)
+    assert f"{len(broken)} of {len(att)}" in row
+    if mp["n_misclassified_clean"]:
+        assert "misclassified before any attack (not counted)" in row
+
+
+def test_attack_cli_warns_on_a_non_deterministic_model(capsys) -> None:
+    from xrobust.cli.attack import _determinism
+
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :3] + torch.randn(len(x), 3)
+
+    d = _determinism(Noisy(), torch.rand(8, 1, 4, 4), "cpu")
+    err = capsys.readouterr().err
+    assert d["deterministic"] is False and "WARNING: the model is not deterministic" in err
+    d = _determinism(torch.nn.Flatten().eval(), torch.rand(8, 1, 4, 4), "cpu")
+    assert d["deterministic"] is True and capsys.readouterr().err == ""

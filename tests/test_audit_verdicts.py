@@ -369,3 +369,18 @@ def test_attack_cli_warns_on_a_non_deterministic_model(capsys) -> None:
     assert d["deterministic"] is False and "WARNING: the model is not deterministic" in err
     d = _determinism(torch.nn.Flatten().eval(), torch.rand(8, 1, 4, 4), "cpu")
     assert d["deterministic"] is True and capsys.readouterr().err == ""
+
+
+def test_budget_out_before_the_first_corruption_renders_cleanly(digits, model, caplog) -> None:
+    budget = len(digits.test) + 2 + 4  # not even one corruption pass
+    clf = as_classifier(_Softmax(model), digits.spec, query_budget=budget)
+    cfg = AuditConfig.from_dict({"adversarial": {"enabled": False}, "explanations": {"enabled": False},
+                                 "corruption": {"n": 16, "severities": [1]}, "sanity": {"n": 8}})  # fmt: skip
+    rep = audit(clf, digits, cfg)
+    cor = rep.sections["corruption"]
+    assert cor.status == "partial" and cor.data.get("corruptions", {}) == {}
+    with caplog.at_level("WARNING"):
+        page = render(rep, "html")
+    assert "could not be rendered" not in page and "No corruption finished" in page
+    assert not [r for r in caplog.records if "rendering section" in r.getMessage()]
+    assert rep.verdict == "incomplete"

@@ -271,6 +271,8 @@ def corruption_curves(data: dict[str, Any]) -> Figure:
 def corruption_examples(example: dict[str, Any], severities: Sequence[int]) -> Figure:
     """One image under every corruption and severity."""
     names = list(example["corrupted"])
+    if not names or not severities:
+        raise ValueError("no corrupted example to show (no corruption finished)")
     cols = len(severities) + 1
     fig = _fig(1.2 * cols + 0.6, 1.2 * len(names) + 0.3)
     axes = fig.subplots(len(names), cols, squeeze=False)

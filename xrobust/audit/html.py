@@ -295,10 +295,15 @@ def _corruption(s: SectionResult, report: AuditReport) -> str:
             raw=True,
         ),
         *[f'<p class="note">{_e(n)}</p>' for n in d.get("notes", [])],
+    ]
+    if not d["corruptions"]:  # the query budget ran out before the first corruption finished
+        out.append('<p class="note">No corruption finished: nothing to plot.</p>')
+        return "".join(out)
+    out += [
         '<div class="figs">',
         _figure(lambda: F.corruption_curves(d), "Accuracy against severity.", "corruption curves"),
     ]
-    if d.get("example"):
+    if d.get("example") and d["example"].get("corrupted"):
         out.append(
             _figure(
                 lambda: F.corruption_examples(d["example"], d["severities"]),

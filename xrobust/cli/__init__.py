@@ -5,7 +5,8 @@ Each subcommand lives in its own module of this package and exposes
 ``func=run``) and ``run(args) -> int``. The CLI only parses options, builds
 configs and calls the library; user errors (:class:`xrobust.errors.XRobustError`,
 bad flag values, unreadable or unwritable paths) are printed as one line and give exit
-status 2; ``xrobust audit`` exits 1 when a requirement fails.
+status 2; ``xrobust audit`` exits 1 when a requirement fails and 3 when the audit is
+incomplete (evidence missing).
 
 Threads: unless ``OMP_WAIT_POLICY`` is already set, the command sets it to ``PASSIVE``
 before torch is imported. On a busy machine OpenMP's default spin-waiting made commands

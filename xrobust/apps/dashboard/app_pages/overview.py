@@ -153,17 +153,24 @@ if st.button("Run the full audit", type="primary", key="ov_full"):
         out = Path(tempfile.mkdtemp(prefix="xrobust-audit-"))
         paths = report.save(out)
         st.session_state["ov_files"] = {k: (p.name, p.read_bytes()) for k, p in paths.items()}
-        st.session_state["ov_verdict"] = (report.passed, len(report.failed_requirements))
+        from xrobust.audit.markdown import verdict_line
+
+        st.session_state["ov_verdict"] = (report.verdict, verdict_line(report), report.missing_evidence())
         status.update(label="Audit finished", state="complete")
     bar.progress(1.0, text="done")
 
 files = st.session_state.get("ov_files")
 if files:
-    passed, failed = st.session_state["ov_verdict"]
-    if passed:
-        st.success("Every requirement passed.")
+    verdict, line, missing = st.session_state["ov_verdict"]
+    if verdict == "passed":
+        st.success(f"Audit {line}: every requirement was evaluated and met.")
+    elif verdict == "failed":
+        st.error(f"Audit {line}; see the report.")
     else:
-        st.error(f"{failed} requirement(s) failed; see the report.")
+        st.warning(
+            "Audit INCOMPLETE: no verdict, evidence is missing:\n"
+            + "\n".join(f"- {m}" for m in missing)
+        )
     mime = {"html": "text/html", "json": "application/json", "junit": "application/xml"}
     dl = st.columns(3)
     for i, kind in enumerate(("html", "json", "junit")):

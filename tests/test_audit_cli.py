@@ -132,7 +132,7 @@ def test_cli_require_flag(run_dir, toml_file, tmp_path, capsys) -> None:
             "--config",
             toml_file,
             "--out",
-            str(tmp_path),
+            str(tmp_path / "rep"),
             "--no-progress",
             "--skip",
             "corruption,sanity,clean",

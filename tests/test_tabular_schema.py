@@ -128,7 +128,8 @@ def test_cli_commands_take_target_and_default_data(table, tmp_path, capsys) -> N
     assert rc == 0 and out.stat().st_size > 0
     rc = main(["audit", "--model", run, "--out", str(tmp_path / "rep"), "--no-progress",
                "--n", "16", "--attacks", "fgsm", "--norms", "linf", "--skip",
-               "corruption,explanations,sanity", "--target", "diagnosis"])  # fmt: skip
+               "corruption,explanations,sanity", "--target", "diagnosis",
+               "--min-clean-accuracy", "0.5"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     meta = json.loads((table["run"] / "model.json").read_text())

@@ -121,3 +121,24 @@ def test_tune_allocator_serves_large_tensors_from_the_heap() -> None:
         pytest.skip("not a glibc system: mallopt unavailable")
     assert tuned == "[heap]"
     assert where("default")[1] != "[heap]"
+
+
+def test_registry_names_have_one_normalisation() -> None:
+    """register, get, __contains__ and unregister agree on one spelling: a name with a
+    hyphen registers and is found again (it used to raise "Did you mean 'foo-bar'?")."""
+    import pytest as _pytest
+
+    from xrobust.errors import ConfigError
+    from xrobust.registry import Registry
+
+    r: Registry[object] = Registry("widget")
+    obj = object()
+    r.register("Foo-Bar")(obj)
+    assert r.get("foo-bar") is obj and r.get("FOO_BAR") is obj and "foo-bar" in r
+    assert r.list() == ["foo_bar"]
+    with _pytest.raises(ValueError, match="already registered"):
+        r.register("foo_bar")(object())
+    r.unregister("foo-bar")
+    assert "foo_bar" not in r and len(r) == 0
+    with _pytest.raises(ConfigError, match="unknown widget"):
+        r.get("foo-bar")

@@ -9,6 +9,12 @@ Example:
     True
     >>> r.list()
     ['spanner']
+    >>> @r.register("socket-set")
+    ... class SocketSet: ...
+    >>> r.get("socket-set") is r.get("Socket_Set") is SocketSet, "socket-set" in r
+    (True, True)
+    >>> r.unregister("socket-set"); r.list()
+    ['spanner']
 """
 
 from __future__ import annotations
@@ -20,9 +26,15 @@ from typing import Generic, TypeVar
 
 from xrobust.errors import ConfigError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "normalise"]
 
 T = TypeVar("T")
+
+
+def normalise(name: object) -> str:
+    """The one spelling of a registry name: lower case, ``-`` read as ``_`` (so
+    ``"Hop-Skip-Jump"`` and ``"hop_skip_jump"`` are one name)."""
+    return str(name).strip().lower().replace("-", "_")
 
 
 class Registry(Generic[T]):
@@ -37,8 +49,11 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator registering an object under ``name`` (lower case, unique)."""
-        key = name.lower()
+        """Decorator registering an object under ``name`` (normalised by
+        :func:`normalise`; unique)."""
+        key = normalise(name)
+        if not key:
+            raise ValueError(f"a {self.kind} name must not be empty")
 
         def deco(obj: T) -> T:
             if key in self._items and self._items[key] is not obj:
@@ -55,7 +70,7 @@ class Registry(Generic[T]):
             ConfigError: the name is unknown.
         """
         self.get(name)
-        del self._items[str(name).lower().replace("-", "_")]
+        del self._items[normalise(name)]
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name``.
@@ -63,7 +78,7 @@ class Registry(Generic[T]):
         Raises:
             ConfigError: the name is unknown; the message suggests close matches.
         """
-        key = str(name).lower().replace("-", "_")
+        key = normalise(name)
         if key in self._items:
             return self._items[key]
         close = difflib.get_close_matches(key, list(self._items), n=3, cutoff=0.5)
@@ -80,7 +95,7 @@ class Registry(Generic[T]):
         return names
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower().replace("-", "_") in self._items
+        return isinstance(name, str) and normalise(name) in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.list())

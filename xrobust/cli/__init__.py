@@ -85,16 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except XRobustError as exc:
-        print(f"xrobust {args.command}: error: {exc}", file=sys.stderr)
+        _say_error(args.command, str(exc))
         return 2
     except FileNotFoundError as exc:
-        print(
-            f"xrobust {args.command}: error: file not found: {exc.filename or exc}", file=sys.stderr
-        )
+        _say_error(args.command, f"file not found: {exc.filename or exc}")
         return 2
     except OSError as exc:  # permissions, a path under a file, a full disk, ...
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"xrobust {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        _say_error(args.command, f"{exc.strerror or exc}{where}")
         return 2
     except MemoryError:
         print(
@@ -106,6 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"xrobust {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _say_error(command: str, message: str) -> None:
+    """One line on stderr. The message may quote a server's answer, a file or a path: escape
+    sequences and control characters are removed, so that it cannot move the cursor, rewrite
+    earlier lines or print a forged verdict."""
+    from xrobust._text import clean_for_terminal
+
+    print(f"xrobust {command}: error: {clean_for_terminal(message, 4000)}", file=sys.stderr)
 
 
 def _entry() -> None:  # pragma: no cover - console-script shim

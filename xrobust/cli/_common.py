@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,13 +159,21 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
         "ONNX graph)",
     )  # fmt: skip
     p.add_argument(
+        "--output-name", metavar="NAME",
+        help="the output of an --onnx / --endpoint model with several outputs to read as the "
+        "class scores (default: the only one, or the one that is clearly the class scores; "
+        "else refused)",
+    )  # fmt: skip
+    p.add_argument(
         "--query-budget", type=int_range(1), metavar="N",
         help="stop cleanly after the model was asked about N rows in total (partial results)",
     )  # fmt: skip
     p.add_argument(
         "--header", action="append", default=[], metavar="NAME=ENV_VAR",
-        help="endpoint request header whose value is read from environment variable ENV_VAR "
-        "(never printed or stored); repeatable, e.g. --header Authorization=XR_TOKEN",
+        help="endpoint request header NAME whose value is read from the environment variable "
+        "ENV_VAR (give the variable's NAME, never the secret; it is never printed or stored); "
+        "repeatable, e.g. `export XR_API_KEY=...` then --header X-Api-Key=XR_API_KEY; for "
+        "Authorization put the whole value in the variable (XR_TOKEN='Bearer ...')",
     )  # fmt: skip
     p.add_argument(
         "--endpoint-protocol", choices=["instances", "inputs"],
@@ -175,6 +184,15 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
         "--endpoint-timeout", type=float_range(0.0, open_lo=True), metavar="SECONDS",
         help="per-request deadline of the --endpoint (default 30; failed requests are "
         "retried with backoff on 429, 5xx and connection errors)",
+    )  # fmt: skip
+    p.add_argument(
+        "--endpoint-batch-size", type=int_range(1), metavar="ROWS",
+        help="rows per request to the --endpoint (default 64)",
+    )  # fmt: skip
+    p.add_argument(
+        "--endpoint-concurrency", type=int_range(1), metavar="N",
+        help="requests to the --endpoint in flight at once (default 4; their answers share "
+        "one 256 MiB limit)",
     )  # fmt: skip
     p.add_argument(
         "--white-box", action="store_true",
@@ -215,7 +233,8 @@ def load_source(
                 "nothing to analyse: give --model RUN_DIR (from `xrobust train`), "
                 "--onnx FILE.onnx or --endpoint URL"
             )
-        for flag in ("output", "layout", "query_budget", "endpoint_protocol", "endpoint_timeout"):
+        for flag in ("output", "layout", "query_budget", "endpoint_protocol", "endpoint_timeout",
+                     "endpoint_batch_size", "endpoint_concurrency", "output_name"):  # fmt: skip
             if getattr(args, flag, None) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --endpoint")
         if getattr(args, "white_box", False):
@@ -251,9 +270,14 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         opts["output"] = args.output
     if args.layout:
         opts["layout"] = args.layout
+    if getattr(args, "output_name", None):
+        opts["output_name"] = args.output_name
     if kind == "endpoint" and args.header:
         opts["headers_env"] = _headers(args.header)
-    for flag, key in (("endpoint_protocol", "protocol"), ("endpoint_timeout", "timeout")):
+    for flag, key in (
+        ("endpoint_protocol", "protocol"), ("endpoint_timeout", "timeout"),
+        ("endpoint_batch_size", "batch_size"), ("endpoint_concurrency", "concurrency"),
+    ):  # fmt: skip
         if getattr(args, flag, None) is not None:
             if kind != "endpoint":
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --endpoint")
@@ -272,16 +296,35 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
     return Source(clf, bundle.spec, bundle, info)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _headers(pairs: list[str]) -> dict[str, str]:
+    """``--header NAME=ENV_VAR`` items as ``headers_env``. Only the NAME of an environment
+    variable is accepted after ``=``; nothing given after it is ever echoed (it may be a
+    pasted secret), and neither is a NAME that is not a valid header name."""
     out: dict[str, str] = {}
-    for item in pairs:
-        name, sep, env = item.partition("=")
-        if not sep or not name.strip() or not env.strip():
+    for i, item in enumerate(pairs, 1):
+        name, sep, env = str(item).partition("=")
+        name, env = name.strip(), env.strip()
+        example = (name if _HEADER_NAME.fullmatch(name) else "X-Api-Key") or "X-Api-Key"
+        how = (
+            f"after '=' give the NAME of an environment variable that holds the secret, e.g. "
+            f"--header {example}=XR_API_KEY after export XR_API_KEY=... (values are read from "
+            "the environment, never from the command line)"
+        )
+        if not sep or not _HEADER_NAME.fullmatch(name):
             raise ConfigError(
-                f"--header {item.split('=')[0]!r}...: expected NAME=ENV_VAR (the value is read "
-                "from that environment variable, never given on the command line)"
+                f"--header (item {i}) is not NAME=ENV_VAR with an HTTP header name before '=' "
+                f"(it is not shown: it may hold a secret); {how}"
             )
-        out[name.strip()] = env.strip()
+        if not _ENV_NAME.fullmatch(env):
+            raise ConfigError(
+                f"--header {name}: the value is not shown, and is not an environment variable "
+                f"name (letters, digits and _, not starting with a digit); {how}"
+            )
+        out[name] = env
     return out
 
 

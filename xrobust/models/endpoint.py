@@ -20,6 +20,11 @@ Protocols (``protocol=``):
 With every protocol: ``signature_name`` adds ``"signature_name": ...`` to the body (TF
 Serving); ``input_name`` sends a named input (rows as ``{name: row}``, a batch as
 ``{name: batch}``); ``output_name`` picks one named output from an answer that has several.
+Without it, such an answer is read only when exactly one output is clearly the class scores
+(named logits, scores, probabilities, probs, predictions or output_0, with the declared
+number of values per row): the choice is logged as a warning and shown by :meth:`describe`
+(``output_name``, ``output_name_chosen``); otherwise the answer is refused, naming the
+outputs.
 
 Inputs are xrobust's NCHW tensors; ``layout="NHWC"`` sends image batches channels last
 (what TensorFlow models take), so that shapes, bounds and eps stay in xrobust's units. Values
@@ -40,12 +45,24 @@ was sent: a retried request counts its rows again, and rows that never left (a r
 connection, a chunk not started because another one failed) are not counted. Retries spend
 the query budget too; nothing is sent beyond it.
 
+Answers: every answer is checked before it is used. JSON with a key repeated in any object,
+or nested deeper than 64 levels, is refused (:class:`~xrobust.errors.ModelError`). The bytes
+of answers one classifier holds at once (read or being parsed), all its requests in flight
+together, are limited to 256 MiB: an answer that would go beyond it is refused, not read,
+with what to lower (``batch_size``, ``concurrency``). Text of the server's shown in an error
+(a body, a reason phrase, a key) has escape sequences and control characters removed, is
+cut to 300 characters, and binary bodies are shown as their size and content type.
+
 Secrets: ``headers_env`` maps header names to environment variables (``{"Authorization":
 "XR_TOKEN"}``) or to templates with ``$VAR`` / ``${VAR}`` (``{"Authorization": "Bearer
 $XR_TOKEN"}``). Values are read from the environment for each request and never stored,
-logged, put in :meth:`describe`, ``repr`` or an error message (any text taken from the
-server's answer has them blanked out too). A missing variable is a
-:class:`~xrobust.errors.ConfigError` naming the variable.
+logged, put in :meth:`describe`, ``repr`` or an error message: any text taken from the
+server's answer has them blanked out, as they are, in base64 (both alphabets, padded or
+not, also inside a longer base64 text), percent-encoded and JSON-escaped, and so has the
+credential of a ``Bearer``/``Basic`` value (for Basic also the decoded ``user:password`` and
+the password alone). A missing variable is a :class:`~xrobust.errors.ConfigError` naming the
+variable (unless its name looks like a pasted secret rather than a variable name); a value
+with a line break or a character that is not Latin-1 is one too, never echoed.
 
 Example:
     >>> import numpy as np
@@ -60,6 +77,8 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import http.client
 import json
 import logging
@@ -81,6 +100,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xrobust._text import as_text, binary_summary, clean_for_terminal
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.models.classifier import Classifier
 
@@ -99,9 +119,17 @@ PROTOCOLS: dict[str, tuple[str, str] | None] = {
     "json": None,
 }
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-_EXCERPT = 200
-_MAX_ANSWER = 256 * 1024 * 1024  # bytes: a larger answer is refused, not read into memory
+_EXCERPT = 300
+#: bytes of answers one classifier holds at once (read or being parsed), all its requests in
+#: flight together: an answer that would go beyond it is refused, not read into memory.
+_MAX_ANSWER = 256 * 1024 * 1024
+#: the deepest JSON nesting an answer may have (scores need 2-4 levels; numpy's limit is 64).
+_MAX_DEPTH = 64
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: output names that are clearly the class scores (with the right width), so that an answer
+#: with several outputs may be read without ``output_name`` (the choice is logged).
+#: Two such outputs (logits and probabilities, say) are ambiguous: the answer is refused.
+_SCORE_NAMES = ("logits", "scores", "probabilities", "probs", "predictions", "output_0")
 
 
 def safe_url(url: str) -> str:
@@ -110,12 +138,25 @@ def safe_url(url: str) -> str:
     >>> safe_url("https://user:pw@host:8443/v1/models/m:predict?key=SECRET#x")
     'https://host:8443/v1/models/m:predict'
     """
-    p = urllib.parse.urlsplit(url)
+    try:
+        p = urllib.parse.urlsplit(str(url))
+    except ValueError:  # an unbalanced [IPv6] bracket
+        return "(an unreadable URL)"
     host = p.hostname or ""
     if ":" in host:  # IPv6
         host = f"[{host}]"
-    netloc = host + (f":{p.port}" if p.port else "")
+    port = _port_text(p.netloc)  # as written: .port raises on an out-of-range port
+    netloc = host + (f":{port}" if port and port.isdigit() else ":(invalid port)" if port else "")
     return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+def _port_text(netloc: str) -> str:
+    """The port part of ``netloc`` as written ('' when none), user info left out."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        _, _, rest = hostport.partition("]")
+        return rest[1:] if rest.startswith(":") else ""
+    return hostport.partition(":")[2]
 
 
 def parse_headers_env(items: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -135,7 +176,7 @@ def parse_headers_env(items: list[str] | tuple[str, ...]) -> dict[str, str]:
                 "an endpoint header is NAME=VARIABLE (e.g. Authorization=XR_TOKEN, or "
                 "'Authorization=Bearer $XR_TOKEN'); the value is read from the environment"
             )
-        _check_header(name, "", f"header {name!r}")
+        _check_header(name, "", "an endpoint header name")  # not echoed: it may hold a secret
         if not _env_names(spec):
             raise ConfigError(
                 f"the endpoint header {name!r} must name an environment variable (e.g. "
@@ -218,15 +259,39 @@ class EndpointClassifier(Classifier):
             raise ConfigError(_unknown_options(unknown))
         if not isinstance(url, str):
             raise ConfigError(f"an endpoint URL must be a string, got {type(url).__name__}")
-        parts = urllib.parse.urlsplit(url)
+        if re.search(r"[\x00-\x20\x7f-\x9f]", url):
+            raise ConfigError(
+                "an endpoint URL may not hold spaces or control characters (write a space "
+                "in a path as %20); this one does"
+            )
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.hostname  # noqa: B018  (validates an [IPv6] host)
+        except ValueError:
+            raise ConfigError(
+                "an endpoint URL must be http(s)://host[:port]/path; this one is not readable "
+                "(an unbalanced [ ] around an IPv6 address?)"
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
                 f"an endpoint URL must be http(s)://host[:port]/path, got {safe_url(url)!r}"
             )
+        port = _port_text(parts.netloc)
         try:
             parts.port  # noqa: B018  (validates the port)
+            bad_port = port != "" and not (port.isdigit() and 0 < int(port) < 65536)
         except ValueError:
-            raise ConfigError(f"the endpoint URL {safe_url(url)!r} has an invalid port") from None
+            bad_port = True
+        if bad_port:
+            shown = (
+                f"port {port}"
+                if port.isdigit() and len(port) < 12
+                else "a port that is not a number"
+            )
+            raise ConfigError(
+                f"the endpoint URL {safe_url(url)!r} has {shown}; a port is a number from 1 "
+                "to 65535 (http://host:8501/...), or none for the scheme's default"
+            )
         if parts.username is not None or parts.password is not None:
             raise ConfigError(
                 f"the endpoint URL {safe_url(url)!r} carries credentials (user:password@): "
@@ -285,10 +350,11 @@ class EndpointClassifier(Classifier):
 
         self._headers = {str(k): str(v) for k, v in (headers or {}).items()}
         for k, v in self._headers.items():
-            _check_header(k, v, f"header {k!r}")
+            _check_header(k, v, "a header name")
+            _check_header_value(v, f"the value of the header {k!r}")
         self.headers_env = {str(k): str(v) for k, v in (headers_env or {}).items()}
         for k, spec in self.headers_env.items():
-            _check_header(k, "", f"header {k!r}")
+            _check_header(k, "", "a headers_env name")
             if not _env_names(spec):
                 raise ConfigError(
                     f"headers_env[{k!r}] must name an environment variable (e.g. 'XR_TOKEN') "
@@ -303,6 +369,9 @@ class EndpointClassifier(Classifier):
         self.concurrency = _count(concurrency, "concurrency", minimum=1)
         #: attempts that failed and were retried (``calls`` counts the HTTP answers received).
         self.retried = 0
+        #: bytes of answers held at once, all requests in flight together (see _MAX_ANSWER).
+        self._in_flight = _ByteBudget(_MAX_ANSWER)
+        self._auto_output: str | None = None  # the output read when the answer has several
         self._pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
         self._ssl: ssl.SSLContext | None = None
 
@@ -334,6 +403,9 @@ class EndpointClassifier(Classifier):
             headers=sorted(self._headers),
             headers_env={k: sorted(_env_names(v)) for k, v in self.headers_env.items()},
         )
+        if self.output_name is not None or self._auto_output is not None:
+            d["output_name"] = self.output_name or self._auto_output
+            d["output_name_chosen"] = "given" if self.output_name is not None else "automatically"
         if self.signature_name is not None:
             d["signature_name"] = self.signature_name
         return d
@@ -371,7 +443,6 @@ class EndpointClassifier(Classifier):
         self._secret_headers()  # a missing variable stops the call before anything is counted
         self.spend(len(arr))  # the first attempt of every chunk; unsent rows are refunded
         return self._send_all(arr, x.dtype)
-
 
     def ask(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`scores` for rows already counted with :meth:`spend` (as the attacks do).
@@ -469,10 +540,17 @@ class EndpointClassifier(Classifier):
             if k:
                 self.spend(m)  # a retry sends the rows again (budget-checked)
             try:
-                return self._parse(self._request(body), m)
+                data, held, ctype = self._request(body)
+                try:
+                    return self._parse(data, m, ctype)
+                finally:
+                    del data  # the bytes go before the budget they held is given back
+                    self._in_flight.give(held)
             except ConfigError:  # a header variable is gone: nothing was sent
                 self._refund(m)
                 raise
+            except ModelError as exc:  # about the answer: its server text is cleaned already
+                raise ModelError(self._scrub(str(exc))) from None
             except _Attempt as fail:
                 if not fail.sent:
                     self._refund(m)
@@ -537,8 +615,10 @@ class EndpointClassifier(Classifier):
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         return conn, False
 
-    def _request(self, body: bytes) -> bytes:
-        """POST ``body`` once; the answer's body, or :class:`_Attempt` on a failure."""
+    def _request(self, body: bytes) -> tuple[bytes, int, str | None]:
+        """POST ``body`` once: the answer's body, the bytes of :attr:`_in_flight` it holds
+        (the caller gives them back once the body is parsed) and its Content-Type; or :class:`_Attempt` on a
+        failure (holding nothing)."""
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -554,11 +634,17 @@ class EndpointClassifier(Classifier):
                     conn.connect()
                     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 _set_timeout(conn, deadline)  # sendall: the whole body within the deadline
-                conn.request("POST", self._target, body=body, headers=headers)
+                try:
+                    conn.request("POST", self._target, body=body, headers=headers)
+                except (UnicodeError, ValueError):  # a header http.client cannot send
+                    raise ConfigError(  # (checked before; its text may hold the value)
+                        f"a header for the endpoint {self.url} could not be sent: header values "
+                        "must be Latin-1 (or ASCII) text without line breaks"
+                    ) from None
                 sent = True
                 _set_timeout(conn, deadline)
                 resp = conn.getresponse()
-                data = _read(resp, conn, deadline)
+                data, held = _read(resp, conn, deadline, self._in_flight)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
                 if reused:
@@ -581,63 +667,92 @@ class EndpointClassifier(Classifier):
                 ) from None
             except _TooLarge as exc:
                 conn.close()
-                raise _Attempt(
-                    f"the endpoint {self.url} answered more than {exc.args[0]} bytes",
-                    retry=False,
-                    sent=True,
-                ) from None
+                raise _Attempt(self._too_large(exc.alone), retry=False, sent=True) from None
             except ssl.SSLCertVerificationError as exc:
                 conn.close()
                 raise _Attempt(  # retrying cannot help
                     f"the endpoint {self.url} has a certificate that does not verify: "
-                    f"{_oneline(str(exc.verify_message or exc))} (a private CA: set SSL_CERT_FILE)",
+                    f"{self._clean(str(exc.verify_message or exc))} (a private CA: set "
+                    "SSL_CERT_FILE)",
                     retry=False,
                     sent=False,
                 ) from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                what = "the connection to" if sent else "cannot reach"
+                detail = f"{type(exc).__name__}: {self._clean(str(exc))}"
                 raise _Attempt(
-                    f"{what} the endpoint {self.url} failed: {type(exc).__name__}: "
-                    f"{_oneline(str(exc))}"
+                    f"the connection to the endpoint {self.url} failed: {detail}"
                     if sent
-                    else f"{what} the endpoint {self.url}: {type(exc).__name__}: {_oneline(str(exc))}",
+                    else f"cannot reach the endpoint {self.url}: {detail}",
                     retry=True,
                     sent=sent,
                 ) from None
             except BaseException:
                 conn.close()
                 raise
-            with self._lock:
-                self.calls += 1
-            if resp.will_close:
-                conn.close()
-            else:
-                self._pool.put(conn)
-            status = resp.status
-            logger.debug("endpoint %s: HTTP %d, %d bytes", self.url, status, len(data))
-            if 200 <= status < 300:
-                return data
-            retry_after = _retry_after(resp.getheader("Retry-After"))
+            try:
+                with self._lock:
+                    self.calls += 1
+                if resp.will_close:
+                    conn.close()
+                else:
+                    self._pool.put(conn)
+                status = resp.status
+                logger.debug("endpoint %s: HTTP %d, %d bytes", self.url, status, len(data))
+                if 200 <= status < 300:
+                    return data, held, resp.getheader("Content-Type")
+                retry_after = _retry_after(resp.getheader("Retry-After"))
+                reason = self._clean(str(resp.reason or ""), 80)
+                excerpt = self._excerpt(
+                    data, error_field=True, content_type=resp.getheader("Content-Type")
+                )
+            except BaseException:
+                self._in_flight.give(held)
+                raise
+            self._in_flight.give(held)
             raise _Attempt(
-                f"the endpoint {self.url} answered HTTP {status} {resp.reason}: "
-                f"{self._excerpt(data, error_field=True)}",
+                f"the endpoint {self.url} answered HTTP {status}{' ' + reason if reason else ''}: "
+                f"{excerpt}",
                 retry=status in _RETRY_STATUS or (500 <= status < 600 and status not in (501, 505)),
                 sent=True,
                 retry_after=retry_after,
             )
         raise _Attempt(f"the endpoint {self.url} keeps closing connections", retry=True, sent=False)
 
+    def _too_large(self, alone: bool) -> str:
+        cap = _size(self._in_flight.cap)
+        if alone or self.concurrency == 1:
+            return (
+                f"the endpoint {self.url} answered more than {cap} for one request of up to "
+                f"{self.batch_size} rows (the most an answer may hold); send fewer rows per "
+                "request: a smaller batch_size= (--endpoint-batch-size on the command line)"
+            )
+        return (
+            f"the answers of the endpoint {self.url} in flight would hold more than {cap} "
+            f"together ({self.concurrency} requests of up to {self.batch_size} rows at once; "
+            "one limit for all of them); lower concurrency= or batch_size= "
+            "(--endpoint-concurrency or --endpoint-batch-size on the command line)"
+        )
+
     # ------------------------------------------------------------------ the answer
-    def _parse(self, data: bytes, m: int) -> np.ndarray:
+    def _parse(self, data: bytes, m: int, content_type: str | None = None) -> np.ndarray:
         try:
-            doc = json.loads(data)
+            doc = json.loads(data, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as dup:
+            raise ModelError(
+                f"the endpoint {self.url} answered a JSON object with the key "
+                f"'{self._clean(dup.key, 60)}' more than once: which one holds the answer is "
+                "ambiguous (JSON readers differ), so the answer is refused; fix the server"
+            ) from None
+        except RecursionError:
+            raise ModelError(self._too_deep()) from None
         except (UnicodeDecodeError, ValueError):
             raise ModelError(
-                self._scrub(
-                    f"the endpoint {self.url} answered malformed JSON: {self._excerpt(data)}"
-                )
+                f"the endpoint {self.url} answered malformed JSON: "
+                f"{self._excerpt(data, content_type=content_type)}"
             ) from None
+        if _deeper_than(doc, _MAX_DEPTH):
+            raise ModelError(self._too_deep())
         node: Any = doc
         for i, key in enumerate(self._response_path):
             where = ".".join(map(str, self._response_path[:i])) or "the answer"
@@ -649,19 +764,21 @@ class EndpointClassifier(Classifier):
                 node = node[key]
             else:
                 have = (
-                    f"keys {sorted(map(str, node))[:10]}"
+                    f"keys {self._names(node)}"
                     if isinstance(node, dict)
                     else f"a {type(node).__name__}"
                 )
                 err = doc.get("error") if isinstance(doc, dict) else None
-                note = f"; its error: {self._excerpt(str(err).encode())}" if err is not None else ""
+                if err is None:
+                    note = ""
+                else:
+                    text = err if isinstance(err, str) else json.dumps(err)
+                    note = f"; its error: {self._excerpt(text.encode())}"
                 raise ModelError(
-                    self._scrub(
-                        f"the endpoint {self.url} answered without {self.response_key!r} "
-                        f"({where} has {have}){note}"
-                    )
+                    f"the endpoint {self.url} answered without {self.response_key!r} "
+                    f"({where} has {have}){note}"
                 )
-        node = self._pick_output(node)
+        node = self._pick_output(node, m)
         if not isinstance(node, list):
             raise ModelError(
                 f"the endpoint {self.url} answered {self.response_key!r} as a "
@@ -684,29 +801,94 @@ class EndpointClassifier(Classifier):
             )
         return arr.astype(np.int64) if arr.dtype.kind in "iu" else arr.astype(np.float32)
 
-    def _pick_output(self, node: Any) -> Any:
-        """One output from named outputs: ``{name: batch}`` or rows ``[{name: row}, ...]``."""
+    def _too_deep(self) -> str:
+        return (
+            f"the endpoint {self.url} answered JSON nested deeper than {_MAX_DEPTH} levels "
+            "(scores need two to four); the answer is refused; check what the server returns"
+        )
 
-        def pick(d: dict[str, Any]) -> Any:
-            if self.output_name is not None:
-                if self.output_name not in d:
-                    raise ModelError(
-                        f"the endpoint {self.url} answered outputs {sorted(d)[:10]}, "
-                        f"without {self.output_name!r}"
-                    )
-                return d[self.output_name]
-            if len(d) == 1:
-                return next(iter(d.values()))
+    def _names(self, d: dict[str, Any]) -> str:
+        """Keys of an answer, as an error shows them (cleaned, secrets blanked out)."""
+        names = sorted(map(str, d))
+        shown = ", ".join(f"'{self._clean(k, 40)}'" for k in names[:10])
+        return f"[{shown}{', ...' if len(names) > 10 else ''}]"
+
+    def _pick_output(self, node: Any, m: int) -> Any:
+        """One output from named outputs: ``{name: batch}`` or rows ``[{name: row}, ...]``.
+
+        With several outputs and no ``output_name``, the one that is clearly the class scores
+        (named as in :data:`_SCORE_NAMES`, with the right width, and only one such) is read, and the choice is logged once and shown by
+        :meth:`describe`; otherwise the answer is refused, naming the outputs."""
+        rows = isinstance(node, list) and bool(node) and all(isinstance(r, dict) for r in node)
+        if not isinstance(node, dict) and not rows:
+            return node
+        if rows and all({"name", "data"} <= set(r) for r in node):
             raise ModelError(
-                f"the endpoint {self.url} answered several outputs {sorted(d)[:10]}; "
-                "choose one with output_name="
+                f"the endpoint {self.url} answered Open Inference Protocol (KServe V2) output "
+                'tensors ({"name", "shape", "data"}), which xrobust does not read; serve '
+                "the V1 / TF Serving form (POST /v1/models/NAME:predict with instances)"
             )
+        dicts: list[dict[str, Any]] = node if rows else [node]
+        names = sorted(set().union(*dicts))
+        chosen = self.output_name or self._auto_output
+        if chosen is None:
+            if len(names) == 1:
+                chosen = names[0]
+            else:
+                chosen = self._clear_scores(dicts, names, rows, m)
+        for d in dicts:
+            if chosen not in d:
+                how = "" if self.output_name is not None else " (read before, automatically)"
+                raise ModelError(
+                    f"the endpoint {self.url} answered outputs {self._names(d)}, without "
+                    f"{self._clean(chosen, 60)!r}{how}; choose one with output_name= "
+                    "(--output-name on the command line)"
+                )
+        return [d[chosen] for d in dicts] if rows else dicts[0][chosen]
 
-        if isinstance(node, dict):
-            return pick(node)
-        if isinstance(node, list) and node and all(isinstance(r, dict) for r in node):
-            return [pick(r) for r in node]
-        return node
+    def _clear_scores(
+        self, dicts: list[dict[str, Any]], names: list[str], rows: bool, m: int
+    ) -> str:
+        """The output that is clearly the class scores, or a ModelError naming them all."""
+        c = self.num_classes
+
+        def fits(name: str) -> bool:
+            values = [d.get(name) for d in dicts] if rows else dicts[0].get(name)
+            if not isinstance(values, list) or len(values) != m:
+                return False
+            if self.output == "labels":
+                return all(
+                    isinstance(v, int | float) or (isinstance(v, list) and len(v) == 1)
+                    for v in values
+                )
+            return c is not None and all(isinstance(v, list) and len(v) == c for v in values)
+
+        candidates = [n for n in names if n.lower() in _SCORE_NAMES and fits(n)]
+        if len(candidates) != 1:
+            raise ModelError(
+                f"the endpoint {self.url} answered several outputs {self._names(dicts[0])}; "
+                "choose one with output_name= (--output-name on the command line)"
+                + (
+                    f" (none or more than one is clearly the class scores: named "
+                    f"{'/'.join(_SCORE_NAMES)}, with {c} values per row)"
+                    if c is not None and self.output != "labels"
+                    else ""
+                )
+            )
+        name = candidates[0]
+        with self._lock:
+            first = self._auto_output is None
+            self._auto_output = name
+        if first:
+            logger.warning(
+                "the endpoint %s answered several outputs %s; reading %r as the class scores "
+                "(%s per row); choose another with output_name= (--output-name)",
+                self.url,
+                self._names(dicts[0]),
+                name,
+                f"{c} values" if self.output != "labels" else "one label",
+            )
+        return name
 
     # ------------------------------------------------------------------ secrets
     def _secret_headers(self) -> dict[str, str]:
@@ -716,51 +898,159 @@ class EndpointClassifier(Classifier):
             names = _env_names(spec)
             missing = [v for v in names if v not in os.environ]
             if missing:
-                raise ConfigError(
-                    f"the environment variable {missing[0]} (for the endpoint header "
-                    f"{header!r}) is not set"
-                )
+                raise ConfigError(_missing_variable(missing[0], header))
             if _VAR.match(spec):
                 value = os.environ[spec]
             else:
                 value = string.Template(spec).substitute(os.environ)
+            shown = ", ".join(_shown_name(v) for v in names)
             if not value or any(c in value for c in "\r\n\0"):
                 raise ConfigError(
-                    f"the environment variable(s) {', '.join(names)} for the endpoint header "
+                    f"the environment variable(s) {shown} for the endpoint header "
                     f"{header!r} give an empty value or one with a line break"
                 )
+            _check_header_value(
+                value, f"the value of the endpoint header {header!r} (from {shown})"
+            )
             out[header] = value
         return out
 
-    def _excerpt(self, data: bytes, error_field: bool = False) -> str:
-        """A short, one-line, quoted excerpt of an answer, secrets blanked out first (so
-        that no part of one can show at the cut). With ``error_field``, the text of a JSON
+    def _excerpt(
+        self, data: bytes, error_field: bool = False, content_type: str | None = None
+    ) -> str:
+        """A short, one-line, quoted excerpt of an answer: escape sequences and control
+        characters removed, then secrets blanked out (so that neither an escape inside a
+        secret nor the cut can let part of one through), then cut to ``_EXCERPT`` characters.
+        Binary data is shown as its size and type. With ``error_field``, the text of a JSON
         ``{"error": ...}`` (TF Serving's, Vertex's) stands for the whole body."""
-        text = data[:65536].decode("utf-8", "replace")
+        text = as_text(data[:65536], cut=len(data) > 65536)
+        if text is None:
+            return binary_summary(len(data), content_type)
         if error_field:
             try:
                 doc = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 doc = None
             if isinstance(doc, dict) and isinstance(doc.get("error"), str | dict):
                 err = doc["error"]  # TF Serving: a string; Vertex / Google: {code, message, status}
                 if isinstance(err, dict) and isinstance(err.get("message"), str):
                     text = err["message"]
+                elif isinstance(err, str):
+                    text = err
                 else:
-                    text = err if isinstance(err, str) else json.dumps(err)
-        text = _oneline(self._scrub(text))
+                    with contextlib.suppress(ValueError, RecursionError):
+                        text = json.dumps(err)
+        text = clean_for_terminal(self._scrub(clean_for_terminal(text, None)), _EXCERPT)
         if not text:
             return "(empty body)"
-        return "'" + text[:_EXCERPT] + ("...'" if len(text) > _EXCERPT else "'")
+        return f"'{text}'"
+
+    def _clean(self, text: str, limit: int | None = _EXCERPT) -> str:
+        """Text that came from the server (a reason phrase, an error, a key), made safe to
+        show: cleaned for a terminal, secrets blanked out, cut to ``limit``."""
+        return clean_for_terminal(self._scrub(clean_for_terminal(text, None)), limit)
 
     def _scrub(self, text: str) -> str:
-        """``text`` with every current secret value (of 4 characters or more) blanked out."""
+        """``text`` with every current secret blanked out, in every form it is likely to be
+        echoed in (see :func:`_secret_pattern`)."""
+        pattern = _secret_pattern(self._secret_values())
+        return text if pattern is None else pattern.sub("<redacted>", text)
+
+    def _secret_values(self) -> list[str]:
+        """The current secrets: each variable's value and each whole header value."""
+        values: list[str] = []
         for spec in self.headers_env.values():
-            for var in _env_names(spec):
-                value = os.environ.get(var, "")
-                if len(value) >= 4:
-                    text = text.replace(value, "<redacted>")
-        return text
+            names = _env_names(spec)
+            values.extend(os.environ.get(var, "") for var in names)
+            if not _VAR.match(spec) and all(var in os.environ for var in names):
+                with contextlib.suppress(KeyError, ValueError):
+                    values.append(string.Template(spec).substitute(os.environ))
+        return values
+
+
+#: an auth scheme before a credential ("Bearer <token>", "Basic <base64 user:pass>").
+_AUTH_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9._~+-]*) +(\S.*)", re.S)
+_MIN_SECRET = 4  # shorter values are not blanked out (they would blank ordinary words)
+
+
+def _secret_pattern(values: list[str]) -> re.Pattern[str] | None:
+    """One regular expression matching every secret of ``values`` in the forms a careless
+    server may echo: as is; the credential after an auth scheme (``Bearer <token>``); for
+    ``Basic``, the decoded ``user:password`` and the password alone; and each of those in
+    base64 (standard and URL-safe alphabets, padded or not, and at every alignment inside a
+    longer base64 text), percent-encoded (``quote``, ``quote(safe='')``, ``quote_plus``;
+    hex digits in either case) and JSON-escaped. Longest forms first."""
+    cores: set[str] = set()
+    for value in values:
+        if not value:
+            continue
+        cores.add(value)
+        m = _AUTH_SCHEME.fullmatch(value.strip())
+        if m:
+            credential = m.group(2).strip()
+            cores.add(credential)
+            if m.group(1).lower() == "basic":
+                try:
+                    pair = base64.b64decode(
+                        credential + "=" * (-len(credential) % 4), validate=True
+                    )
+                    text = pair.decode("utf-8")
+                except (ValueError, UnicodeDecodeError):
+                    text = ""
+                if text:
+                    cores.add(text)
+                    if ":" in text:
+                        cores.add(text.partition(":")[2])
+    forms: set[str] = set()
+    for core in cores:
+        if len(core) < _MIN_SECRET:
+            continue
+        forms.add(core)
+        forms.add(json.dumps(core)[1:-1])
+        forms.add(json.dumps(core)[1:-1].replace("/", "\\/"))
+        for raw in {core.encode("utf-8"), core.encode("latin-1", "replace")}:
+            forms.update(_base64_forms(raw))
+        for enc in (
+            urllib.parse.quote(core),
+            urllib.parse.quote(core, safe=""),
+            urllib.parse.quote_plus(core),
+            urllib.parse.quote_plus(core, safe=""),
+        ):
+            forms.add(enc)
+    if not forms:
+        return None
+    parts = []
+    for form in sorted(forms, key=len, reverse=True):
+        piece = re.escape(form)
+        if "%" in form:  # percent-encoding: hex digits in either case
+            piece = re.sub(
+                r"%([0-9A-F])([0-9A-F])",
+                lambda h: (
+                    "%" + "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in h.groups())
+                ),
+                piece,
+            )
+        parts.append(piece)
+    return re.compile("|".join(parts))
+
+
+def _base64_forms(raw: bytes) -> set[str]:
+    """``raw`` in base64 (both alphabets): whole (padded and not), and the characters that
+    only ``raw`` determines when it starts at byte 0, 1 or 2 of a group inside longer data."""
+    out: set[str] = set()
+    n = len(raw)
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + raw + b"\0\0").decode()
+        start, end = -(-8 * k // 6), 8 * (k + n) // 6
+        core = enc[start:end]
+        if len(core) >= _MIN_SECRET:
+            out.add(core)
+            out.add(core.replace("+", "-").replace("/", "_"))
+    whole = base64.b64encode(raw).decode()
+    for form in (whole, whole.rstrip("=")):
+        out.add(form)
+        out.add(form.replace("+", "-").replace("/", "_"))
+    return out
 
 
 class _Skipped(Exception):
@@ -768,7 +1058,11 @@ class _Skipped(Exception):
 
 
 class _TooLarge(Exception):
-    pass
+    """An answer over the limit: alone, or with the other answers in flight."""
+
+    def __init__(self, alone: bool) -> None:
+        super().__init__("too large")
+        self.alone = alone
 
 
 def _unknown_options(unknown: dict[str, Any]) -> str:
@@ -825,11 +1119,57 @@ def _env_names(spec: str) -> list[str]:
     return names
 
 
+def _looks_like_variable(name: str) -> bool:
+    """A conventional variable name (XR_TOKEN, API_KEY_2), as opposed to something that may be
+    a pasted secret (sk_live_4eC39Hq..., ghp_...): upper case, and not mostly digits."""
+    return (
+        re.fullmatch(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*", name) is not None
+        and len(name) <= 40
+        and sum(c.isdigit() for c in name) * 3 <= len(name)
+    )
+
+
+def _shown_name(name: str) -> str:
+    """A variable's name as an error may show it (never what may be a pasted secret)."""
+    return name if _looks_like_variable(name) else "(a variable whose name is not shown)"
+
+
+def _missing_variable(name: str, header: str) -> str:
+    if _looks_like_variable(name):
+        return (
+            f"the environment variable {name} (for the endpoint header {header!r}) is not set; "
+            f"export {name}=... with the secret, then run again"
+        )
+    return (
+        f"the endpoint header {header!r} names an environment variable that is not set (its "
+        "name is not shown: it does not look like a variable name, and may be the secret "
+        "itself); give the NAME of an environment variable that holds the secret, e.g. "
+        f"{header}=XR_API_KEY after export XR_API_KEY=..."
+    )
+
+
 def _check_header(name: str, value: str, what: str) -> None:
-    if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", name):
-        raise ConfigError(f"{what} is not a valid HTTP header name")
+    """A valid header name (``what`` says which, without echoing it: it may hold a pasted
+    secret) and a value without line breaks."""
+    if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise ConfigError(
+            f"{what} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ "
+            "only, e.g. Authorization or X-Api-Key)"
+        )
+    _check_header_value(value, f"the value of the header {name!r}")
+
+
+def _check_header_value(value: str, what: str) -> None:
+    """A value http.client can send: Latin-1 text without line breaks (never echoed)."""
     if any(c in value for c in "\r\n\0"):
-        raise ConfigError(f"{what} has a line break in its value")
+        raise ConfigError(f"{what} has a line break or NUL in it")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{what} has a character that is not Latin-1 (character {exc.start + 1}); header values must be ASCII or Latin-1 text (a token pasted with "
+            "a typographic quote, a dash or a non-breaking space?)"
+        ) from None
 
 
 def _positive(v: Any, what: str, zero: bool = False) -> float:
@@ -857,27 +1197,74 @@ def _set_timeout(conn: http.client.HTTPConnection, deadline: float) -> None:
 
 
 def _read(
-    resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, deadline: float
-) -> bytes:
-    """The answer's body, read in pieces so that the deadline holds for a trickling server."""
-    length = resp.getheader("Content-Length")
-    if length is not None and length.isdigit() and int(length) > _MAX_ANSWER:
-        raise _TooLarge(_MAX_ANSWER)
-    pieces, total = [], 0
-    while resp.length is None or resp.length > 0:
-        _set_timeout(conn, deadline)
-        piece = resp.read1(1 << 16)  # what has arrived: one bounded wait per piece
-        if not piece:
-            break
-        pieces.append(piece)
-        total += len(piece)
-        if total > _MAX_ANSWER:
-            raise _TooLarge(_MAX_ANSWER)
-    data = b"".join(pieces)
-    if resp.length:  # the server closed before the end of the body
-        raise http.client.IncompleteRead(data, resp.length)
+    resp: http.client.HTTPResponse,
+    conn: http.client.HTTPConnection,
+    deadline: float,
+    budget: _ByteBudget,
+) -> tuple[bytes, int]:
+    """The answer's body, read in pieces so that the deadline holds for a trickling server,
+    and the bytes of ``budget`` it holds (the caller gives them back). A declared length is
+    taken from the budget before reading, an undeclared one piece by piece; an answer that
+    does not fit raises :class:`_TooLarge` (holding nothing)."""
+    held = 0
+    try:
+        length = resp.getheader("Content-Length")
+        if length is not None and length.strip().isdigit():
+            want = int(length)
+            if want > budget.cap:
+                raise _TooLarge(alone=True)
+            if not budget.take(want):
+                raise _TooLarge(alone=False)
+            held = want
+        pieces, total = [], 0
+        while resp.length is None or resp.length > 0:
+            _set_timeout(conn, deadline)
+            piece = resp.read1(1 << 16)  # what has arrived: one bounded wait per piece
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+            if total > budget.cap:
+                raise _TooLarge(alone=True)
+            if total > held:  # an undeclared length: take each piece as it comes
+                if not budget.take(total - held):
+                    raise _TooLarge(alone=False)
+                held = total
+        data = b"".join(pieces)
+        if resp.length:  # the server closed before the end of the body
+            raise http.client.IncompleteRead(data, resp.length)
+    except BaseException:
+        budget.give(held)
+        raise
     resp.close()  # the whole body is read: the connection can carry the next request
-    return data
+    return data, held
+
+
+class _ByteBudget:
+    """Bytes of answers held at once by the requests of one classifier (read, or being
+    parsed), so that concurrent answers share one limit instead of one each."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.used = int(cap), 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.cap:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        if n:
+            with self._lock:
+                self.used -= n
+
+
+def _size(n: int) -> str:
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -898,8 +1285,35 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _oneline(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object_pairs_hook: an object, refused when a key repeats."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return d
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether JSON ``doc`` nests lists / objects more than ``limit`` levels (no recursion)."""
+    stack = [(doc, 1)] if isinstance(doc, list | dict) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for v in node.values() if isinstance(node, dict) else node:
+            if isinstance(v, list | dict):
+                stack.append((v, depth + 1))
+    return False
 
 
 def _json_kind(arr: np.ndarray) -> str:

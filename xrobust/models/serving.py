@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from xrobust._text import clean_for_terminal
+
 __all__ = ["Reply", "ServingHandle", "serve"]
 
 logger = logging.getLogger(__name__)
@@ -213,8 +215,11 @@ def serve(
                 arr = np.asarray(batch, dtype=np.float32)
                 if arr.ndim < 1:
                     raise ValueError("a batch needs a batch dimension")
+            except RecursionError:  # a body nested too deep for the JSON reader
+                self._send(400, {"error": "bad request: JSON nested too deep"})
+                return
             except (ValueError, TypeError, KeyError) as exc:
-                self._send(400, {"error": f"bad request: {exc}"})
+                self._send(400, {"error": f"bad request: {clean_for_terminal(str(exc))}"})
                 return
             handle_box[0]._count(len(arr), dict(self.headers.items()), doc)
             try:
@@ -224,7 +229,8 @@ def serve(
                 self._send(r.status, r.body, r.headers)
                 return
             except Exception as exc:
-                self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+                text = clean_for_terminal(str(exc), 2000)
+                self._send(500, {"error": f"{type(exc).__name__}: {text}"})
                 return
             if output_name is not None:
                 out = [{output_name: r} for r in out] if rows_form else {output_name: out}

@@ -165,6 +165,21 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
         "else refused)",
     )  # fmt: skip
     p.add_argument(
+        "--resize", action="store_true",
+        help="resize images of another size than the model's input (a warning names both "
+        "shapes); refused by default",
+    )  # fmt: skip
+    p.add_argument(
+        "--train-data", metavar="TRAIN.csv",
+        help="with --onnx and a CSV --data: the table the model was trained on; its training "
+        "split's statistics standardise --data (files from `xrobust export` carry them)",
+    )  # fmt: skip
+    p.add_argument(
+        "--raw-features", action="store_true",
+        help="with --onnx and a CSV --data: feed the values unstandardised (the model scales "
+        "its own inputs, e.g. a scikit-learn pipeline)",
+    )  # fmt: skip
+    p.add_argument(
         "--query-budget", type=int_range(1), metavar="N",
         help="stop cleanly after the model was asked about N rows in total (partial results)",
     )  # fmt: skip
@@ -237,6 +252,9 @@ def load_source(
                      "endpoint_batch_size", "endpoint_concurrency", "output_name"):  # fmt: skip
             if getattr(args, flag, None) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --endpoint")
+        for flag in ("train_data", "raw_features"):
+            if getattr(args, flag, None):
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx")
         if getattr(args, "white_box", False):
             raise ConfigError("--white-box applies to --onnx (a run directory is white-box)")
         if getattr(args, "header", None):
@@ -264,8 +282,22 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         raise ConfigError("--allow-incomplete applies to --model")
     if kind == "onnx" and getattr(args, "header", None):
         raise ConfigError("--header applies to --endpoint")
-    bundle = load_dataset(args.data, target=getattr(args, "target", None))
     opts: dict[str, Any] = {}
+    if kind == "onnx":  # never a table standardised with its own statistics (issue 18)
+        from xrobust.models.onnx import load_for_onnx
+
+        bundle, opts = load_for_onnx(
+            where, args.data, target=getattr(args, "target", None),
+            resize=bool(getattr(args, "resize", False)),
+            train_data=getattr(args, "train_data", None),
+            raw_features=bool(getattr(args, "raw_features", False)),
+        )  # fmt: skip
+    else:
+        for flag in ("train_data", "raw_features", "resize"):
+            if getattr(args, flag, None):
+                also = " and --model" if flag == "resize" else ""
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx{also}")
+        bundle = load_dataset(args.data, target=getattr(args, "target", None))
     if args.output:
         opts["output"] = args.output
     if args.layout:
@@ -285,7 +317,10 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
     if getattr(args, "white_box", False) and kind != "onnx":
         raise ConfigError("--white-box applies to --onnx: an endpoint has no gradients")
     clf = as_classifier(where, bundle.spec, query_budget=args.query_budget, **opts)
-    clf.check_data(tuple(bundle.spec.input_shape), bundle.spec.num_classes, f"data {args.data!r}")
+    clf.check_data(
+        tuple(bundle.spec.input_shape), bundle.spec.num_classes, f"data {args.data!r}",
+        spec=bundle.spec,
+    )  # fmt: skip
     info = {"name": clf.name, "source": kind}
     if getattr(args, "white_box", False):
         from xrobust.data import as_tensors
@@ -358,5 +393,7 @@ def load_model_and_data(
         except ConfigError:
             src = args.data
         old_target_hint(args.target, command, class_flag, src)
-    bundle = load_for_model(loaded.spec, args.data, target=args.target)
+    bundle = load_for_model(
+        loaded.spec, args.data, target=args.target, resize=bool(getattr(args, "resize", False))
+    )
     return loaded, bundle

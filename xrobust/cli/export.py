@@ -14,8 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="export a trained model to ONNX (verified with onnxruntime)",
         description=(
             "Export a run directory written by `xrobust train` to an ONNX file with a dynamic "
-            "batch dimension. The file is checked with onnxruntime against torch on the "
-            "model's test data before it is written; above --tol nothing is written."
+            "batch dimension. What the run applies to its inputs outside the network (the "
+            "feature standardisation of a model trained on a table) goes inside the graph, so "
+            "the file takes raw rows as the data file holds them; feature names, classes, "
+            "bounds and the preprocessing are recorded in the file's metadata (key 'xrobust'), "
+            "which `--onnx FILE --data ...` reads. The file is checked with onnxruntime against "
+            "torch on the model's test data before it is written; above --tol nothing is "
+            "written."
         ),
     )
     p.add_argument(
@@ -30,10 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, metavar="FILE", help="the file to write, e.g. model.onnx"
     )
-    p.add_argument("--opset", type=int_range(7, 100), help="ONNX opset (default: 18)")
+    p.add_argument(
+        "--opset", type=int_range(), metavar="N",
+        help="ONNX opset (default: 18): one torch's exporter writes (18 to 23 with torch 2.13), "
+        "else refused before any work; the written file is checked to have it",
+    )  # fmt: skip
     p.add_argument(
         "--batch-size", type=int_range(1), metavar="N",
-        help="fix the batch dimension to N (default: dynamic batch)",
+        help="fix the batch dimension to N (default: dynamic batch, any size at run time)",
     )  # fmt: skip
     p.add_argument(
         "--tol", type=float_range(0.0, open_lo=True), default=1e-4,
@@ -76,5 +85,10 @@ def run(args: argparse.Namespace) -> int:
         f"onnxruntime matches torch within {res.max_abs_diff:.2g} on {res.rows_checked} rows "
         f"of {res.check_inputs}"
     )
+    if res.preprocessing_embedded:
+        print(
+            "the feature standardisation of the run is inside the graph: the file takes raw "
+            "feature rows (as in the CSV), recorded in its metadata"
+        )
     sys.stdout.flush()
     return 0

@@ -12,8 +12,10 @@ reports are about the model as trained:
   classes (unknown labels are refused). A feature column whose median lies outside the
   range the model saw in training (other units or scaling?) is refused; single values
   outside it are reported with a warning;
-- images are served at the model's input size; class folders / names must be among the
-  model's classes;
+- a built-in image dataset is served at the model's input size; a user's images of
+  another size are refused, naming both shapes, unless ``resize=True`` (``--resize``), which
+  resizes them (bilinear, antialiased when shrinking) with a warning naming both shapes;
+  class folders / names must be among the model's classes;
 - without ``data`` the model's own training source is used (a built-in by name, or the
   recorded file), with the recorded target column and split, so its test split is the
   one the model never trained on.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,7 @@ def load_for_model(
     *,
     target: str | None = None,
     strict_range: bool = True,
+    resize: bool = False,
 ) -> DatasetBundle:
     """Load ``data`` (default: the model's training source) as input to the model with ``spec``.
 
@@ -97,13 +101,16 @@ def load_for_model(
         target: the CSV label column (default: the one the model was trained with).
         strict_range: refuse a tabular feature whose median lies outside the range the
             model was trained on (False: only warn).
+        resize: resize a user's images of another size to the model's (with a warning);
+            False (default) refuses them.
 
     Returns:
         A bundle whose spec has the model's classes, feature names and input shape.
 
     Raises:
         ConfigError: no data given and none recorded; ``target`` for non-CSV data.
-        DataError: the data does not fit the model's schema (see the module docstring).
+        DataError: the data does not fit the model's schema (see the module docstring),
+            images of another size without ``resize``.
     """
     from xrobust.data.csv_file import load_csv
     from xrobust.data.loading import load_dataset
@@ -123,16 +130,24 @@ def load_for_model(
         kwargs: dict[str, Any] = dict(split)
         if target is not None:
             kwargs["target"] = target  # load_dataset refuses it for non-CSV data, clearly
-        if spec.modality == "image" and len(spec.input_shape) == 3:
-            h, w = spec.input_shape[1:]
+        builtin = isinstance(src, str) and src in DATASETS
+        if spec.modality == "image" and len(spec.input_shape) == 3 and builtin:
+            h, w = spec.input_shape[1:]  # a built-in is served at the size it was trained at
             try:
                 bundle = load_dataset(src, size=h if h == w else (h, w), **kwargs)
             except ConfigError as exc:
                 if "size" not in str(exc):
                     raise
                 bundle = load_dataset(src, **kwargs)
+        elif spec.modality == "image" and len(spec.input_shape) == 3:
+            bundle = _images_at_size(src, spec, kwargs, resize)
         else:
             bundle = load_dataset(src, **kwargs)
+        if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
+            raise DataError(
+                f"{src}: inputs of shape {tuple(bundle.spec.input_shape)}, but the model takes "
+                f"{tuple(spec.input_shape)}"
+            )
         bundle = _match_classes(bundle, spec, str(src))
         if spec.modality == "tabular":
             _match_features(bundle.spec, spec, str(src))
@@ -144,6 +159,51 @@ def load_for_model(
     if spec.modality == "tabular":
         bundle = _check_range(bundle, spec, str(src), strict_range)
     return bundle
+
+
+def _images_at_size(
+    src: str, spec: DatasetSpec, kwargs: dict[str, Any], resize: bool
+) -> DatasetBundle:
+    """A user's images as stored; of another size than the model's only with ``resize``."""
+    from xrobust.data.loading import load_dataset
+
+    want = tuple(spec.input_shape)
+    h, w = want[1:]
+    try:
+        bundle = load_dataset(src, **kwargs)
+    except DataError as exc:
+        if "differ in size" not in str(exc):
+            raise
+        if not resize:
+            raise DataError(
+                f"{src}: images of several sizes, but the model takes {want}: give --resize "
+                "to resize them to the model's size (Python: resize=True)"
+            ) from None
+        warnings.warn(
+            f"{src}: images of several sizes resized to the model's input shape {want} (resize)",
+            stacklevel=3,
+        )
+        return load_dataset(src, size=(h, w), **kwargs)
+    except ConfigError as exc:  # a table for an image model: the shape check names both
+        if "size" not in str(exc):
+            raise
+        return load_dataset(src, **kwargs)
+    have = tuple(bundle.spec.input_shape)
+    if bundle.spec.modality != "image" or len(have) != 3 or have[1:] == (h, w):
+        return bundle  # a table, or the right size (channels are checked by the caller)
+    if not resize:
+        raise DataError(
+            f"{src}: images of shape {have} ({have[1]}x{have[2]}), but the model takes {want} "
+            f"({h}x{w}); xrobust does not resize them silently: give --resize to resize them "
+            "to the model's size (bilinear, antialiased when shrinking; Python: resize=True), "
+            "or give images of the model's size"
+        )
+    warnings.warn(
+        f"{src}: images of shape {have} resized to the model's input shape {want} (resize); "
+        "the figures are about the resized images",
+        stacklevel=3,
+    )
+    return load_dataset(src, size=(h, w), **kwargs)
 
 
 def _match_features(have: DatasetSpec, want: DatasetSpec, src: str) -> None:
@@ -231,12 +291,18 @@ def spec_of(model: Any) -> DatasetSpec | None:
         return None
 
 
-def load_for_data_of(model: Any, data: str | os.PathLike[str]) -> DatasetBundle:
+def load_for_data_of(
+    model: Any, data: str | os.PathLike[str], *, resize: bool = False
+) -> DatasetBundle:
     """``load_dataset(data)``, read through ``model``'s input schema when it carries one
-    (models from ``load_run`` and ``train`` do); plain modules get ``load_dataset``."""
+    (models from ``load_run`` and ``train`` do; so do ONNX classifiers of files from
+    ``xrobust export``, as ``model_spec``); plain modules get ``load_dataset``."""
     from xrobust.data.loading import load_dataset
 
     spec = spec_of(model)
     if spec is None:
+        ms = getattr(model, "model_spec", None)
+        spec = ms if isinstance(ms, DatasetSpec) else None
+    if spec is None:
         return load_dataset(data)
-    return load_for_model(spec, data)
+    return load_for_model(spec, data, resize=resize)

@@ -229,22 +229,44 @@ class Classifier:
 
     # ------------------------------------------------------------------ checks
     def check_data(
-        self, input_shape: tuple[int, ...] | None, num_classes: int | None, what: str = "data"
+        self,
+        input_shape: tuple[int, ...] | None,
+        num_classes: int | None,
+        what: str = "data",
+        *,
+        spec: Any = None,
     ) -> None:
         """Refuse data that does not fit what this classifier declares, before any query.
 
+        Args:
+            input_shape / num_classes: the data's.
+            what: the data's name in messages.
+            spec: the data's :class:`~xrobust.data.spec.DatasetSpec`, when known. A model
+                that records the schema it was trained with (``model_spec``: ONNX files
+                from ``xrobust export``) is then checked against it: the class names in
+                order, and for a table the standardisation the model expects (its training
+                statistics, not the data's own).
+
         Raises:
-            DataError: the input shapes or the class counts differ (both are named).
+            DataError: the input shapes, the class counts or (with ``spec``) the classes or
+                the standardisation differ (both are named).
         """
         if (
             input_shape is not None
             and self.input_shape is not None
             and tuple(input_shape) != self.input_shape
         ):
+            have, want = tuple(input_shape), self.input_shape
+            resize = ""
+            if len(have) == len(want) == 3 and have[0] == want[0]:
+                resize = (
+                    "; give --resize to resize the images to the model's size (Python: "
+                    "load_dataset(..., size=(H, W)))"
+                )
             raise DataError(
-                f"the {what} has inputs of shape {tuple(input_shape)} but the model "
-                f"{self.name!r} takes inputs of shape {self.input_shape}"
-                f"{_layout_hint(tuple(input_shape), self.input_shape)}"
+                f"the {what} has inputs of shape {have} but the model "
+                f"{self.name!r} takes inputs of shape {want}"
+                f"{_layout_hint(have, want)}{resize}"
             )
         if (
             num_classes is not None
@@ -254,6 +276,52 @@ class Classifier:
             raise DataError(
                 f"the {what} has {num_classes} classes but the model {self.name!r} "
                 f"answers {self.num_classes}"
+            )
+        model_spec = getattr(self, "model_spec", None)
+        if spec is None or model_spec is None:
+            return
+        have_c = tuple(getattr(spec, "class_names", ()) or ())
+        want_c = tuple(getattr(model_spec, "class_names", ()) or ())
+        if (
+            have_c
+            and want_c
+            and have_c != want_c
+            and have_c != tuple(str(i) for i in range(len(have_c)))
+        ):
+            raise DataError(
+                f"the {what} has classes {list(have_c)[:10]} but the model {self.name!r} was "
+                f"trained on {list(want_c)[:10]} (in this order): read the data for the model "
+                "(xrobust.data.schema.load_for_model(clf.model_spec, data); `--onnx` does)"
+            )
+        if getattr(model_spec, "modality", None) != "tabular":
+            return
+        wx, hx = (
+            dict(getattr(model_spec, "extra", {}) or {}),
+            dict(getattr(spec, "extra", {}) or {}),
+        )
+        units = getattr(self, "input_units", "graph")
+        expected = (wx.get("raw_mean"), wx.get("raw_std")) if wx.get("standardized") else None
+        given = (hx.get("raw_mean"), hx.get("raw_std")) if hx.get("standardized") else None
+        if expected is None or units != "model":
+            if given is not None:
+                raise DataError(
+                    f"the {what} is standardised, but the model {self.name!r} takes its feature "
+                    "values as they are: load the table unstandardised (load_csv(..., "
+                    "standardize=False); `--onnx FILE --data file.csv --raw-features`)"
+                )
+            return
+        same = given is not None and all(
+            isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+            and all(abs(float(u) - float(v)) <= 1e-9 * max(1.0, abs(float(v))) for u, v in zip(a, b))
+            for a, b in zip(given, expected)
+        )  # fmt: skip
+        if not same:
+            how = "standardised with other statistics (its own?)" if given else "not standardised"
+            raise DataError(
+                f"the {what} is {how}, but the model {self.name!r} takes rows standardised with "
+                "the statistics of its training data, which its file carries: read the data "
+                "for the model (xrobust.data.schema.load_for_model(clf.model_spec, data); "
+                "`--onnx FILE --data file.csv` does)"
             )
 
     def _check_input(self, x: torch.Tensor) -> None:

@@ -15,6 +15,26 @@ all), declare ``layout="NCHW"`` or ``"NHWC"``; the error says so.
 A model that does not fit the data (another shape, another class count) is refused when the
 classifier is made, naming both shapes, before any query is spent.
 
+Several outputs (``[aux_logits, logits]``): the one to read is named with ``output_name``
+(``--output-name``). Without it a choice is made only when one output is clearly the class
+scores (the only float output, the only one of shape (N, C) for the declared C, or the only
+one named ``logits`` / ``scores`` / ``probabilities``); the choice is logged and shown in
+``describe()["output_choice"]``; anything else is refused, naming the outputs.
+
+Files written by ``xrobust export`` carry a JSON record under ``metadata_props["xrobust"]``
+(:func:`read_xrobust_metadata`): the run's dataset spec (``model_spec``), classes, bounds
+and the preprocessing the graph embeds. A tabular export takes raw feature rows (its
+standardisation is inside the graph); the classifier takes rows in the run's units
+(standardised with the training statistics the file carries, as the checkpoint's model
+does; ``input_units="model"``, the default) and maps them back to raw values before the
+graph, so attacks, ``eps`` and bounds are the run's. ``input_units="graph"`` feeds rows to
+the graph as they are. :func:`load_for_onnx` reads data for such a file as ``--model``
+reads it for the run, and refuses a table it would have to standardise with its own
+statistics.
+
+A graph with a fixed batch too large to ever fill (1e10 rows) is refused when the
+classifier is made, with what to re-export.
+
 White box: :meth:`OnnxClassifier.to_torch` converts the graph with onnx2torch (when
 installed) into a differentiable torch module, checked against onnxruntime.
 
@@ -50,7 +70,14 @@ from torch import nn
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.models.classifier import Classifier, TorchClassifier
 
-__all__ = ["OnnxClassifier", "OnnxTorchClassifier", "OnnxTorchModule", "import_onnx2torch"]
+__all__ = [
+    "OnnxClassifier",
+    "OnnxTorchClassifier",
+    "OnnxTorchModule",
+    "import_onnx2torch",
+    "load_for_onnx",
+    "read_xrobust_metadata",
+]
 
 log = logging.getLogger(__name__)
 _find_spec = importlib.util.find_spec  # (tests replace it to simulate a missing package)
@@ -67,6 +94,115 @@ _INT_TYPES = (
     "tensor(uint64)", "tensor(uint32)", "tensor(uint16)", "tensor(uint8)",
 )  # fmt: skip
 _INSTALL_ORT = "install onnxruntime (pip install 'xrobust[onnx]')"
+#: Output names that say "these are the class scores" (compared lower-case, without a
+#: TensorFlow ``:0`` suffix or a scope prefix).
+_SCORE_NAMES = frozenset(
+    {"logits", "scores", "class_scores", "probabilities", "probs", "probability",
+     "output_probability", "softmax"}
+)  # fmt: skip
+#: The largest fixed-batch input (padded rows x row bytes) a graph may demand: 1 GiB.
+MAX_FIXED_BATCH_BYTES = 1 << 30
+_INPUT_UNITS = ("model", "graph")
+
+
+def _canon(name: str) -> str:
+    return name.lower().split(":")[0].rsplit("/", 1)[-1]
+
+
+def read_xrobust_metadata(source: Any, label: str | None = None) -> dict[str, Any] | None:
+    """The record ``xrobust export`` wrote into an ONNX file, checked; None when absent.
+
+    Args:
+        source: a path to an ``.onnx`` file, an ``onnx.ModelProto``, or the mapping of its
+            ``metadata_props`` (as onnxruntime's ``custom_metadata_map``).
+        label: the file's name in messages.
+
+    Returns:
+        The record (a dict: ``version``, ``class_names``, ``feature_names``, ``bounds``,
+        ``preprocessing``, ``spec``, ...) with ``_spec`` (a DatasetSpec or None) and
+        ``_standardize`` ((mean, std) embedded in the graph, or None) added.
+
+    Raises:
+        ConfigError: the record is of a newer version than this xrobust reads.
+        ModelError: the record is not valid.
+    """
+    import json
+
+    from xrobust.models.export import METADATA_KEY, METADATA_VERSION
+
+    if isinstance(source, dict):
+        props = source
+        label = label or "the ONNX file"
+    elif isinstance(source, str | os.PathLike):
+        import onnx
+
+        label = label or Path(source).name
+        m = onnx.load(str(source), load_external_data=False)
+        props = {p.key: p.value for p in m.metadata_props}
+    else:
+        props = {p.key: p.value for p in getattr(source, "metadata_props", [])}
+        label = label or "the ONNX model"
+    text = props.get(METADATA_KEY)
+    if text is None:
+        return None
+
+    def bad(why: str) -> ModelError:
+        return ModelError(
+            f"{label}: its xrobust metadata (metadata_props[{METADATA_KEY!r}]) is not valid "
+            f"({why}); re-export the model with `xrobust export`"
+        )
+
+    try:
+        rec = json.loads(text) if len(text) < 64 * 2**20 else None
+    except (ValueError, RecursionError) as exc:
+        raise bad("not JSON") from exc
+    if not isinstance(rec, dict) or rec.get("format") != "xrobust-onnx":
+        raise bad("not an xrobust-onnx record")
+    version = rec.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad(f"version {version!r}")
+    if version > METADATA_VERSION:
+        raise ConfigError(
+            f"{label} was exported by a newer xrobust (metadata version {version}; this one "
+            f"reads up to {METADATA_VERSION}): upgrade xrobust (pip install -U xrobust), or "
+            "re-export the model with this one"
+        )
+    spec = None
+    if rec.get("spec") is not None:
+        from xrobust.data.spec import DatasetSpec
+
+        try:
+            spec = DatasetSpec.from_dict(rec["spec"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"its dataset spec: {exc}") from exc
+    pre = rec.get("preprocessing")
+    if pre is not None and not (isinstance(pre, dict) and isinstance(pre.get("steps", []), list)):
+        raise bad("'preprocessing' is not an object with a list of steps")
+    stdz = None
+    for step in (pre or {}).get("steps", []):
+        if not isinstance(step, dict):
+            raise bad("a preprocessing step is not an object")
+        if step.get("op") == "standardize" and step.get("in_graph"):
+            mean, std = step.get("mean"), step.get("std")
+            nf = None if spec is None else int(np.prod(spec.input_shape))
+            ok = (
+                isinstance(mean, list)
+                and isinstance(std, list)
+                and len(mean) == len(std) > 0
+                and (nf is None or len(mean) == nf)
+                and all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+                    for v in mean + std
+                )
+                and all(v > 0 for v in std)
+            )
+            if not ok:
+                raise bad("its standardisation does not fit the features")
+            stdz = (np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64))
+    rec = dict(rec)
+    rec["_spec"] = spec
+    rec["_standardize"] = stdz
+    return rec
 
 
 def _import_ort() -> Any:
@@ -114,8 +250,13 @@ class OnnxClassifier(Classifier):
         layout: "NCHW", "NHWC" or None (read from the graph, see the module docstring).
         providers: onnxruntime execution providers, overriding ``device``.
         output_name: the graph output to read (default: the only one; with several, the
-            float probabilities/scores output, e.g. skl2onnx's ``probabilities``).
+            one that is clearly the class scores, else refused: see the module docstring).
         name: a short name for reports (default: the file name).
+        input_units: for a file from ``xrobust export`` that embeds a tabular
+            standardisation: "model" (default) takes rows standardised with the training
+            statistics the file carries, as the run's model does, and maps them back to raw
+            values before the graph; "graph" feeds rows to the graph as they are (raw
+            feature rows). Files without an embedded standardisation get rows as they are.
 
     onnxruntime's thread count follows ``OMP_NUM_THREADS`` when it is set.
 
@@ -142,13 +283,16 @@ class OnnxClassifier(Classifier):
         providers: Sequence[str] | None = None,
         output_name: str | None = None,
         name: str | None = None,
+        input_units: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise ConfigError(
                 f"option(s) {', '.join(sorted(unknown))} do not apply to an ONNX model; it "
-                "takes layout, providers, output_name, name"
+                "takes layout, providers, output_name, input_units, name"
             )
+        if input_units is not None and input_units not in _INPUT_UNITS:
+            raise ConfigError(f"input_units must be 'model', 'graph' or None, got {input_units!r}")
         ort = _import_ort()
         self.path = Path(path)
         if not self.path.is_file():
@@ -180,6 +324,22 @@ class OnnxClassifier(Classifier):
             ) from exc
         self._meta = self._read_meta()
         label = name or self.path.name
+        self.metadata: dict[str, Any] | None = read_xrobust_metadata(
+            dict(self._sess.get_modelmeta().custom_metadata_map or {}), label
+        )
+        #: the dataset spec of the run the file was exported from (None for other files)
+        self.model_spec: Any = None if self.metadata is None else self.metadata["_spec"]
+        stdz = None if self.metadata is None else self.metadata["_standardize"]
+        self.input_units: str = input_units or ("model" if stdz is not None else "graph")
+        self._affine: tuple[np.ndarray, np.ndarray] | None = (
+            stdz if (stdz is not None and self.input_units == "model") else None
+        )
+        if (
+            bounds is None
+            and self.model_spec is not None
+            and (stdz is None or self.input_units == "model")
+        ):
+            bounds = tuple(self.model_spec.bounds)
 
         # ---- the input
         inputs = self._sess.get_inputs()
@@ -207,10 +367,15 @@ class OnnxClassifier(Classifier):
         self.fixed_batch: int | None = gdims[0]
         self.layout: str | None = None
         shape = self._input_layout(gdims[1:], input_shape, layout, label)
+        if self.fixed_batch is not None:
+            self._check_fixed_batch(self.fixed_batch, gdims, shape, label)
 
         # ---- the output
         outs = self._sess.get_outputs()
-        self._out_index, out_kind, graph_classes = self._pick_output(outs, output_name, label)
+        self.output_choice: str | None = None
+        self._out_index, out_kind, graph_classes = self._pick_output(
+            outs, output_name, label, num_classes
+        )
         self.output_name: str = outs[self._out_index].name
         self.output_type: str = outs[self._out_index].type
         self.output_names = [o.name for o in outs]
@@ -344,10 +509,16 @@ class OnnxClassifier(Classifier):
                         "declare layout='NCHW' or layout='NHWC'"
                     )
                 if not (nchw or nhwc):
+                    resize = ""
+                    if (a == cc and c not in (cc,)) or (c == cc and a not in (cc,)):
+                        resize = (
+                            "; give --resize to resize the images to the model's size "
+                            "(Python: load_dataset(..., size=(H, W)))"
+                        )
                     raise DataError(
                         f"the data has inputs of shape {want} (C, H, W) but {graph}, which "
                         f"fits neither NCHW {_show([None, cc, hh, ww])} nor NHWC "
-                        f"{_show([None, hh, ww, cc])}"
+                        f"{_show([None, hh, ww, cc])}{resize}"
                     )
                 layout = "NCHW" if nchw else "NHWC"
             elif not (nchw if layout == "NCHW" else nhwc):
@@ -374,35 +545,50 @@ class OnnxClassifier(Classifier):
             return None
         return tuple(int(d) for d in chw)  # type: ignore[arg-type]
 
+    def _check_fixed_batch(
+        self, b: int, gdims: list[int | None], shape: tuple[int, ...] | None, label: str
+    ) -> None:
+        """Refuse a fixed batch no call could ever fill (every call pads to ``b`` rows)."""
+        row = shape if shape is not None else tuple(d or 1 for d in gdims[1:])
+        need = int(b) * int(np.prod(row)) * np.dtype(self._in_dtype).itemsize
+        if need <= MAX_FIXED_BATCH_BYTES:
+            return
+        most = max(1, MAX_FIXED_BATCH_BYTES // max(1, need // int(b)))
+        raise ModelError(
+            f"{label}: its input {self.input_name!r} has a fixed batch of {b} rows, so every "
+            f"call would be padded to {b} rows ({need / 2**30:.3g} GiB of inputs alone), which "
+            "no machine can run. Re-export the model with a dynamic batch dimension (`xrobust "
+            "export` without --batch-size; torch.onnx.export(..., dynamic_shapes={'x': {0: "
+            "torch.export.Dim('batch')}}); tf2onnx's default), or with a fixed batch of at most "
+            f"{most} rows"
+        )
+
     def _pick_output(
-        self, outs: Sequence[Any], output_name: str | None, label: str
+        self,
+        outs: Sequence[Any],
+        output_name: str | None,
+        label: str,
+        num_classes: int | None = None,
     ) -> tuple[int, str, int | None]:
         """(index, inferred kind, classes from the graph or None) of the output to read."""
         names = [o.name for o in outs]
         if output_name is not None:
             if output_name not in names:
                 raise ConfigError(
-                    f"{label} has no output {output_name!r}; its outputs: {', '.join(names)}"
+                    f"{label} has no output {output_name!r}; its outputs: {', '.join(names)} "
+                    "(choose one with --output-name NAME, Python: output_name=NAME)"
                 )
             idx = names.index(output_name)
         elif len(outs) == 1:
             idx = 0
         else:
-            scored = [
-                i for i, o in enumerate(outs)
-                if o.type in _FLOAT_TYPES or o.type.startswith("seq(map(")
-            ]  # fmt: skip
-            prob = [i for i in scored if "prob" in outs[i].name.lower()]
-            if prob or scored:
-                idx = (prob or scored)[0]
-            else:
-                ints = [i for i, o in enumerate(outs) if o.type in _INT_TYPES]
-                if not ints:
-                    raise ModelError(
-                        f"{label}: none of its outputs ({', '.join(names)}) holds scores or "
-                        "labels; give output_name="
-                    )
-                idx = ints[0]
+            idx, why, loud = self._scores_output(outs, label, num_classes)
+            self.output_choice = f"{outs[idx].name!r}: {why}"
+            (log.warning if loud else log.info)(
+                "%s has %d outputs (%s); reading %r: %s (choose another with --output-name, "
+                "Python: output_name=)",
+                label, len(outs), ", ".join(names), outs[idx].name, why,
+            )  # fmt: skip
         o = outs[idx]
         dims = _dims(o.shape)
         if o.type.startswith("seq(map("):
@@ -421,6 +607,54 @@ class OnnxClassifier(Classifier):
         if len(dims) == 1 and not probs:
             return idx, "logits", 1
         return idx, ("probabilities" if probs else "logits"), classes
+
+    @staticmethod
+    def _scores_output(
+        outs: Sequence[Any], label: str, num_classes: int | None
+    ) -> tuple[int, str, bool]:
+        """(index, why, several candidates?) of the output that is clearly the class scores."""
+        names = [o.name for o in outs]
+        listed = ", ".join(f"{o.name!r} {o.type} {_show(_dims(o.shape))}" for o in outs)
+        scored = [
+            i for i, o in enumerate(outs)
+            if o.type in _FLOAT_TYPES or o.type.startswith("seq(map(")
+        ]  # fmt: skip
+        if not scored:
+            ints = [i for i, o in enumerate(outs) if o.type in _INT_TYPES]
+            if not ints:
+                raise ModelError(
+                    f"{label}: none of its outputs ({', '.join(names)}) holds scores or "
+                    "labels; give output_name="
+                )
+            if len(ints) > 1:
+                raise ConfigError(
+                    f"{label} has {len(ints)} integer outputs that could be the labels "
+                    f"({listed}); say which with --output-name NAME (Python: output_name=NAME)"
+                )
+            return ints[0], "the only output holding labels", False
+        if len(scored) == 1:
+            return (
+                scored[0],
+                "the only output holding scores (the others hold labels or other types)",
+                False,
+            )
+        two_d = [i for i in scored if len(_dims(outs[i].shape)) == 2]
+        if num_classes is not None:
+            exact = [i for i in two_d if _dims(outs[i].shape)[1] == int(num_classes)]
+            if len(exact) == 1:
+                return exact[0], f"the only output of shape (N, {int(num_classes)})", True
+            pool = [i for i in scored if i in exact or _dims(outs[i].shape)[-1:] == [None]]
+        else:
+            pool = scored
+        named = [i for i in (pool or scored) if _canon(outs[i].name) in _SCORE_NAMES]
+        if len(named) == 1:
+            return named[0], f"named {outs[named[0]].name!r}", True
+        raise ConfigError(
+            f"{label} has {len(scored)} outputs that could be the class scores ({listed}), and "
+            "none is clearly the one (the only one of shape (N, classes), or the only one named "
+            "logits, scores or probabilities): say which with --output-name NAME (Python: "
+            "output_name=NAME)"
+        )
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -441,16 +675,37 @@ class OnnxClassifier(Classifier):
                 "fixed_batch": self.fixed_batch,
                 "output_name": self.output_name,
                 "output_names": list(self.output_names),
+                "output_choice": self.output_choice,
                 "providers": list(self.providers),
+                "xrobust_metadata": None if self.metadata is None else self.metadata["version"],
+                "preprocessing": self._preprocessing_facts(),
             }
         )
         return d
+
+    def _preprocessing_facts(self) -> dict[str, Any] | None:
+        if self.metadata is None:
+            return None
+        pre = self.metadata.get("preprocessing")
+        steps = [] if not isinstance(pre, dict) else [s.get("op") for s in pre.get("steps", [])]
+        return {
+            "embedded": bool(isinstance(pre, dict) and pre.get("embedded")),
+            "steps": steps,
+            "input_units": self.input_units,
+            "graph_takes": "raw feature rows"
+            if self.metadata["_standardize"] is not None
+            else "inputs as the data holds them",
+        }
 
     # ------------------------------------------------------------------ answers
     def _to_graph(self, x: torch.Tensor) -> np.ndarray:
         t = x.detach().cpu()
         if self.layout == "NHWC":
             t = t.permute(0, 2, 3, 1)
+        if self._affine is not None:  # rows in the run's units -> the graph's raw rows
+            mean, std = self._affine
+            a = t.numpy().astype(np.float64) * std + mean
+            return np.ascontiguousarray(a.astype(self._in_dtype))
         return np.ascontiguousarray(t.numpy().astype(self._in_dtype, copy=False))
 
     def _run(self, arr: np.ndarray) -> Any:
@@ -563,6 +818,7 @@ class OnnxClassifier(Classifier):
             output_index=self._out_index,
             n_outputs=len(self.output_names),
             dtype=torch.float64 if self._in_dtype is np.float64 else torch.float32,
+            affine=self._affine,
         )
         expected = self.scores(check_x).cpu().double()
         with torch.no_grad():
@@ -611,7 +867,8 @@ class OnnxClassifier(Classifier):
 
 class OnnxTorchModule(nn.Module):
     """An onnx2torch module taking xrobust's NCHW data: permuted to NHWC first when the
-    graph is channels last; the chosen output of a multi-output graph."""
+    graph is channels last; the chosen output of a multi-output graph; rows in the run's
+    units mapped back to raw values first when the graph embeds a standardisation."""
 
     def __init__(
         self,
@@ -621,6 +878,7 @@ class OnnxTorchModule(nn.Module):
         output_index: int = 0,
         n_outputs: int = 1,
         dtype: torch.dtype = torch.float32,
+        affine: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         self.inner = inner
@@ -628,9 +886,17 @@ class OnnxTorchModule(nn.Module):
         self.output_index = output_index
         self.n_outputs = n_outputs
         self.dtype = dtype
+        self.has_affine = affine is not None
+        mean, std = affine if affine is not None else (np.zeros(1), np.ones(1))
+        # rows in the run's (standardised) units -> the raw rows the graph standardises
+        self.register_buffer("in_mean", torch.as_tensor(mean, dtype=torch.float64))
+        self.register_buffer("in_std", torch.as_tensor(std, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.to(self.dtype)
+        z = x
+        if self.has_affine:
+            z = z.to(torch.float64) * self.in_std + self.in_mean
+        z = z.to(self.dtype)
         if self.layout == "NHWC":
             z = z.permute(0, 2, 3, 1)
         with warnings.catch_warnings():  # onnx2torch's Slice indexes with a list (harmless)
@@ -808,3 +1074,126 @@ def import_onnx2torch() -> Any:
     except ImportError as exc:
         raise ConfigError(f"onnx2torch failed to import: {exc}; {hint}") from exc
     return mod
+
+
+# ---------------------------------------------------------------------- data for a file
+def _is_table_file(data: Any) -> bool:
+    from xrobust.data._base import DATASETS
+
+    if isinstance(data, str) and data in DATASETS:
+        return False
+    p = Path(os.fspath(data))
+    return p.suffix.lower() in (".csv", ".tsv") and p.is_file()
+
+
+def _graph_hw(path: Path) -> tuple[int, int] | None:
+    """(H, W) of a rank-4 graph input with fixed sizes whose channel axis is clear."""
+    try:
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+        init = {t.name for t in m.graph.initializer}
+        inputs = [i for i in m.graph.input if i.name not in init]
+        if len(inputs) != 1:
+            return None
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in inputs[0].type.tensor_type.shape.dim]  # fmt: skip
+    except Exception:  # unreadable here: the classifier says what is wrong
+        return None
+    if len(dims) != 4:
+        return None
+    a, b, c = dims[1:]
+    chan = (1, 3, 4)
+    if a in chan and c not in chan and b and c:
+        return int(b), int(c)
+    if c in chan and a not in chan and a and b:
+        return int(a), int(b)
+    return None
+
+
+def load_for_onnx(
+    path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    resize: bool = False,
+    train_data: str | os.PathLike[str] | None = None,
+    raw_features: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Load ``data`` as input to the ONNX model in ``path``, never standardising a table
+    with its own statistics.
+
+    - A file from ``xrobust export`` (it carries the run's dataset spec): the data is read
+      as ``--model`` reads it for the run (:func:`~xrobust.data.schema.load_for_model`:
+      columns by name, the training statistics the file carries, classes by name, the
+      model's image size); the classifier maps the rows back to the raw values the graph
+      takes.
+    - Another file with a CSV table: ``train_data`` (the table the model was trained on)
+      standardises it with that table's training-split statistics, as ``xrobust train``
+      computes them; ``raw_features`` feeds the values as they are (a model that scales
+      its own inputs, such as a scikit-learn pipeline); with neither it is refused.
+    - Other data is loaded as it is (``load_dataset``); with ``resize`` images are resized
+      to the graph's fixed input size, with a warning naming both shapes.
+
+    Returns:
+        ``(bundle, options)``: the data, and options for :class:`OnnxClassifier`.
+
+    Raises:
+        ConfigError: a table for a file that does not say how it takes features, or
+            options that do not apply.
+        DataError: the data does not fit.
+    """
+    from xrobust.data import load_dataset
+    from xrobust.data.schema import load_for_model
+
+    p = Path(path)
+    label = p.name
+    rec = read_xrobust_metadata(p, label) if p.is_file() else None
+    spec = None if rec is None else rec["_spec"]
+    if spec is not None:
+        if train_data is not None or raw_features:
+            raise ConfigError(
+                f"{label} was exported by xrobust and carries the preprocessing of its "
+                "training data: leave out --train-data / --raw-features (Python: train_data=, "
+                "raw_features=)"
+            )
+        return load_for_model(spec, data, target=target, resize=resize), {}
+    if train_data is not None and raw_features:
+        raise ConfigError("give --train-data or --raw-features, not both")
+    if _is_table_file(data):
+        from xrobust.data.csv_file import load_csv
+
+        if train_data is not None:
+            tspec = load_dataset(train_data, target=target).spec
+            if tspec.modality != "tabular" or not tspec.extra.get("standardized"):
+                raise ConfigError(
+                    f"--train-data {os.fspath(train_data)!r}: expected the CSV table the model "
+                    "was trained on (its training split's statistics standardise --data)"
+                )
+            log.info("%s: standardised with the statistics of %s", data, train_data)
+            return load_for_model(tspec, data, target=target), {"input_units": "graph"}
+        if raw_features:
+            return load_csv(data, target=target, standardize=False), {"input_units": "graph"}
+        raise ConfigError(
+            f"{label} does not say how it takes features (it carries no preprocessing record "
+            f"from `xrobust export`), and xrobust will not standardise {os.fspath(data)!r} "
+            "with that file's own statistics (the model was trained with others). Re-export "
+            "the model with `xrobust export --model RUN` (the standardisation then travels "
+            "inside the file), or give --train-data TRAIN.csv (standardise with the statistics "
+            "of the table the model was trained on), or --raw-features if the model takes the "
+            "values as they are (e.g. a scikit-learn pipeline with its own scaler)"
+        )
+    if train_data is not None or raw_features:
+        raise ConfigError("--train-data and --raw-features apply to CSV data")
+    bundle = load_dataset(data, target=target)
+    hw = _graph_hw(p) if resize else None
+    have = tuple(bundle.spec.input_shape)
+    if hw is not None and bundle.spec.modality == "image" and len(have) == 3 and have[1:] != hw:
+        want = (have[0], *hw)
+        warnings.warn(
+            f"{os.fspath(data)}: images of shape {have} resized to the model's input shape "
+            f"{want} (resize); the figures are about the resized images",
+            stacklevel=2,
+        )
+        bundle = load_dataset(data, size=hw)
+    return bundle, {}

@@ -371,6 +371,12 @@ def test_non_latin1_header_values_are_config_errors(start, clients, monkeypatch,
                              "Authorization=XR_HOSTILE_TOKEN", *CLI_ATTACK])  # fmt: skip
     assert rc == 2 and "not Latin-1" in text and "secret" not in text
     _assert_clean_one_line(text)
+    # were the check skipped, http.client's UnicodeEncodeError (which holds the value) is
+    # still a ConfigError that does not echo it
+    monkeypatch.setattr(endpoint, "_check_header_value", lambda value, what: None)
+    with pytest.raises(ConfigError, match="could not be sent: header values") as err:
+        _clf(clients, server.url, headers_env={"Authorization": "XR_HOSTILE_TOKEN"}).scores(_x())
+    assert "secret" not in str(err.value) and err.value.__cause__ is None
 
 
 @pytest.mark.parametrize(
@@ -381,6 +387,7 @@ def test_non_latin1_header_values_are_config_errors(start, clients, monkeypatch,
         ("http://127.0.0.1:ab/v1/models/m:predict", "a port that is not a number"),
         ("http://[::1/v1/models/m:predict", "not readable"),
         ("http://127.0.0.1:8501/v1/\x1b[2Jmodels/m:predict", "control characters"),
+        ("http://127.0.0.1:8501/v1/models/caf\u00e9:predict", "not ASCII"),
     ],
 )
 def test_bad_ports_and_urls_are_config_errors(url, words, capsys) -> None:

@@ -301,6 +301,11 @@ class EndpointClassifier(Classifier):
         self.url = safe_url(url)  # what is shown; the query string stays in _target only
         self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if not self._target.isascii():
+            raise ConfigError(
+                f"the endpoint URL {safe_url(url)!r} has characters that are not ASCII in its "
+                "path or query; percent-encode them (urllib.parse.quote)"
+            )
 
         proto = str(protocol).lower()
         if proto not in PROTOCOLS:
@@ -638,7 +643,7 @@ class EndpointClassifier(Classifier):
                     conn.request("POST", self._target, body=body, headers=headers)
                 except (UnicodeError, ValueError):  # a header http.client cannot send
                     raise ConfigError(  # (checked before; its text may hold the value)
-                        f"a header for the endpoint {self.url} could not be sent: header values "
+                        f"the request to the endpoint {self.url} could not be sent: header values "
                         "must be Latin-1 (or ASCII) text without line breaks"
                     ) from None
                 sent = True

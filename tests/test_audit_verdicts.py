@@ -204,7 +204,7 @@ def test_budget_out_on_a_probability_black_box_is_incomplete_not_passed(digits, 
     assert md.splitlines()[0].count("INCOMPLETE") == 1 and "Missing evidence" in md
     root = ET.parse(paths["junit"]).getroot()
     assert root.get("verdict") == "incomplete" and int(root.get("errors")) == 1
-    case = [c for c in root.iter("testcase") if c.get("name") == "sanity_checks_pass"][0]
+    case = next(c for c in root.iter("testcase") if c.get("name") == "sanity_checks_pass")
     assert case.find("skipped") is not None and case.find("failure") is None
     again = load_report(paths["json"])
     assert again.verdict == "incomplete"

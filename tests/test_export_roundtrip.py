@@ -487,3 +487,38 @@ def test_huge_fixed_batches_are_refused_before_allocating(images, tmp_path) -> N
     rc, _, err = _cli(["attack", "--onnx", str(big), "--data", str(images["npz"][8]),
                        "--attack", "square", "--eps", "0.1"])  # fmt: skip
     assert rc == 2 and "dynamic batch" in err and "out of memory" not in err
+
+
+def test_audit_toml_output_name_picks_the_output(images, tmp_path) -> None:
+    """``output_name`` in the audit's TOML chooses among unnamed outputs, as --output-name
+    does on the command line; without it the audit is refused naming the outputs."""
+    from xrobust.data import as_tensors, load_dataset
+    from xrobust.models import load_model
+
+    ds = load_dataset("digits", size=8)
+    x, _ = as_tensors(ds.test, limit=8)
+    net = TwoHeads(load_model(images["run"])).eval()
+    two = _export_two_heads(net, tmp_path / "two.onnx", ["aux_logits", "logits"], x[:2])
+    anon = _rename_outputs(
+        two, tmp_path / "anon.onnx", {"aux_logits": "head_a", "logits": "head_b"}
+    )
+    d8 = str(images["npz"][8])
+    body = ("[adversarial]\nenabled = false\n[corruption]\nenabled = false\n"
+            "[explanations]\nenabled = false\n[sanity]\nenabled = false\n"
+            "[requirements]\nmin_clean_accuracy = 0.5\n")  # fmt: skip
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(body)
+    argv = ["audit", "--onnx", str(anon), "--data", d8, "--config", str(cfg), "--no-progress"]
+    rc, _, err = _cli([*argv, "--out", str(tmp_path / "r0")])
+    assert rc == 2 and "--output-name" in err and "head_b" in err
+    cfg.write_text('output_name = "head_b"\n' + body)
+    rc, out, err = _cli([*argv, "--out", str(tmp_path / "r1")])
+    assert rc == 0, out + err
+    cfg.write_text('output_name = "head_a"\n' + body)
+    rc, out, err = _cli([*argv, "--out", str(tmp_path / "r2")])
+    assert (
+        rc == 1 and "FAILED min_clean_accuracy" in out
+    )  # the auxiliary head is not the classifier
+    rc, _, err = _cli(["audit", "--model", str(images["run"]), "--config", str(cfg),
+                       "--out", str(tmp_path / "r3"), "--no-progress"])  # fmt: skip
+    assert rc == 2 and "applies to --onnx" in err

@@ -33,13 +33,13 @@ import torch
 from xrobust.errors import DataError, ModelError
 
 __all__ = [
-    "output_determinism",
     "ProbabilityKind",
     "check_batch",
     "check_in_bounds",
     "check_labels",
     "check_logits",
     "looks_like_probabilities",
+    "output_determinism",
     "probability_kind",
 ]
 
@@ -251,5 +251,5 @@ def output_determinism(forward: Any, x: torch.Tensor, rtol: float = 1e-5) -> dic
         "deterministic": diff <= rtol * (1.0 + scale),
         "max_abs_diff": diff,
         "changed_predictions": flips,
-        "n": int(len(x)),
+        "n": len(x),
     }

@@ -272,6 +272,8 @@ class AuditConfig:
         device: "auto", "cpu", "cuda", ...
         batch_size: examples per chunk; also the unit of sharding under torchrun.
         amp: mixed precision on CUDA (False, True, "bf16", "fp16").
+        output_name: for an ONNX model or an endpoint with several outputs, the one holding
+            the class scores (``--output-name`` on the command line overrides it).
         clean / adversarial / corruption / explanations / sanity / requirements: sections.
 
     Example:
@@ -284,6 +286,7 @@ class AuditConfig:
     device: str = "auto"
     batch_size: int = 128
     amp: bool | str = False
+    output_name: str | None = None
     clean: CleanConfig = field(default_factory=CleanConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
@@ -323,6 +326,10 @@ class AuditConfig:
         """Check values; raises :class:`ConfigError` with what was expected."""
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.output_name is not None and (
+            not isinstance(self.output_name, str) or not self.output_name.strip()
+        ):
+            raise ConfigError(f"output_name must be a non-empty output name, got {self.output_name!r}")
         a = self.adversarial
         if a.enabled and not a.norms:
             raise ConfigError(

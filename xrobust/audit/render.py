@@ -8,11 +8,10 @@ Example:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from xrobust._io import replace_folder
 from xrobust.audit.report import AuditReport

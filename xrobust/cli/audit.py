@@ -304,7 +304,7 @@ def _run_audit(args: argparse.Namespace, cfg: Any, ctx: Any, audit: Any) -> int:
                 loaded = demo_run(args.demo)
             from xrobust.data.schema import load_for_model
 
-            bundle = load_for_model(loaded.spec, args.data)
+            bundle = load_for_model(loaded.spec, args.data, resize=bool(getattr(args, "resize", False)))
             model: Any = loaded.model
             info = {
                 "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
@@ -313,6 +313,13 @@ def _run_audit(args: argparse.Namespace, cfg: Any, ctx: Any, audit: Any) -> int:
         else:
             from xrobust.cli._common import load_source
 
+            if cfg.output_name and not getattr(args, "output_name", None):
+                if not (args.onnx or args.endpoint):
+                    raise ConfigError(
+                        f"output_name = {cfg.output_name!r} in the config applies to --onnx / "
+                        "--endpoint; a run directory has one output"
+                    )
+                args.output_name = cfg.output_name
             src = load_source(args)
             model, bundle, info = src.model, src.bundle, src.info
         report = audit(model, bundle, cfg, progress=bars, title=args.title, model_info=info)

@@ -35,13 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from xrobust._io import atomic_write_text
     from xrobust.audit.render import render
     from xrobust.audit.report import load_report
     from xrobust.cli._common import check_out
     from xrobust.errors import DataError, XRobustError
-
-    from pathlib import Path
 
     src = Path(args.report)
     check_out(args.out, inputs=(src / "report.json" if src.is_dir() else src,))

@@ -104,6 +104,7 @@ def onnx_classifier(
     white_box: bool,
     query_budget: int | None,
     name: str | None = None,
+    output: str | None = None,
 ) -> tuple[Any, float | None]:
     """``as_classifier(path, spec=bundle.spec)`` (onnxruntime), or with ``white_box`` its
     onnx2torch conversion checked against onnxruntime on the data's first test rows;
@@ -116,7 +117,7 @@ def onnx_classifier(
     from xrobust.models import as_classifier
 
     spec = _bundle.spec
-    clf = as_classifier(path, spec=spec, name=name)
+    clf = as_classifier(path, spec=spec, name=name, **({"output_name": output} if output else {}))
     clf.check_data(tuple(spec.input_shape), spec.num_classes, f"data {spec.name!r}")
     if not white_box:
         clf.set_budget(query_budget)
@@ -135,6 +136,7 @@ def endpoint_classifier(
     _bundle: Any,
     data_key: str,
     query_budget: int | None,
+    output: str | None = None,
 ) -> Any:
     """``as_classifier(url, spec=bundle.spec, protocol=..., headers_env=..., timeout=...)``,
     checked with one query on the data's first test row (so that a mismatch shows in the
@@ -150,8 +152,9 @@ def endpoint_classifier(
 
     spec = _bundle.spec
     clf = as_classifier(
-        url, spec=spec, protocol=protocol, headers_env=dict(headers_env), timeout=timeout
-    )
+        url, spec=spec, protocol=protocol, headers_env=dict(headers_env), timeout=timeout,
+        **({"output_name": output} if output else {}),
+    )  # fmt: skip
     x, _ = as_tensors(_bundle.test, limit=1)
     clf.scores(x)
     clf.set_budget(query_budget)

@@ -361,6 +361,7 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
         )
     else:
         st.caption("Black box (onnx2torch is not installed: gradient methods are off).")
+    output = _output_input(prefix, "onnx")
     budget = _budget_input(prefix)
     fpath = str(path.resolve())
 
@@ -369,7 +370,7 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
 
         try:
             clf, diff = resources.onnx_classifier(
-                fpath, digest, data.bundle, data.key, white, budget, fname
+                fpath, digest, data.bundle, data.key, white, budget, fname, output
             )
         except XRobustError as exc:
             st.error(f"The ONNX model does not fit the data {data.label!r}: {exc}")
@@ -379,10 +380,23 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
             notes.append(
                 f"white-box (onnx2torch): max |torch - onnxruntime| = {diff:.3g} on the data"
             )
-        handle = _unbound("onnx", shown, f"onnx:{digest}:white={white}", build)
+        handle = _unbound("onnx", shown, f"onnx:{digest}:white={white}:out={output}", build)
         return _bound(handle, data, clf, budget, notes)
 
-    return _unbound("onnx", shown, f"onnx:{digest}:white={white}", build)
+    return _unbound("onnx", shown, f"onnx:{digest}:white={white}:out={output}", build)
+
+
+def _output_input(prefix: str, kind: str) -> str | None:
+    """The output to read when the model answers with several (empty: the one that is
+    clearly the class scores; the model is refused when none is)."""
+    name = st.text_input(
+        "Output name (when the model has several)",
+        value="",
+        key=f"{prefix}{kind}_output",
+        help="the output holding the class scores, e.g. logits; left empty, a model with "
+        "several outputs is read only when one is clearly the class scores",
+    ).strip()
+    return name or None
 
 
 def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
@@ -415,6 +429,7 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
     timeout = st.number_input(
         "Timeout (seconds per request)", 0.5, 600.0, 30.0, key=f"{prefix}timeout"
     )
+    output = _output_input(prefix, "endpoint")
     budget = _budget_input(prefix)
     from xrobust.models.endpoint import parse_headers_env
 
@@ -425,7 +440,7 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
         return None
     options = tuple(sorted(headers_env.items()))
     # the URL hashed (its query string may hold a key); header variable names, no values
-    key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{options}:{float(timeout)}"
+    key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{options}:{float(timeout)}:{output}"
     shown = f"endpoint {safe_url(url)}"
 
     def build(data: DataHandle) -> ModelHandle | None:
@@ -433,7 +448,7 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
 
         try:
             clf = resources.endpoint_classifier(
-                url, protocol, options, float(timeout), data.bundle, data.key, budget
+                url, protocol, options, float(timeout), data.bundle, data.key, budget, output
             )
         except XRobustError as exc:
             st.error(f"The endpoint could not be used with the data {data.label!r}: {exc}")

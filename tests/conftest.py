@@ -111,7 +111,19 @@ def tabular_mlp(breast_cancer: dict[str, torch.Tensor]) -> nn.Module:
 _LONGEST_FIRST = ("test_readme.py::test_readme_runs_in_order",)
 
 
+#: end-to-end files (the dashboard through AppTest, the examples, fuzzing, multi-process
+#: runs, export round trips): marked ``integration``, left out of ``scripts/test.sh --quick``
+_INTEGRATION = (
+    "test_app_", "test_examples.py", "test_fuzz_inputs.py", "test_audit_distributed.py",
+    "test_trainer_ddp.py", "test_export_roundtrip.py", "test_trainer_resume_kill.py",
+    "test_audit_sources.py",
+)  # fmt: skip
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for it in items:
+        if it.nodeid.split("/")[-1].startswith(_INTEGRATION):
+            it.add_marker(pytest.mark.integration)
     first = [it for it in items if it.nodeid.endswith(_LONGEST_FIRST)]
     if first:
         items[:] = first + [it for it in items if it not in first]

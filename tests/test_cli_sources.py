@@ -131,7 +131,9 @@ def test_explain_and_audit_on_an_endpoint(run_and_onnx, tmp_path, capsys, monkey
 def test_audit_query_budget_on_the_cli(run_and_onnx, tmp_path, capsys) -> None:
     _, onnx = run_and_onnx
     cfg = tmp_path / "a.toml"
-    cfg.write_text("[adversarial]\nenabled = false\n[corruption]\nn = 64\n[sanity]\nenabled = false\n")
+    cfg.write_text(
+        "[adversarial]\nenabled = false\n[corruption]\nn = 64\n[sanity]\nenabled = false\n"
+    )
     out = tmp_path / "rep"
     rc = main(
         ["audit", "--onnx", onnx, "--data", "digits", "--config", str(cfg), "--out", str(out),
@@ -145,3 +147,44 @@ def test_audit_query_budget_on_the_cli(run_and_onnx, tmp_path, capsys) -> None:
     assert "corruption: partial" in text
     rep = json.loads((out / "report.json").read_text())
     assert rep["queries"]["exhausted"] and rep["queries"]["total"] <= 700
+
+
+def test_endpoint_answering_probabilities_partial_audit_is_incomplete(
+    run_and_onnx, tmp_path, capsys
+) -> None:
+    """The issue's case on a real server: with the full budget the sanity checks run and
+    fail (the server answers softmax probabilities, exit 1); with a budget that runs out
+    before them the audit used to print "audit passed" and exit 0. Now: exit 3, INCOMPLETE."""
+    import numpy as np
+
+    from xrobust.data import load_dataset
+    from xrobust.models import as_classifier, serving
+
+    _, onnx = run_and_onnx
+    clf = as_classifier(onnx, load_dataset("digits").spec)
+
+    def softmax(x: np.ndarray) -> np.ndarray:
+        z = clf.scores(x).numpy().astype(np.float64)
+        e = np.exp(z - z.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(
+        "[adversarial]\nn = 8\nnorms = ['linf']\nminimal_perturbation = false\n"
+        "[adversarial.options.square]\nqueries = 40\n"
+        "[corruption]\nn = 16\nseverities = [1]\ncorruptions = ['gaussian_noise']\n"
+        "[explanations]\nenabled = false\n[sanity]\nn = 8\n"
+    )
+    with serving.serve(softmax) as server:
+        base = ["audit", "--endpoint", server.url, "--data", "digits", "--config", str(cfg),
+                "--no-progress"]  # fmt: skip
+        rc = main([*base, "--out", str(tmp_path / "full")])
+        out = capsys.readouterr().out
+        assert rc == 1 and "FAILED sanity_checks_pass" in out and "logits_not_probabilities" in out
+        rc = main([*base, "--out", str(tmp_path / "cut"), "--query-budget", "450"])
+        out = capsys.readouterr().out
+    assert rc == 3, out
+    assert "audit INCOMPLETE" in out and "audit passed" not in out
+    assert "NOT EVALUATED sanity_checks_pass" in out
+    rep = json.loads((tmp_path / "cut" / "report.json").read_text())
+    assert rep["verdict"] == "incomplete" and rep["passed"] is False and rep["missing"]

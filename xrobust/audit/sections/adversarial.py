@@ -190,10 +190,10 @@ def _label_bounds(
             c["bound"], c["bound_note"] = "measured", f"white-box attack {n}"
         else:
             c["bound"], c["bound_note"] = "upper", f"query-only attack {n}, {_queries_per_example(c)}"
-    white = [n for n in attacks if curves[n]["bound"] == "measured" and grids[n] == grid]
+    white = [n for n in attacks if curves[n]["bound"] == "measured"]
     query = [n for n in attacks if curves[n]["bound"] == "upper"]
     w = curves["worst"]
-    if white:
+    if any(grids[n] == grid for n in white):
         w["bound"] = "measured"
         w["bound_note"] = "white-box attacks " + ", ".join(white) + (
             f" (with query-only {', '.join(query)})" if query else ""

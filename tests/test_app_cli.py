@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from app_support import demo_cache  # noqa: F401
 
 from xrobust.cli import main
 
@@ -30,9 +31,32 @@ def test_default_command_listens_on_localhost(capsys) -> None:
     assert cmd[1:5] == ["-m", "streamlit", "run", str(APP_PATH)]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8501"
-    assert cmd[cmd.index("--server.headless") + 1] == "false"
+    # Streamlit never prompts, advertises, phones home, shows Deploy or opens a browser
+    assert cmd[cmd.index("--server.headless") + 1] == "true"
+    assert cmd[cmd.index("--server.showEmailPrompt") + 1] == "false"
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[cmd.index("--client.toolbarMode") + 1] == "viewer"
     assert "XROBUST_APP_MODEL" not in env and APP_PATH.is_file()
+
+
+def test_browser_opens_only_with_a_display() -> None:
+    from xrobust.cli.app import has_display, page_url
+
+    assert not has_display({}, "linux")
+    assert has_display({"DISPLAY": ":0"}, "linux")
+    assert has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert has_display({}, "darwin") and has_display({}, "win32")
+    assert page_url("0.0.0.0", 8501) == "http://127.0.0.1:8501"
+    assert page_url("::1", 8600) == "http://[::1]:8600"
+    assert page_url("127.0.0.1", 9) == "http://127.0.0.1:9"
+
+
+def test_no_icon_from_the_internet() -> None:
+    """A ":material/...:" favicon makes Streamlit's page fetch an SVG from fonts.gstatic.com
+    (the icon font of page icons ships with Streamlit); the favicon must be local."""
+    text = (APP_DIR / "streamlit_app.py").read_text()
+    (call,) = [ln for ln in text.splitlines() if "set_page_config(" in ln]
+    assert "page_icon" in call and ":material/" not in call and "http" not in call
 
 
 def test_options_reach_streamlit_and_the_app(capsys, tmp_path) -> None:
@@ -114,6 +138,136 @@ def test_help_lists_app(capsys) -> None:
     assert _help(["app", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--host" in out and "127.0.0.1" in out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fresh_env(home: Path) -> dict[str, str]:
+    """The environment of a new user: an empty HOME, no display, no Streamlit settings."""
+    import os
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STREAMLIT_", "XROBUST_")) and k not in ("DISPLAY", "WAYLAND_DISPLAY")
+    }
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), OMP_NUM_THREADS="1")
+    env.pop("XDG_CACHE_HOME", None)
+    return env
+
+
+def _serve_and_fetch(cmd: list[str], home: Path, cwd: Path, port: int) -> tuple[str, str]:
+    """Start ``cmd`` without a terminal (stdin closed, output to a file), fetch the page
+    until it answers 200 (60 s at most), stop it; return (page, server output)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    log = home.parent / f"server-{port}.log"
+    page = ""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=_fresh_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # no controlling terminal
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, f"exited {proc.returncode}: {log.read_text()}"
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                        if r.status == 200:
+                            page = r.read().decode("utf-8", "replace")
+                            with urllib.request.urlopen(
+                                f"http://127.0.0.1:{port}/_stcore/health", timeout=5
+                            ) as h:
+                                assert h.status == 200
+                            break
+                except OSError:
+                    time.sleep(0.5)
+            assert page, f"no answer in 60 s: {log.read_text()}"
+            time.sleep(1.0)  # let the server write what it prints after starting
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                proc.kill()
+                proc.wait()
+    return page, log.read_text(errors="replace")
+
+
+def _assert_quiet_first_run(out: str, home: Path) -> None:
+    low = out.lower()
+    assert "email" not in low, out
+    assert "usage statistics" not in low and "gatherusagestats" not in low, out
+    assert "skills" not in low and "deploy" not in low, out  # no advert
+    assert "Traceback" not in out, out
+    assert not (home / ".streamlit").exists()  # nothing written into the user's home
+
+
+@pytest.mark.slow
+def test_app_starts_first_time_without_a_terminal(tmp_path) -> None:
+    """`xrobust app` with a fresh empty HOME, no TTY and stdin closed serves the page (the
+    first run used to print Streamlit's e-mail prompt and exit 255)."""
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    port = _free_port()
+    cmd = [sys.executable, "-m", "xrobust", "app", "--port", str(port), "--host", "127.0.0.1"]
+    page, out = _serve_and_fetch(cmd, home, tmp_path, port)
+    assert "<html" in page.lower()
+    assert f"http://127.0.0.1:{port}" in out and "Ctrl+C" in out
+    _assert_quiet_first_run(out, home)
+
+
+@pytest.mark.slow
+def test_checkout_entry_runs_with_streamlit(tmp_path) -> None:
+    """`streamlit run apps/dashboard.py` from a checkout (with the same first-run options)."""
+    import sys
+
+    from xrobust.cli.app import build_command
+
+    home = tmp_path / "home"
+    home.mkdir()
+    port = _free_port()
+    entry = ROOT / "apps" / "dashboard.py"
+    assert entry.is_file()
+    import argparse
+
+    ns = argparse.Namespace(
+        host="127.0.0.1", port=port, headless=True, model=None, data=None,
+        audit_config=None, max_upload_mb=50.0,
+    )  # fmt: skip
+    cmd, _ = build_command(ns)
+    cmd[cmd.index("run") + 1] = str(entry)
+    page, out = _serve_and_fetch(cmd, home, ROOT, port)
+    assert "<html" in page.lower()
+    _assert_quiet_first_run(out, home)
+
+
+def test_checkout_entry_is_thin(demo_cache) -> None:  # noqa: F811
+    """apps/dashboard.py only hands over to the packaged app (AppTest renders it)."""
+    from streamlit.testing.v1 import AppTest
+
+    entry = ROOT / "apps" / "dashboard.py"
+    mods = _imports(entry)
+    assert not any(m.startswith(("torch", "captum")) for m in mods)
+    at = AppTest.from_file(str(entry), default_timeout=120).run()
+    assert not at.exception
+    assert any("xrobust" in h.value for h in at.sidebar.header)
 
 
 # ------------------------------------------------------------------ layering

@@ -5,6 +5,17 @@ The dashboard ships inside the package (``xrobust/apps/dashboard``); it needs th
 extra: ``pip install 'xrobust[app]'``. ``--model`` and ``--data`` preselect the sidebar's
 model and data; they reach the app through the environment variables ``XROBUST_APP_MODEL``
 and ``XROBUST_APP_DATA``.
+
+First run, anywhere: the Streamlit process gets its settings on its command line (never by a
+file written into the user's home), so that it starts the same on a fresh machine, without
+a terminal or with standard input closed: ``server.headless`` (no e-mail prompt, no
+"agent skills" advert, Streamlit never launches a browser), ``server.showEmailPrompt false``,
+``browser.gatherUsageStats false`` (no telemetry and no notice about it),
+``client.toolbarMode viewer`` (no Deploy button or developer menu). Unless ``--headless`` is
+given, xrobust itself opens the page in a browser once the server answers, and only where
+there is a display (``DISPLAY`` / ``WAYLAND_DISPLAY`` on Linux). The dashboard's favicon is an
+emoji (a ``data:`` URL); Streamlit's fonts and icon font ship with Streamlit: the page makes
+no request off the machine.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 
 from xrobust.errors import ConfigError
 
@@ -90,10 +102,15 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
         args.host,
         "--server.port",
         str(args.port),
+        # Streamlit never prompts, advertises or opens a browser; xrobust opens it (run())
         "--server.headless",
-        "true" if args.headless else "false",
+        "true",
+        "--server.showEmailPrompt",
+        "false",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
         # Streamlit's own limit stays above ours so that the app's message (what to do) shows
         "--server.maxUploadSize",
         str(int(args.max_upload_mb) + 1),
@@ -130,10 +147,72 @@ def run(args: argparse.Namespace) -> int:
         print(" ".join(cmd))
         return 0
     full_env = {**os.environ, **env}
-    print(f"xrobust app: http://{args.host}:{args.port}", file=sys.stderr)
+    url = page_url(args.host, args.port)
+    where = " (listening on all interfaces)" if args.host in _WILDCARD else ""
+    print(
+        f"xrobust app: the dashboard is starting on {url}{where}; press Ctrl+C to stop it",
+        file=sys.stderr,
+    )
+    if not args.headless and has_display():
+        _spawn_browser_opener(url)
     if os.name == "posix":
         # become the Streamlit server: signals (Ctrl-C, SIGTERM) reach it directly
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, cmd, full_env)
     return subprocess.call(cmd, env=full_env)  # pragma: no cover - non-POSIX
+
+
+_WILDCARD = ("0.0.0.0", "::", "")
+
+
+def page_url(host: str, port: int) -> str:
+    """The address a browser on this machine opens (a wildcard host means this machine)."""
+    if host in _WILDCARD:
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def has_display(environ: dict[str, str] | None = None, platform: str | None = None) -> bool:
+    """Whether a browser window can be shown: always on macOS and Windows; on Linux and
+    the BSDs only with ``DISPLAY`` or ``WAYLAND_DISPLAY`` (Streamlit's own test)."""
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    if plat.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _spawn_browser_opener(url: str) -> None:
+    """A detached helper that opens ``url`` once the server's health check answers (the
+    server process is this one after ``execve``, so the helper is a separate process)."""
+    code = f"from xrobust.cli.app import open_when_ready; open_when_ready({url!r})"
+    try:
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:  # pragma: no cover - no browser then; the URL is printed
+        pass
+
+
+def open_when_ready(url: str, timeout: float = 120.0) -> bool:
+    """Wait for ``url``'s ``/_stcore/health`` to answer, then open ``url`` in a browser."""
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return webbrowser.open(url)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False

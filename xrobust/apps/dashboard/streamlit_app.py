@@ -16,7 +16,9 @@ from xrobust.apps.dashboard import render, sources
 HERE = Path(__file__).resolve().parent
 PAGES = HERE / "app_pages"
 
-st.set_page_config(page_title="xrobust", page_icon=":material/shield:", layout="wide")
+# an emoji favicon becomes a data: URL; a ":material/...:" one is fetched from a font host on
+# the internet (the page icons below are drawn with the icon font that ships with Streamlit)
+st.set_page_config(page_title="xrobust", page_icon="\N{SHIELD}", layout="wide")
 
 with st.sidebar:
     st.header("xrobust")

@@ -236,8 +236,6 @@ def test_app_starts_first_time_without_a_terminal(tmp_path) -> None:
 @pytest.mark.slow
 def test_checkout_entry_runs_with_streamlit(tmp_path) -> None:
     """`streamlit run apps/dashboard.py` from a checkout (with the same first-run options)."""
-    import sys
-
     from xrobust.cli.app import build_command
 
     home = tmp_path / "home"

@@ -21,6 +21,7 @@ no request off the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -189,7 +190,7 @@ def _spawn_browser_opener(url: str) -> None:
     """A detached helper that opens ``url`` once the server's health check answers (the
     server process is this one after ``execve``, so the helper is a separate process)."""
     code = f"from xrobust.cli.app import open_when_ready; open_when_ready({url!r})"
-    try:
+    with contextlib.suppress(OSError):  # no browser then; the URL is printed
         subprocess.Popen(
             [sys.executable, "-c", code],
             stdin=subprocess.DEVNULL,
@@ -197,8 +198,6 @@ def _spawn_browser_opener(url: str) -> None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-    except OSError:  # pragma: no cover - no browser then; the URL is printed
-        pass
 
 
 def open_when_ready(url: str, timeout: float = 120.0) -> bool:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
+import os
+import platform
 import sys
 from collections.abc import Iterator
 
@@ -18,7 +21,25 @@ import torch
 
 from xrobust.errors import ConfigError
 
-__all__ = ["amp_dtype", "autocast", "model_device", "resolve_device", "tune_allocator"]
+__all__ = [
+    "allocator_configured_by_user",
+    "amp_dtype",
+    "autocast",
+    "maybe_tune_allocator",
+    "model_device",
+    "resolve_device",
+    "set_auto_tune_allocator",
+    "tune_allocator",
+]
+
+_log = logging.getLogger(__name__)
+
+#: opt out of the automatic tuning of :func:`maybe_tune_allocator` with ``=0``
+ENV_TUNE_MALLOC = "XROBUST_TUNE_MALLOC"
+#: allocators a user may preload instead of glibc's malloc
+_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc", "hoard", "snmalloc", "scudo")
+#: the automatic tuning: [done once, enabled]
+_AUTO = {"done": False, "enabled": True}
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
@@ -114,7 +135,9 @@ def tune_allocator() -> bool:
     on the 2-core test machine, see BENCHMARKS.md "Attacks"). This
     changes the whole process: freed memory up to 1 GiB stays with the process instead of
     going back to the system. ``xrobust attack`` and ``xrobust audit`` call it on CPU
-    (``--no-tune-malloc`` to opt out); library users call it once at start if they want it.
+    (``--no-tune-malloc`` to opt out); library calls (``audit()``, an attack's ``run``) on the
+    CPU do it through :func:`maybe_tune_allocator`, which leaves an allocator you configured
+    alone. Calling this function applies the settings unconditionally.
 
     Example:
         >>> from xrobust.device import tune_allocator
@@ -131,3 +154,55 @@ def tune_allocator() -> bool:
         return bool(ok)
     except (OSError, AttributeError):
         return False
+
+
+def allocator_configured_by_user(environ: dict[str, str] | None = None) -> str | None:
+    """What says that the user chose malloc's behaviour, or None: a glibc ``MALLOC_*``
+    variable (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_ARENA_MAX``, ...), ``GLIBC_TUNABLES`` with
+    a ``glibc.malloc`` entry, or another allocator in ``LD_PRELOAD`` (jemalloc, tcmalloc,
+    mimalloc, ...)."""
+    env = os.environ if environ is None else environ
+    for k in sorted(env):
+        if k.startswith("MALLOC_"):
+            return k
+    if "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
+        return "GLIBC_TUNABLES"
+    preload = env.get("LD_PRELOAD", "").lower()
+    if any(a in preload for a in _ALLOCATORS):
+        return "LD_PRELOAD"
+    return None
+
+
+def set_auto_tune_allocator(enabled: bool) -> None:
+    """Turn :func:`maybe_tune_allocator` off (``xrobust attack/audit --no-tune-malloc``) or
+    on again for this process."""
+    _AUTO["enabled"] = bool(enabled)
+
+
+def maybe_tune_allocator(device: torch.device | str | None = "cpu") -> bool:
+    """:func:`tune_allocator` once per process, when it is safe and wanted: on the CPU, with
+    glibc on Linux, unless the user configured malloc (:func:`allocator_configured_by_user`),
+    set ``XROBUST_TUNE_MALLOC=0`` or turned it off (:func:`set_auto_tune_allocator`).
+    ``audit()`` and every attack's ``run`` call it, so the library runs as fast as the CLI.
+    Returns whether this call applied the settings.
+
+    Example:
+        >>> from xrobust.device import maybe_tune_allocator
+        >>> maybe_tune_allocator("cpu")  # doctest: +SKIP
+        True
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type != "cpu" or _AUTO["done"] or not _AUTO["enabled"]:
+        return False
+    if os.environ.get(ENV_TUNE_MALLOC, "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    _AUTO["done"] = True
+    who = allocator_configured_by_user()
+    if who is not None:
+        _log.debug("allocator left as configured (%s)", who)
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    applied = tune_allocator()
+    _log.debug("allocator tuned for CPU tensors: %s", applied)
+    return applied

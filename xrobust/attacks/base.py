@@ -50,7 +50,7 @@ from xrobust.attacks.config import AttackConfig, check_positive_int, parse_optio
 from xrobust.attacks.context import AttackContext, Batch, Outcome
 from xrobust.attacks.norms import Norm, get_norm
 from xrobust.attacks.result import AttackResult
-from xrobust.device import amp_dtype
+from xrobust.device import amp_dtype, maybe_tune_allocator
 from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted
 from xrobust.models.classifier import Classifier, as_classifier
 
@@ -183,6 +183,7 @@ class Attack:
         if target is not None and not self.supports_targeted:
             raise ConfigError(f"attack {self.name!r} does not support targeted runs")
         prep = self._prepare(x, y, eps)
+        maybe_tune_allocator(prep.x.device)  # once per process, CPU only, as the CLI does
         ctx, seed = self._context(prep, target is not None, seed, batch_index)
         frozen = frozen_eval(self.model) if self.model is not None else contextlib.nullcontext()
         with frozen, torch.no_grad():

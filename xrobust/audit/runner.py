@@ -21,7 +21,7 @@ from xrobust.audit._runtime import ProgressFn, Runtime
 from xrobust.audit.config import SECTIONS, AuditConfig
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
 from xrobust.data.spec import DatasetBundle
-from xrobust.device import amp_dtype, resolve_device
+from xrobust.device import amp_dtype, maybe_tune_allocator, resolve_device
 from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted, XRobustError
 from xrobust.models.classifier import Classifier, as_classifier
 from xrobust.validation import check_logits
@@ -98,6 +98,7 @@ def audit(
     device = dist.device or device
     clf = _classifier(model, spec, device, cfg)
     device = clf.device
+    maybe_tune_allocator(device)  # on the CPU, as the CLI does (unless malloc is configured)
     # data and model must agree before any query is spent
     clf.check_data(tuple(spec.input_shape), spec.num_classes, f"dataset {spec.name!r}")
     timings: dict[str, float] = {}

@@ -8,8 +8,8 @@ bad flag values, unreadable or unwritable paths) are printed as one line and giv
 status 2; ``xrobust audit`` exits 1 when a requirement fails and 3 when the audit is
 incomplete (evidence missing).
 
-Threads: unless ``OMP_WAIT_POLICY`` is already set, the command sets it to ``PASSIVE``
-before torch is imported. On a busy machine OpenMP's default spin-waiting made commands
+Threads: unless ``OMP_WAIT_POLICY`` is already set, ``PASSIVE`` is set before torch is
+imported (by ``import xrobust``, so library calls get it too). On a busy machine OpenMP's default spin-waiting made commands
 several times slower (see the README's "Speed on a shared machine"); on a quiet one the
 two were within noise.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -42,9 +41,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _thread_defaults() -> None:
-    """Passive OpenMP waiting unless the user chose (must run before torch is imported)."""
-    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    """Passive OpenMP waiting unless the user chose (must run before torch is imported).
+    ``import xrobust`` has normally done it already; a second call changes nothing."""
+    from xrobust import _thread_defaults as defaults
+
+    defaults()
 
 
 def build_parser() -> argparse.ArgumentParser:

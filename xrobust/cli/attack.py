@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from xrobust.cli._common import load_source
     from xrobust.cli._progress import ProgressRenderer
     from xrobust.data import as_tensors
-    from xrobust.device import resolve_device, tune_allocator
+    from xrobust.device import maybe_tune_allocator, resolve_device, set_auto_tune_allocator
 
     kw = _options(args)
     cls = ATTACKS.get(args.attack)
@@ -154,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.amp and device.type != "cuda":
         raise ConfigError(f"--amp needs a CUDA device; this run is on {device.type}")
-    if device.type == "cpu" and not args.no_tune_malloc:
-        tune_allocator()
+    if args.no_tune_malloc:
+        set_auto_tune_allocator(False)  # the attack's run() would tune it otherwise
+    maybe_tune_allocator(device)  # CPU only; an allocator the user configured is left alone
     src = load_source(args, device=device, command="attack", class_flag="--target-class")
     ds = src.bundle
     kw["bounds"] = tuple(ds.spec.bounds) if ds.spec.bounds is not None else None

@@ -269,10 +269,12 @@ def run(args: argparse.Namespace) -> int:
         inputs=(getattr(args, "model", None), getattr(args, "onnx", None), getattr(args, "data", None),
                 getattr(args, "config", None)),
     )  # fmt: skip
-    if not args.no_tune_malloc and not _uses_cuda(cfg):
-        from xrobust.device import tune_allocator
+    from xrobust.device import maybe_tune_allocator, set_auto_tune_allocator
 
-        tune_allocator()
+    if args.no_tune_malloc:
+        set_auto_tune_allocator(False)  # audit() would tune it otherwise
+    elif not _uses_cuda(cfg):
+        maybe_tune_allocator("cpu")  # an allocator the user configured is left alone
     from xrobust.audit.render import report_lock
     from xrobust.distributed import process_group
 

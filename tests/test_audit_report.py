@@ -250,14 +250,17 @@ def test_unmeasured_requirement_is_not_evaluated(digits28, digits_cnn) -> None:
         }
     )
     r = audit(digits_cnn, digits_bundle(digits28), cfg)
-    (req,) = r.requirements  # the sanity section is switched off: no sanity_checks_pass
+    req, sanity = r.requirements
     assert req.status == "not_evaluated" and "not evaluated" in req.message
+    # sanity_checks_pass (on by default) cannot pass on checks that never ran
+    assert sanity.name == "sanity_checks_pass" and sanity.status == "not_evaluated"
+    assert "sanity_checks_pass = false" in sanity.message
     assert r.sections["adversarial"].status == "skipped"
     assert r.verdict == "incomplete" and not r.passed and r.exit_code == 3
-    assert len(r.missing_evidence()) == 1
+    assert len(r.missing_evidence()) == 2
     junit = ET.fromstring(render(r, "junit"))
     skipped = {c.get("name") for c in junit.iter("testcase") if c.find("skipped") is not None}
-    assert req.name in skipped
+    assert {req.name, "sanity_checks_pass"} <= skipped
     (verdict,) = [c for c in junit.iter("testcase") if c.get("name") == "verdict"]
     assert verdict.find("error").get("type") == "AuditIncomplete"
     assert "INCOMPLETE" in render(r, "md").splitlines()[0]

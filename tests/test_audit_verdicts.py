@@ -26,7 +26,7 @@ from xrobust.models import as_classifier, build_model
 SECTION_STATES = ["ok", "partial", "skipped", "not_available", "error"]
 
 
-def _section(name: str, status: str, value: float) -> SectionResult:
+def _section(name: str, status: str, value: float, bound: str = "measured") -> SectionResult:
     data: dict = {}
     if status in ("ok", "partial"):
         if name == "clean":
@@ -34,7 +34,7 @@ def _section(name: str, status: str, value: float) -> SectionResult:
         elif name == "corruption":
             data = {"severities": [3], "corruptions": {"gaussian_noise": {"accuracy": [value]}}}
         elif name == "adversarial":
-            curve = {"eps": [0.1], "robust_accuracy": [value], "bound": "measured"}
+            curve = {"eps": [0.1], "robust_accuracy": [value], "bound": bound}
             data = {"n": 10, "norms": {"linf": {"curves": {"worst": curve}}}}
     reason = "" if status == "ok" else f"{status} on purpose"
     return SectionResult(name, status, reason, data=data)  # type: ignore[arg-type]
@@ -55,15 +55,20 @@ def audit_outcomes(draw):
     }
     sanity_on = draw(st.booleans())
     cfg = AuditConfig.from_dict({"sanity": {"enabled": sanity_on}, "requirements": reqs})
+    bound = draw(st.sampled_from(["measured", "upper"]))
     sections = {
-        n: _section(n, draw(st.sampled_from(SECTION_STATES)), draw(st.sampled_from([0.2, 0.95])))
+        n: _section(
+            n, draw(st.sampled_from(SECTION_STATES)), draw(st.sampled_from([0.2, 0.95])), bound
+        )
         for n in ("clean", "adversarial", "corruption", "explanations")
     }
     sanity_state = draw(st.sampled_from(SECTION_STATES)) if sanity_on else "skipped"
     sections["sanity"] = SectionResult("sanity", sanity_state, "" if sanity_state == "ok" else "x")  # type: ignore[arg-type]
     checks = []
     if sanity_state in ("ok", "partial"):
-        for i, s in enumerate(draw(st.lists(st.sampled_from(["pass", "warn", "fail", "skip"]), max_size=3))):
+        for i, s in enumerate(
+            draw(st.lists(st.sampled_from(["pass", "warn", "fail", "skip"]), max_size=3))
+        ):
             checks.append(CheckResult(f"check_{i}", s, s))  # type: ignore[arg-type]
     return cfg, sections, checks
 
@@ -86,8 +91,12 @@ def test_passed_only_on_complete_evidence(outcome) -> None:
         for r in reqs:
             (name,) = r.details["evidence"]
             assert name in evidence_sections and sections[name].ok, (r, sections[name])
-        if cfg.requirements.sanity_checks_pass and cfg.sanity.enabled:
-            assert any(c.status in ("pass", "warn") for c in checks)
+        if cfg.requirements.sanity_checks_pass:
+            assert cfg.sanity.enabled and any(c.status in ("pass", "warn") for c in checks)
+        # a robust requirement passes only on a measurement, never on an upper bound
+        for r in reqs:
+            if r.name.startswith("robust_accuracy"):
+                assert r.details["bound"] == "measured"
     # every status follows from its numbers: the report agrees with itself
     assert inconsistencies(report, report.to_dict()) == []
     # and the verdict survives the JSON round trip with its parts
@@ -112,7 +121,8 @@ def model(digits):
 
 def _small(**over) -> AuditConfig:
     d = {
-        "adversarial": {"n": 8, "norms": ["linf"], "attacks": ["fgsm", "pgd"], "minimal_perturbation": False},
+        "adversarial": {"n": 8, "norms": ["linf"], "attacks": ["fgsm", "pgd", "apgd"],
+                        "minimal_perturbation": False, "steps": 5},
         "corruption": {"n": 16, "severities": [1], "corruptions": ["gaussian_noise"]},
         "explanations": {"enabled": False},
         "sanity": {"n": 8},
@@ -131,8 +141,10 @@ def test_a_broken_section_never_passes(monkeypatch, digits, model, how, where) -
     errors or stops part way makes the verdict incomplete, never passed."""
     import xrobust.audit.sections as secs
 
-    mod = getattr(secs, where) if hasattr(secs, where) else __import__(
-        f"xrobust.audit.sections.{where}", fromlist=["x"]
+    mod = (
+        getattr(secs, where)
+        if hasattr(secs, where)
+        else __import__(f"xrobust.audit.sections.{where}", fromlist=["x"])
     )
     fname = {"clean": "run_clean", "adversarial": "run_adversarial",
              "corruption": "run_corruption", "sanity_checks": "run_sanity"}[where]  # fmt: skip
@@ -184,7 +196,9 @@ def _bb_cfg() -> AuditConfig:
     )  # fmt: skip
 
 
-def test_budget_out_on_a_probability_black_box_is_incomplete_not_passed(digits, model, tmp_path) -> None:
+def test_budget_out_on_a_probability_black_box_is_incomplete_not_passed(
+    digits, model, tmp_path
+) -> None:
     """The issue's case: with the full budget the sanity checks run and fail (the answers
     are probabilities); with a budget that runs out before them the audit used to say
     "passed" (exit 0). Now it is incomplete (exit 3) and says what is missing."""
@@ -242,7 +256,7 @@ def test_report_refuses_a_hand_edited_pass(digits, model, tmp_path) -> None:
     edited.write_text(json.dumps(d))
     from xrobust.errors import DataError
 
-    with pytest.raises(DataError, match="sanity_checks_pass says \"pass\" but the sanity check"):
+    with pytest.raises(DataError, match='sanity_checks_pass says "pass" but the sanity check'):
         load_report(edited)
     assert main(["report", str(edited), "--format", "md"]) == 2
 
@@ -252,7 +266,7 @@ def test_report_refuses_a_hand_edited_pass(digits, model, tmp_path) -> None:
         if r["name"] == "min_clean_accuracy":
             r["details"]["threshold"] = 1.01
     edited.write_text(json.dumps(d))
-    with pytest.raises(DataError, match="min_clean_accuracy says \"pass\" but its value"):
+    with pytest.raises(DataError, match='min_clean_accuracy says "pass" but its value'):
         load_report(edited)
 
     # the stored verdict flipped by hand
@@ -263,7 +277,10 @@ def test_report_refuses_a_hand_edited_pass(digits, model, tmp_path) -> None:
         load_report(edited)
 
     # the untouched file renders, with the audit's exit status
-    assert main(["report", str(paths["json"]), "--format", "junit", "--out", str(tmp_path / "j.xml")]) == rep.exit_code
+    assert (
+        main(["report", str(paths["json"]), "--format", "junit", "--out", str(tmp_path / "j.xml")])
+        == rep.exit_code
+    )
 
 
 def test_report_exit_status_follows_the_verdict(tmp_path) -> None:
@@ -271,7 +288,14 @@ def test_report_exit_status_follows_the_verdict(tmp_path) -> None:
 
     rep = AuditReport(
         sections={"sanity": SectionResult("sanity", "error", "RuntimeError: x")},
-        requirements=[CheckResult("sanity_checks_pass", "not_evaluated", "not evaluated", details={"evidence": ["sanity"]})],
+        requirements=[
+            CheckResult(
+                "sanity_checks_pass",
+                "not_evaluated",
+                "not evaluated",
+                details={"evidence": ["sanity"]},
+            )
+        ],
         config=AuditConfig().to_dict(),
         timings={"total": 1.0},
     )
@@ -281,7 +305,9 @@ def test_report_exit_status_follows_the_verdict(tmp_path) -> None:
     rep.model = {"class": "M"}
     rep.versions = {"xrobust": "x", "python": "3", "torch": "2"}
     paths = rep.save(tmp_path / "r")
-    assert main(["report", str(paths["json"]), "--format", "md", "--out", str(tmp_path / "s.md")]) == 3
+    assert (
+        main(["report", str(paths["json"]), "--format", "md", "--out", str(tmp_path / "s.md")]) == 3
+    )
     assert "INCOMPLETE" in (tmp_path / "s.md").read_text()
 
 
@@ -319,7 +345,17 @@ def test_empty_lists_are_refused_in_toml(tmp_path, capsys, toml, needle) -> None
 
     cfg = tmp_path / "a.toml"
     cfg.write_text(toml)
-    rc = main(["audit", "--model", str(tmp_path / "none"), "--config", str(cfg), "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "audit",
+            "--model",
+            str(tmp_path / "none"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and needle in err, err
     # the same list in a section switched off asks nothing, and is accepted

@@ -112,7 +112,7 @@ def test_explain_and_audit_on_an_endpoint(run_and_onnx, tmp_path, capsys, monkey
             "[explanations]\nn = 1\nn_metrics = 1\nmethods = ['occlusion']\n"
             "black_box_methods = []\nrandomisation = false\nstability = false\n"
             "deletion_insertion = false\n[sanity]\nenabled = false\n"
-            "[requirements]\nmin_clean_accuracy = 0.5\n"
+            "[requirements]\nmin_clean_accuracy = 0.5\nsanity_checks_pass = false\n"
         )
         out = tmp_path / "rep"
         rc = main(
@@ -142,7 +142,7 @@ def test_audit_query_budget_on_the_cli(run_and_onnx, tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     # the budget ran out in the corruption section: the audit is incomplete, not passed
     assert rc == 3, text
-    assert "audit INCOMPLETE" in text and "section corruption partial" in text
+    assert "audit INCOMPLETE" in text and "corruption: partial" in text
     assert "queries: " in text and "of a budget of 700" in text
     assert "corruption: partial" in text
     rep = json.loads((out / "report.json").read_text())
@@ -188,3 +188,37 @@ def test_endpoint_answering_probabilities_partial_audit_is_incomplete(
     assert "NOT EVALUATED sanity_checks_pass" in out
     rep = json.loads((tmp_path / "cut" / "report.json").read_text())
     assert rep["verdict"] == "incomplete" and rep["passed"] is False and rep["missing"]
+
+
+def test_attack_stopped_by_the_budget_exits_3(run_and_onnx, capsys) -> None:
+    _, onnx = run_and_onnx
+    rc = main(["attack", "--onnx", onnx, "--data", "digits", "--attack", "square", "--eps", "0.1",
+               "--limit", "16", "--query-budget", "500", "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 3 and "PARTIAL" in out and "robust accuracy at most" in out
+
+
+def test_minimal_perturbation_cut_by_the_budget_makes_the_audit_incomplete(run_and_onnx, tmp_path) -> None:
+    """The black-box minimal perturbation (HopSkipJump) stopped by the query budget used to
+    leave the section "ok" (and the median "> 0.3"); now the section is partial and the
+    verdict incomplete."""
+    from xrobust.audit import AuditConfig, audit
+    from xrobust.data import load_dataset
+    from xrobust.models import as_classifier
+
+    _, onnx = run_and_onnx
+    ds = load_dataset("digits")
+    cfg = AuditConfig.from_dict(
+        {"adversarial": {"n": 8, "norms": ["linf"], "options": {"square": {"queries": 20},
+                                                               "hop_skip_jump": {"queries": 400}}},
+         "corruption": {"enabled": False}, "explanations": {"enabled": False},
+         "sanity": {"enabled": False}, "requirements": {"sanity_checks_pass": False,
+                                                        "min_clean_accuracy": 0.5}}
+    )  # fmt: skip
+    full = audit(as_classifier(onnx, ds.spec), ds, cfg)
+    assert full.verdict == "passed"
+    used = full.queries["total"]
+    rep = audit(as_classifier(onnx, ds.spec, query_budget=used - 600), ds, cfg)
+    adv = rep.sections["adversarial"]
+    assert adv.status == "partial" and "minimal perturbation" in adv.reason
+    assert rep.verdict == "incomplete" and rep.exit_code == 3

@@ -505,7 +505,7 @@ def test_audit_toml_output_name_picks_the_output(images, tmp_path) -> None:
     d8 = str(images["npz"][8])
     body = ("[adversarial]\nenabled = false\n[corruption]\nenabled = false\n"
             "[explanations]\nenabled = false\n[sanity]\nenabled = false\n"
-            "[requirements]\nmin_clean_accuracy = 0.5\n")  # fmt: skip
+            "[requirements]\nmin_clean_accuracy = 0.5\nsanity_checks_pass = false\n")  # fmt: skip
     cfg = tmp_path / "a.toml"
     cfg.write_text(body)
     argv = ["audit", "--onnx", str(anon), "--data", d8, "--config", str(cfg), "--no-progress"]

@@ -36,7 +36,7 @@ def test_the_set_is_replaced_as_a_whole(tmp_path) -> None:
     new = _set(out)
     assert set(new) == set(old) and all("second" in t and "first" not in t for t in new.values())
     # nothing left beside the folder but its lock file
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".rep.lock", "rep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
 def test_an_error_while_writing_keeps_the_old_set(tmp_path, monkeypatch) -> None:
@@ -58,7 +58,7 @@ def test_an_error_while_writing_keeps_the_old_set(tmp_path, monkeypatch) -> None
     with pytest.raises(OSError, match="No space"):
         write_report(_report("second"), out)
     assert _set(out) == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".rep.lock", "rep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
 def test_kill_9_mid_write_leaves_the_old_set_and_the_next_run_cleans_up(tmp_path) -> None:
@@ -88,7 +88,7 @@ def test_kill_9_mid_write_leaves_the_old_set_and_the_next_run_cleans_up(tmp_path
     assert any(p.name.startswith(".rep.new-") for p in tmp_path.iterdir())
     write_report(_report("third"), out)  # the next run removes the leftovers
     assert all("third" in t for t in _set(out).values())
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".rep.lock", "rep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
 def test_a_second_audit_into_the_folder_is_refused_while_one_runs(tmp_path, capsys) -> None:
@@ -105,7 +105,9 @@ def test_a_second_audit_into_the_folder_is_refused_while_one_runs(tmp_path, caps
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        rc = main(["audit", "--model", str(tmp_path / "no-run"), "--out", str(out), "--no-progress"])
+        rc = main(
+            ["audit", "--model", str(tmp_path / "no-run"), "--out", str(out), "--no-progress"]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and "being written by another audit" in err and f"pid {holder.pid}" in err
         assert "Traceback" not in err
@@ -121,7 +123,9 @@ def test_report_folder_with_other_files_is_refused(tmp_path) -> None:
     out = tmp_path / "rep"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match=r"holds files that are not part of a report \(notes.txt\)"):
+    with pytest.raises(
+        ConfigError, match=r"holds entries that are not part of a report \(notes.txt\)"
+    ):
         write_report(_report("x"), out)
     assert (out / "notes.txt").read_text() == "mine"
 
@@ -169,3 +173,44 @@ def test_a_command_never_overwrites_its_own_input(tmp_path, capsys) -> None:
     paths = write_report(_report("x"), rep)
     assert main(["report", str(rep), "--format", "json", "--out", str(paths["json"])]) == 2
     assert "is the input" in capsys.readouterr().err
+
+
+def test_hidden_entries_and_folders_named_like_reports_are_never_deleted(tmp_path) -> None:
+    from xrobust.errors import ConfigError
+
+    out = tmp_path / "out"
+    (out / ".git").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref")
+    with pytest.raises(ConfigError, match=r"\.git"):
+        write_report(_report("x"), out, formats=("md",))
+    assert (out / ".git" / "HEAD").read_text() == "ref"
+    other = tmp_path / "other"
+    (other / "report.json").mkdir(parents=True)
+    (other / "report.json" / "data.txt").write_text("keep")
+    with pytest.raises(ConfigError, match=r"report\.json"):
+        write_report(_report("x"), other)
+    assert (other / "report.json" / "data.txt").read_text() == "keep"
+
+
+def test_out_dot_and_foreign_files_are_refused_before_any_work(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """--out . (the current directory) and a folder holding other files are refused at once,
+    not after the audit ran; nothing is left behind."""
+    import xrobust.audit as audit_mod
+
+    def no_audit(*a, **k):
+        raise AssertionError("the audit ran before the refusal")
+
+    monkeypatch.setattr(audit_mod, "audit", no_audit)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["audit", "--demo", "--out", ".", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "current directory" in err
+    f = tmp_path / "f"
+    f.mkdir()
+    (f / "notes.txt").write_text("hi")
+    rc = main(["audit", "--demo", "--out", str(f), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "notes.txt" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

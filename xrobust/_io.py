@@ -14,6 +14,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_replaceable",
     "replace_folder",
     "safe_output",
 ]
@@ -86,7 +87,11 @@ def safe_output(
         if folder and not stat.S_ISDIR(st.st_mode):
             raise ConfigError(f"{flag} {str(p)!r} exists and is not a folder")
         if not folder and not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(st.st_mode)
+                else "not a regular file (a device, pipe or socket)"
+            )
             raise ConfigError(f"{flag} {str(p)!r} is {kind}; give the name of a regular file")
     target = p.resolve()
     for inp in inputs:
@@ -123,21 +128,12 @@ def replace_folder(
     """
     import shutil
 
-    from xrobust.errors import ConfigError
-
-    dest = Path(folder)
-    safe_output(dest, folder=True)
+    dest = Path(os.path.abspath(folder))
+    check_replaceable(dest, owned)
     parent = dest.parent
     parent.mkdir(parents=True, exist_ok=True)
     _recover(dest)
-    if dest.is_dir():
-        foreign = sorted(e.name for e in dest.iterdir() if e.name not in owned and not e.name.startswith("."))
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise ConfigError(
-                f"{str(dest)!r} holds files that are not part of a report ({shown}); the report "
-                "set is replaced as a whole, so give an empty folder or a report folder"
-            )
+    check_replaceable(dest, owned)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
@@ -163,6 +159,36 @@ def replace_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {name: dest / name for name in files}
+
+
+def check_replaceable(folder: str | os.PathLike[str], owned: tuple[str, ...]) -> None:
+    """Refuse, before any work, a folder :func:`replace_folder` must not replace: a link or
+    non-folder, the current directory or one holding it, or a folder with anything but
+    regular files named in ``owned`` (hidden entries and sub-folders included).
+
+    Raises:
+        ConfigError: naming the folder and what is in the way.
+    """
+    from xrobust.errors import ConfigError
+
+    dest = Path(os.path.abspath(folder))
+    safe_output(dest, folder=True, flag="report folder")
+    if not dest.name or dest == Path(os.getcwd()) or dest in Path(os.getcwd()).parents:
+        raise ConfigError(
+            f"{str(folder)!r} is the current directory or holds it; a report folder is replaced "
+            "as a whole, so give a folder of its own (e.g. reports/audit)"
+        )
+    if not dest.is_dir():
+        return
+    other = sorted(
+        e.name for e in dest.iterdir() if e.name not in owned or e.is_symlink() or not e.is_file()
+    )
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ConfigError(
+            f"{str(folder)!r} holds entries that are not part of a report ({shown}); the report "
+            "set is replaced as a whole, so give an empty folder or a report folder"
+        )
 
 
 def _recover(dest: Path) -> None:

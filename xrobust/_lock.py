@@ -49,15 +49,19 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, busy: str, advice: str = "") -> Iterator[Path]:
+def exclusive_lock(
+    path: Path, busy: str, advice: str = "", *, remove: bool = False
+) -> Iterator[Path]:
     """Hold the exclusive lock of the file ``path`` (created; its folder must exist).
+
+    ``remove``: delete the lock file when released (it then leaves nothing behind). A
+    writer that locked a file another one removed meanwhile sees it (the path no longer
+    names the file it holds) and tries again, so two writers never both hold the lock.
 
     Raises:
         ConfigError: another writer holds it (``busy`` + the holder + ``advice``), or the
             file cannot be created or locked.
     """
-    import fcntl
-
     key = str(path.parent.resolve() / path.name)
     held = _held()
     if key in held:
@@ -67,31 +71,53 @@ def exclusive_lock(path: Path, busy: str, advice: str = "") -> Iterator[Path]:
         finally:
             held[key] -= 1
         return
+    fd = _acquire(path, busy, advice)
+    held[key] = 1
+    try:
+        info = {
+            "pid": os.getpid(),
+            "host": os.uname().nodename,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield path
+    finally:
+        held.pop(key, None)
+        with contextlib.suppress(OSError):
+            if remove:
+                os.unlink(path)  # while still holding it: a waiter then sees a new file
+            else:
+                os.ftruncate(fd, 0)
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(path: Path, busy: str, advice: str) -> int:
+    import fcntl
+
     where = str(path.parent)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except PermissionError as exc:
-        raise ConfigError(f"{where!r} is not writable: permission denied") from exc
-    except OSError as exc:
-        raise ConfigError(f"{str(path)!r} cannot be locked: {exc.strerror or exc}") from exc
-    try:
+    for _ in range(8):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except PermissionError as exc:
+            raise ConfigError(f"{where!r} is not writable: permission denied") from exc
+        except OSError as exc:
+            raise ConfigError(f"{str(path)!r} cannot be locked: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"{busy}{_holder(path)}" + (f"; {advice}" if advice else "")) from None
-        held[key] = 1
+            os.close(fd)
+            raise ConfigError(
+                f"{busy}{_holder(path)}" + (f"; {advice}" if advice else "")
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
         try:
-            info = {
-                "pid": os.getpid(),
-                "host": os.uname().nodename,
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
-            yield path
-        finally:
-            held.pop(key, None)
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed it as we locked it: lock the new file
+    raise ConfigError(f"{str(path)!r} cannot be locked: it keeps being replaced")

@@ -278,6 +278,8 @@ class MinimalPerturbation:
         found: per example, whether an adversarial was found within ``eps_max``.
         clean_wrong: per example, whether it was misclassified before any attack (None:
             not recorded; then an ``eps`` of exactly 0 is taken to mean it).
+        partial: a run stopped early (the classifier's query budget ran out): examples
+            not broken may not have been searched; ``stop_reason`` says where.
 
     The summary (:meth:`to_dict`) is over the examples that were correct to begin with:
     an example never broken within ``eps_max`` counts as "above eps_max", so the median
@@ -293,6 +295,8 @@ class MinimalPerturbation:
     eps_max: float
     tolerance: float
     clean_wrong: torch.Tensor | None = None
+    partial: bool = False
+    stop_reason: str | None = None
 
     def misclassified_clean(self) -> torch.Tensor:
         """Per example, whether it was wrong before any attack."""
@@ -327,6 +331,8 @@ class MinimalPerturbation:
             "norm": self.norm,
             "eps_max": self.eps_max,
             "tolerance": self.tolerance,
+            "partial": self.partial,
+            **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
             "n": int(eps.shape[0]),
             "n_attacked": n_att,
             "n_misclassified_clean": int(wrong.sum()),
@@ -383,18 +389,26 @@ def minimal_perturbation(
     if getattr(cls, "minimizes_norm", False):
         return _minimal_from_one_run(cls, model, x, y, eps_max, attack_kwargs)
     atk = cls(model, eps=eps_max, **attack_kwargs)
-    fooled, already, eps_found, x_best = _first_run(atk, x, y, lambda res: eps_max)
-    _bisect(atk, x, y, fooled & ~already, eps_found, x_best, eps_max, bisection_steps)
-    return _answer(atk, eps_found, x_best, eps_max, float(eps_max) / 2**bisection_steps, already)
+    stops: list[str] = []
+    fooled, already, eps_found, x_best = _first_run(atk, x, y, lambda res: eps_max, stops)
+    if not stops:
+        _bisect(atk, x, y, fooled & ~already, eps_found, x_best, eps_max, bisection_steps, stops)
+    tol = float(eps_max) / 2**bisection_steps
+    return _answer(atk, eps_found, x_best, eps_max, tol, already, stops)
 
 
 def _first_run(
-    atk: Attack, x: torch.Tensor, y: torch.Tensor, radius: Callable[[Any], Any]
+    atk: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    radius: Callable[[Any], Any],
+    stops: list[str],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One run at ``eps_max``: (fooled, already wrong, each example's radius so far, its
     best input). A fooled example's radius is ``radius(result)`` (per example or one
     number), an already wrong one's 0, the others' inf."""
     res = atk.run(x, y)
+    _note_stop(stops, res)
     fooled, already = res.success.cpu(), (res.pred_clean != res.y).cpu()
     eps_found = torch.full((x.shape[0],), float("inf"))
     r = radius(res)
@@ -405,6 +419,12 @@ def _first_run(
     return fooled, already, eps_found, x_best
 
 
+def _note_stop(stops: list[str], res: Any) -> None:
+    """Record in ``stops`` (for :func:`_answer`) that a run stopped early."""
+    if getattr(res, "partial", False):
+        stops.append(res.stop_reason or "stopped early")
+
+
 def _answer(
     atk: Attack,
     eps_found: torch.Tensor,
@@ -412,6 +432,7 @@ def _answer(
     eps_max: float,
     tolerance: float,
     clean_wrong: torch.Tensor,
+    stops: list[str],
 ) -> MinimalPerturbation:
     return MinimalPerturbation(
         attack=atk.name,
@@ -422,6 +443,8 @@ def _answer(
         eps_max=float(eps_max),
         tolerance=tolerance,
         clean_wrong=clean_wrong.cpu().bool(),
+        partial=bool(stops),
+        stop_reason=stops[0] if stops else None,
     )
 
 
@@ -438,8 +461,10 @@ def _minimal_from_one_run(
     example's smallest adversarial, whose norm is the answer (``tolerance`` 0: the norm
     of an adversarial actually found, an upper bound on the true minimum)."""
     atk = cls(model, eps=eps_max, **{"early_stop": False, **attack_kwargs})
-    _, already, eps_found, x_best = _first_run(atk, x, y, lambda res: res.norms.cpu().float())
-    return _answer(atk, eps_found, x_best, eps_max, 0.0, already)
+    stops: list[str] = []
+    radius = lambda res: res.norms.cpu().float()  # noqa: E731
+    _, already, eps_found, x_best = _first_run(atk, x, y, radius, stops)
+    return _answer(atk, eps_found, x_best, eps_max, 0.0, already, stops)
 
 
 def _bisect(
@@ -451,6 +476,7 @@ def _bisect(
     x_best: torch.Tensor,
     eps_max: float,
     rounds: int,
+    stops: list[str],
 ) -> None:
     """Halve each unsettled example's interval ``rounds`` times (in place): one attack
     run per round on those examples, each at the middle of its own interval."""
@@ -462,6 +488,9 @@ def _bisect(
             return
         mid = (lo[idx] + hi[idx]) / 2
         sub = atk.run(x[idx.to(x.device)], y[idx.to(y.device)], eps=mid)
+        _note_stop(stops, sub)
+        if getattr(sub, "partial", False):
+            return  # the budget ran out: what is settled stays, the rest is not searched
         ok = sub.success.cpu()
         gi = idx[ok]
         hi[gi] = mid[ok]

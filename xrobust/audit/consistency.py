@@ -36,9 +36,7 @@ _TOL = 1e-6
 
 
 def _evidence(c: CheckResult) -> list[str]:
-    ev = c.details.get("evidence")
-    if isinstance(ev, list) and all(isinstance(e, str) for e in ev):
-        return ev
+    """The sections a requirement is decided on, from its name (never from the file)."""
     if c.name in ("min_clean_accuracy", "max_ece"):
         return ["clean"]
     if c.name.startswith("min_corruption_accuracy"):
@@ -53,14 +51,18 @@ def inconsistencies(report: AuditReport, stored: dict[str, Any] | None = None) -
     it was read from, whose ``passed`` / ``verdict`` are checked against the parts."""
     out: list[str] = []
     for c in report.requirements:
+        if c.status not in ("pass", "fail", "not_evaluated", "skip"):
+            out.append(f'requirement {c.name} has status "{c.status}"; a requirement passes, '
+                       "fails or is not evaluated")  # fmt: skip
         out += _requirement(report, c)
+    out += _configured(report)
     req = report.sections.get("requirements")
     if req is not None and req.ok and "failed" in req.data:
         n_fail = len(report.failed_requirements)
         if int(req.data["failed"]) != n_fail:
             out.append(
                 f"the requirements section counts {req.data['failed']} failed requirement(s) "
-                f"but {n_fail} requirement(s) have status \"fail\""
+                f'but {n_fail} requirement(s) have status "fail"'
             )
     if stored is not None:
         verdict = report.verdict
@@ -71,8 +73,45 @@ def inconsistencies(report: AuditReport, stored: dict[str, Any] | None = None) -
             )
         if "passed" in stored and bool(stored["passed"]) != report.passed:
             out.append(
-                f"the stored \"passed\" is {str(bool(stored['passed'])).lower()} but its "
+                f'the stored "passed" is {str(bool(stored["passed"])).lower()} but its '
                 f"requirements and sections give the verdict {verdict!r}"
+            )
+    return out
+
+
+def _configured(report: AuditReport) -> list[str]:
+    """Every requirement of the stored config is present, with the config's threshold."""
+    req = report.config.get("requirements")
+    if not isinstance(req, dict) or not req.get("enabled", True):
+        return []
+    want: dict[str, float | None] = {}
+    for key in ("min_clean_accuracy", "max_ece"):
+        if req.get(key) is not None:
+            want[key] = req[key]
+    if req.get("min_corruption_accuracy") is not None:
+        want[f"min_corruption_accuracy[severity={req.get('corruption_severity', 3)}]"] = req[
+            "min_corruption_accuracy"
+        ]
+    for r in req.get("robust") or []:
+        name = _robust_name(r) if isinstance(r, dict) else None
+        if name is not None:
+            want[name] = r.get("min_accuracy")
+    if req.get("sanity_checks_pass"):
+        want["sanity_checks_pass"] = None
+    have = {c.name: c for c in report.requirements}
+    out = [
+        f"the config requires {n} but the report has no result for it"
+        for n in want
+        if n not in have
+    ]
+    for n, threshold in want.items():
+        c = have.get(n)
+        if c is None or threshold is None or c.status not in ("pass", "fail"):
+            continue
+        got = c.details.get("threshold")
+        if not _number(got) or not math.isclose(float(got), float(threshold), abs_tol=_TOL):
+            out.append(
+                f"requirement {n} uses the threshold {got!r} but the config says {threshold:g}"
             )
     return out
 
@@ -83,6 +122,10 @@ def _requirement(report: AuditReport, c: CheckResult) -> list[str]:
     if c.name == "sanity_checks_pass":
         return _sanity(report, c)
     out: list[str] = []
+    if not _number(c.details.get("value")) or not _number(c.details.get("threshold")):
+        out.append(
+            f'requirement {c.name} says "{c.status}" without the value and threshold it was decided on'
+        )
     for name in _evidence(c):
         s = report.sections.get(name)
         if s is None or not s.ok:

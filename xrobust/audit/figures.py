@@ -139,7 +139,7 @@ def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: st
         ax.axvline(head, color="#999", lw=0.8, ls=":")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"eps ({label})")
-    ax.set_ylabel("robust accuracy")
+    ax.set_ylabel("robust accuracy" + (" (upper bound)" if norm_data.get("bound") == "upper" else ""))
     ax.set_title(f"Robustness curve, {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -160,7 +160,7 @@ def query_curves(curves: dict[str, Any], clean_accuracy: float, norm: str) -> Fi
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("queries per example")
-    ax.set_ylabel("robust accuracy")
+    ax.set_ylabel("robust accuracy (upper bound)")  # query-only attacks
     ax.set_title(f"Robust accuracy against queries, {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

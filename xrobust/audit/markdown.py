@@ -81,6 +81,10 @@ def minimal_summary(mp: dict[str, Any]) -> str:
     wrong = mp.get("n_misclassified_clean") or 0
     if wrong:
         text += f"; {wrong} misclassified before any attack (not counted)"
+    if mp.get("bound") == "upper":
+        text += f" (upper bound: {mp.get('bound_note', 'query-only attack')})"
+    if mp.get("partial"):
+        text += f" (INCOMPLETE: {mp.get('stop_reason') or 'stopped early'})"
     return text
 
 
@@ -99,7 +103,7 @@ def verdict_line(report: AuditReport) -> str:
         notes.append(f"robust accuracy under {', '.join(upper)}: upper bounds from query-only attacks")
     sanity = report.sections.get("sanity")
     if sanity is not None and sanity.status == "skipped":
-        notes.append("no evaluation sanity check ran (switched off)")
+        notes.append("no evaluation sanity check ran: switched off, and not required")
     return "PASSED" + (f" ({'; '.join(notes)})" if notes else "")
 
 

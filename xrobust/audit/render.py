@@ -58,14 +58,17 @@ def report_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     Raises:
         ConfigError: another audit is writing the folder (its pid is named).
     """
+    from xrobust._io import check_replaceable
     from xrobust._lock import exclusive_lock
 
-    d = Path(folder)
+    d = Path(os.path.abspath(folder))
+    check_replaceable(d, tuple(FILENAMES.values()))
     d.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(
         d.parent / f".{d.name}.lock",
-        f"report folder {str(d)!r} is being written by another audit",
+        f"report folder {str(folder)!r} is being written by another audit",
         "wait for it to finish, or give another --out",
+        remove=True,
     ):
         yield d
 

@@ -211,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if res.partial:
             print(f"PARTIAL: {res.stop_reason}")
+            print("the robust accuracy above covers part of the examples only: exit status 3")
     if keep:
         assert res.x_adv is not None
         buf = io.BytesIO()
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.out, buf.getvalue())
         if not args.json:
             print(f"saved {res.n} adversarial examples to {args.out}")
-    return 0
+    return 3 if res.partial else 0  # 3: incomplete, as for `xrobust audit`
 
 
 def _determinism(model: Any, x: Any, device: Any) -> dict[str, Any]:

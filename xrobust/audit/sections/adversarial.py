@@ -99,6 +99,10 @@ def run_adversarial(rt: Runtime) -> dict[str, Any]:
         for rs in d["results"].values()
         for r in rs
         if r.get("partial")
+    ] + [
+        f"minimal perturbation: {mp.get('stop_reason')}"
+        for d in out["norms"].values()
+        if (mp := d.get("minimal_perturbation")) and mp.get("partial")
     ]
     if stops:
         out["_partial"] = f"an attack stopped early: {stops[0]}"
@@ -174,6 +178,10 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
     return out
 
 
+#: attacks at AutoAttack's strength: a worst case including one is a measurement
+_AUTOATTACK_STRENGTH = frozenset({"apgd", "apgd_t", "ensemble", "autoattack", "fab", "fab_t"})
+
+
 def _label_bounds(
     curves: dict[str, Any], attacks: list[str], grids: dict[str, list[float]], grid: list[float]
 ) -> None:
@@ -193,10 +201,18 @@ def _label_bounds(
     white = [n for n in attacks if curves[n]["bound"] == "measured"]
     query = [n for n in attacks if curves[n]["bound"] == "upper"]
     w = curves["worst"]
-    if any(grids[n] == grid for n in white):
+    strong = [n for n in white if n in _AUTOATTACK_STRENGTH]
+    if strong and any(grids[n] == grid for n in white):
         w["bound"] = "measured"
         w["bound_note"] = "white-box attacks " + ", ".join(white) + (
             f" (with query-only {', '.join(query)})" if query else ""
+        )
+    elif white:
+        # single-step or few-step attacks only: what they did not break may still break
+        w["bound"] = "upper"
+        w["bound_note"] = (
+            "white-box attacks " + ", ".join(white) + " only, weaker than AutoAttack "
+            "(add apgd or ensemble for a measurement)"
         )
     else:
         w["bound"] = "upper"
@@ -411,11 +427,18 @@ def _minimal(
         eps_max=first.eps_max,
         tolerance=first.tolerance,
         clean_wrong=torch.cat([p.misclassified_clean() for p, _ in parts]),
+        partial=any(p.partial for p, _ in parts),
+        stop_reason=next((p.stop_reason for p, _ in parts if p.stop_reason), None),
     )
     rows = sorted((r for _, rs in parts for r in rs), key=lambda r: (r["eps"], r["index"]))
     d = joined.to_dict()
     from xrobust.attacks import ATTACKS
 
+    if not ATTACKS.get(attack).requires_gradients:
+        d["bound"] = "upper"
+        d["bound_note"] = f"query-only attack {attack}: the radii found bound the smallest from above"
+    else:
+        d["bound"] = "measured"
     if getattr(ATTACKS.get(attack), "minimizes_norm", False):
         d["method"] = f"{attack}, a minimum-norm attack: the smallest adversarial of one run"
     else:

@@ -40,7 +40,7 @@ def _unmeasured(name: str, why: str, what: str, section: SectionResult | None, h
     return CheckResult(
         name,
         "not_evaluated",
-        f"not evaluated: {what} was not fully measured (section {state}){hint}",
+        f"not evaluated: {what} not fully measured (section {state}){hint}",
         why,
         {"evidence": [section.name if section is not None else "?"]},
     )
@@ -138,6 +138,21 @@ def evaluate_requirements(
         acc = float(curve[k])
         ok = acc >= req.min_accuracy
         bound = entry.get("bound", "measured")
+        if bound == "upper" and ok:
+            # "at most 0.94" is compatible with 0: an upper bound over the threshold proves nothing
+            out.append(
+                CheckResult(
+                    req.name, "not_evaluated",
+                    f"not evaluated: {req.attack} {req.norm} eps={req.eps:g} gives robust accuracy "
+                    f"at most {acc:.4f} (an upper bound: {entry.get('bound_note', 'query-only attacks')}), "
+                    f"which cannot show that it is at least {req.min_accuracy:g}; evaluate the model "
+                    "white-box (a run directory, or --white-box for ONNX) to decide",
+                    why,
+                    {"value": acc, "threshold": req.min_accuracy, "n": adv.data["n"],
+                     "bound": bound, "evidence": ["adversarial"]},
+                )
+            )  # fmt: skip
+            continue
         label = (
             f"robust accuracy at most {acc:.4f} (an upper bound: {entry.get('bound_note', 'query-only attacks')})"
             if bound == "upper"
@@ -154,16 +169,18 @@ def evaluate_requirements(
                  "bound": bound, "evidence": ["adversarial"]},
             )
         )  # fmt: skip
-    if r.sanity_checks_pass and cfg.sanity.enabled:
-        out.append(_sanity_requirement(sections.get("sanity"), sanity))
+    if r.sanity_checks_pass:
+        out.append(_sanity_requirement(cfg, sections.get("sanity"), sanity))
     return out
 
 
-def _sanity_requirement(section: SectionResult | None, sanity: list[CheckResult]) -> CheckResult:
+def _sanity_requirement(
+    cfg: AuditConfig, section: SectionResult | None, sanity: list[CheckResult]
+) -> CheckResult:
     """``sanity_checks_pass``: passes only when the sanity section ran to the end, at least
-    one check applied, and none failed; a failed check fails it even in a partial run.
-    (A sanity section switched off in the config is a choice: the requirement is then not
-    part of the audit, and the verdict line says that no sanity check ran.)"""
+    one check applied, and none failed; a failed check fails it even in a partial run. A
+    sanity section switched off leaves it not evaluated: drop the requirement as well
+    (``requirements.sanity_checks_pass = false``) to audit without the checks."""
     name = "sanity_checks_pass"
     why = "robust accuracy measured under gradient masking overstates robustness"
     failed = [c.name for c in sanity if c.status == "fail"]
@@ -174,6 +191,12 @@ def _sanity_requirement(section: SectionResult | None, sanity: list[CheckResult]
             name, "fail",
             f"sanity checks failed: {', '.join(failed)}; the robustness numbers cannot be trusted",
             why, details,
+        )  # fmt: skip
+    if not cfg.sanity.enabled:
+        return _unmeasured(
+            name, why, "the evaluation sanity checks", section,
+            "; switch the sanity section on, or drop the requirement "
+            "(requirements.sanity_checks_pass = false, --no-sanity-requirement)",
         )  # fmt: skip
     if section is None or not section.ok:
         return _unmeasured(name, why, "the evaluation sanity checks", section)

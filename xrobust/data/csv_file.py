@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from xrobust.data._base import _array_bundle, _check_bytes, _existing
-from xrobust.data.spec import DatasetBundle, DatasetSpec
+from xrobust.data.spec import DatasetBundle, DatasetSpec, valid_standardisation
 from xrobust.errors import DataError
 
 __all__ = ["load_csv"]
@@ -293,15 +293,7 @@ def _with_schema(
     if schema.extra.get("standardized"):
         mean, std = schema.extra.get("raw_mean"), schema.extra.get("raw_std")
         nf = x.shape[1]
-        ok = (
-            isinstance(mean, list)
-            and isinstance(std, list)
-            and len(mean) == nf
-            and len(std) == nf
-            and all(isinstance(v, int | float) and math.isfinite(v) for v in mean + std)
-            and all(v > 0 for v in std)
-        )
-        if not ok:
+        if not valid_standardisation(schema.extra, nf):
             raise DataError(
                 f"the model's stored standardisation (raw_mean/raw_std) does not fit its "
                 f"{nf} features; cannot read {source} for it"

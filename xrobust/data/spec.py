@@ -115,3 +115,17 @@ class DatasetBundle:
     train: Dataset
     test: Dataset
     spec: DatasetSpec
+
+
+def valid_standardisation(extra: dict[str, Any], n_features: int) -> bool:
+    """Whether ``extra`` (a tabular spec's) holds a usable feature standardisation:
+    ``raw_mean`` and ``raw_std`` lists of ``n_features`` finite numbers, every std > 0."""
+    mean, std = extra.get("raw_mean"), extra.get("raw_std")
+    return (
+        isinstance(mean, list)
+        and isinstance(std, list)
+        and len(mean) == n_features
+        and len(std) == n_features
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in mean + std)
+        and all(v > 0 for v in std)
+    )

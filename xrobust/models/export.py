@@ -200,17 +200,11 @@ def _standardization(spec: Any) -> tuple[list[float], list[float]] | None:
     network (``spec.extra``: ``standardized``, ``raw_mean``, ``raw_std``), or None."""
     if spec is None or spec.modality != "tabular" or not spec.extra.get("standardized"):
         return None
+    from xrobust.data.spec import valid_standardisation
+
     mean, std = spec.extra.get("raw_mean"), spec.extra.get("raw_std")
     nf = int(np.prod(spec.input_shape))
-    ok = (
-        isinstance(mean, list)
-        and isinstance(std, list)
-        and len(mean) == nf
-        and len(std) == nf
-        and all(isinstance(v, int | float) and np.isfinite(v) for v in mean + std)
-        and all(v > 0 for v in std)
-    )
-    if not ok:
+    if not valid_standardisation(spec.extra, nf):
         raise ModelError(
             "the run records a standardisation of its features (raw_mean / raw_std) that does "
             f"not fit its {nf} features, so it cannot be put into the exported graph"

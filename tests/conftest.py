@@ -127,3 +127,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     first = [it for it in items if it.nodeid.endswith(_LONGEST_FIRST)]
     if first:
         items[:] = first + [it for it in items if it not in first]
+
+
+# --------------------------------------------------------------- HTTP endpoint tests
+@pytest.fixture
+def start():
+    """``start(fn, **serve_options)``: a prediction server on 127.0.0.1
+    (:func:`xrobust.models.serving.serve`); every one started is closed at the end."""
+    from xrobust.models import serving
+
+    servers = []
+
+    def _start(fn, **kw):
+        s = serving.serve(fn, **kw)
+        servers.append(s)
+        return s
+
+    yield _start
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def clients():
+    """A list to put endpoint classifiers in; each is closed at the end."""
+    made: list = []
+    yield made
+    for c in made:
+        c.close()

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,29 +85,6 @@ def onnx_predict(net: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Ca
 
     predict(np.zeros((2, *SHAPE), dtype=np.float32))  # warm the session
     return predict
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., serving.ServingHandle]]:
-    """Start servers (all closed at the end); also closes every client it is given."""
-    servers: list[serving.ServingHandle] = []
-
-    def _start(fn: Callable, **kw: Any) -> serving.ServingHandle:
-        s = serving.serve(fn, **kw)
-        servers.append(s)
-        return s
-
-    yield _start
-    for s in servers:
-        s.close()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[EndpointClassifier]]:
-    made: list[EndpointClassifier] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 def _clf(clients: list, url: str, **kw: Any) -> EndpointClassifier:

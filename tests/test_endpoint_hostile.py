@@ -44,28 +44,6 @@ def linear(a: np.ndarray) -> np.ndarray:
     return a.reshape(len(a), -1)[:, :64] @ W
 
 
-@pytest.fixture
-def start() -> Iterator[Callable[..., serving.ServingHandle]]:
-    servers: list[serving.ServingHandle] = []
-
-    def _start(fn: Callable, **kw: Any) -> serving.ServingHandle:
-        s = serving.serve(fn, **kw)
-        servers.append(s)
-        return s
-
-    yield _start
-    for s in servers:
-        s.close()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[EndpointClassifier]]:
-    made: list[EndpointClassifier] = []
-    yield made
-    for c in made:
-        c.close()
-
-
 def _clf(clients: list, url: str, **kw: Any) -> EndpointClassifier:
     c = as_classifier(url, **{**DECL, "retries": 0, **kw})
     assert isinstance(c, EndpointClassifier)

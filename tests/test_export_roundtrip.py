@@ -15,7 +15,6 @@ with torch's exporter or by editing those.
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib.util
 import io
 import json
@@ -31,6 +30,8 @@ from torch import nn
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 onnx = pytest.importorskip("onnx")
+
+from table_support import cancer_rows, cancer_table, write_csv  # noqa: E402
 
 from xrobust.cli import main  # noqa: E402
 from xrobust.errors import ConfigError, DataError, ModelError  # noqa: E402
@@ -63,14 +64,6 @@ def _same_figures(a: dict, b: dict) -> None:
     assert {k: a.get(k) for k in FIGURES} == {k: b.get(k) for k in FIGURES}
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
 def _strip_metadata(src: Path, dst: Path) -> Path:
     m = onnx.load(str(src))
     del m.metadata_props[:]
@@ -80,35 +73,20 @@ def _strip_metadata(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> dict:
-    from sklearn.datasets import load_breast_cancer
-
-    d = load_breast_cancer()
-    names = [n.replace(" ", "_") for n in d.feature_names]
-    labels = np.array(["malignant", "benign"])[d.target]
-    folder = tmp_path_factory.mktemp("table")
-    path = _write_csv(
-        folder / "cancer.csv", [*names, "diagnosis"],
-        [[*map(float, x), lab] for x, lab in zip(d.data, labels)],
-    )  # fmt: skip
+    t = cancer_table(tmp_path_factory.mktemp("table"))
+    folder, x, labels = t["dir"], t["x"], t["labels"]
     # a distribution shift inside the trained range: the larger tumours only. Standardised
     # with its own statistics this file means something else than with the model's.
-    big = d.data[:, 0] > np.median(d.data[:, 0])
-    shifted = _write_csv(
-        folder / "shifted.csv", [*names, "diagnosis"],
-        [[*map(float, x), lab] for x, lab in zip(d.data[big], labels[big])],
-    )  # fmt: skip
-    run = folder / "run"
-    rc, _, err = _cli(
-        ["train", "--data", str(path), "--target", "diagnosis", "--model", "mlp", "--epochs",
-         "4", "--out", str(run), "--no-progress"]
-    )  # fmt: skip
-    assert rc == 0, err
+    big = x[:, 0] > np.median(x[:, 0])
+    shifted = write_csv(
+        folder / "shifted.csv", [*t["names"], "diagnosis"], cancer_rows(x[big], labels[big])
+    )
+    run = t["run"]
     onnx_path = folder / "cancer.onnx"
     rc, out, err = _cli(["export", "--model", str(run), "--out", str(onnx_path)])
     assert rc == 0, err
     assert "takes raw feature rows" in out
-    return {"x": d.data, "labels": labels, "names": names, "csv": path, "shifted": shifted,
-            "run": run, "onnx": onnx_path, "dir": folder}  # fmt: skip
+    return {**t, "shifted": shifted, "onnx": onnx_path}
 
 
 @pytest.fixture(scope="module")

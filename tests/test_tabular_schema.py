@@ -9,14 +9,13 @@ recorded data.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from table_support import cancer_table, write_csv
 
 from xrobust.cli import main
 from xrobust.data import as_tensors
@@ -25,31 +24,9 @@ from xrobust.errors import DataError
 from xrobust.models import load_run
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> dict:
-    from sklearn.datasets import load_breast_cancer
-
-    d = load_breast_cancer()
-    names = [n.replace(" ", "_") for n in d.feature_names]
-    labels = np.array(["malignant", "benign"])[d.target]
-    folder = tmp_path_factory.mktemp("schema")
-    rows = [[*map(float, x), lab] for x, lab in zip(d.data, labels)]
-    path = _write_csv(folder / "cancer.csv", [*names, "diagnosis"], rows)
-    run = folder / "run"
-    rc = main(
-        ["train", "--data", str(path), "--target", "diagnosis", "--model", "mlp", "--epochs", "4",
-         "--out", str(run), "--no-progress"]
-    )  # fmt: skip
-    assert rc == 0
-    return {"x": d.data, "labels": labels, "names": names, "csv": path, "run": run, "dir": folder}
+    return cancer_table(tmp_path_factory.mktemp("schema"))
 
 
 def _accuracy(run: Path, data: str | Path | None) -> float:
@@ -68,7 +45,7 @@ def test_same_file_reproduces_the_training_test_accuracy(table) -> None:
 
 def test_shifted_values_are_refused(table) -> None:
     rows = [[*(10 * v + 100 for v in x), lab] for x, lab in zip(table["x"], table["labels"])]
-    shifted = _write_csv(table["dir"] / "shifted.csv", [*table["names"], "diagnosis"], rows)
+    shifted = write_csv(table["dir"] / "shifted.csv", [*table["names"], "diagnosis"], rows)
     with pytest.raises(DataError, match=r"outside the range the model was trained on"):
         _accuracy(table["run"], shifted)
 
@@ -77,7 +54,7 @@ def test_reordered_columns_are_remapped_and_logged(table, caplog) -> None:
     order = list(reversed(range(len(table["names"]))))
     header = ["diagnosis", *(table["names"][j] for j in order)]
     rows = [[lab, *(x[j] for j in order)] for x, lab in zip(table["x"], table["labels"])]
-    path = _write_csv(table["dir"] / "reordered.csv", header, rows)
+    path = write_csv(table["dir"] / "reordered.csv", header, rows)
     with caplog.at_level(logging.WARNING, logger="xrobust"):
         acc = _accuracy(table["run"], path)
     assert acc == _accuracy(table["run"], table["csv"])
@@ -106,7 +83,7 @@ def test_schema_mismatches_are_refused(table, change: str, match: str) -> None:
         rows = [[*r[:3], 7, *r[3:]] for r in rows]
     else:
         rows[5][-1] = "unknown"
-    path = _write_csv(table["dir"] / f"{change}.csv", header, rows)
+    path = write_csv(table["dir"] / f"{change}.csv", header, rows)
     with pytest.raises(DataError, match=match):
         _accuracy(table["run"], path)
 
@@ -154,7 +131,7 @@ def test_library_audit_and_gate_read_a_csv_through_the_models_schema(table) -> N
 
     model = load_model(table["run"])
     rows = [[*(10 * v + 100 for v in x), lab] for x, lab in zip(table["x"], table["labels"])]
-    shifted = _write_csv(table["dir"] / "shifted_lib.csv", [*table["names"], "diagnosis"], rows)
+    shifted = write_csv(table["dir"] / "shifted_lib.csv", [*table["names"], "diagnosis"], rows)
     cfg = AuditConfig.from_dict({"adversarial": {"enabled": False}, "corruption": {"enabled": False},
                                  "explanations": {"enabled": False}, "sanity": {"enabled": False}})  # fmt: skip
     with pytest.raises(DataError, match="outside the range the model was trained on"):
@@ -175,7 +152,7 @@ def test_default_data_of_a_file_model_never_falls_back_to_a_builtin(tmp_path) ->
     from xrobust.errors import ConfigError
 
     rows = [[float(i), float(i % 3), "ab"[i % 2]] for i in range(40)]
-    f = _write_csv(tmp_path / "digits.csv", ["u", "v", "label"], rows)
+    f = write_csv(tmp_path / "digits.csv", ["u", "v", "label"], rows)
     spec = load_dataset(str(f)).spec
     assert spec.name == "digits" and default_source(spec) == str(f)
     f.unlink()

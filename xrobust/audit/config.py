@@ -329,7 +329,20 @@ class AuditConfig:
         if self.output_name is not None and (
             not isinstance(self.output_name, str) or not self.output_name.strip()
         ):
-            raise ConfigError(f"output_name must be a non-empty output name, got {self.output_name!r}")
+            raise ConfigError(
+                f"output_name must be a non-empty output name, got {self.output_name!r}"
+            )
+        self._check_empty_lists()
+        self._check_adversarial()
+        self._check_counts()
+        self._check_sections()
+        self._check_thresholds()
+        self._check_requirements_can_be_measured()
+        self._check_names()
+
+    def _check_empty_lists(self) -> None:
+        """A section that is on must be asked something: no empty norm, corruption,
+        severity or method list."""
         a = self.adversarial
         if a.enabled and not a.norms:
             raise ConfigError(
@@ -338,7 +351,9 @@ class AuditConfig:
             )
         c = self.corruption
         if c.enabled and not c.severities:
-            raise ConfigError("corruption.severities is empty; give severities in 1..5 or disable the section")
+            raise ConfigError(
+                "corruption.severities is empty; give severities in 1..5 or disable the section"
+            )
         if c.enabled and c.corruptions is not None and not c.corruptions:
             raise ConfigError(
                 "corruption.corruptions is empty; name corruptions, leave it out for all of them, "
@@ -349,6 +364,10 @@ class AuditConfig:
             raise ConfigError(
                 "explanations.methods is empty; name at least one explainer or disable the section"
             )
+
+    def _check_adversarial(self) -> None:
+        """Known norms, positive eps grids and headline eps, step counts, attack options."""
+        a = self.adversarial
         for norm in a.norms:
             if norm not in NORMS:
                 raise ConfigError(
@@ -370,6 +389,10 @@ class AuditConfig:
             if opt is not None and (isinstance(opt, bool) or not isinstance(opt, int) or opt < 1):
                 raise ConfigError(f"{name} must be a positive integer or absent, got {opt!r}")
         _check_attack_options(a.options)
+
+    def _check_counts(self) -> None:
+        """Sample sizes and bins: positive integers within their caps."""
+        a = self.adversarial
         for name, v in (
             ("adversarial.n", a.n),
             ("corruption.n", self.corruption.n),
@@ -386,6 +409,10 @@ class AuditConfig:
                 raise ConfigError(f"{name} must be at most {cap}, got {v!r}")
         if self.clean.n is not None and self.clean.n < 1:
             raise ConfigError(f"clean.n must be a positive integer or absent, got {self.clean.n}")
+
+    def _check_sections(self) -> None:
+        """Attacks named, severities in 1..5, a known explanation norm."""
+        a = self.adversarial
         if not a.attacks and a.enabled:
             raise ConfigError(
                 "adversarial.attacks is empty; name at least one attack or disable the section"
@@ -397,6 +424,9 @@ class AuditConfig:
             raise ConfigError(
                 f"explanations.norm must be one of {NORMS}, got {self.explanations.norm!r}"
             )
+
+    def _check_thresholds(self) -> None:
+        """Requirement thresholds in [0, 1], robust requirements on known norms and eps."""
         r = self.requirements
         for name, v in (
             ("min_clean_accuracy", r.min_clean_accuracy),
@@ -416,8 +446,6 @@ class AuditConfig:
                 raise ConfigError(
                     f"requirements.robust: min_accuracy must be in [0, 1], got {req.min_accuracy!r}"
                 )
-        self._check_requirements_can_be_measured()
-        self._check_names()
 
     def _check_names(self) -> None:
         """Unknown attack or explainer names fail here, before any section runs."""

@@ -155,129 +155,147 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
         "every attack failed on it.</p>"
     ]
     for norm, nd in d["norms"].items():
-        label = nd.get("label") or norm
-        head = nd["headline_eps"]
-        out.append(f"<h3>{_e(label)} threat model</h3>")
-        rows = []
-        for a, entry in nd["curves"].items():
-            name = "worst case" if a == "worst" else a
-            at = dict(zip(entry["eps"], entry["robust_accuracy"]))
-            what = _bound_words(entry)
-            rows.append(
-                [_e(name), _e(what)] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]]
-            )
-        out.append(
-            _table(["attack \\ eps", "what it is", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True)
-        )
-        if nd.get("bound") == "upper":
-            out.append(
-                '<p class="bound">These robust accuracies are <b>upper bounds</b>: '
-                f"{_e(nd.get('bound_note', 'query-only attacks'))}. A white-box evaluation "
-                "(gradients) can find adversarial examples these queries did not.</p>"
-            )
-        broken = nd.get("broken_by") or {}
-        if broken:
-            parts = ", ".join(
-                f"{_e(a)}: {k}" for a, k in sorted(broken.items(), key=lambda t: -t[1])
-            )
-            out.append(
-                f"<p>At eps {head:g} the worst case's adversarial examples were found by "
-                f"{parts} (the first attack, in the order listed, that broke each example).</p>"
-            )
-        opts = "; ".join(f"{_e(a)}: {_e(json.dumps(o))}" for a, o in nd["attack_options"].items())
-        out.append(
-            f'<p class="note">Options: {opts}. Seconds: {_e(json.dumps(nd["seconds"]))}.</p>'
-        )
-        figs = [
-            _figure(
-                lambda nd=nd, norm=norm: F.robustness_curves(nd, d["clean_accuracy"], norm),
-                f"Accuracy against eps; the dotted line marks the headline eps {head:g}.",
-                f"robustness curve {norm}",
-            ),
-            _figure(
-                lambda nd=nd, norm=norm, head=head: F.per_class_bars(
-                    nd["per_class"], names, head, norm
-                ),
-                f"Per-class clean and worst-case robust accuracy at eps {head:g}.",
-                f"per-class {norm}",
-            ),
-            _figure(
-                lambda nd=nd, head=head: F.confusion(
-                    nd["confusion"]["matrix"],
-                    names,
-                    f"Flips at eps={head:g}",
-                    "adversarial prediction",
-                    "clean prediction",
-                ),
-                "Clean against worst-case adversarial predictions (the diagonal kept its "
-                "prediction).",
-                f"flip matrix {norm}",
-            ),
-        ]
-        qc = nd.get("query_curves") or {}
-        if qc:
-            figs.append(
-                _figure(
-                    lambda qc=qc, norm=norm: F.query_curves(qc, d["clean_accuracy"], norm),
-                    "Robust accuracy against the queries an attacker spends per example "
-                    "(median for successful examples: "
-                    + ", ".join(
-                        f"{_e(a)} {c['median_queries_successful']:g}"
-                        for a, c in qc.items()
-                        if c.get("median_queries_successful") is not None
-                    )
-                    + ").",
-                    f"queries {norm}",
-                )
-            )
-        mp = nd.get("minimal_perturbation")
-        if mp:
-            figs.append(
-                _figure(
-                    lambda mp=mp, norm=norm: F.minimal_perturbation_hist(mp, norm),
-                    f"Each example's smallest fooling eps ({_e(mp['method'])}). Median "
-                    f"{_e(minimal_summary(mp))}.",
-                    f"minimal perturbation {norm}",
-                )
-            )
-        out.append('<div class="figs">' + "".join(figs) + "</div>")
-        vul = nd.get("vulnerable") or []
-        if vul and "x" in vul[0]:
-            out.append(
-                _figure(
-                    lambda vul=vul: F.vulnerable_examples(vul, names),
-                    f"The {len(vul)} most vulnerable examples (smallest fooling eps): "
-                    "clean, adversarial and perturbation.",
-                    f"vulnerable examples {norm}",
-                )
-            )
-        if vul:
-            rows = [
-                [
-                    str(r["index"]),
-                    _e(names[r["label"]]),
-                    _e(names[r["pred_adv"]]),
-                    _fmt(r["eps"]),
-                    _fmt(r["perturbation_norm"]),
-                    _e(r.get("attack", "")),
-                ]
-                for r in vul
-            ]
-            out.append(
-                _table(
-                    [
-                        "example",
-                        "label",
-                        "adversarial prediction",
-                        "minimal eps",
-                        "perturbation norm",
-                        "attack",
-                    ],
-                    rows,
-                    raw=True,
-                )
-            )
+        out.append(f"<h3>{_e(nd.get('label') or norm)} threat model</h3>")
+        out.append(_curve_table(nd))
+        out += _threat_figures(norm, nd, d["clean_accuracy"], names)
     return "".join(out)
+
+
+def _curve_table(nd: dict[str, Any]) -> str:
+    """One threat model's robust accuracy per attack and eps, what each figure is, which
+    attack broke the examples, and the options and times of the attacks."""
+    head = nd["headline_eps"]
+    out: list[str] = []
+    rows = []
+    for a, entry in nd["curves"].items():
+        name = "worst case" if a == "worst" else a
+        at = dict(zip(entry["eps"], entry["robust_accuracy"]))
+        what = _bound_words(entry)
+        rows.append([_e(name), _e(what)] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]])
+    out.append(
+        _table(["attack \\ eps", "what it is", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True)
+    )
+    if nd.get("bound") == "upper":
+        out.append(
+            '<p class="bound">These robust accuracies are <b>upper bounds</b>: '
+            f"{_e(nd.get('bound_note', 'query-only attacks'))}. A stronger evaluation "
+            "(white-box, at AutoAttack's strength) can find adversarial examples these attacks "
+            "did not.</p>"
+        )
+    broken = nd.get("broken_by") or {}
+    if broken:
+        parts = ", ".join(f"{_e(a)}: {k}" for a, k in sorted(broken.items(), key=lambda t: -t[1]))
+        out.append(
+            f"<p>At eps {head:g} the worst case's adversarial examples were found by "
+            f"{parts} (the first attack, in the order listed, that broke each example).</p>"
+        )
+    opts = "; ".join(f"{_e(a)}: {_e(json.dumps(o))}" for a, o in nd["attack_options"].items())
+    out.append(f'<p class="note">Options: {opts}. Seconds: {_e(json.dumps(nd["seconds"]))}.</p>')
+    return "".join(out)
+
+
+def _threat_figures(
+    norm: str, nd: dict[str, Any], clean_accuracy: float, names: list[str]
+) -> list[str]:
+    """One threat model's figures (curves, per class, flips, queries, minimal perturbation)
+    and its most vulnerable examples."""
+    head = nd["headline_eps"]
+    out: list[str] = []
+    figs = [
+        _figure(
+            lambda nd=nd, norm=norm: F.robustness_curves(nd, clean_accuracy, norm),
+            f"Accuracy against eps; the dotted line marks the headline eps {head:g}.",
+            f"robustness curve {norm}",
+        ),
+        _figure(
+            lambda nd=nd, norm=norm, head=head: F.per_class_bars(
+                nd["per_class"], names, head, norm
+            ),
+            f"Per-class clean and worst-case robust accuracy at eps {head:g}.",
+            f"per-class {norm}",
+        ),
+        _figure(
+            lambda nd=nd, head=head: F.confusion(
+                nd["confusion"]["matrix"],
+                names,
+                f"Flips at eps={head:g}",
+                "adversarial prediction",
+                "clean prediction",
+            ),
+            "Clean against worst-case adversarial predictions (the diagonal kept its prediction).",
+            f"flip matrix {norm}",
+        ),
+    ]
+    qc = nd.get("query_curves") or {}
+    if qc:
+        figs.append(
+            _figure(
+                lambda qc=qc, norm=norm: F.query_curves(qc, clean_accuracy, norm),
+                "Robust accuracy against the queries an attacker spends per example "
+                "(median for successful examples: "
+                + ", ".join(
+                    f"{_e(a)} {c['median_queries_successful']:g}"
+                    for a, c in qc.items()
+                    if c.get("median_queries_successful") is not None
+                )
+                + ").",
+                f"queries {norm}",
+            )
+        )
+    mp = nd.get("minimal_perturbation")
+    if mp:
+        figs.append(
+            _figure(
+                lambda mp=mp, norm=norm: F.minimal_perturbation_hist(mp, norm),
+                f"Each example's smallest fooling eps ({_e(mp['method'])}). Median "
+                f"{_e(minimal_summary(mp))}.",
+                f"minimal perturbation {norm}",
+            )
+        )
+    out.append('<div class="figs">' + "".join(figs) + "</div>")
+    out += _vulnerable(nd.get("vulnerable") or [], names, norm)
+    return out
+
+
+def _vulnerable(vul: list[dict[str, Any]], names: list[str], norm: str) -> list[str]:
+    """The most vulnerable examples: their images (when stored) and a table."""
+    out: list[str] = []
+    if vul and "x" in vul[0]:
+        out.append(
+            _figure(
+                lambda vul=vul: F.vulnerable_examples(vul, names),
+                f"The {len(vul)} most vulnerable examples (smallest fooling eps): "
+                "clean, adversarial and perturbation.",
+                f"vulnerable examples {norm}",
+            )
+        )
+    if vul:
+        rows = [
+            [
+                str(r["index"]),
+                _e(names[r["label"]]),
+                _e(names[r["pred_adv"]]),
+                _fmt(r["eps"]),
+                _fmt(r["perturbation_norm"]),
+                _e(r.get("attack", "")),
+            ]
+            for r in vul
+        ]
+        out.append(
+            _table(
+                [
+                    "example",
+                    "label",
+                    "adversarial prediction",
+                    "minimal eps",
+                    "perturbation norm",
+                    "attack",
+                ],
+                rows,
+                raw=True,
+            )
+        )
+    return out
 
 
 def _corruption(s: SectionResult, report: AuditReport) -> str:

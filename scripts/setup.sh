@@ -14,6 +14,9 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"
 # tests; versions checked here.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[tensorflow]' \
   'tensorflow-cpu==2.21.0' 'tf2onnx==1.17.0' 'skl2onnx==1.20.0'
+# SageMaker (boto3) and TensorFlow Lite (ai-edge-litert) sources, versions checked here.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[sagemaker,tflite]' \
+  'boto3==1.44.8' 'ai-edge-litert==2.3.0'
 # onnx2torch (white-box ONNX models) declares torchvision, whose wheel here is a CUDA build
 # that breaks against the CPU torch; xrobust imports onnx2torch without it
 # (xrobust.models.onnx.import_onnx2torch), so it is installed without its dependencies.

@@ -202,9 +202,11 @@ def default_eps(spec: DatasetSpec, norm: str, feature_std: torch.Tensor | None) 
 
 
 def _round(v: float) -> float:
+    """A derived eps to 2 significant figures, so that every label shows the value that
+    ran ("eps=0.1", not "eps=0.0999")."""
     if v == 0:
         return 0.0
-    return float(f"{v:.3g}")
+    return float(f"{v:.2g}")
 
 
 def to_list(t: torch.Tensor | Sequence[Any], digits: int | None = None) -> list[Any]:

@@ -83,8 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--demo",
         nargs="?",
         const="digits",
-        choices=["digits", "breast_cancer"],
-        help="audit the built-in demo model (trained and cached on first use)",
+        choices=["digits", "digits-robust", "breast_cancer"],
+        help="audit a built-in demo model (trained and cached on first use): digits (the "
+        "default), digits-robust (the same CNN, PGD adversarially trained) or breast_cancer",
     )
     p.add_argument("--config", metavar="FILE.toml", help="audit configuration (TOML)")
     p.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help="folder for the reports")

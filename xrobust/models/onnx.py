@@ -75,6 +75,7 @@ __all__ = [
     "OnnxTorchClassifier",
     "OnnxTorchModule",
     "import_onnx2torch",
+    "input_layout",
     "load_for_onnx",
     "read_xrobust_metadata",
 ]
@@ -229,6 +230,86 @@ def _show(dims: Sequence[int | None]) -> str:
 
 def _fits(graph: Sequence[int | None], want: Sequence[int]) -> bool:
     return len(graph) == len(want) and all(g is None or g == w for g, w in zip(graph, want))
+
+
+def input_layout(
+    g: list[int | None],
+    declared: tuple[int, ...] | None,
+    layout: str | None,
+    label: str,
+) -> tuple[str | None, tuple[int, ...] | None]:
+    """``(layout, input shape in xrobust's units)`` of a model whose input (without the
+    batch) has dimensions ``g`` (None: symbolic), given the declared shape and layout.
+    The layout is None for inputs that are not rank 4; a rank-4 input is NCHW or NHWC as
+    the module docstring says (ONNX graphs and TensorFlow Lite models alike).
+
+    Raises:
+        ConfigError: the layout cannot be decided (declare it) or does not apply.
+        DataError: the declared shape fits the input in no layout.
+    """
+    want = None if declared is None else tuple(int(s) for s in declared)
+    graph = f"the model {label!r} takes inputs of shape {_show([None, *g])}"
+    if len(g) != 3:  # no layout question: the shapes must agree as they are
+        if layout == "NHWC":
+            raise ConfigError(f"layout='NHWC' needs an image model (a rank-4 input); {graph}")
+        if want is not None and not _fits(g, want):
+            hint = ""
+            if len(g) == 1 and g[0] == int(np.prod(want)) and len(want) > 1:
+                hint = (
+                    f" (it takes the inputs flattened: flatten the data and declare "
+                    f"input_shape=({g[0]},), or wrap the model in a predict function)"
+                )
+            raise DataError(f"the data has inputs of shape {want} but {graph}{hint}")
+        if want is None and all(d is not None for d in g):
+            return None, tuple(int(d) for d in g)  # type: ignore[arg-type]
+        return None, want
+    a, b, c = g
+    if want is not None:
+        if len(want) != 3:
+            raise DataError(f"the data has inputs of shape {want} but {graph}")
+        cc, hh, ww = want
+        nchw, nhwc = _fits(g, (cc, hh, ww)), _fits(g, (hh, ww, cc))
+        if layout is None:
+            if nchw and nhwc:
+                raise ConfigError(
+                    f"{graph}: both channels first and channels last fit the data's "
+                    f"shape {want} (C, H, W), so the layout cannot be read from the graph; "
+                    "declare layout='NCHW' or layout='NHWC'"
+                )
+            if not (nchw or nhwc):
+                resize = ""
+                if (a == cc and c not in (cc,)) or (c == cc and a not in (cc,)):
+                    resize = (
+                        "; give --resize to resize the images to the model's size "
+                        "(Python: load_dataset(..., size=(H, W)))"
+                    )
+                raise DataError(
+                    f"the data has inputs of shape {want} (C, H, W) but {graph}, which "
+                    f"fits neither NCHW {_show([None, cc, hh, ww])} nor NHWC "
+                    f"{_show([None, hh, ww, cc])}{resize}"
+                )
+            layout = "NCHW" if nchw else "NHWC"
+        elif not (nchw if layout == "NCHW" else nhwc):
+            exp = (cc, hh, ww) if layout == "NCHW" else (hh, ww, cc)
+            raise DataError(
+                f"the data has inputs of shape {want} (C, H, W), which is "
+                f"{_show([None, *exp])} in {layout}, but {graph}"
+            )
+        return layout, want
+    if layout is None:  # no declaration: only unambiguous channel counts decide
+        chan = (1, 3, 4)
+        first = a in chan and c not in chan and c is not None
+        last = c in chan and a not in chan and a is not None
+        if first == last:
+            raise ConfigError(
+                f"{graph}, and its layout (NCHW or NHWC) cannot be read from the graph "
+                "alone; declare input_shape (C, H, W) (or spec=) or layout='NCHW'/'NHWC'"
+            )
+        layout = "NCHW" if first else "NHWC"
+    chw = (a, b, c) if layout == "NCHW" else (c, a, b)
+    if any(d is None for d in chw):
+        return layout, None
+    return layout, tuple(int(d) for d in chw)  # type: ignore[arg-type]
 
 
 class OnnxClassifier(Classifier):
@@ -478,72 +559,9 @@ class OnnxClassifier(Classifier):
         layout: str | None,
         label: str,
     ) -> tuple[int, ...] | None:
-        """The input shape in xrobust's units; sets :attr:`layout` for rank-4 graphs."""
-        want = None if declared is None else tuple(int(s) for s in declared)
-        graph = f"the model {label!r} takes inputs of shape {_show([None, *g])}"
-        if len(g) != 3:  # no layout question: the shapes must agree as they are
-            if layout == "NHWC":
-                raise ConfigError(f"layout='NHWC' needs an image model (a rank-4 input); {graph}")
-            if want is not None and not _fits(g, want):
-                hint = ""
-                if len(g) == 1 and g[0] == int(np.prod(want)) and len(want) > 1:
-                    hint = (
-                        f" (it takes the inputs flattened: flatten the data and declare "
-                        f"input_shape=({g[0]},), or wrap the model in a predict function)"
-                    )
-                raise DataError(f"the data has inputs of shape {want} but {graph}{hint}")
-            if want is None and all(d is not None for d in g):
-                return tuple(int(d) for d in g)  # type: ignore[arg-type]
-            return want
-        a, b, c = g
-        if want is not None:
-            if len(want) != 3:
-                raise DataError(f"the data has inputs of shape {want} but {graph}")
-            cc, hh, ww = want
-            nchw, nhwc = _fits(g, (cc, hh, ww)), _fits(g, (hh, ww, cc))
-            if layout is None:
-                if nchw and nhwc:
-                    raise ConfigError(
-                        f"{graph}: both channels first and channels last fit the data's "
-                        f"shape {want} (C, H, W), so the layout cannot be read from the graph; "
-                        "declare layout='NCHW' or layout='NHWC'"
-                    )
-                if not (nchw or nhwc):
-                    resize = ""
-                    if (a == cc and c not in (cc,)) or (c == cc and a not in (cc,)):
-                        resize = (
-                            "; give --resize to resize the images to the model's size "
-                            "(Python: load_dataset(..., size=(H, W)))"
-                        )
-                    raise DataError(
-                        f"the data has inputs of shape {want} (C, H, W) but {graph}, which "
-                        f"fits neither NCHW {_show([None, cc, hh, ww])} nor NHWC "
-                        f"{_show([None, hh, ww, cc])}{resize}"
-                    )
-                layout = "NCHW" if nchw else "NHWC"
-            elif not (nchw if layout == "NCHW" else nhwc):
-                exp = (cc, hh, ww) if layout == "NCHW" else (hh, ww, cc)
-                raise DataError(
-                    f"the data has inputs of shape {want} (C, H, W), which is "
-                    f"{_show([None, *exp])} in {layout}, but {graph}"
-                )
-            self.layout = layout
-            return want
-        if layout is None:  # no declaration: only unambiguous channel counts decide
-            chan = (1, 3, 4)
-            first = a in chan and c not in chan and c is not None
-            last = c in chan and a not in chan and a is not None
-            if first == last:
-                raise ConfigError(
-                    f"{graph}, and its layout (NCHW or NHWC) cannot be read from the graph "
-                    "alone; declare input_shape (C, H, W) (or spec=) or layout='NCHW'/'NHWC'"
-                )
-            layout = "NCHW" if first else "NHWC"
-        self.layout = layout
-        chw = (a, b, c) if layout == "NCHW" else (c, a, b)
-        if any(d is None for d in chw):
-            return None
-        return tuple(int(d) for d in chw)  # type: ignore[arg-type]
+        """The input shape in xrobust's units; sets :attr:`layout` (:func:`input_layout`)."""
+        self.layout, shape = input_layout(g, declared, layout, label)
+        return shape
 
     def _check_fixed_batch(
         self, b: int, gdims: list[int | None], shape: tuple[int, ...] | None, label: str

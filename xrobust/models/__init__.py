@@ -1,5 +1,6 @@
 """Model zoo, in-model normalisation, safe checkpoints, and the classifier interface
-(:func:`as_classifier`) that every source (torch, callable, ONNX, endpoint) stands behind;
+(:func:`as_classifier`) that every source (torch, callable, ONNX, endpoint, SageMaker) stands
+behind;
 :mod:`xrobust.models.serving` is a local TF-Serving-compatible test/demo server.
 
 Example:
@@ -36,6 +37,7 @@ from xrobust.models.endpoint import EndpointClassifier
 from xrobust.models.mlp import MLP
 from xrobust.models.normalize import Normalize, NormalizedModel
 from xrobust.models.resnet import PreActResNet
+from xrobust.models.sagemaker import SageMakerClassifier
 from xrobust.models.small_cnn import SmallCNN
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "NormalizedModel",
     "PreActResNet",
     "QueryBudgetExhausted",
+    "SageMakerClassifier",
     "SmallCNN",
     "TorchClassifier",
     "as_classifier",

@@ -550,7 +550,9 @@ def as_classifier(
     Args:
         obj: a :class:`Classifier` (returned as is, with ``query_budget`` applied if
             given), a ``torch.nn.Module``, a run directory (``xrobust train``'s output), a
-            ``.onnx`` file, an ``http(s)://`` prediction endpoint URL, or a callable.
+            ``.onnx`` file, an ``http(s)://`` prediction endpoint URL, a SageMaker endpoint
+            ``sagemaker://NAME`` (options ``region``, ``profile``, ``endpoint_url``,
+            ``content_type``: :mod:`xrobust.models.sagemaker`), or a callable.
         spec: a :class:`~xrobust.data.spec.DatasetSpec` (or a dataset bundle) giving the
             input shape, classes and bounds; the keywords below override it.
         output: "logits", "probabilities" or "labels" (default: "logits"; ONNX and
@@ -596,6 +598,10 @@ def as_classifier(
         return TorchClassifier(obj, device=device, **decl, **common, **options)
     if isinstance(obj, str | os.PathLike):
         text = os.fspath(obj)
+        if text.startswith("sagemaker://"):
+            from xrobust.models.sagemaker import SageMakerClassifier
+
+            return SageMakerClassifier(text, **decl, **common, **options)
         if text.startswith(("http://", "https://")):
             from xrobust.models.endpoint import EndpointClassifier
 

@@ -561,7 +561,8 @@ def as_classifier(
         query_budget: total rows the classifier may be asked about.
         batch_size: rows per call to the source.
         **options: source options: ``amp`` (torch); ``array`` (callable: "numpy" or
-            "torch"); ``layout``, ``providers`` (ONNX); ``protocol``, ``headers_env``,
+            "torch"); ``layout``, ``providers`` (ONNX); ``layout``, ``signature``,
+            ``output_name``, ``num_threads`` (TensorFlow Lite); ``protocol``, ``headers_env``,
             ``timeout``, ``retries``, ``concurrency`` (endpoint).
 
     Raises:
@@ -611,11 +612,17 @@ def as_classifier(
             from xrobust.models.onnx import OnnxClassifier
 
             return OnnxClassifier(path, device=device, **decl, **common, **options)
+        if path.suffix.lower() == ".tflite":
+            from xrobust.models.tflite import TFLiteClassifier
+
+            if device is not None and torch.device(device).type != "cpu":
+                raise ConfigError(f"a TensorFlow Lite model runs on the CPU, not {device!r}")
+            return TFLiteClassifier(path, **decl, **common, **options)
         if path.is_dir() or path.name in ("model.json", "model.safetensors"):
             return _from_run(path, spec, decl, common, device, options)
         raise ModelError(
-            f"cannot make a classifier from {text!r}: expected a run directory, a .onnx file "
-            "or an http(s):// endpoint URL"
+            f"cannot make a classifier from {text!r}: expected a run directory, a .onnx or "
+            ".tflite file or an http(s):// endpoint URL"
             + ("" if path.exists() else " (no such file or directory)")
         )
     if callable(obj):

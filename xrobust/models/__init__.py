@@ -39,6 +39,7 @@ from xrobust.models.normalize import Normalize, NormalizedModel
 from xrobust.models.resnet import PreActResNet
 from xrobust.models.sagemaker import SageMakerClassifier
 from xrobust.models.small_cnn import SmallCNN
+from xrobust.models.tflite import TFLiteClassifier
 
 __all__ = [
     "MLP",
@@ -53,6 +54,7 @@ __all__ = [
     "QueryBudgetExhausted",
     "SageMakerClassifier",
     "SmallCNN",
+    "TFLiteClassifier",
     "TorchClassifier",
     "as_classifier",
     "build_model",

@@ -74,8 +74,10 @@ __all__ = [
     "OnnxClassifier",
     "OnnxTorchClassifier",
     "OnnxTorchModule",
+    "image_hw",
     "import_onnx2torch",
     "input_layout",
+    "load_for_file",
     "load_for_onnx",
     "read_xrobust_metadata",
 ]
@@ -1118,6 +1120,12 @@ def _graph_hw(path: Path) -> tuple[int, int] | None:
                 for d in inputs[0].type.tensor_type.shape.dim]  # fmt: skip
     except Exception:  # unreadable here: the classifier says what is wrong
         return None
+    return image_hw(dims)
+
+
+def image_hw(dims: Sequence[int | None]) -> tuple[int, int] | None:
+    """(H, W) of a rank-4 input shape ``[N, a, b, c]`` with fixed sizes whose channel axis
+    (1, 3 or 4 channels, first or last) is clear; None otherwise."""
     if len(dims) != 4:
         return None
     a, b, c = dims[1:]
@@ -1161,7 +1169,6 @@ def load_for_onnx(
             options that do not apply.
         DataError: the data does not fit.
     """
-    from xrobust.data import load_dataset
     from xrobust.data.schema import load_for_model
 
     p = Path(path)
@@ -1176,6 +1183,29 @@ def load_for_onnx(
                 "raw_features=)"
             )
         return load_for_model(spec, data, target=target, resize=resize), {}
+    hw = _graph_hw(p) if resize else None
+    return load_for_file(
+        label, data, target=target, resize_to=hw, train_data=train_data, raw_features=raw_features
+    )
+
+
+def load_for_file(
+    label: str,
+    data: str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    resize_to: tuple[int, int] | None = None,
+    train_data: str | os.PathLike[str] | None = None,
+    raw_features: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Load ``data`` for a model file ``label`` that records no preprocessing (an ONNX file
+    not from ``xrobust export``, a TensorFlow Lite file), as :func:`load_for_onnx` says:
+    a CSV table standardised with ``train_data``'s statistics or fed raw
+    (``raw_features``), never with its own; images resized to ``resize_to`` (H, W) when
+    given, with a warning."""
+    from xrobust.data import load_dataset
+    from xrobust.data.schema import load_for_model
+
     if train_data is not None and raw_features:
         raise ConfigError("give --train-data or --raw-features, not both")
     if _is_table_file(data):
@@ -1204,7 +1234,7 @@ def load_for_onnx(
     if train_data is not None or raw_features:
         raise ConfigError("--train-data and --raw-features apply to CSV data")
     bundle = load_dataset(data, target=target)
-    hw = _graph_hw(p) if resize else None
+    hw = resize_to
     have = tuple(bundle.spec.input_shape)
     if hw is not None and bundle.spec.modality == "image" and len(have) == 3 and have[1:] != hw:
         want = (have[0], *hw)

@@ -49,9 +49,9 @@ import torch
 
 from xrobust.errors import ConfigError, DataError, ModelError
 from xrobust.models.classifier import Classifier
-from xrobust.models.onnx import LAYOUTS, _show, input_layout
+from xrobust.models.onnx import LAYOUTS, _show, image_hw, input_layout
 
-__all__ = ["MAX_INTERPRETERS", "TFLiteClassifier", "TensorQuantization"]
+__all__ = ["MAX_INTERPRETERS", "TFLiteClassifier", "TensorQuantization", "load_for_tflite"]
 
 log = logging.getLogger(__name__)
 
@@ -558,3 +558,49 @@ def _made_by_softmax(interp: Any, index: int) -> bool:
             return False
         index = int(np.asarray(op["inputs"]).tolist()[0])
     return False
+
+
+# ---------------------------------------------------------------------- data for a file
+def _model_hw(path: Path, signature: str | None) -> tuple[int, int] | None:
+    """(H, W) of a rank-4 input with fixed sizes whose channel axis is clear, else None."""
+    try:
+        interp = _import_interpreter()(model_content=_read_model(path))
+        sigs = sorted(interp.get_signature_list() or {})
+        sig = _pick_signature(sigs, signature, path.name)
+        if sig is not None:
+            details = list(interp.get_signature_runner(sig).get_input_details().values())
+        else:
+            details = interp.get_input_details()
+    except Exception:  # unreadable here: the classifier says what is wrong
+        return None
+    return image_hw(_dims(details[0])) if len(details) == 1 else None
+
+
+def load_for_tflite(
+    path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    resize: bool = False,
+    train_data: str | os.PathLike[str] | None = None,
+    raw_features: bool = False,
+    signature: str | None = None,
+) -> Any:
+    """Load ``data`` as input to the TensorFlow Lite model in ``path`` (what ``--tflite``
+    does): a CSV table standardised with the statistics of ``train_data`` (the table the
+    model was trained on) or fed as it is (``raw_features``), never with its own; images
+    resized to the model's fixed input size with ``resize`` (a warning names both shapes).
+
+    Raises:
+        ConfigError: a CSV table with neither ``train_data`` nor ``raw_features``.
+        DataError: the data does not fit.
+    """
+    from xrobust.models.onnx import load_for_file
+
+    p = Path(path)
+    hw = _model_hw(p, signature) if resize else None
+    bundle, _ = load_for_file(
+        p.name, data, target=target, resize_to=hw, train_data=train_data,
+        raw_features=raw_features,
+    )  # fmt: skip
+    return bundle

@@ -40,6 +40,7 @@ Example (against the local signing server of ``examples/sagemaker_local.py``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import urllib.parse
@@ -484,8 +485,8 @@ class _Redact(logging.Filter):
     the signed request, session token included, at DEBUG)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        values = [v for clf in list(_LIVE) for v in clf._secret_values()]
-        pattern = _secret_pattern(values)
+        values = tuple(v for clf in list(_LIVE) for v in clf._secret_values())
+        pattern = _pattern(values)
         if pattern is not None:
             try:
                 text = record.getMessage()
@@ -494,6 +495,11 @@ class _Redact(logging.Filter):
             if pattern.search(text):
                 record.msg, record.args = pattern.sub("<redacted>", text), None
         return True
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
+    return _secret_pattern(list(values))
 
 
 _FILTER = _Redact()

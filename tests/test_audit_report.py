@@ -4,6 +4,7 @@ Markdown, HTML escaping, requirements, re-rendering from JSON."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -174,7 +175,10 @@ def test_markdown_summary(report: AuditReport) -> None:
     md = render(report, "md")
     assert md.startswith("## ") and "failed" in md
     assert "robust_accuracy[worst,linf,eps=0.2]" in md
-    assert "<img" not in md  # user strings cannot inject HTML into a PR comment
+    # user strings cannot inject HTML into a PR comment: a tag opening is backslash-escaped,
+    # while comparisons stay as they are for the terminal (no "&gt;=" entities)
+    assert re.search(r"(?<!\\)<img", md) is None and "\\<img" in md
+    assert "&gt;" not in md and "&lt;" not in md and ">= required 0.9" in md
 
 
 def test_html_escapes_user_strings(report: AuditReport) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from xrobust.audit import figures as F
-from xrobust.audit.markdown import headline, minimal_summary
+from xrobust.audit.advice import explanation_checks, likely_cause, what_to_try
+from xrobust.audit.markdown import count, headline, minimal_summary
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
 
 __all__ = ["SECTION_TITLES", "render_html"]
@@ -64,6 +65,9 @@ figure{margin:0}figure img{max-width:100%;border:1px solid #eef0f3}
 figcaption{font-size:12px;color:#56606b;max-width:560px}
 .note{color:#56606b;font-size:13px}
 .why{color:#56606b;font-size:12px}
+.advice{font-size:13px;padding:6px 10px;margin:8px 0;border-left:3px solid #d9a400;background:#fff8e6}
+.advice.fail{border-left-color:#c0392b;background:#fdf1f1}
+details summary{cursor:pointer;font-weight:bold;margin:6px 0}
 pre{background:#f6f7f9;padding:8px;font-size:12px;overflow:auto;max-height:360px}
 """
 
@@ -120,12 +124,12 @@ def _clean(s: SectionResult, report: AuditReport) -> str:
     names = _names(report)
     pc = d["per_class"]
     rows = [
-        [_e(n), _fmt(p, 3), _fmt(r, 3), _fmt(f, 3), str(sup)]
+        [_e(n), _fmt(p, 3), _fmt(r, 3), _fmt(f, 3), count(sup)]
         for n, p, r, f, sup in zip(names, pc["precision"], pc["recall"], pc["f1"], pc["support"])
     ]
     cal = d["calibration"]
     out = [
-        f"<p>Accuracy <b>{d['accuracy']:.4f}</b> on {d['n']} test examples; negative log-likelihood "
+        f"<p>Accuracy <b>{d['accuracy']:.4f}</b> on {count(d['n'])} test examples; negative log-likelihood "
         f"{d['nll']:.4f}; expected calibration error <b>{cal['ece']:.4f}</b> over {cal['bins']} bins "
         f"(maximum {cal['mce']:.4f}, mean confidence {cal['mean_confidence']:.4f}).</p>",
         '<div class="figs">',
@@ -150,7 +154,7 @@ def _adversarial(s: SectionResult, report: AuditReport) -> str:
     d = s.data
     names = _names(report)
     out = [
-        f"<p>{d['n']} test examples attacked (clean accuracy on them {d['clean_accuracy']:.4f}) with "
+        f"<p>{count(d['n'])} test examples attacked (clean accuracy on them {d['clean_accuracy']:.4f}) with "
         f"{_e(', '.join(d['attacks']))}. The worst case counts an example as robust only when "
         "every attack failed on it.</p>"
     ]
@@ -189,9 +193,63 @@ def _curve_table(nd: dict[str, Any]) -> str:
             f"<p>At eps {head:g} the worst case's adversarial examples were found by "
             f"{parts} (the first attack, in the order listed, that broke each example).</p>"
         )
-    opts = "; ".join(f"{_e(a)}: {_e(json.dumps(o))}" for a, o in nd["attack_options"].items())
-    out.append(f'<p class="note">Options: {opts}. Seconds: {_e(json.dumps(nd["seconds"]))}.</p>')
+    out.append(_options_table(nd.get("attack_options") or {}, nd.get("seconds") or {}))
     return "".join(out)
+
+
+def _options_table(options: dict[str, dict[str, Any]], seconds: dict[str, Any]) -> str:
+    """The attacks' options and times as a small table: options shared by every attack
+    once above it, each attack's own options (as its TOML table would set them) and its
+    time in a row."""
+    names = list(dict.fromkeys([*options, *seconds]))
+    if not names:
+        return ""
+    shared = _shared_options([options.get(a) or {} for a in names])
+    rows = [
+        [
+            _e(a),
+            _e(_option_text({k: v for k, v in (options.get(a) or {}).items() if k not in shared})),
+            _seconds(seconds.get(a)),
+        ]
+        for a in names
+    ]
+    common = f" Every attack: {_e(_option_text(shared))}." if shared else ""
+    return f'<p class="note">Attack options and time.{common}</p>' + _table(
+        ["attack", "its options", "time"], rows, raw=True
+    )
+
+
+def _shared_options(options: list[dict[str, Any]]) -> dict[str, Any]:
+    """The options every attack of ``options`` sets to the same value (when more than one)."""
+    if len(options) < 2:
+        return {}
+    first = options[0]
+    return {k: v for k, v in first.items() if all(k in o and o[k] == v for o in options[1:])}
+
+
+def _option_text(options: dict[str, Any]) -> str:
+    """``steps = 20, early_stop = true``: options as a TOML table writes them."""
+    if not options:
+        return "defaults"
+    return ", ".join(f"{k} = {_toml_value(v)}" for k, v in options.items())
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(i) for i in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return str(v)
+
+
+def _seconds(v: Any) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "–"
+    return f"{v:.2f} s" if v < 10 else f"{v:,.1f} s"
 
 
 def _threat_figures(
@@ -269,33 +327,33 @@ def _vulnerable(vul: list[dict[str, Any]], names: list[str], norm: str) -> list[
                 f"vulnerable examples {norm}",
             )
         )
-    if vul:
-        rows = [
-            [
-                str(r["index"]),
-                _e(names[r["label"]]),
-                _e(names[r["pred_adv"]]),
-                _fmt(r["eps"]),
-                _fmt(r["perturbation_norm"]),
-                _e(r.get("attack", "")),
-            ]
-            for r in vul
-        ]
+    if not vul:
+        return out
+    # the perturbation's own norm is shown only where it differs from its eps (an L2 step
+    # that stops inside the ball); on the eps sphere the two columns would repeat
+    apart = [r for r in vul if not _close(r["perturbation_norm"], r["eps"])]
+    head = ["example", "label", "adversarial prediction", "minimal eps"]
+    head += ["perturbation norm"] if apart else []
+    rows = [
+        [str(r["index"]), _e(names[r["label"]]), _e(names[r["pred_adv"]]), _fmt(r["eps"])]
+        + ([_fmt(r["perturbation_norm"])] if apart else [])
+        + [_e(r.get("attack", ""))]
+        for r in vul
+    ]
+    out.append(_table([*head, "attack"], rows, raw=True))
+    if not apart:
         out.append(
-            _table(
-                [
-                    "example",
-                    "label",
-                    "adversarial prediction",
-                    "minimal eps",
-                    "perturbation norm",
-                    "attack",
-                ],
-                rows,
-                raw=True,
-            )
+            '<p class="note">Each perturbation uses its whole budget: its norm equals the '
+            "minimal eps (within 1%).</p>"
         )
     return out
+
+
+def _close(a: Any, b: Any, rel: float = 0.01) -> bool:
+    """Whether two numbers agree within ``rel`` of the larger (None counts as unequal)."""
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return False
+    return abs(a - b) <= rel * max(abs(a), abs(b))
 
 
 def _corruption(s: SectionResult, report: AuditReport) -> str:
@@ -305,7 +363,7 @@ def _corruption(s: SectionResult, report: AuditReport) -> str:
         for n, r in d["corruptions"].items()
     ]
     out = [
-        f"<p>{d['n']} test examples (clean accuracy {d['clean_accuracy']:.4f}); mean accuracy over "
+        f"<p>{count(d['n'])} test examples (clean accuracy {d['clean_accuracy']:.4f}); mean accuracy over "
         f"corruptions and severities <b>{_fmt(d.get('mean_corruption_accuracy'))}</b>.</p>",
         _table(
             ["corruption", *[f"severity {v}" for v in d["severities"]], "mean", "what"],
@@ -408,10 +466,32 @@ def _explanations(s: SectionResult, report: AuditReport) -> str:
     ]
     for n in notes:
         out.append(f'<p class="note">{_e(n)}</p>')
+    out += [
+        _advice(c, "randomisation check of " + c.details["method"])
+        for c in explanation_checks(report)
+        if c.status in ("warn", "fail")
+    ]
     return "".join(out)
 
 
+def _advice(c: CheckResult, title: str) -> str:
+    """A check that warned or failed, where it is shown: what it measured, what the check
+    means, why it can fail here and what to try."""
+    parts = [f"{_badge(c.status)} <b>{_e(title)}</b>: {_e(c.message)}."]
+    if c.why:
+        parts.append(f"<br><i>What it checks</i>: {_e(c.why)}")
+    cause = likely_cause(c)
+    if cause:
+        parts.append(f"<br><i>Why it can fail here</i>: {_e(cause)}")
+    tip = what_to_try(c)
+    if tip:
+        parts.append(f"<br><i>What to try</i>: {_e(tip)}")
+    return f'<div class="advice {_e(c.status)}">{"".join(parts)}</div>'
+
+
 def _checks(checks: list[CheckResult], why_label: str) -> str:
+    """A table of checks; a "what to try" column when any of them warned or failed."""
+    tips = [what_to_try(c) for c in checks]
     rows = [
         [
             _badge(c.status),
@@ -419,9 +499,11 @@ def _checks(checks: list[CheckResult], why_label: str) -> str:
             _e(c.message),
             f'<span class="why">{_e(c.why)}</span>',
         ]
-        for c in checks
+        + ([_e(tip)] if any(tips) else [])
+        for c, tip in zip(checks, tips)
     ]
-    return _table(["status", "check", "result", why_label], rows, raw=True)
+    head = ["status", "check", "result", why_label] + (["what to try"] if any(tips) else [])
+    return _table(head, rows, raw=True)
 
 
 def _sanity(s: SectionResult, report: AuditReport) -> str:
@@ -471,7 +553,7 @@ def _section(name: str, report: AuditReport) -> str:
     except Exception as exc:  # a malformed section must not lose the rest of the report
         log.warning("rendering section %s failed", name, exc_info=True)
         body = f'<p class="note">This section could not be rendered: {_e(type(exc).__name__)}: {_e(exc)}</p>'
-    queries = f", {s.queries} model queries" if s.queries else ""
+    queries = f", {count(s.queries)} model queries" if s.queries else ""
     foot = f'<p class="note">Section time {s.seconds:.1f} s{queries}.</p>'
     return head + body + skipped + foot + "</section>"
 
@@ -500,6 +582,67 @@ def _missing(missing: list[str]) -> str:
     return f'<div class="missing" id="missing"><p>Missing evidence:</p><ul>{items}</ul></div>'
 
 
+def _attention(report: AuditReport) -> str:
+    """Under the summary: every check that warned or failed, linked to where it is
+    explained, so that the headline's counts and the body name the same checks."""
+    where = [
+        *[(c, c.name, "sanity", "") for c in report.sanity_checks],
+        *[
+            (c, f"randomisation check of {c.details['method']}", "explanations", ", not required")
+            for c in explanation_checks(report)
+        ],
+        *[(c, c.name, "requirements", "") for c in report.requirements],
+    ]
+    items = [
+        f'<li>{_badge(c.status)} <a href="#{sec}">{_e(label)}</a> '
+        f"({_e(SECTION_TITLES[sec])}{_e(extra)}): {_e(c.message)}</li>"
+        for c, label, sec, extra in where
+        if c.status in ("warn", "fail")
+    ]
+    if not items:
+        return ""
+    return f'<div class="missing"><p>Warnings and failures, explained in their sections:</p><ul>{"".join(items)}</ul></div>'
+
+
+def _details(report: AuditReport) -> str:
+    """Seeds, versions, environment and timings as small tables; the full configuration,
+    model and dataset description folded away as JSON."""
+
+    def pairs(d: dict[str, Any]) -> list[list[str]]:
+        return [[str(k), _plain(v)] for k, v in d.items()]
+
+    timings = [[k, _seconds(v)] for k, v in report.timings.items()]
+    full = json.dumps(
+        {"config": report.config, "model": report.model, "dataset": report.dataset}, indent=1
+    )
+    tables = [
+        ("Seeds", _table(["seed", "value"], pairs(report.seeds))),
+        ("Versions", _table(["package", "version"], pairs(report.versions))),
+        ("Environment", _table(["setting", "value"], pairs(report.environment))),
+        ("Timings", _table(["section", "time"], timings)),
+    ]
+    blocks = "".join(f"<div><h3>{t}</h3>{tab}</div>" for t, tab in tables)
+    return (
+        '<section id="details"><h2>Configuration, seeds, versions, timings</h2>'
+        f'<div class="figs">{blocks}</div>'
+        "<details><summary>Full configuration, model and dataset (JSON)</summary>"
+        f"<pre>{_e(full)}</pre></details></section>"
+    )
+
+
+def _plain(v: Any) -> str:
+    """A value for a details table: numbers with separators, lists joined, the rest as text."""
+    if isinstance(v, bool) or v is None:
+        return str(v).lower() if v is not None else "–"
+    if isinstance(v, int):
+        return count(v)
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain(i) for i in v)
+    if isinstance(v, dict):
+        return "; ".join(f"{k} {_plain(i)}" for k, i in v.items())
+    return str(v)
+
+
 def render_html(report: AuditReport) -> str:
     """The whole report as one self-contained HTML page."""
     from xrobust.audit.markdown import verdict_line
@@ -511,7 +654,7 @@ def render_html(report: AuditReport) -> str:
     meta = (
         f"Model {_e(report.model.get('name', report.model.get('class', '?')))} "
         + (
-            f"({report.model['parameters']} parameters)"
+            f"({count(report.model['parameters'])} parameters)"
             if "parameters" in report.model
             else f"(a black box: {_e((report.model.get('classifier') or {}).get('source', '?'))})"
         )
@@ -523,22 +666,11 @@ def render_html(report: AuditReport) -> str:
     q = report.queries or {}
     if q.get("total"):
         src = (report.model.get("classifier") or {}).get("source", "")
-        budget = f" of a budget of {q['budget']}" if q.get("budget") else ""
-        meta += f" {_e(src)} model asked about {int(q['total'])} rows{_e(budget)}."
+        budget = f" of a budget of {count(q['budget'])}" if q.get("budget") else ""
+        meta += f" {_e(src)} model asked about {count(int(q['total']))} rows{_e(budget)}."
     nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in SECTION_TITLES.items())
     summary = _table(["measure", "value"], [[k, v] for k, v in headline(report)])
-    details = json.dumps(
-        {
-            "config": report.config,
-            "seeds": report.seeds,
-            "versions": report.versions,
-            "environment": report.environment,
-            "timings": report.timings,
-            "model": report.model,
-            "dataset": report.dataset,
-        },
-        indent=1,
-    )
+    summary += _attention(report)
     body = "".join(_section(n, report) for n in SECTION_TITLES)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -552,6 +684,6 @@ def render_html(report: AuditReport) -> str:
 <main>
 <section id="summary"><h2>Summary</h2>{summary}</section>
 {body}
-<section id="details"><h2>Configuration, seeds, versions, timings</h2><pre>{_e(details)}</pre></section>
+{_details(report)}
 </main></body></html>
 """

@@ -9,11 +9,20 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from xrobust.audit.report import AuditReport
+from xrobust.audit.advice import explanation_checks, likely_cause, what_to_try
+from xrobust.audit.report import AuditReport, CheckResult
 
-__all__ = ["headline", "minimal_summary", "render_markdown", "robust_value", "verdict_line"]
+__all__ = [
+    "count",
+    "headline",
+    "minimal_summary",
+    "render_markdown",
+    "robust_value",
+    "verdict_line",
+]
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️", "not_evaluated": "❔"}
 
@@ -24,7 +33,9 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     clean = report.sections.get("clean")
     if clean is not None and clean.ok:
-        rows.append(("Clean accuracy", f"{clean.data['accuracy']:.4f} (n={clean.data['n']})"))
+        rows.append(
+            ("Clean accuracy", f"{clean.data['accuracy']:.4f} (n={count(clean.data['n'])})")
+        )
         rows.append(("Expected calibration error", f"{clean.data['calibration']['ece']:.4f}"))
     adv = report.sections.get("adversarial")
     if adv is not None and adv.ok:
@@ -36,7 +47,7 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
                 (
                     f"Robust accuracy, {norm} eps={nd['headline_eps']:g}",
                     robust_value(worst, nd) + f", worst case over {attacks} "
-                    f"(n={adv.data['n']}{_broken_by(nd)})",
+                    f"(n={count(adv.data['n'])}{_broken_by(nd)})",
                 )
             )
             mp = nd.get("minimal_perturbation")
@@ -46,8 +57,10 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
     if corr is not None and corr.ok and corr.data.get("mean_corruption_accuracy") is not None:
         rows.append(("Mean corruption accuracy", f"{corr.data['mean_corruption_accuracy']:.4f}"))
     if report.sanity_checks:
-        counts = _counts(report.sanity_checks)
-        rows.append(("Sanity checks", counts))
+        rows.append(("Sanity checks", _counts(report.sanity_checks)))
+    explained = explanation_checks(report)
+    if explained:  # the randomisation check of each explanation method; no requirement
+        rows.append(("Explanation checks", _counts(explained) + " (not required)"))
     if report.requirements:
         rows.append(("Requirements", _counts(report.requirements)))
     return rows
@@ -75,12 +88,12 @@ def minimal_summary(mp: dict[str, Any]) -> str:
     n_att = mp.get("n_attacked", mp.get("n", 0))
     broken = round(mp["found_fraction"] * n_att)
     text = (
-        f"{mp['median_text']} over {n_att} examples correct clean; "
-        f"{broken} of {n_att} ({mp['found_fraction']:.0%}) broken within eps {mp['eps_max']:g}"
+        f"{mp['median_text']} over {count(n_att)} examples correct clean; {count(broken)} of "
+        f"{count(n_att)} ({mp['found_fraction']:.0%}) broken within eps {mp['eps_max']:g}"
     )
     wrong = mp.get("n_misclassified_clean") or 0
     if wrong:
-        text += f"; {wrong} misclassified before any attack (not counted)"
+        text += f"; {count(wrong)} misclassified before any attack (not counted)"
     if mp.get("bound") == "upper":
         text += f" (upper bound: {mp.get('bound_note', 'query-only attack')})"
     if mp.get("partial"):
@@ -89,7 +102,7 @@ def minimal_summary(mp: dict[str, Any]) -> str:
 
 
 def verdict_line(report: AuditReport) -> str:
-    """"passed", "FAILED: ..." or "INCOMPLETE: ..." in one line."""
+    """ "passed", "FAILED: ..." or "INCOMPLETE: ..." in one line."""
     v = report.verdict
     if v == "failed":
         names = ", ".join(c.name for c in report.failed_requirements)
@@ -100,7 +113,9 @@ def verdict_line(report: AuditReport) -> str:
     notes = []
     upper = _upper_bounds(report)
     if upper:
-        notes.append(f"robust accuracy under {', '.join(upper)}: upper bounds from query-only attacks")
+        notes.append(
+            f"robust accuracy under {', '.join(upper)}: upper bounds from query-only attacks"
+        )
     sanity = report.sections.get("sanity")
     if sanity is not None and sanity.status == "skipped":
         notes.append("no evaluation sanity check ran: switched off, and not required")
@@ -131,12 +146,25 @@ def _counts(checks: list[Any]) -> str:
     return ", ".join(out)
 
 
+def count(n: Any) -> str:
+    """A count with thousands separators ("352,557"); anything else as it is."""
+    return f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else str(n)
+
+
 def _index(grid: list[float], v: float) -> int:
     return min(range(len(grid)), key=lambda i: abs(grid[i] - v))
 
 
+#: a "<" that could open an HTML tag, a comment or a declaration in a Markdown renderer
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+
+
 def _cell(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for a Markdown table cell: "|" and tag openings backslash-escaped (a user's
+    class name cannot inject HTML into a PR comment), line breaks flattened, and nothing
+    else changed, so that a terminal shows ">=" and "<=" as they are."""
+    text = str(s).replace("|", "\\|").replace("\n", " ")
+    return _TAG_OPEN.sub(r"\\<", text)
 
 
 def render_markdown(report: AuditReport) -> str:
@@ -155,18 +183,9 @@ def render_markdown(report: AuditReport) -> str:
     if report.verdict == "incomplete":
         lines += ["", "### Missing evidence (why the verdict is incomplete)", ""]
         lines += [f"- {_cell(m)}" for m in report.missing_evidence()]
-    if report.requirements:
-        lines += ["", "### Requirements", "", "| | Requirement | Result |", "|---|---|---|"]
-        lines += [
-            f"| {_ICON[c.status]} | `{_cell(c.name)}` | {_cell(c.message)} |"
-            for c in report.requirements
-        ]
-    if report.sanity_checks:
-        lines += ["", "### Evaluation sanity checks", "", "| | Check | Result |", "|---|---|---|"]
-        lines += [
-            f"| {_ICON[c.status]} | `{_cell(c.name)}` | {_cell(c.message)} |"
-            for c in report.sanity_checks
-        ]
+    lines += _check_table("Requirements", "Requirement", report.requirements)
+    lines += _check_table("Evaluation sanity checks", "Check", report.sanity_checks)
+    lines += _check_table("Explanation checks (not required)", "Check", explanation_checks(report))
     off = [s for s in report.sections.values() if s.status != "ok"]
     if off:
         lines += [
@@ -175,3 +194,20 @@ def render_markdown(report: AuditReport) -> str:
             + "; ".join(f"{s.name} ({s.status}: {_cell(s.reason)})" for s in off),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _check_table(title: str, what: str, checks: list[CheckResult]) -> list[str]:
+    """A table of checks under ``### title``, and below it, for each one that warned or
+    failed, what to try."""
+    if not checks:
+        return []
+    lines = ["", f"### {title}", "", f"| | {what} | Result |", "|---|---|---|"]
+    lines += [f"| {_ICON[c.status]} | `{_cell(c.name)}` | {_cell(c.message)} |" for c in checks]
+    notes = [(c, likely_cause(c), what_to_try(c)) for c in checks]
+    notes = [(c, cause, tip) for c, cause, tip in notes if cause or tip]
+    if notes:
+        lines.append("")
+    for c, cause, tip in notes:
+        text = " ".join(t for t in (cause, f"What to try: {tip}" if tip else "") if t)
+        lines.append(f"- {_ICON[c.status]} `{_cell(c.name)}`: {_cell(text)}")
+    return lines

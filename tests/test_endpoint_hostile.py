@@ -443,7 +443,7 @@ def test_kserve_v2_tensors_are_a_clear_error(start, clients) -> None:
         t = {"shape": [len(a), 10], "datatype": "FP32", "data": linear(a).ravel().tolist()}
         raise serving.Reply(200, {"outputs": [{"name": "logits", **t}, {"name": "aux", **t}]})
 
-    with pytest.raises(ModelError, match=r"Open Inference Protocol .* V1"):
+    with pytest.raises(ModelError, match=r"Open Inference Protocol .*protocol=\"v2\".*v2/models/NAME"):
         _clf(clients, start(v2).url, protocol="inputs").scores(_x())
 
 

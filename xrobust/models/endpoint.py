@@ -9,6 +9,15 @@ Protocols (``protocol=``):
   ``deployedModelId``, ``model``, ``modelVersionId``, ...) are ignored.
 * ``"inputs"`` (alias ``"columnar"``): the columnar form, ``{"inputs": batch}`` in and
   ``{"outputs": batch}`` out.
+* ``"v2"`` (aliases ``"oip"``, ``"kserve-v2"``): the Open Inference Protocol over REST
+  (KServe, Triton, MLServer / Seldon, OpenVINO Model Server): the URL names the model,
+  ``http://host:port/v2/models/NAME`` (or ``.../versions/V``); the batch goes to ``.../infer``
+  as a tensor ``{"name", "shape", "datatype", "data"}``. At construction the server and the
+  model must be ready (``GET /v2/health/ready``, ``GET /v2/models/NAME/ready``), else a
+  :class:`~xrobust.errors.ModelError` says which is not; the input's name and datatype come
+  from the model's metadata (``GET /v2/models/NAME``) unless ``input_name`` / ``datatype``
+  are given (see :mod:`xrobust.models._oip` for the datatypes), and an ``{"error": ...}``
+  answer is shown as the server's error.
 * ``"json"``: any other JSON server, described by ``request_key`` (where the batch goes,
   a dotted path: ``"data"`` gives ``{"data": batch}``, ``"payload.x"`` gives
   ``{"payload": {"x": batch}}``) and ``response_key`` (where the scores are in the answer,
@@ -102,9 +111,10 @@ import torch
 
 from xrobust._text import as_text, binary_summary, clean_for_terminal
 from xrobust.errors import ConfigError, DataError, ModelError
+from xrobust.models import _oip
 from xrobust.models.classifier import Classifier
 
-__all__ = ["PROTOCOLS", "EndpointClassifier", "parse_headers_env", "safe_url"]
+__all__ = ["PROTOCOLS", "URL_PROTOCOLS", "EndpointClassifier", "parse_headers_env", "safe_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +128,10 @@ PROTOCOLS: dict[str, tuple[str, str] | None] = {
     "columnar": ("inputs", "outputs"),
     "json": None,
 }
+#: the Open Inference Protocol's names (``protocol="v2"``).
+V2_PROTOCOLS = ("v2", "oip", "kserve-v2")
+#: the protocols for which a URL is enough (the CLI's --endpoint-protocol, the dashboard).
+URL_PROTOCOLS = ("instances", "inputs", "v2")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _EXCERPT = 300
 #: bytes of answers one classifier holds at once (read or being parsed), all its requests in
@@ -191,10 +205,17 @@ class _Attempt(Exception):
     """One failed attempt: whether it may be retried, and what to say."""
 
     def __init__(
-        self, message: str, *, retry: bool, sent: bool, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retry: bool,
+        sent: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message, self.retry, self.sent, self.retry_after = message, retry, sent, retry_after
+        self.status = status  # the HTTP status of an answer that was not 2xx
 
 
 class EndpointClassifier(Classifier):
@@ -204,10 +225,14 @@ class EndpointClassifier(Classifier):
         url: the predict URL, e.g. ``http://host:8501/v1/models/NAME:predict`` (TF Serving)
             or ``https://REGION-aiplatform.googleapis.com/v1/projects/P/locations/REGION/
             endpoints/E:predict`` (Vertex AI).
-        protocol: "instances" (row form, default), "inputs" (columnar) or "json" (custom).
+        protocol: "instances" (row form, default), "inputs" (columnar), "v2" (the Open
+            Inference Protocol) or "json" (custom).
         request_key, response_key, request_fields: the custom mapping (``protocol="json"``).
         signature_name: TF Serving's ``signature_name`` field, sent when given.
-        input_name: send the input by this name (``{name: row}`` / ``{name: batch}``).
+        input_name: send the input by this name (``{name: row}`` / ``{name: batch}``; the
+            V2 tensor's name).
+        datatype: the V2 input tensor's datatype (default: from the model's metadata, else
+            FP32).
         output_name: the named output to read when the answer has several.
         layout: "NCHW" (as xrobust holds images, default) or "NHWC" (sent channels last).
         headers: plain, non-secret headers (names appear in :meth:`describe`, values do not).
@@ -238,6 +263,7 @@ class EndpointClassifier(Classifier):
         signature_name: str | None = None,
         input_name: str | None = None,
         output_name: str | None = None,
+        datatype: str | None = None,
         layout: str = "NCHW",
         headers: Mapping[str, str] | None = None,
         headers_env: Mapping[str, str] | None = None,
@@ -307,39 +333,10 @@ class EndpointClassifier(Classifier):
                 "path or query; percent-encode them (urllib.parse.quote)"
             )
 
-        proto = str(protocol).lower()
-        if proto not in PROTOCOLS:
-            raise ConfigError(
-                f"unknown endpoint protocol {protocol!r}; expected one of "
-                "instances (TF Serving / Vertex row form), inputs (columnar), json (custom)"
-            )
-        pair = PROTOCOLS[proto]
-        if pair is None:
-            if not request_key or not response_key:
-                raise ConfigError(
-                    "protocol 'json' needs request_key (where the batch goes, e.g. 'data') "
-                    "and response_key (where the scores are, e.g. 'result.scores')"
-                )
-            pair = (str(request_key), str(response_key))
-        elif request_key is not None or response_key is not None or request_fields:
-            raise ConfigError(
-                "request_key, response_key and request_fields apply to protocol='json' only; "
-                f"protocol {protocol!r} uses {pair[0]!r} -> {pair[1]!r}"
-            )
-        self.protocol = (
-            "json"
-            if pair is None or proto == "json"
-            else ("inputs" if pair[0] == "inputs" else "instances")
-        )
-        self._rows_form = self.protocol == "instances"
-        self.request_key, self.response_key = pair
-        self._request_path = _path(self.request_key, "request_key", allow_index=False)
-        self._response_path = _path(self.response_key, "response_key", allow_index=True)
-        self.request_fields = dict(request_fields or {})
-        try:
-            json.dumps(self.request_fields)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"request_fields must be JSON values: {exc}") from None
+        self._set_protocol(
+            protocol, request_key, response_key, request_fields, parts, datatype=datatype,
+            names=(signature_name, input_name, output_name),
+        )  # fmt: skip
         self.signature_name = signature_name
         self.input_name = input_name
         self.output_name = output_name
@@ -391,6 +388,114 @@ class EndpointClassifier(Classifier):
             batch_size=batch_size,
             query_budget=query_budget,
         )
+        if self._v2 is not None:
+            self._v2_probe()
+
+    def _set_protocol(
+        self,
+        protocol: str,
+        request_key: str | None,
+        response_key: str | None,
+        request_fields: Mapping[str, Any] | None,
+        parts: urllib.parse.SplitResult,
+        *,
+        datatype: str | None,
+        names: tuple[str | None, str | None, str | None],
+    ) -> None:
+        """The protocol's request and response keys (or its V2 model), checked."""
+        proto = str(protocol).lower()
+        self._v2: _oip.V2Model | None = None
+        if proto not in PROTOCOLS and proto not in V2_PROTOCOLS:
+            raise ConfigError(
+                f"unknown endpoint protocol {protocol!r}; expected one of "
+                "instances (TF Serving / Vertex row form), inputs (columnar), v2 (the Open "
+                "Inference Protocol: KServe, Triton, MLServer), json (custom)"
+            )
+        if datatype is not None and proto not in V2_PROTOCOLS:
+            raise ConfigError("datatype= applies to protocol='v2' (a V2 tensor's datatype)")
+        pair = PROTOCOLS.get(proto, ("inputs", "outputs"))
+        if pair is None:
+            if not request_key or not response_key:
+                raise ConfigError(
+                    "protocol 'json' needs request_key (where the batch goes, e.g. 'data') "
+                    "and response_key (where the scores are, e.g. 'result.scores')"
+                )
+            pair = (str(request_key), str(response_key))
+        elif request_key is not None or response_key is not None or request_fields:
+            raise ConfigError(
+                "request_key, response_key and request_fields apply to protocol='json' only; "
+                f"protocol {protocol!r} uses {pair[0]!r} -> {pair[1]!r}"
+            )
+        if proto in V2_PROTOCOLS:
+            if names[0] is not None:
+                raise ConfigError("signature_name applies to TF Serving, not to protocol='v2'")
+            self._v2 = _oip.V2Model.from_url_path(
+                parts.path, parts.query, input_name=names[1], datatype=datatype,
+                output_name=names[2],
+            )  # fmt: skip
+            self._target = self._v2.infer
+            self.protocol = "v2"
+        else:
+            self.protocol = "json" if pair is None or proto == "json" else (
+                "inputs" if pair[0] == "inputs" else "instances"
+            )  # fmt: skip
+        self._rows_form = self.protocol == "instances"
+        self.request_key, self.response_key = pair
+        self._request_path = _path(self.request_key, "request_key", allow_index=False)
+        self._response_path = _path(self.response_key, "response_key", allow_index=True)
+        self.request_fields = dict(request_fields or {})
+        try:
+            json.dumps(self.request_fields)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"request_fields must be JSON values: {exc}") from None
+
+    def _v2_probe(self) -> None:
+        """Readiness of the server and the model, then the model's metadata (V2)."""
+        v2 = self._v2
+        assert v2 is not None
+        for target, what in ((v2.server_ready, "server"), (v2.model_ready, "model")):
+            try:
+                data = self._get(target)
+            except _Attempt as fail:
+                raise ModelError(self._scrub(self._not_ready(what, fail.message))) from None
+            if _says_not_ready(data):
+                raise ModelError(self._scrub(self._not_ready(what, "it answered ready: false")))
+        try:
+            doc = self._load(self._get(v2.metadata))
+            shape = self.input_shape
+            if shape is not None and self.layout == "NHWC" and len(shape) == 3:
+                shape = (shape[1], shape[2], shape[0])
+            v2.configure(doc, shape)
+        except _Attempt as fail:
+            raise ModelError(self._scrub(f"the V2 model's metadata: {fail.message}")) from None
+        except (ModelError, ConfigError) as exc:
+            raise type(exc)(
+                self._scrub(f"the V2 model {_oip._show(v2.model)!r} at {self.url}: {exc}")
+            ) from None
+
+    def _not_ready(self, what: str, detail: str) -> str:
+        v2 = self._v2
+        assert v2 is not None
+        where = "/v2/health/ready" if what == "server" else f"{v2.base}/ready"
+        return (
+            f"the Open Inference Protocol {what} for {self.url} is not ready (GET "
+            f"{_oip._show(where, 120)}): {detail}; wait until it has loaded the model, and "
+            "check the URL names it (http://host:port/v2/models/NAME)"
+        )
+
+    def _get(self, target: str) -> bytes:
+        """GET ``target`` (a V2 readiness or metadata path): the body of a 2xx answer, or
+        :class:`_Attempt`. Failed connections are retried as requests are; HTTP errors not."""
+        for k in range(self.retries + 1):
+            try:
+                data, held, _ = self._exchange("GET", target, None)
+                self._in_flight.give(held)
+                return data
+            except _Attempt as fail:
+                if fail.status is not None or not fail.retry or k == self.retries:
+                    raise
+                time.sleep(self._wait(k, fail.retry_after))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ what it is
     def describe(self) -> dict[str, Any]:
@@ -408,6 +513,8 @@ class EndpointClassifier(Classifier):
             headers=sorted(self._headers),
             headers_env={k: sorted(_env_names(v)) for k, v in self.headers_env.items()},
         )
+        if self._v2 is not None:
+            d["v2"] = self._v2.describe()
         if self.output_name is not None or self._auto_output is not None:
             d["output_name"] = self.output_name or self._auto_output
             d["output_name_chosen"] = "given" if self.output_name is not None else "automatically"
@@ -539,7 +646,11 @@ class EndpointClassifier(Classifier):
     def _chunk(self, arr: np.ndarray) -> np.ndarray:
         """Send one chunk (its first attempt is already counted), retrying as configured."""
         m = len(arr)
-        body = self._body(arr)
+        try:
+            body = self._body(arr)
+        except BaseException:  # values the V2 datatype cannot carry: nothing is sent
+            self._refund(m)
+            raise
         attempts = self.retries + 1
         for k in range(attempts):
             if k:
@@ -586,6 +697,8 @@ class EndpointClassifier(Classifier):
     def _body(self, arr: np.ndarray) -> bytes:
         """The request's JSON: values written with 9 significant digits (enough for every
         float32 to come back exactly; half the size and time of ``json.dumps``)."""
+        if self._v2 is not None:
+            return self._v2.body(arr)
         rows = _rows_json(arr)
         name = None if self.input_name is None else json.dumps(self.input_name)
         if name is not None and self._rows_form:
@@ -623,9 +736,15 @@ class EndpointClassifier(Classifier):
     def _request(self, body: bytes) -> tuple[bytes, int, str | None]:
         """POST ``body`` once: the answer's body, the bytes of :attr:`_in_flight` it holds
         (the caller gives them back once the body is parsed) and its Content-Type; or :class:`_Attempt` on a
-        failure (holding nothing)."""
+        failure (holding nothing). The transport's override point (SageMaker)."""
+        return self._exchange("POST", self._target, body)
+
+    def _exchange(
+        self, method: str, target: str, body: bytes | None
+    ) -> tuple[bytes, int, str | None]:
+        """One HTTP exchange (``_request``'s, or a V2 GET), with the same answer."""
         headers = {
-            "Content-Type": "application/json",
+            **({"Content-Type": "application/json"} if body is not None else {}),
             "Accept": "application/json",
             **self._headers,
             **self._secret_headers(),
@@ -640,7 +759,7 @@ class EndpointClassifier(Classifier):
                     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 _set_timeout(conn, deadline)  # sendall: the whole body within the deadline
                 try:
-                    conn.request("POST", self._target, body=body, headers=headers)
+                    conn.request(method, target, body=body, headers=headers)
                 except (UnicodeError, ValueError):  # a header http.client cannot send
                     raise ConfigError(  # (checked before; its text may hold the value)
                         f"the request to the endpoint {self.url} could not be sent: header values "
@@ -721,6 +840,7 @@ class EndpointClassifier(Classifier):
                 retry=status in _RETRY_STATUS or (500 <= status < 600 and status not in (501, 505)),
                 sent=True,
                 retry_after=retry_after,
+                status=status,
             )
         raise _Attempt(f"the endpoint {self.url} keeps closing connections", retry=True, sent=False)
 
@@ -741,6 +861,18 @@ class EndpointClassifier(Classifier):
 
     # ------------------------------------------------------------------ the answer
     def _parse(self, data: bytes, m: int, content_type: str | None = None) -> np.ndarray:
+        doc = self._load(data, content_type)
+        if self._v2 is not None:
+            try:
+                node: Any = self._v2.outputs_of(doc, m)
+            except ModelError as exc:
+                raise ModelError(f"the endpoint {self.url} {exc}") from None
+        else:
+            node = self._walk(doc)
+        return self._rows(self._pick_output(node, m), m)
+
+    def _load(self, data: bytes, content_type: str | None = None) -> Any:
+        """An answer's JSON, refused when a key repeats, it nests too deep or is malformed."""
         try:
             doc = json.loads(data, object_pairs_hook=_unique_keys)
         except _DuplicateKey as dup:
@@ -758,6 +890,10 @@ class EndpointClassifier(Classifier):
             ) from None
         if _deeper_than(doc, _MAX_DEPTH):
             raise ModelError(self._too_deep())
+        return doc
+
+    def _walk(self, doc: Any) -> Any:
+        """What ``response_key`` names in the answer, or a ModelError saying what is there."""
         node: Any = doc
         for i, key in enumerate(self._response_path):
             where = ".".join(map(str, self._response_path[:i])) or "the answer"
@@ -783,7 +919,10 @@ class EndpointClassifier(Classifier):
                     f"the endpoint {self.url} answered without {self.response_key!r} "
                     f"({where} has {have}){note}"
                 )
-        node = self._pick_output(node, m)
+        return node
+
+    def _rows(self, node: Any, m: int) -> np.ndarray:
+        """The answer's ``m`` rows of scores or labels as an array, checked."""
         if not isinstance(node, list):
             raise ModelError(
                 f"the endpoint {self.url} answered {self.response_key!r} as a "
@@ -830,8 +969,8 @@ class EndpointClassifier(Classifier):
         if rows and all({"name", "data"} <= set(r) for r in node):
             raise ModelError(
                 f"the endpoint {self.url} answered Open Inference Protocol (KServe V2) output "
-                'tensors ({"name", "shape", "data"}), which xrobust does not read; serve '
-                "the V1 / TF Serving form (POST /v1/models/NAME:predict with instances)"
+                'tensors ({"name", "shape", "data"}): give protocol="v2" (--endpoint-protocol '
+                "v2) with the model's V2 URL, http://host:port/v2/models/NAME"
             )
         dicts: list[dict[str, Any]] = node if rows else [node]
         names = sorted(set().union(*dicts))
@@ -1068,6 +1207,15 @@ class _TooLarge(Exception):
     def __init__(self, alone: bool) -> None:
         super().__init__("too large")
         self.alone = alone
+
+
+def _says_not_ready(data: bytes) -> bool:
+    """Whether a 2xx readiness answer still says ``{"ready": false}`` (some servers do)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False  # an empty or plain-text 200 means ready (Triton answers no body)
+    return isinstance(doc, dict) and doc.get("ready") is False
 
 
 def _unknown_options(unknown: dict[str, Any]) -> str:

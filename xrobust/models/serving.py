@@ -1,8 +1,12 @@
 """A small TensorFlow-Serving-compatible HTTP server, for tests and local demos.
 
-It serves any Python predict function over the TF Serving REST JSON protocol, so that
-``--endpoint`` and :class:`~xrobust.models.endpoint.EndpointClassifier` can be tried
-without a real serving stack. **It is a local test/demo server, not a production one**: it
+It serves any Python predict function over the TF Serving REST JSON protocol (or the Open
+Inference Protocol, V2), so that ``--endpoint`` and
+:class:`~xrobust.models.endpoint.EndpointClassifier` can be tried without a real serving
+stack, with nothing to install. Real servers (KServe, MLServer) are tested too
+(``tests/test_real_servers.py``); this one stays for what they cannot do: serve any Python
+function or torch module in-process, count rows exactly, and misbehave on demand
+(:class:`Reply`), which is how the client's error handling is tested. **It is a local test/demo server, not a production one**: it
 binds 127.0.0.1 by default, has no authentication or TLS, and runs each request in a thread
 (the standard library's ``ThreadingHTTPServer``).
 
@@ -16,6 +20,11 @@ What it speaks:
   instead, and ``extra_fields`` adds fields to every answer (e.g. Vertex AI's
   ``deployedModelId``); ``output_name`` answers a named output.
 * ``GET`` answers a TF Serving model status (``{"model_version_status": [...]}``).
+* ``protocol="v2"``: the Open Inference Protocol over REST instead (the paths of KServe,
+  Triton and MLServer: ``GET /v2/health/ready``, ``GET /v2/models/NAME[/ready]``, ``POST
+  /v2/models/NAME/infer`` with tensors ``{"name", "shape", "datatype", "data"}``); its
+  :attr:`ServingHandle.url` is ``/v2/models/<name>``. ``metadata`` replaces the model's
+  metadata answer and ``ready=False`` makes the model answer "not ready" (HTTP 503).
 * A failing ``predict_fn`` gives HTTP 500 with ``{"error": "..."}``; a ``predict_fn`` may
   raise :class:`Reply` to answer anything at all (a 429 with ``Retry-After``, malformed
   JSON, ...): that is how the tests exercise a client's error handling.
@@ -45,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from xrobust._text import clean_for_terminal
+from xrobust.models._oip import DATATYPES
 
 __all__ = ["Reply", "ServingHandle", "serve"]
 
@@ -76,14 +86,20 @@ class ServingHandle:
         thread: threading.Thread,
         model_name: str,
         https: bool = False,
+        v2: bool = False,
     ):
         self._server, self._thread = server, thread
         host, port = server.server_address[:2]
         self.host, self.port = str(host), int(port)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"{'https' if https else 'http'}://{shown}:{self.port}"
-        #: the predict URL, ``http://HOST:PORT/v1/models/<model_name>:predict``.
-        self.url = f"{self.base_url}/v1/models/{model_name}:predict"
+        #: the predict URL, ``http://HOST:PORT/v1/models/<model_name>:predict`` (V2: the
+        #: model's URL, ``http://HOST:PORT/v2/models/<model_name>``).
+        self.url = (
+            f"{self.base_url}/v2/models/{model_name}"
+            if v2
+            else f"{self.base_url}/v1/models/{model_name}:predict"
+        )
         self._lock = threading.Lock()
         self.rows_received = 0
         self.requests = 0
@@ -131,6 +147,9 @@ def serve(
     extra_fields: Mapping[str, Any] | None = None,
     idle_timeout: float = 60.0,
     ssl_context: Any = None,
+    protocol: str = "v1",
+    metadata: Mapping[str, Any] | None = None,
+    ready: bool = True,
 ) -> ServingHandle:
     """Serve ``predict_fn`` over the TF Serving REST protocol, in a background thread.
 
@@ -150,12 +169,19 @@ def serve(
             closes it.
         ssl_context: an ``ssl.SSLContext`` (server side, with a certificate loaded) to
             serve HTTPS; :attr:`ServingHandle.url` then starts with ``https://``.
+        protocol: "v1" (TF Serving JSON, default) or "v2" (the Open Inference Protocol).
+        metadata: V2 only: the model's metadata answer (default: name, platform, and no
+            declared inputs or outputs, as a KServe custom model answers).
+        ready: V2 only: whether the model says it is ready.
 
     Returns:
         A :class:`ServingHandle`; close it (or use ``with``) to stop the server.
     """
     if (request_key is None) != (response_key is None):
         raise ValueError("give both request_key and response_key, or neither")
+    if protocol not in ("v1", "v2"):
+        raise ValueError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
+    v2 = _V2(model_name, output_name, metadata, ready) if protocol == "v2" else None
     extra = dict(extra_fields or {})
     predict_fn = _as_predict_fn(predict_fn)
     handle_box: list[ServingHandle] = []
@@ -185,6 +211,9 @@ def serve(
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            if v2 is not None:
+                self._send(*v2.get(self.path.partition("?")[0]))
+                return
             self._send(
                 200,
                 {
@@ -209,6 +238,11 @@ def serve(
                 self._send(413, {"error": f"request body over {_MAX_BODY} bytes"})
                 return
             raw = self.rfile.read(int(length))
+            if v2 is not None:
+                self._send(
+                    *v2.post(self.path.partition("?")[0], raw, handle_box[0], self, predict_fn)
+                )
+                return
             try:
                 doc = json.loads(raw)
                 batch, rows_form = _take(doc, request_key)
@@ -254,7 +288,9 @@ def serve(
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="xrobust-serving", daemon=True
     )
-    handle = ServingHandle(server, thread, model_name, https=ssl_context is not None)
+    handle = ServingHandle(
+        server, thread, model_name, https=ssl_context is not None, v2=v2 is not None
+    )
     handle_box.append(handle)
     thread.start()
     return handle
@@ -321,3 +357,53 @@ def _unname(node: Any) -> Any:
             raise ValueError(f"expected one named input, got {sorted(node)}")
         return next(iter(node.values()))
     return node
+
+
+class _V2:
+    """The Open Inference Protocol's REST paths for one model (``serve(protocol="v2")``)."""
+
+    def __init__(
+        self, name: str, output_name: str | None, metadata: Mapping[str, Any] | None, ready: bool
+    ) -> None:
+        self.base, self.name, self.ready = f"/v2/models/{name}", name, ready
+        self.output_name = output_name or "output-0"
+        self.metadata = dict(metadata) if metadata is not None else {
+            "name": name, "versions": ["1"], "platform": "xrobust-serving",
+            "inputs": [], "outputs": [],
+        }  # fmt: skip
+
+    def get(self, path: str) -> tuple[int, Any]:
+        if path in ("/v2/health/ready", "/v2/health/live"):
+            return 200, {"ready": True} if path.endswith("ready") else {"live": True}
+        if path == f"{self.base}/ready":
+            if not self.ready:
+                return 503, {"error": f"Model with name {self.name} is not ready."}
+            return 200, {"name": self.name, "ready": True}
+        if path == self.base:
+            return 200, self.metadata
+        return 404, {"error": f"no such path: {clean_for_terminal(path, 80)}"}
+
+    def post(
+        self, path: str, raw: bytes, handle: ServingHandle, req: Any, fn: Callable[..., Any]
+    ) -> tuple[int, Any] | tuple[int, Any, Mapping[str, str]]:
+        if path != f"{self.base}/infer":
+            return 404, {"error": f"no such path: {clean_for_terminal(path, 80)}"}
+        if not self.ready:
+            return 503, {"error": f"Model with name {self.name} is not ready."}
+        try:
+            doc = json.loads(raw)
+            t = doc["inputs"][0]
+            arr = np.asarray(t["data"], dtype=DATATYPES[t["datatype"]]).reshape(t["shape"])
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            return 400, {"error": f"bad request: {clean_for_terminal(str(exc))}"}
+        handle._count(len(arr), dict(req.headers.items()), doc)
+        try:
+            out = np.asarray(fn(arr))
+        except Reply as r:
+            return r.status, r.body, r.headers
+        except Exception as exc:
+            return 500, {"error": f"{type(exc).__name__}: {clean_for_terminal(str(exc), 2000)}"}
+        dt = "INT64" if out.dtype.kind in "iu" else "BOOL" if out.dtype == bool else "FP32"
+        tensor = {"name": self.output_name, "shape": list(out.shape), "datatype": dt,
+                  "data": out.ravel().tolist()}  # fmt: skip
+        return 200, {"model_name": self.name, "id": doc.get("id", ""), "outputs": [tensor]}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +32,11 @@ __all__ = [
     "query_curves",
     "reliability_diagram",
     "robustness_curves",
+    "short_label",
     "tabular_explanations",
     "to_png_base64",
     "vulnerable_examples",
+    "wrap_label",
 ]
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -42,6 +46,34 @@ def _fig(w: float, h: float) -> Figure:
     fig = Figure(figsize=(w, h), dpi=90)
     fig.set_layout_engine("constrained")
     return fig
+
+
+def wrap_label(text: str, width: int = 14, max_lines: int = 3) -> str:
+    """``text`` on lines of about ``width`` characters, broken after "_", "-" or spaces,
+    so that a panel title is shown whole ("integrated_" / "gradients"); only a label
+    longer than ``max_lines`` lines is shortened, and then it ends in "…"."""
+    words = re.findall(r"[^\s_\-/]+[_\-/]?|\s+", str(text))
+    lines: list[str] = []
+    line = ""
+    for w in words:
+        if line and len(line) + len(w.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = w.lstrip()
+        else:
+            line += w
+    if line.strip():
+        lines.append(line.rstrip())
+    lines = [piece for ln in lines for piece in (textwrap.wrap(ln, width) or [""])]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: max(1, width - 1)] + "…"
+    return "\n".join(lines)
+
+
+def short_label(text: str, width: int = 12) -> str:
+    """A tick label of at most ``width`` characters; a longer one ends in "…"."""
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def to_png_base64(fig: Figure) -> str:
@@ -92,7 +124,7 @@ def confusion(
     ax = fig.add_subplot()
     im = ax.imshow(m, cmap="Blues")
     ticks = list(range(k))
-    labels = [str(n)[:12] for n in names]
+    labels = [short_label(n) for n in names]
     ax.set_xticks(ticks, labels, rotation=90 if k > 6 else 0, fontsize=8)
     ax.set_yticks(ticks, labels, fontsize=8)
     ax.set_xlabel(xlabel)
@@ -139,7 +171,9 @@ def robustness_curves(norm_data: dict[str, Any], clean_accuracy: float, norm: st
         ax.axvline(head, color="#999", lw=0.8, ls=":")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"eps ({label})")
-    ax.set_ylabel("robust accuracy" + (" (upper bound)" if norm_data.get("bound") == "upper" else ""))
+    ax.set_ylabel(
+        "robust accuracy" + (" (upper bound)" if norm_data.get("bound") == "upper" else "")
+    )
     ax.set_title(f"Robustness curve, {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -180,11 +214,12 @@ def per_class_bars(
     robust = [np.nan if v is None else v for v in per_class["robust_accuracy"]]
     ax.bar(xs - 0.2, clean, width=0.4, label="clean", color="#1f77b4")
     ax.bar(xs + 0.2, robust, width=0.4, label=f"robust ({norm} eps={eps:g})", color="#d62728")
-    ax.set_xticks(xs, [str(n)[:12] for n in names], rotation=90 if k > 8 else 0, fontsize=8)
+    ax.set_xticks(xs, [short_label(n) for n in names], rotation=90 if k > 8 else 0, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
     ax.set_title("Per-class accuracy")
-    ax.legend(fontsize=8)
+    # below the axes, never over the bars (clean accuracy is near 1 in every class)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -195,9 +230,7 @@ def minimal_perturbation_hist(mp: dict[str, Any], norm: str) -> Figure:
     ax = fig.add_subplot()
     vals = [v for v in mp["eps"] if v is not None and v > 0]
     outcome = mp.get("outcome")
-    censored = (
-        outcome.count("not_broken") if outcome else sum(v is None for v in mp["eps"])
-    )
+    censored = outcome.count("not_broken") if outcome else sum(v is None for v in mp["eps"])
     wrong = outcome.count("misclassified_clean") if outcome else 0
     if vals:
         ax.hist(vals, bins=min(20, max(5, len(set(vals)))), color="#9467bd", alpha=0.85)
@@ -209,11 +242,22 @@ def minimal_perturbation_hist(mp: dict[str, Any], norm: str) -> Figure:
         ax.text(0.5, 0.5, f"median > {mp['eps_max']:g}", transform=ax.transAxes, ha="center")
     ax.set_xlabel(f"minimal {norm} perturbation")
     ax.set_ylabel("examples")
-    extra = f"; {wrong} wrong clean" if wrong else ""
-    ax.set_title(
-        f"Minimal perturbation ({censored} not fooled up to {mp['eps_max']:g}{extra})", fontsize=10
-    )
+    ax.yaxis.get_major_locator().set_params(integer=True)  # whole examples
+    subtitle = textwrap.fill(_unshown(mp, len(vals), censored, wrong), 50)
+    ax.set_title(f"Smallest eps that fools each example\n{subtitle}", fontsize=9)
     return fig
+
+
+def _unshown(mp: dict[str, Any], shown: int, censored: int, wrong: int) -> str:
+    """The histogram's subtitle in words: how many examples it shows, and which not."""
+    eps_max = f"{mp['eps_max']:g}"
+    if censored:
+        text = f"{censored:,} of {shown + censored:,} not fooled up to eps {eps_max} (not shown)"
+    else:
+        text = f"all {shown:,} fooled by eps {eps_max}"
+    if wrong:
+        text += f"; {wrong:,} wrong before any attack (not shown)"
+    return text
 
 
 def _gray(ax: Any, img: Any, title: str) -> None:
@@ -230,12 +274,9 @@ def vulnerable_examples(rows: list[dict[str, Any]], names: Sequence[str]) -> Fig
     for j, r in enumerate(rows):
         x = np.asarray(r["x"], dtype=float)
         xa = np.asarray(r["x_adv"], dtype=float)
-        _gray(axes[0][j], x, f"clean: {names[r['label']]}"[:18])
-        _gray(
-            axes[1][j],
-            xa,
-            f"{names[r['label']]}"[:8] + f"→{names[r['pred_adv']]}"[:9] + f" eps {r['eps']:.3g}",
-        )
+        _gray(axes[0][j], x, wrap_label(f"clean: {names[r['label']]}", 16))
+        label = f"{short_label(names[r['label']], 8)}→{short_label(names[r['pred_adv']], 8)}"
+        _gray(axes[1][j], xa, f"{label}\neps {r['eps']:.3g}")
         d = xa - x
         lim = float(np.abs(d).max()) or 1.0
         axes[2][j].imshow(d, cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -311,18 +352,18 @@ def explanation_grid(data: dict[str, Any], names: Sequence[str]) -> Figure:
     axes = fig.subplots(len(ex), cols, squeeze=False)
     for i, r in enumerate(ex):
         c = 0
-        _gray(axes[i][c], r["x"], f"clean: {names[r['label']]}"[:18])
+        _gray(axes[i][c], r["x"], wrap_label(f"clean: {names[r['label']]}"))
         c += 1
         for m in methods:
-            _heat(axes[i][c], data["methods"][m]["clean"][i], m[:16])
+            _heat(axes[i][c], data["methods"][m]["clean"][i], wrap_label(m))
             c += 1
         if has_adv and "x_adv" in r:
-            _gray(axes[i][c], r["x_adv"], f"adv: {names[r['pred_adv']]}"[:18])
+            _gray(axes[i][c], r["x_adv"], wrap_label(f"adv: {names[r['pred_adv']]}"))
             c += 1
             for m in methods:
                 adv = data["methods"][m].get("adversarial")
                 if adv is not None:
-                    _heat(axes[i][c], adv[i], m[:16])
+                    _heat(axes[i][c], adv[i], wrap_label(m))
                 c += 1
     return fig
 
@@ -339,12 +380,14 @@ def tabular_explanations(
         adv_l = data["methods"][m].get("adversarial")
         adv = np.abs(np.asarray(adv_l, dtype=float)).mean(0) if adv_l is not None else None
         order = np.argsort(-clean)[:top][::-1]
-        labels = [(feature_names[k] if feature_names else f"f{k}")[:22] for k in order]
+        labels = [short_label(feature_names[k] if feature_names else f"f{k}", 32) for k in order]
         ys = np.arange(len(order))
         ax.barh(ys + 0.2, clean[order], height=0.4, label="clean", color="#1f77b4")
         if adv is not None:
             ax.barh(ys - 0.2, adv[order], height=0.4, label="adversarial", color="#d62728")
         ax.set_yticks(ys, labels, fontsize=7)
-        ax.set_title(f"{m}: mean |attribution|", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(wrap_label(f"{m}: mean |attribution|", 40), fontsize=9)
+    if methods:  # one legend below the panels, clear of the bars
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig

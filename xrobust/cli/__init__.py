@@ -8,6 +8,11 @@ bad flag values, unreadable or unwritable paths) are printed as one line and giv
 status 2; ``xrobust audit`` exits 1 when a requirement fails and 3 when the audit is
 incomplete (evidence missing).
 
+Third-party logs: unless ``-v`` is given, TensorFlow's C++ start-up lines (oneDNN, CPU
+features, ``absl::InitializeLog``) are kept out of the output by setting
+``TF_CPP_MIN_LOG_LEVEL=2`` before any subcommand can import TensorFlow (a value the user set
+is kept), and the ``absl`` and ``tensorflow`` Python loggers show warnings only.
+
 Threads: unless ``OMP_WAIT_POLICY`` is already set, ``PASSIVE`` is set before torch is
 imported (by ``import xrobust``, so library calls get it too). On a busy machine OpenMP's default spin-waiting made commands
 several times slower (see the README's "Speed on a shared machine"); on a quiet one the
@@ -19,8 +24,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 from xrobust import __version__
 from xrobust.errors import XRobustError
@@ -46,6 +52,26 @@ def _thread_defaults() -> None:
     from xrobust import _thread_defaults as defaults
 
     defaults()
+
+
+#: environment variables that quieten third-party native libraries unless ``-v``
+_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # TensorFlow / XLA C++ logs: warnings and errors only
+#: Python loggers of third-party libraries held at WARNING unless ``-v``
+_QUIET_LOGGERS = ("absl", "tensorflow", "tf2onnx", "h5py")
+
+
+def quiet_third_party(verbose: bool, environ: MutableMapping[str, str] | None = None) -> None:
+    """Keep third-party start-up chatter out of the CLI's output unless ``verbose``: the
+    variables of ``_QUIET_ENV`` are set where the user has not set them (they must be in
+    place before TensorFlow is imported), and the ``_QUIET_LOGGERS`` show warnings only.
+    With ``verbose`` nothing is changed."""
+    if verbose:
+        return
+    env = os.environ if environ is None else environ
+    for key, value in _QUIET_ENV.items():
+        env.setdefault(key, value)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    quiet_third_party(args.verbose)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

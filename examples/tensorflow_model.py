@@ -26,8 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 import numpy as np
 import tensorflow as tf
-import tf2onnx
 import torch
+from keras_digits import to_nhwc, to_onnx, train_cnn
 
 from xrobust.attacks import PGD
 from xrobust.audit import AuditConfig, audit
@@ -45,39 +45,14 @@ keras = tf.keras
 ds = load_dataset("digits", size=8)  # 1x8x8 in [0, 1]: xrobust's data is channels first
 x_train, y_train = as_tensors(ds.train)
 x_test, y_test = as_tensors(ds.test, limit=128 if fast else 256)
-to_nhwc = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731  (Keras takes channels last)
 
-keras.utils.set_random_seed(0)
-model = keras.Sequential(
-    [
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10),  # logits
-    ]
-)
-model.compile(
-    optimizer=keras.optimizers.Adam(3e-3),
-    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=["accuracy"],
-)
-model.fit(to_nhwc(x_train), y_train.numpy(), epochs=3 if fast else 10, batch_size=64, verbose=0)
+model = train_cnn(x_train, y_train, epochs=3 if fast else 10)  # examples/keras_digits.py
 _, keras_acc = model.evaluate(to_nhwc(x_test), y_test.numpy(), verbose=0)
 print(f"Keras test accuracy: {keras_acc:.3f}")
 
 # ---------------------------------------------------------------- 2. to ONNX (NHWC kept)
-# The same as `python -m tf2onnx.convert --saved-model DIR --output digits_keras.onnx`
-# after model.export(DIR). (tf2onnx.convert.from_keras fails with Keras 3.)
-path = out / "digits_keras.onnx"
-spec = (tf.TensorSpec((None, 8, 8, 1), tf.float32, name="image"),)
-tf2onnx.convert.from_function(
-    tf.function(lambda image: model(image, training=False)),
-    input_signature=spec,
-    opset=15,
-    output_path=str(path),
-)
+# (examples/keras_digits.py: the same as `python -m tf2onnx.convert --saved-model DIR`)
+path = to_onnx(model, out / "digits_keras.onnx")
 
 # ---------------------------------------------------------------- 3. black box
 clf = as_classifier(path, spec=ds.spec)  # layout read from the graph: NHWC
@@ -124,7 +99,7 @@ config = AuditConfig.from_dict(
 clf.reset_queries()
 black = audit(clf, ds, config)
 black.save(out / "black_box")
-skipped = [p["part"] for s in black.sections.values() for p in s.skipped_parts]
+skipped = [p["part"] for p in black.not_run()]  # each part once, with its sections
 print(
     f"black-box audit: clean accuracy {black.sections['clean'].data['accuracy']:.3f}, "
     f"{black.queries['total']} queries; not run: {', '.join(skipped)}"

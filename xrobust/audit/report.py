@@ -218,6 +218,20 @@ class AuditReport:
             out.append(f"no requirement was evaluated{why}: nothing to pass")
         return out
 
+    def not_run(self) -> list[dict[str, Any]]:
+        """The parts of the audit that did not run, each once, in the order met:
+        ``{"part", "reason", "sections"}``. A part that two sections skipped for the same
+        reason (the explanations' attack is also one of the adversarial section's) is
+        listed once, with both sections."""
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for s in self.sections.values():
+            for p in s.skipped_parts:
+                key = (str(p.get("part", "?")), str(p.get("reason", "")))
+                entry = seen.setdefault(key, {"part": key[0], "reason": key[1], "sections": []})
+                if s.name not in entry["sections"]:
+                    entry["sections"].append(s.name)
+        return list(seen.values())
+
     def section(self, name: str) -> SectionResult:
         """The section ``name`` (a "skipped" placeholder when absent)."""
         return self.sections.get(name, SectionResult(name, "skipped", "not run"))

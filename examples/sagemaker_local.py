@@ -35,11 +35,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xrobust.models.serving import ServingHandle, _Server
 
 _ACCOUNT = "123456789012"
 _MAX_BODY = 6 * 1024 * 1024  # SageMaker's real-time payload limit
@@ -132,8 +134,9 @@ def check_sigv4(
                       "does not match the signature you provided.")  # fmt: skip
 
 
-class LocalSageMaker:
-    """A running local endpoint: :attr:`url`, counters, and ways to make it misbehave.
+class LocalSageMaker(ServingHandle):
+    """A running local endpoint: :attr:`url`, counters, and ways to make it misbehave
+    (:meth:`close` or ``with`` stops it, as :class:`xrobust.models.serving.ServingHandle`).
 
     Attributes:
         url: the ``endpoint_url`` to give the client (``http://127.0.0.1:PORT``).
@@ -154,18 +157,16 @@ class LocalSageMaker:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        server = _Server((host, port), _handler(self))
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        super().__init__(server, thread, name)
+        self.url = self.base_url  # SageMaker's path is /endpoints/NAME/invocations
         self.predict, self.name, self.region = predict, name, region
         self._creds = {"access_key": access_key, "secret_key": secret_key, "token": token}
-        self._lock = threading.Lock()
-        self.rows_received = self.requests = self.refused = 0
+        self.refused = 0
         self.authorizations: list[str] = []
         self._throttle, self._failures = 0, []  # type: ignore[var-annotated]
-        self._server = _Server((host, port), _handler(self))
-        self.url = f"http://{host}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        thread.start()
 
     def throttle(self, n: int) -> None:
         """Answer the next ``n`` requests with SageMaker's ThrottlingException (HTTP 400)."""
@@ -206,18 +207,6 @@ class LocalSageMaker:
             raise _model_error(*failure, self.name)
         out = np.asarray(self.predict(arr)).tolist()
         return 200, {("predictions" if rows_form else "outputs"): out}
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> LocalSageMaker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _model_error(status: int, message: str, name: str) -> Refusal:
@@ -278,13 +267,6 @@ def _handler(server: LocalSageMaker) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away
 
 
 def _wait(path: str, timeout: float) -> int:

@@ -237,3 +237,36 @@ def test_cli_attack_through_sagemaker(server, digits, capsys) -> None:
     assert "--header does not apply to a sagemaker:// endpoint" in err
     _no_secret(out.out, out.err, err)
     assert "Traceback" not in out.out + out.err + err
+
+
+def test_the_example_server_runs_in_the_background_as_the_readme_does(
+    onnx_file, aws, digits, test_rows, tmp_path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sagemaker_support import ROOT
+
+    script, url_file = str(ROOT / "examples" / "sagemaker_local.py"), tmp_path / "url.txt"
+    proc = subprocess.Popen(
+        [sys.executable, script, "--onnx", str(onnx_file), "--name", NAME, "--url-file",
+         str(url_file)], env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait = subprocess.run(
+            [sys.executable, script, "--wait", str(url_file)], capture_output=True, text=True,
+            timeout=90,
+        )  # fmt: skip
+        assert wait.returncode == 0, wait.stderr
+        url = wait.stdout.strip()
+        with as_classifier(f"sagemaker://{NAME}", digits.spec, endpoint_url=url) as clf:
+            assert clf.predict(test_rows[0][:8]).shape == (8,)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and f"at {url}" in out and "Traceback" not in err
+    assert not url_file.exists()  # removed when it stops
+    _no_secret(out, err)

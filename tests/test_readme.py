@@ -2,16 +2,21 @@
 
 - every ``xrobust`` command line of the README parses with the CLI (no renamed flags), and
   every Python block compiles (fast);
+- the data files the Tour reads are what ``examples/data/make_files.py`` writes (fast);
 - the Attack and Explain snippets run on the test fixtures (fast);
-- the whole README, every shell and Python block in document order, runs in a fresh folder
-  with the exit codes it implies (slow: it trains and audits for real); the quick start's
-  demo audit, whose output goes to pipes, writes log-friendly progress and a worst case no
-  higher than the ensemble alone, and the TensorFlow example's conversions agree.
+- the whole README runs as a reader runs it (slow: it trains and audits for real): in a fresh
+  folder holding only ``examples/`` and the venv (as ``.venv``), every shell line in document
+  order in ONE bash session started without the venv on ``PATH`` (so the README's own
+  ``source .venv/bin/activate`` is what makes ``xrobust`` and ``python`` work, and ``export``
+  or ``cd`` carry over), and every Python block in order in ONE ``python`` session started
+  from that shell's environment; any non-zero exit status or traceback fails it. The quick
+  start's demo audit, whose output goes to files, writes log-friendly progress and a worst
+  case no higher than the ensemble alone, and the TensorFlow example's conversions agree.
 
-The in-order run leaves out two lines, on purpose: ``bash scripts/test.sh`` (it is this test
-suite) and the ``bash scripts/setup.sh &&`` prefix of the quick start (the environment running
-the test is that setup); ``xrobust app`` lines run with ``--print-command`` (they would
-start a server that never exits); a command already run identically earlier is not run again.
+Two things are left out, on purpose: ``bash scripts/test.sh`` (it is this test suite) and the
+``bash scripts/setup.sh &&`` prefix of the quick start (the environment running the test is
+that setup); ``xrobust app`` lines run with ``--print-command`` (they would start a server
+that never exits).
 """
 
 from __future__ import annotations
@@ -21,9 +26,7 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -37,9 +40,9 @@ matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-SETUP_PREFIX = "bash scripts/setup.sh && .venv/bin/"
+SETUP_PREFIX = "bash scripts/setup.sh && "
 SKIP = {"bash scripts/test.sh"}
-DEMO_LINE = "xrobust audit --demo --out reports/demo"
+DEMO_LINE = ".venv/bin/xrobust audit --demo --out reports/demo"
 TF_LINE = "python examples/tensorflow_model.py tf_example"
 
 
@@ -57,16 +60,15 @@ def _blocks() -> list[tuple[str, str, str]]:
 
 
 def _shell_lines(code: str) -> list[str]:
-    lines = []
-    for raw in code.splitlines():
+    """The lines a reader runs, continuation lines joined, comments dropped."""
+    lines, joined = [], re.sub(r"\\\n\s*", " ", code)
+    for raw in joined.splitlines():
         line = re.sub(r"\s+#\s.*$", "", raw).strip()
         if not line or line.startswith("#") or line in SKIP:
             continue
         if line.startswith(SETUP_PREFIX):
             line = line[len(SETUP_PREFIX) :]
-        if line.startswith(".venv/bin/"):  # the environment running the test is that venv
-            line = line[len(".venv/bin/") :]
-        if line.startswith("xrobust app"):  # a server: check what it would start, not start it
+        if re.match(r"(\.venv/bin/)?xrobust app\b", line):  # a server: what it would start
             line += " --print-command"
         lines.append(line)
     return lines
@@ -90,9 +92,10 @@ def test_every_cli_line_parses_and_every_python_block_compiles() -> None:
             continue
         for line in _shell_lines(code):
             words = shlex.split(line.replace("$(which xrobust)", "xrobust"))
-            if "xrobust" not in words:
+            at = [i for i, w in enumerate(words) if w in ("xrobust", ".venv/bin/xrobust")]
+            if not at:
                 continue
-            argv = words[words.index("xrobust") + 1 :]
+            argv = words[at[0] + 1 :]
             try:
                 parser.parse_args(argv)
             except SystemExit as exc:  # pragma: no cover - the failure message says which
@@ -112,93 +115,116 @@ def test_attack_and_explain_snippets_run(digits28, digits_cnn, tmp_path, monkeyp
     assert (tmp_path / "ig.png").stat().st_size > 0
 
 
-def _user_files(folder: Path) -> None:
-    """The files the README's examples name as the user's own."""
+def test_shipped_example_data_is_what_the_script_writes(tmp_path: Path) -> None:
+    """examples/data holds exactly what examples/data/make_files.py writes (no stale or
+    hand-edited file), read back through the loaders the README shows."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
-    d = load_digits()
-    x, y = d.images.astype(np.float32) / 16.0, d.target
-    np.savez(folder / "my_data.npz", x=x[:200], y=y[:200])
-    rng = np.random.default_rng(0)
-    feats = rng.normal(size=(120, 4))
-    label = (feats[:, 0] + feats[:, 1] > 0).astype(int)
-    rows = ["a,b,c,d,label"] + [
-        ",".join(f"{v:.4f}" for v in f) + f",{k}" for f, k in zip(feats, label)
-    ]
-    (folder / "my.csv").write_text("\n".join(rows) + "\n")
-    species = np.array(["setosa", "versicolor"])[label]
-    rows = ["w,x,y,z,species"] + [
-        ",".join(f"{v:.4f}" for v in f) + f",{k}" for f, k in zip(feats, species)
-    ]
-    (folder / "table.csv").write_text("\n".join(rows) + "\n")
-    mnist = folder / "mnist"
-    mnist.mkdir()
-    imgs = (x[:100] * 255).astype(np.uint8)
-    for split, sl in (("train", slice(0, 80)), ("t10k", slice(80, 100))):
-        head = b"\0\0\x08\x03" + np.array([len(imgs[sl]), 8, 8], ">u4").tobytes()
-        (mnist / f"{split}-images-idx3-ubyte.gz").write_bytes(
-            gzip.compress(head + imgs[sl].tobytes())
-        )
-        head = b"\0\0\x08\x01" + np.array([len(imgs[sl])], ">u4").tobytes()
-        (mnist / f"{split}-labels-idx1-ubyte.gz").write_bytes(
-            gzip.compress(head + y[:100][sl].astype(np.uint8).tobytes())
-        )
-    for c in ("cats", "dogs"):
-        (folder / "photos" / c).mkdir(parents=True)
-        for i in range(50):
-            arr = (rng.random((20, 20, 3)) * 255).astype(np.uint8)
-            Image.fromarray(arr).save(folder / "photos" / c / f"{i}.png")
+    sys.path.insert(0, str(ROOT / "examples" / "data"))
+    try:
+        import make_files
+    finally:
+        sys.path.pop(0)
+    make_files.write_all(tmp_path)
+    shipped = ROOT / "examples" / "data"
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert names == sorted(
+        p.relative_to(shipped).as_posix()
+        for p in shipped.rglob("*")
+        if p.is_file() and p.name != "make_files.py" and "__pycache__" not in p.parts
+    )
+    for name in names:
+        new, old = tmp_path / name, shipped / name
+        if name.endswith(".npz"):
+            with np.load(new) as a, np.load(old) as b:
+                assert sorted(a.files) == sorted(b.files)
+                for k in a.files:
+                    np.testing.assert_array_equal(a[k], b[k])
+        elif name.endswith(".png"):
+            np.testing.assert_array_equal(np.asarray(Image.open(new)), np.asarray(Image.open(old)))
+        elif name.endswith(".gz"):
+            assert gzip.decompress(new.read_bytes()) == gzip.decompress(old.read_bytes()), name
+        else:
+            assert new.read_bytes() == old.read_bytes(), name
+
+
+def _reader_folder(tmp_path: Path) -> Path:
+    """A fresh folder with what a clone holds that the README reads: examples/, and the
+    venv the quick start made (a link to the one running this test)."""
+    from readme_support import venv_of
+
+    venv = venv_of(sys.executable)
+    if venv is None:
+        pytest.skip("the README test needs the venv made by scripts/setup.sh (no bin/activate)")
+    folder = tmp_path / "clone"
+    folder.mkdir()
+    shutil.copytree(
+        ROOT / "examples", folder / "examples", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (folder / ".venv").symlink_to(venv, target_is_directory=True)
+    return folder
+
+
+def _fresh_shell_env(tmp_path: Path) -> dict[str, str]:
+    """This process's environment, as a fresh terminal has it: the venv not active."""
+    from readme_support import without_distributed
+
+    env = without_distributed(dict(os.environ))
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env.pop("VIRTUAL_ENV", None)
+    env["XROBUST_CACHE"] = str(tmp_path / "cache")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def _failure(heading: str, step) -> str:
+    return (
+        f"README ({heading}): `{step.code.strip()[:300]}` "
+        f"{'raised' if step.traceback else f'exited {step.returncode}'}\n"
+        f"--- stdout\n{step.stdout[-2000:]}\n--- stderr\n{step.stderr[-3000:]}"
+    )
 
 
 @pytest.mark.slow
 def test_readme_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    _user_files(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["XROBUST_CACHE"] = str(tmp_path / "cache")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["MPLBACKEND"] = "Agg"
-    ns: dict = {}
-    done: set[str] = set()
-    outputs: dict[str, subprocess.CompletedProcess] = {}
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
+    from readme_support import PythonSession, ShellSession
+
+    folder = _reader_folder(tmp_path)
+    shell = ShellSession(folder, _fresh_shell_env(tmp_path), tmp_path / "logs")
+    python: PythonSession | None = None
+    steps: dict[str, object] = {}
     try:
         for lang, code, heading in _blocks():
             if lang == "python":
-                t0 = time.perf_counter()
-                exec(compile(code, f"README:{heading}", "exec"), ns)
-                print(f"{time.perf_counter() - t0:7.1f} s  (python block under {heading!r})")
-                continue
-            for line in _shell_lines(code):
-                if line in done:
-                    continue
-                done.add(line)
-                t0 = time.perf_counter()
-                r = subprocess.run(
-                    ["bash", "-c", line], env=env, capture_output=True, text=True, timeout=1800
-                )
-                print(f"{time.perf_counter() - t0:7.1f} s  {line}")  # shown with -s / -rP
-                outputs[line] = r
-                assert r.returncode == 0, (
-                    f"README ({heading}): `{line}` exited {r.returncode}\n"
-                    f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-                )
+                if python is None:  # the reader starts `python` from their shell
+                    python = PythonSession("python", folder, shell.environment())
+                todo = [code]
+            else:
+                todo = _shell_lines(code)
+            for item in todo:
+                session = python if lang == "python" else shell
+                step = session.run(item, timeout=1800)
+                print(f"{step.seconds:7.1f} s  {item.strip().splitlines()[0][:100]}")  # -rP / -s
+                assert step.returncode == 0 and not step.traceback, _failure(heading, step)
+                steps[item] = step
     finally:
-        os.chdir(cwd)
-    assert (tmp_path / "reports" / "run" / "report.json").exists()
-    assert (tmp_path / "fig.png").stat().st_size > 0
-    # the quick start's demo audit ran with its output in pipes, as in
+        shell.close()
+        if python is not None:
+            python.close()
+    assert (folder / "reports" / "run" / "report.json").exists()
+    assert (folder / "reports" / "python" / "report.json").exists()
+    assert (folder / "fig.png").stat().st_size > 0
+    # the quick start's demo audit ran with its output going to files, as in
     # `xrobust audit --demo > log 2>&1` (issue 9's Done-when): a few plain progress lines,
     # no bars, and a worst case no higher than the ensemble alone on the same examples
-    demo = outputs[DEMO_LINE]
+    demo = steps[DEMO_LINE]
     assert assert_log_friendly(demo.stderr, DEFAULT_INTERVAL), demo.stderr[-2000:]
     assert "audit passed" in demo.stdout + demo.stderr
-    monkeypatch.setenv("XROBUST_CACHE", env["XROBUST_CACHE"])  # the demo model it trained
-    worst_case_no_higher_than_the_ensemble_alone(tmp_path / "reports" / "demo" / "report.json")
-    _check_tensorflow_example(outputs[TF_LINE].stdout, tmp_path / "tf_example")
+    monkeypatch.setenv("XROBUST_CACHE", str(tmp_path / "cache"))  # the demo model it trained
+    worst_case_no_higher_than_the_ensemble_alone(folder / "reports" / "demo" / "report.json")
+    _check_tensorflow_example(steps[TF_LINE].stdout, folder / "tf_example")
 
 
 def _check_tensorflow_example(out: str, folder: Path) -> None:

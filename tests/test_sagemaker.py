@@ -204,6 +204,10 @@ def test_bad_options_are_clear(aws, digits) -> None:
         as_classifier(f"sagemaker://{NAME}", digits.spec, region=REGION, content_type="text/csv")
     with pytest.raises(ConfigError, match="signed with AWS credentials"):
         as_classifier(f"sagemaker://{NAME}", digits.spec, headers_env={"X-Key": "XR_KEY"})
+    with pytest.raises(ConfigError, match=r"'regoin' \(did you mean 'region'\?\)"):
+        as_classifier(f"sagemaker://{NAME}", digits.spec, regoin=REGION)
+    with pytest.raises(ConfigError, match="protocol 'v2' is not offered for SageMaker"):
+        as_classifier(f"sagemaker://{NAME}", digits.spec, protocol="v2")
     with pytest.raises(ConfigError, match="profile 'nobody' is not in the AWS config"):
         as_classifier(f"sagemaker://{NAME}", digits.spec, profile="nobody")
     clf = as_classifier(

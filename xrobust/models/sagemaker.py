@@ -155,6 +155,7 @@ class SageMakerClassifier(EndpointClassifier):
                 "TF-Serving container's JSON, the default), 'inputs' or 'json' with "
                 "request_key / response_key"
             )
+        _check_options(options)
         for key in sorted(set(options) & set(_REFUSED)):
             raise ConfigError(
                 f"{key}= does not apply to a SageMaker endpoint: {_REFUSED[key]} "
@@ -423,6 +424,28 @@ class SageMakerClassifier(EndpointClassifier):
             frozen = creds
         values = [getattr(frozen, k, None) for k in ("access_key", "secret_key", "token")]
         return [str(v) for v in values if v]
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Refuse options that neither SageMaker nor the endpoint client takes (did you mean?)."""
+    import difflib
+    import inspect
+
+    params = {
+        *inspect.signature(EndpointClassifier.__init__).parameters,
+        *inspect.signature(SageMakerClassifier.__init__).parameters,
+    }
+    known = sorted(params - {"self", "url", "endpoint", "unknown", "options", "datatype"})
+    unknown = sorted(set(options) - set(known) - set(_REFUSED))
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        shown = ", ".join(
+            repr(k) + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
+        )
+        raise ConfigError(
+            f"option(s) {shown} do not apply to a SageMaker endpoint; it takes "
+            + ", ".join(k for k in known if k not in _REFUSED)
+        )
 
 
 def _json_media_type(value: Any, what: str) -> str:

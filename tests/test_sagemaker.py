@@ -150,6 +150,13 @@ def test_missing_endpoint_wrong_secret_and_missing_credentials(
         with pytest.raises(ConfigError, match=r"InvalidSignatureException.*does not match"):
             clf.scores(x)
         assert clf.queries == 0 and server.rows_received == 0
+    closed = server.url.rsplit(":", 1)[0] + ":9"  # the discard port: nothing listens
+    with (
+        as_classifier(f"sagemaker://{NAME}", digits.spec, endpoint_url=closed, retries=0) as clf,
+        pytest.raises(ModelError, match=r"cannot reach the SageMaker endpoint"),
+    ):
+        clf.scores(x)
+    assert clf.queries == 0  # never sent: given back
     sealed_aws_env(monkeypatch, tmp_path, credentials=False)
     with pytest.raises(ConfigError, match=r"no AWS credentials.*AWS_ACCESS_KEY_ID.*aws sso login"):
         _clf(server, digits)
@@ -206,6 +213,8 @@ def test_bad_options_are_clear(aws, digits) -> None:
         as_classifier(f"sagemaker://{NAME}", digits.spec, headers_env={"X-Key": "XR_KEY"})
     with pytest.raises(ConfigError, match=r"'regoin' \(did you mean 'region'\?\)"):
         as_classifier(f"sagemaker://{NAME}", digits.spec, regoin=REGION)
+    with pytest.raises(ConfigError, match="'eu west' is not an AWS region name"):
+        as_classifier(f"sagemaker://{NAME}", digits.spec, region="eu west")
     with pytest.raises(ConfigError, match="protocol 'v2' is not offered for SageMaker"):
         as_classifier(f"sagemaker://{NAME}", digits.spec, protocol="v2")
     with pytest.raises(ConfigError, match="profile 'nobody' is not in the AWS config"):

@@ -223,8 +223,14 @@ class SageMakerClassifier(EndpointClassifier):
                 f"endpoint_url must be http(s)://host[:port] without user info, got "
                 f"{safe_url(url)!r}"
             )
+        from botocore.exceptions import InvalidRegionError
+
         try:
             return self._session.client("sagemaker-runtime", endpoint_url=url, config=config)
+        except InvalidRegionError:
+            raise ConfigError(
+                f"{self.region[:40]!r} is not an AWS region name (e.g. eu-west-1, us-east-1)"
+            ) from None
         except ValueError as exc:  # botocore: "Invalid endpoint: ..."
             raise ConfigError(
                 f"endpoint_url {safe_url(url or '')!r} is not usable: {self._clean(str(exc))}"
@@ -414,15 +420,13 @@ class SageMakerClassifier(EndpointClassifier):
 
     # ------------------------------------------------------------------ secrets
     def _secret_values(self) -> list[str]:
-        """The credentials in use (access key id, secret key, session token)."""
+        """The credentials in use (access key id, secret key, session token), read without
+        a refresh (this runs inside botocore's logging, refreshes included)."""
         creds = self._credentials
         if creds is None:
             return []
-        try:
-            frozen = creds.get_frozen_credentials()
-        except Exception:  # a refresh that fails: the last values known
-            frozen = creds
-        values = [getattr(frozen, k, None) for k in ("access_key", "secret_key", "token")]
+        held = vars(creds)  # RefreshableCredentials: _access_key ... (its properties refresh)
+        values = [held.get(f"_{k}", held.get(k)) for k in ("access_key", "secret_key", "token")]
         return [str(v) for v in values if v]
 
 

@@ -5,7 +5,9 @@ A thin entry over the packaged app (``xrobust/apps/dashboard/streamlit_app.py``,
 when xrobust is not installed, then runs the packaged entry. For a first run without
 prompts, telemetry or the Deploy button, prefer ``xrobust app``, or pass the same options:
 ``streamlit run apps/dashboard.py --server.headless true --server.showEmailPrompt false
---browser.gatherUsageStats false --client.toolbarMode viewer``.
+--browser.gatherUsageStats false --client.toolbarMode viewer --server.maxUploadSize 50``.
+Without ``XROBUST_APP_MAX_UPLOAD_MB`` the app's upload limit is the ``server.maxUploadSize``
+given (50 MB when none is), and its upload widgets state that same limit.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ Prints markdown tables (median and max over ``--repeats``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -98,66 +99,95 @@ def eps_changes(k: int) -> list[float]:
     return times
 
 
-def browser(repeats: int) -> tuple[dict[str, float], list[float]]:
-    """First render per page and eps changes in headless chromium against `xrobust app`."""
+MARKS = {
+    "overview": "Sanity checks",
+    "adversarial": "Gallery:",
+    "blackbox": "Model queries behind this page",
+    "explanations": "How far can these explanations be trusted?",
+    "compare": "The same examples under attack",
+}
+
+
+def _settle(page, text: str) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(timeout=180_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        ".innerText.includes('Running')",
+        timeout=180_000,
+    )
+
+
+def _start_app(model: str | None) -> tuple[subprocess.Popen, str]:
     import socket
     import urllib.request
-
-    from playwright.sync_api import sync_playwright
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "xrobust", "app", "--headless", "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xrobust", "app", "--headless", "--port", str(port)],
+        cmd + (["--model", model] if model and not model.startswith("http") else []),
+        env={**os.environ, **({"XROBUST_APP_MODEL": model} if model else {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    marks = {
-        "overview": "Sanity checks",
-        "adversarial": "Gallery:",
-        "blackbox": "Model queries behind this page",
-        "explanations": "How far can these explanations be trusted?",
-        "compare": "The same examples under attack",
-    }
+    for _ in range(400):
+        try:
+            urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, base
 
-    def settle(page, text: str) -> None:
-        page.get_by_text(text, exact=False).first.wait_for(timeout=120_000)
-        page.wait_for_function(
-            "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-            " || !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-            ".innerText.includes('Running')",
-            timeout=120_000,
-        )
 
-    pages: dict[str, float] = {}
-    eps: list[float] = []
+def _launch(p):
+    return p.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
+    )
+
+
+def first_visits(model: str | None) -> dict[str, tuple[float, float]]:
+    """A fresh ``xrobust app`` (``model`` preselected: None for the demo, or an endpoint
+    URL): each page opened once, in order, the overview first (the server's first page).
+    Per page: seconds to its title and to the settled page (every result drawn)."""
+    from playwright.sync_api import sync_playwright
+
+    proc, base = _start_app(model)
+    out: dict[str, tuple[float, float]] = {}
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
         with sync_playwright() as p:
-            b = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
-            )
+            b = _launch(p)
             page = b.new_page(viewport={"width": 1400, "height": 2000})
-            t = time.perf_counter()
-            page.goto(base)  # the server's first page: imports, model, data and the overview
-            settle(page, marks["overview"])
-            pages["overview (the server's first page)"] = time.perf_counter() - t
-            for name in PAGES[1:]:  # first visit of each page in this server: nothing cached
+            for name in PAGES:
                 t = time.perf_counter()
                 page.goto(f"{base}/{'' if name == 'overview' else name}")
-                settle(page, marks[name])
-                pages[name] = time.perf_counter() - t
+                page.locator("h1").first.wait_for(timeout=180_000)
+                title = time.perf_counter() - t
+                _settle(page, MARKS[name])
+                out[name] = (title, time.perf_counter() - t)
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return out
+
+
+def browser_eps(repeats: int) -> list[float]:
+    """eps changes on the adversarial page, in chromium against `xrobust app`."""
+    from playwright.sync_api import sync_playwright
+
+    proc, base = _start_app(None)
+    eps: list[float] = []
+    try:
+        with sync_playwright() as p:
+            b = _launch(p)
+            page = b.new_page(viewport={"width": 1400, "height": 2000})
             page.goto(f"{base}/adversarial")
-            settle(page, "Gallery:")
+            _settle(page, "Gallery:")
             slider = page.get_by_role("slider", name="eps")
             for _ in range(repeats):
                 before = slider.input_value()
@@ -168,14 +198,38 @@ def browser(repeats: int) -> tuple[dict[str, float], list[float]]:
                 while slider.input_value() == before:
                     time.sleep(0.005)
                 # the gallery heading names the eps it was computed at; then its images
-                settle(page, f"at eps {float(slider.input_value()):.3f}")
+                _settle(page, f"at eps {float(slider.input_value()):.3f}")
                 page.locator('[data-testid="stImage"] img').first.wait_for(timeout=30_000)
                 eps.append(time.perf_counter() - t)
             b.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    return pages, eps
+    return eps
+
+
+def _served_demo():
+    """The digits demo model behind a local TF-Serving-style endpoint (127.0.0.1)."""
+    from xrobust.audit.demo import demo_run
+    from xrobust.models import serving
+
+    return serving.serve(demo_run("digits").model, model_name="digits")
+
+
+def browser(repeats: int, endpoint: bool) -> None:
+    runs = {"demo model": [first_visits(None) for _ in range(repeats)]}
+    if endpoint:
+        with _served_demo() as server:
+            runs["local endpoint"] = [first_visits(server.url) for _ in range(repeats)]
+    print("\n| first visit (chromium, fresh `xrobust app`) | source | title s | settled s, "
+          "median | max |\n|---|---|---|---|---|")  # fmt: skip
+    for source, rs in runs.items():
+        for name in PAGES:
+            title = statistics.median(r[name][0] for r in rs)
+            done = [r[name][1] for r in rs]
+            print(f"| {name} | {source} | {title:.2f} | {_fmt(done)} |")
+    beps = browser_eps(3 * repeats)
+    print(f"\n| eps change to the gallery (chromium), median / max of {len(beps)} | {_fmt(beps)} |")
 
 
 def _fmt(v: list[float]) -> str:
@@ -186,26 +240,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--browser", action="store_true", help="also measure in headless chromium")
+    ap.add_argument("--browser-only", action="store_true", help="only the chromium measurements")
+    ap.add_argument(
+        "--no-endpoint", action="store_true", help="chromium: the demo model only, no endpoint"
+    )
     args = ap.parse_args()
     from xrobust.audit.demo import demo_run
 
-    demo_run("digits")  # the demo model is cached before anything is timed
+    for name in ("digits", "digits_robust"):  # the demo models are cached before timing
+        with contextlib.suppress(Exception):  # an older checkout has only the digits demo
+            demo_run(name)
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    cold = [cold_start() for _ in range(args.repeats)]
-    runs = [first_renders() for _ in range(args.repeats)]
-    eps = eps_changes(3 * args.repeats)
-    print("\n| what (AppTest) | median s | max s |\n|---|---|---|")
-    print(f"| cold start to the overview (fresh process) | {_fmt(cold)} |")
-    for p in PAGES:
-        print(f"| first render: {p} | {_fmt([r[p] for r in runs])} |")
-    print(f"| eps change, adversarial page, 64 examples ({len(eps)} changes) | {_fmt(eps)} |")
-    if args.browser:
-        pages, beps = browser(3 * args.repeats)
-        print("\n| what (chromium, `xrobust app`) | s |\n|---|---|")
-        for p, v in pages.items():
-            print(f"| first visit: {p} | {v:.2f} |")
-        print(f"| eps change to the gallery, median / max of {len(beps)} | {_fmt(beps)} |")
+    if not args.browser_only:
+        cold = [cold_start() for _ in range(args.repeats)]
+        runs = [first_renders() for _ in range(args.repeats)]
+        eps = eps_changes(3 * args.repeats)
+        print("\n| what (AppTest) | median s | max s |\n|---|---|---|")
+        print(f"| cold start to the overview (fresh process) | {_fmt(cold)} |")
+        for p in PAGES:
+            print(f"| first render: {p} | {_fmt([r[p] for r in runs])} |")
+        print(f"| eps change, adversarial page, 64 examples ({len(eps)} changes) | {_fmt(eps)} |")
+    if args.browser or args.browser_only:
+        browser(args.repeats, endpoint=not args.no_endpoint)
     load = os.getloadavg()
     print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

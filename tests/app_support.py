@@ -17,13 +17,15 @@ TIMEOUT = 60
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """XROBUST_CACHE pointed at a folder shared by the test workers, with the digits demo
-    trained in it (about 5 s, once)."""
+    (about 5 s, once) and its adversarially trained partner digits_robust (the Compare
+    page's default model B; about 20 s, once) trained in it."""
     from xrobust.audit.demo import demo_run
 
     cache = tmp_path_factory.getbasetemp().parent / "xrobust-app-cache"
     old = os.environ.get("XROBUST_CACHE")
     os.environ["XROBUST_CACHE"] = str(cache)
     demo_run("digits")
+    demo_run("digits_robust")
     try:
         yield cache
     finally:

@@ -58,7 +58,9 @@ def test_overview_shows_the_library_numbers(demo_cache) -> None:
     # the overview's quick audit runs FGSM and PGD only: weaker than AutoAttack, so its
     # worst case is labelled an upper bound, as in the report
     assert rep.sections["adversarial"].data["norms"]["linf"]["bound"] == "upper"
-    assert m["Robust accuracy at eps 0.1 (upper bound)"] == f"≤ {worst[2]:.4f}"
+    # a short label (never cut), the eps and the kind of figure in the caption under it
+    assert m["Robust accuracy"] == f"≤ {worst[2]:.4f}"
+    assert "linf eps 0.1, upper bound" in [c.value for c in at.caption]
     assert images(at) == 2  # reliability diagram and robustness curve
     text = "\n".join(markdown(at))
     assert rep.sanity_checks
@@ -85,7 +87,7 @@ def test_full_audit_runs_and_offers_the_reports(demo_cache, tmp_path, monkeypatc
     at = new_app().run()
     at.button(key="ov_full").click().run()
     no_exception(at)
-    files = at.session_state["ov_files"]
+    files = at.session_state["ov_full_audit"][1]["files"]
     assert set(files) >= {"html", "json", "junit"}
     assert len(at.get("download_button")) == 3
     got = json.loads(files["json"][1])
@@ -108,7 +110,8 @@ def test_adversarial_page_eps_filters_and_cells(demo_cache) -> None:
     flipped = int((r.success & r.attacked).sum())
     m = metrics(at)
     assert m["Clean accuracy"] == f"{r.clean_accuracy:.4f}"
-    assert m["Robust accuracy (measured)"] == f"{r.robust_accuracy:.4f}"
+    assert m["Robust accuracy"] == f"{r.robust_accuracy:.4f}"
+    assert "linf eps 0.1, measured" in [c.value for c in at.caption]
     assert m["Flipped"] == f"{flipped} / {int(r.attacked.sum())}"
     assert images(at) == len(_gallery(at)) == min(flipped, 16)
     assert len(at.get("download_button")) == 1
@@ -118,7 +121,7 @@ def test_adversarial_page_eps_filters_and_cells(demo_cache) -> None:
     no_exception(at)
     r = _pgd(model, x, y, 0.05, ds.spec.bounds)
     ok = r.success & r.attacked
-    assert metrics(at)["Robust accuracy (measured)"] == f"{r.robust_accuracy:.4f}"
+    assert metrics(at)["Robust accuracy"] == f"{r.robust_accuracy:.4f}"
     assert metrics(at)["Flipped"] == f"{int(ok.sum())} / {int(r.attacked.sum())}"
 
     # filter the gallery by true class
@@ -130,10 +133,25 @@ def test_adversarial_page_eps_filters_and_cells(demo_cache) -> None:
     assert all(f"true **{names[k]}**" in h for h in heads)
     at.multiselect(key="adv_f_true").set_value([]).run()
 
-    # click the largest cell of the flip matrix
+    # the flip matrix: every class a row and a column (also those without flips), the
+    # off-diagonal counts of the attack inside their cells
+    import numpy as np
+
+    from xrobust.attacks.evaluation import adversarial_confusion
+
+    shown = at.dataframe[0].value  # the Styler's data
+    want = np.array(adversarial_confusion(r, 10).matrix)
+    np.fill_diagonal(want, 0)
+    assert list(shown.index) == list(shown.columns) == [str(c) for c in names]
+    assert (shown.to_numpy() == want).all()
+    assert (want.sum(0) == 0).any() or (want.sum(1) == 0).any()  # a class without flips stays
+    # click the largest cell of the flip matrix (a cell selection of the table)
     pairs = list(zip(r.y[ok].tolist(), r.pred_adv[ok].tolist()))
     i, j = max(set(pairs), key=pairs.count)
-    at.button(key=f"adv_cell_{i}_{j}").click().run()
+    at.session_state["adv_matrix"] = {
+        "selection": {"rows": [], "columns": [], "cells": [[i, str(names[j])]]}
+    }
+    at.run()
     no_exception(at)
     heads = _gallery(at)
     assert len(heads) == min(pairs.count((i, j)), 16)
@@ -156,7 +174,11 @@ def test_blackbox_page_minimal_perturbation_matches(demo_cache) -> None:
     m = metrics(at)
     assert m["Flipped within eps"] == f"{mp['found_fraction']:.4f}"
     med = mp["median_eps"]
-    want = f"{med:.4f}" if med is not None else (f"> {mp['eps_max']:g}" if mp["median_above_eps_max"] else "n/a")
+    want = (
+        f"{med:.4f}"
+        if med is not None
+        else (f"> {mp['eps_max']:g}" if mp["median_above_eps_max"] else "n/a")
+    )
     assert m["Median minimal eps"] == want
     assert int(m["Model queries behind this page"].replace(",", "")) > 0
     assert images(at) >= 2  # occlusion map and the corrupted example
@@ -210,7 +232,7 @@ def test_compare_page_with_a_run_folder(demo_cache, other_run) -> None:
     m = metrics(at)
     for tag, model in (("A", a), ("B", b)):
         r = _pgd(model, x, y, 0.1, ds.spec.bounds)
-        assert m[f"{tag} robust accuracy at 0.1 (measured)"] == f"{r.robust_accuracy:.4f}"
+        assert m[f"{tag} robust accuracy"] == f"{r.robust_accuracy:.4f}"
         c = robustness_curve(
             model,
             (x, y),
@@ -222,7 +244,7 @@ def test_compare_page_with_a_run_folder(demo_cache, other_run) -> None:
             steps=10,
         )
         assert m[f"{tag} clean accuracy"] == f"{c.clean_accuracy:.4f}"
-    assert m["A robust accuracy at 0.1 (measured)"] != m["B robust accuracy at 0.1 (measured)"]
+    assert m["A robust accuracy"] != m["B robust accuracy"]
 
 
 def test_sidebar_run_folder_and_uploaded_checkpoint(demo_cache, tmp_path) -> None:
@@ -268,7 +290,7 @@ def test_tabular_demo_pages(demo_cache) -> None:
     r = get_attack("pgd", model, eps=0.1, norm="linf", bounds=ds.spec.bounds, seed=0, steps=10).run(
         x, y
     )
-    assert metrics(at)["Robust accuracy (measured)"] == f"{r.robust_accuracy:.4f}"
+    assert metrics(at)["Robust accuracy"] == f"{r.robust_accuracy:.4f}"
     at.switch_page("app_pages/explanations.py").run()
     no_exception(at)
     subheads = [s.value for s in at.subheader]

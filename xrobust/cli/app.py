@@ -72,10 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-upload-mb",
-        type=float,
-        default=50.0,
+        type=int,
+        default=50,
         metavar="MB",
-        help="largest file the sidebar accepts",
+        help="largest file the sidebar accepts, in MB (Streamlit's server.maxUploadSize and "
+        "the upload widgets' limit)",
     )
     p.add_argument(
         "--print-command",
@@ -91,8 +92,8 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
-    if not args.max_upload_mb > 0:
-        raise ConfigError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not args.max_upload_mb >= 1:
+        raise ConfigError(f"--max-upload-mb must be a whole number >= 1, got {args.max_upload_mb}")
     cmd = [
         sys.executable,
         "-m",
@@ -112,9 +113,10 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
         "false",
         "--client.toolbarMode",
         "viewer",
-        # Streamlit's own limit stays above ours so that the app's message (what to do) shows
+        # one limit: Streamlit's (the server and the widgets' "Limit N MB per file") is the
+        # app's own (its check of files given by path)
         "--server.maxUploadSize",
-        str(int(args.max_upload_mb) + 1),
+        str(args.max_upload_mb),
     ]
     env = {ENV_MAX_UPLOAD_MB: str(args.max_upload_mb)}
     if args.model:
@@ -134,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
     is_demo = bool(args.model) and (args.model == "demo" or args.model.startswith("demo:"))
     if args.model and not is_demo and not os.path.isdir(args.model):
         raise ConfigError(
-                f"--model {args.model!r}: no such run folder; give 'demo', 'demo:NAME' or a "
-                "folder written by `xrobust train --out DIR`"
-            )
+            f"--model {args.model!r}: no such run folder; give 'demo', 'demo:NAME' or a "
+            "folder written by `xrobust train --out DIR`"
+        )
     if args.audit_config:
         from xrobust.audit import load_config
 

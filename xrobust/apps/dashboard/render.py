@@ -14,13 +14,19 @@ import streamlit as st
 __all__ = [
     "BADGE",
     "TILE",
+    "clear_selection",
     "current",
+    "curves_chart",
+    "flip_matrix",
     "gradient_note",
     "heat_tile",
     "image_tile",
     "partial_note",
     "perturbation_tile",
+    "randomisation_failed",
     "robust_metric",
+    "sanity_badges",
+    "selected_cell",
     "show_spec",
     "top_k",
 ]
@@ -132,22 +138,156 @@ def gradient_note(model: Any, what: str) -> None:
         )
 
 
-def robust_metric(col: Any, title: str, acc: float | None, bound: str | None, note: str = "") -> None:
+def robust_metric(
+    col: Any, title: str, acc: float | None, bound: str | None, note: str = "", where: str = ""
+) -> None:
     """A robust-accuracy metric that says what it is: a measurement (white-box attack) or
-    an upper bound (query-only attack: what these queries did not break may be breakable)."""
+    an upper bound (query-only attack: what these queries did not break may be breakable).
+
+    The label stays short (``title``, e.g. "Robust accuracy") so that it is never cut in a
+    narrow column; ``where`` (e.g. "linf eps 0.1") and the kind of figure go in a caption
+    under the number, the details (``note``) in the help text."""
     value = "n/a" if acc is None else f"{acc:.4f}"
     if bound == "upper":
         col.metric(
-            f"{title} (upper bound)",
+            title,
             "n/a" if acc is None else f"≤ {value}",
-            help="An upper bound from a query-only attack" + (f" ({note})" if note else "")
+            help="An upper bound from a query-only attack"
+            + (f" ({note})" if note else "")
             + ": a white-box attack may find adversarial examples these queries did not.",
         )
+        kind = "upper bound"
     else:
         col.metric(
-            f"{title} (measured)" if bound == "measured" else title,
+            title,
             value,
             help=("Measured by a white-box (gradient) attack" + (f": {note}" if note else ""))
             if bound == "measured"
             else (note or None),
         )
+        kind = "measured" if bound == "measured" else ""
+    caption = ", ".join(t for t in (where, kind) if t)
+    if caption:
+        col.caption(caption)
+
+
+def curves_chart(x: Any, lines: dict[str, Any], x_title: str, y_title: str) -> Any:
+    """A line chart of ``lines`` (legend label -> values over ``x``) whose legend sits
+    under the plot with room for whole labels (Vega-Lite cuts legend labels at 160 px)."""
+    import altair as alt
+    import pandas as pd
+
+    rows = [
+        {"x": float(xv), "value": float(v), "series": label}
+        for label, values in lines.items()
+        for xv, v in zip(x, values, strict=True)
+    ]
+    return (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("x:Q", title=x_title),
+            y=alt.Y("value:Q", title=y_title, scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                sort=list(lines),
+                legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
+            ),
+            tooltip=[alt.Tooltip("series:N"), alt.Tooltip("x:Q", title=x_title), "value:Q"],
+        )
+    )
+
+
+def flip_matrix(confusion: np.ndarray, names: Any) -> Any:
+    """The clean-vs-adversarial confusion as a heatmap table: every class a row and a
+    column (also those without flips), the count inside its cell on a white-to-red scale,
+    the diagonal (not flipped) greyed."""
+    import pandas as pd
+
+    labels = [str(n) for n in names]
+    off = np.asarray(confusion, dtype=int).copy()
+    np.fill_diagonal(off, 0)
+    df = pd.DataFrame(off, index=labels, columns=labels)
+    top = max(1, int(off.max()))
+    diag = np.full(off.shape, "", dtype=object)
+    np.fill_diagonal(diag, "background-color: #eeeeee; color: #999999")
+    return (
+        df.style.background_gradient(cmap="Reds", vmin=0, vmax=top * 1.25)
+        .apply(lambda _: pd.DataFrame(diag, index=labels, columns=labels), axis=None)
+        .format(lambda v: f"{v}" if v else "·")
+    )
+
+
+def selected_cell(event: Any, names: Any) -> tuple[int, int] | None:
+    """The (row class, column class) of a :func:`flip_matrix` cell selection, or None."""
+    labels = [str(n) for n in names]
+    try:
+        cells = event.selection.cells
+    except AttributeError:
+        return None
+    for row, col in cells or []:
+        if col in labels and 0 <= int(row) < len(labels):
+            return int(row), labels.index(col)
+    return None
+
+
+def clear_selection(key: str) -> None:
+    """A button callback: empty the selection of the dataframe ``key``."""
+    st.session_state[key] = {"selection": {"rows": [], "columns": [], "cells": []}}
+
+
+#: what to try when a sanity check warns or fails (its ``why`` says what it means)
+TRY = {
+    "deterministic_outputs": "put the model in eval mode (dropout, batch norm) and remove "
+    "random input transforms; for a randomised defence, attack the expectation (EOT).",
+    "logits_not_probabilities": "give the model's logits (drop the final softmax); for an "
+    "ONNX file or endpoint, name the pre-softmax output in 'Output name'.",
+    "finite_nonzero_gradients": "remove input quantisation or non-differentiable "
+    "preprocessing from the model, or judge it by a query-only attack (Square).",
+    "iterative_beats_single_step": "raise the attack's steps, check its step size, and "
+    "confirm with a query-only attack (Square).",
+    "accuracy_decreases_with_eps": "raise the steps and restarts, and add a query-only "
+    "attack: the attack missed adversarial examples that exist.",
+    "large_eps_breaks_model": "check that the data's bounds are the model's input range, "
+    "and raise the steps; add a query-only attack.",
+    "attack_converged": "raise the steps and restarts until robust accuracy stops moving, "
+    "and report that figure.",
+    "attack_beats_random_noise": "look for gradient masking (softmax outputs, quantised "
+    "inputs) and judge the model by a query-only attack (Square).",
+    "black_box_not_stronger": "trust the query-only figure and remove what masks the "
+    "gradients (softmax outputs, quantisation, non-differentiable steps).",
+}
+
+
+def sanity_badges(checks: list[dict[str, Any]], per_row: int = 3) -> None:
+    """The sanity checks as badges with their message; a warning or failure also says why
+    the check matters and what to try."""
+    cols = st.columns(per_row)
+    for i, c in enumerate(checks):
+        icon, colour = BADGE.get(c["status"], BADGE["skip"])
+        with cols[i % per_row]:
+            st.badge(f"{c['name']}: {c['status']}", icon=icon, color=colour)
+            st.caption(c["message"])
+            if c["status"] in ("warn", "fail"):
+                hint = TRY.get(c["name"], "see the sanity section of the full audit's report.")
+                st.caption(f"**Why it matters:** {c.get('why') or 'see the report.'}  \n"
+                           f"**What to try:** {hint}")  # fmt: skip
+
+
+def randomisation_failed(method: str, spearman: float, threshold: float) -> None:
+    """Explain a failed model-randomisation check (Adebayo et al.) of ``method``."""
+    st.warning(
+        f"**{method} failed the randomisation check** (rank correlation {spearman:.2f} with "
+        f"its maps on the trained model after every layer was re-initialised; it passes "
+        f"below {threshold:g}).  \n"
+        "**What it means:** the maps barely change when the model forgets what it learned, so "
+        "they show the input more than the model's reasoning. Methods that multiply by the "
+        "input (integrated gradients and input x gradient with a zero baseline) often keep "
+        "the input's outline on a random model.  \n"
+        "**What to try:** read these maps as 'where the input has signal', not 'what the "
+        "model uses'; compare with a method that passes (saliency, gradcam); for integrated "
+        "gradients, try another baseline (e.g. `baselines='uniform'` through "
+        "`xrobust.explain.explain`) and check that the maps pass before relying on them.",
+        icon=":material/warning:",
+    )

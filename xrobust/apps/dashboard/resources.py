@@ -28,6 +28,7 @@ import torch
 __all__ = [
     "attack",
     "attack_options",
+    "attack_select",
     "audit_report",
     "budgeted",
     "builtin_data",
@@ -66,9 +67,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
 # ------------------------------------------------------------------ models and data
 def demo_is_trained(name: str) -> bool:
     """Whether the demo model ``name`` is already in the cache (no training needed)."""
-    from xrobust.audit.demo import DEMOS, cache_dir
+    from xrobust.audit.demo import demo_path
 
-    return (cache_dir() / "demo" / f"{name}-{DEMOS[name][0]}" / "model.json").exists()
+    return (demo_path(name) / "model.json").exists()
 
 
 @st.cache_resource(show_spinner=False)
@@ -243,12 +244,37 @@ def supported_attacks(differentiable: bool, num_classes: int) -> list[str]:
     return out
 
 
-def default_attack(names: list[str]) -> int:
-    """Index of the attack a page starts with: PGD on a white box, Square on a black box."""
-    for want in ("pgd", "square"):
-        if want in names:
+def default_attack(names: list[str], differentiable: bool = True) -> int:
+    """Index of the attack a page starts with: on a white box the first white-box attack
+    (PGD when registered: the audit's iterative workhorse), on a black box the audit's own
+    black-box default (its ``black_box_attacks``, Square). What is white-box is the
+    attack classes' own ``requires_gradients``."""
+    from xrobust.attacks import ATTACKS
+    from xrobust.audit.config import AdversarialConfig
+
+    defaults = AdversarialConfig()
+    prefer = ["pgd", *defaults.attacks] if differentiable else list(defaults.black_box_attacks)
+    fitting = [n for n in names if ATTACKS.get(n).requires_gradients == differentiable]
+    for want in [*prefer, *fitting]:
+        if want in fitting:
             return names.index(want)
     return 0
+
+
+def attack_select(container: Any, names: list[str], differentiable: bool, key: str) -> str:
+    """The attack select box of a page. Its state is kept per kind of model (white box or
+    black box), so that switching an ONNX model to white-box (onnx2torch) moves the page to
+    a white-box attack instead of staying on a query-only one, and back."""
+    kind = "white" if differentiable else "black"
+    return container.selectbox(
+        "Attack",
+        names,
+        index=default_attack(names, differentiable),
+        key=f"{key}_{kind}",
+        help="white-box attacks use input gradients; query-only attacks only the outputs"
+        if differentiable
+        else "query-only attacks: the model answers queries only",
+    )
 
 
 def attack_options(name: str) -> set[str]:

@@ -17,6 +17,7 @@ library for each request and never typed into, shown on, or cached by the page.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -36,14 +37,20 @@ __all__ = [
     "ModelSource",
     "bind",
     "max_upload_bytes",
+    "max_upload_mb",
+    "partner_demo",
     "pick_data",
     "pick_model",
+    "short_url",
+    "uploader",
 ]
 
 ENV_MODEL = "XROBUST_APP_MODEL"
 ENV_DATA = "XROBUST_APP_DATA"
 ENV_MAX_UPLOAD_MB = "XROBUST_APP_MAX_UPLOAD_MB"
 _DEFAULT_MAX_MB = 50.0
+#: an example predict URL (TF Serving's REST port 8500 style, never the app's own 8501)
+ENDPOINT_PLACEHOLDER = "http://127.0.0.1:8500/v1/models/NAME:predict"
 
 
 @dataclass
@@ -64,6 +71,8 @@ class ModelHandle:
         bind: for an unbound black box (``spec`` None), builds the bound handle from the
             chosen :class:`DataHandle` (None, with an ``st.error``, on a mismatch).
         notes: lines shown under the spec in the sidebar.
+        short_label: ``label`` cut for legends and narrow places (URLs shortened);
+            empty: ``label`` is short already.
     """
 
     model: Any
@@ -78,6 +87,12 @@ class ModelHandle:
     query_budget: int | None = None
     bind: Callable[[DataHandle], ModelHandle | None] | None = None
     notes: list[str] = field(default_factory=list)
+    short_label: str = ""
+
+    @property
+    def short(self) -> str:
+        """The label for legends (``short_label``, else ``label``)."""
+        return self.short_label or self.label
 
 
 @dataclass
@@ -99,13 +114,30 @@ class ModelSource:
     pick: Callable[[str, str | None], ModelHandle | None]
 
 
-def max_upload_bytes() -> int:
-    """The upload limit (``XROBUST_APP_MAX_UPLOAD_MB``, default 50 MB)."""
+def max_upload_mb() -> float:
+    """The app's upload limit in MB (of 2**20 bytes, Streamlit's unit): from
+    ``XROBUST_APP_MAX_UPLOAD_MB`` (``xrobust app --max-upload-mb``), else Streamlit's
+    ``server.maxUploadSize`` when it was set, else 50; never above Streamlit's own limit
+    (the server refuses bigger uploads)."""
+    from streamlit import config
+
+    server = float(config.get_option("server.maxUploadSize"))
     try:
-        mb = float(os.environ.get(ENV_MAX_UPLOAD_MB, _DEFAULT_MAX_MB))
-    except ValueError:
-        mb = _DEFAULT_MAX_MB
-    return int(mb * 1024 * 1024)
+        mb = float(os.environ[ENV_MAX_UPLOAD_MB])
+    except (KeyError, ValueError):
+        mb = server if config.is_manually_set("server.maxUploadSize") else _DEFAULT_MAX_MB
+    return min(mb, server) if mb > 0 else min(_DEFAULT_MAX_MB, server)
+
+
+def max_upload_bytes() -> int:
+    """:func:`max_upload_mb` in bytes."""
+    return int(max_upload_mb() * 1024 * 1024)
+
+
+def uploader(label: str, **kwargs: Any) -> Any:
+    """``st.file_uploader`` whose "Limit ... per file" is the app's own limit."""
+    limit = max(1, math.ceil(max_upload_mb()))
+    return st.file_uploader(label, max_upload_size=limit, **kwargs)
 
 
 def _sha256(data: bytes) -> str:
@@ -113,11 +145,10 @@ def _sha256(data: bytes) -> str:
 
 
 def _too_big(name: str, size: int) -> bool:
-    limit = max_upload_bytes()
-    if size > limit:
+    if size > max_upload_bytes():
         st.error(
-            f"{name} is {size / 1e6:.1f} MB; the dashboard accepts files up to "
-            f"{limit / 1e6:.1f} MB. Use a smaller file, or start the app with "
+            f"{name} is {size / 2**20:.1f} MB; the dashboard accepts files up to "
+            f"{max_upload_mb():g} MB. Use a smaller file, or start the app with "
             "`xrobust app --max-upload-mb N`."
         )
         return True
@@ -169,7 +200,9 @@ def _pick_demo(prefix: str, preset: str | None) -> ModelHandle | None:
         st.error(f"Could not load the demo model: {exc}")
         return None
     sha = run.metadata.get("weights", {}).get("sha256", "")
-    return _handle_from_run(run, "demo", f"demo {name} ({arch})", f"demo:{name}:{sha}")
+    handle = _handle_from_run(run, "demo", f"demo {name} ({arch})", f"demo:{name}:{sha}")
+    handle.metadata["demo"] = name
+    return handle
 
 
 def _pick_run(prefix: str, preset: str | None) -> ModelHandle | None:
@@ -202,7 +235,7 @@ def _is_pickle(data: bytes) -> bool:
 def _pick_upload(prefix: str, preset: str | None) -> ModelHandle | None:
     from xrobust.apps.dashboard import resources
 
-    files = st.file_uploader(
+    files = uploader(
         "model.safetensors and model.json",
         type=["safetensors", "json"],
         accept_multiple_files=True,
@@ -319,7 +352,7 @@ def _onnx2torch_available() -> bool:
 def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
     how = st.radio("ONNX file", ["Upload", "Path"], horizontal=True, key=f"{prefix}onnx_how")
     if how == "Upload":
-        f = st.file_uploader("model.onnx", type=["onnx"], key=f"{prefix}onnx_upload")
+        f = uploader("model.onnx", type=["onnx"], key=f"{prefix}onnx_upload")
         if f is None:
             st.info("Upload an .onnx file (a TensorFlow, CNTK, scikit-learn or torch export).")
             return None
@@ -404,7 +437,7 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
         "Endpoint URL",
         value=preset if preset and preset.startswith(("http://", "https://")) else "",
         key=f"{prefix}url",
-        placeholder="http://127.0.0.1:8501/v1/models/NAME:predict",
+        placeholder=ENDPOINT_PLACEHOLDER,
     )
     if not url.strip():
         st.info("Enter the predict URL of a TF Serving / Vertex AI / JSON endpoint.")
@@ -442,6 +475,7 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
     # the URL hashed (its query string may hold a key); header variable names, no values
     key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{options}:{float(timeout)}:{output}"
     shown = f"endpoint {safe_url(url)}"
+    short = f"endpoint {short_url(url)}"
 
     def build(data: DataHandle) -> ModelHandle | None:
         from xrobust.apps.dashboard import resources
@@ -453,9 +487,30 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
         except XRobustError as exc:
             st.error(f"The endpoint could not be used with the data {data.label!r}: {exc}")
             return None
-        return _bound(_unbound("endpoint", shown, key, build), data, clf, budget, [])
+        handle = _bound(_unbound("endpoint", shown, key, build), data, clf, budget, [])
+        handle.short_label = short
+        return handle
 
-    return _unbound("endpoint", shown, key, build)
+    handle = _unbound("endpoint", shown, key, build)
+    handle.short_label = short
+    return handle
+
+
+def short_url(url: str, limit: int = 36) -> str:
+    """``url`` for a legend: no scheme, user info, query or fragment; a long path keeps its
+    first and last segments (``127.0.0.1:8500/v1/…/digits:predict``)."""
+    from xrobust.models.endpoint import safe_url
+
+    text = safe_url(url).split("://", 1)[-1]
+    if len(text) <= limit:
+        return text
+    host, _, path = text.partition("/")
+    parts = [p for p in path.split("/") if p]
+    last = parts[-1] if parts else ""
+    if len(last) > limit // 2:
+        last = last[: limit // 2 - 1] + "…"
+    head = f"{host}/{parts[0]}/…/" if len(parts) > 1 else f"{host}/"
+    return head + last
 
 
 #: every model source the dashboard offers, in the order shown
@@ -466,6 +521,19 @@ MODEL_SOURCES: list[ModelSource] = [
     ModelSource("onnx", "ONNX file", _pick_onnx),
     ModelSource("endpoint", "HTTP endpoint", _pick_endpoint),
 ]
+
+
+def partner_demo(model: ModelHandle) -> str | None:
+    """The preset of a second demo to compare ``model`` with: another demo trained on the
+    same dataset (the digits demo's partner is ``digits_robust`` and back), else the demo
+    of the model's dataset; None when there is no demo for it."""
+    from xrobust.audit.demo import DEMOS, demo_dataset
+
+    dataset = model.spec.name if model.spec is not None else None
+    same = [n for n in DEMOS if demo_dataset(n) == dataset]
+    mine = model.metadata.get("demo") if model.source == "demo" else None
+    others = [n for n in same if n != mine]
+    return f"demo:{others[0]}" if others else (f"demo:{same[0]}" if same else None)
 
 
 def pick_model(prefix: str = "m_", preset: str | None = None) -> ModelHandle | None:
@@ -560,9 +628,7 @@ def _file_bundle(path: str, target: str | None, model: ModelHandle, what: str) -
 
 
 def _upload_data(prefix: str, model: ModelHandle, preset: str | None) -> DataHandle | None:
-    f = st.file_uploader(
-        "Data file (.npz or .csv)", type=["npz", "csv", "tsv"], key=f"{prefix}data_upload"
-    )
+    f = uploader("Data file (.npz or .csv)", type=["npz", "csv", "tsv"], key=f"{prefix}data_upload")
     if f is None:
         st.info("Upload an .npz (arrays x, y) or a CSV with a label column.")
         return None

@@ -29,7 +29,7 @@ lo, hi = spec.bounds
 span = resources.eps_scale(spec)
 
 c = st.columns([2, 1, 3, 1, 1])
-name = c[0].selectbox("Attack", attacks, index=resources.default_attack(attacks), key="adv_attack")
+name = resources.attack_select(c[0], attacks, model.differentiable, "adv_attack")
 opts = resources.attack_options(name)
 norm = c[1].selectbox("Norm", resources.norms(), key="adv_norm")
 eps_max = 0.5 * span if norm == "linf" else 5.0 * span
@@ -93,7 +93,14 @@ render.partial_note(res["partial"], res["stop_reason"])
 flipped = np.flatnonzero(res["success"] & res["attacked"])
 m = st.columns(6)
 m[0].metric("Clean accuracy", f"{res['clean_accuracy']:.4f}")
-render.robust_metric(m[1], "Robust accuracy", res["robust_accuracy"], res["bound"], res["bound_note"])
+render.robust_metric(
+    m[1],
+    "Robust accuracy",
+    res["robust_accuracy"],
+    res["bound"],
+    res["bound_note"],
+    where=f"{norm} eps {eps:g}",
+)
 m[2].metric("Flipped", f"{len(flipped)} / {res['summary']['n_attacked']}")
 m[3].metric(
     "Gradient passes",
@@ -109,36 +116,20 @@ with right:
     # ---------------------------------------------------------------- confusion of flips
     st.subheader("Which class flips to which")
     st.caption(
-        "Rows: true class (the clean prediction), columns: class after the attack. Click a cell."
+        "Rows: true class, columns: class after the attack; each cell counts the examples "
+        "the attack flipped from its row's class to its column's (the diagonal: not "
+        "flipped). Click a cell to show only those."
     )
     conf = np.asarray(res["confusion"])
-    off = conf.copy()
-    np.fill_diagonal(off, 0)
-    rows = [i for i in range(len(off)) if off[i].sum()]
-    cols_ = [j for j in range(len(off)) if off[:, j].sum()]
-    cell = st.session_state.get("adv_cell")
-    if rows:
-        grid = st.columns(len(cols_) + 1, gap="xxsmall")
-        grid[0].markdown("**↓ →**", help="true class ↓, adversarial class →")
-        for k, j in enumerate(cols_):
-            grid[k + 1].markdown(f"**{names[j]}**")
-        for i in rows:
-            grid = st.columns(len(cols_) + 1, gap="xxsmall")
-            grid[0].markdown(f"**{names[i]}**")
-            for k, j in enumerate(cols_):
-                count = int(off[i, j])
-                if count:
-                    chosen = cell == (i, j)
-                    if grid[k + 1].button(
-                        str(count),
-                        key=f"adv_cell_{i}_{j}",
-                        type="primary" if chosen else "tertiary",
-                    ):
-                        st.session_state["adv_cell"] = None if chosen else (i, j)
-                        st.rerun()
-                else:
-                    grid[k + 1].write("·")
-    else:
+    event = st.dataframe(
+        render.flip_matrix(conf, names),
+        key="adv_matrix",
+        on_select="rerun",
+        selection_mode="single-cell",
+        width="content",
+    )
+    cell = render.selected_cell(event, names)
+    if not (conf.sum() - np.trace(conf)):
         st.info("The attack flipped no example at this eps: raise eps or the steps.")
 
     # ---------------------------------------------------------------- filters and gallery
@@ -160,9 +151,12 @@ with right:
     if cell is not None:
         cf = st.columns([3, 1])
         cf[0].caption(f"Cell filter: {names[cell[0]]} → {names[cell[1]]}")
-        if cf[1].button("Clear the cell filter", key="adv_cell_clear"):
-            st.session_state["adv_cell"] = None
-            st.rerun()
+        cf[1].button(
+            "Clear the cell filter",
+            key="adv_cell_clear",
+            on_click=render.clear_selection,
+            args=("adv_matrix",),
+        )
     pages = max(1, -(-len(shown) // page_size))
     page = st.number_input("Page", 1, pages, 1, key="adv_page") if pages > 1 else 1
     idx = np.asarray(shown[(page - 1) * page_size : page * page_size], dtype=int)

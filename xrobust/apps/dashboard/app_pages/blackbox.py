@@ -36,9 +36,7 @@ reach = c[2].slider(
 )
 attacks = resources.supported_attacks(model.differentiable, spec.num_classes)
 name = (
-    c[3].selectbox("Attack", attacks, index=resources.default_attack(attacks), key="bb_attack")
-    if attacks
-    else None
+    resources.attack_select(c[3], attacks, model.differentiable, "bb_attack") if attacks else None
 )
 
 # a query-only attack's per-example query cap (its option, when it has one)

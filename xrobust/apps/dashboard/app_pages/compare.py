@@ -18,9 +18,9 @@ st.title("Compare two models")
 st.caption(f"A: {model_a.label} (from the sidebar) on {data.label}.")
 
 with st.expander("Model B", expanded=True):
-    from xrobust.audit.demo import DEMOS
-
-    model_b = sources.pick_model("cmp_", f"demo:{spec.name}" if spec.name in DEMOS else None)
+    # B starts as another demo on A's data: the standard and the adversarially trained
+    # digits CNN face each other on first open
+    model_b = sources.pick_model("cmp_", sources.partner_demo(model_a))
     model_b = sources.bind(model_b, data)  # a black box takes the sidebar's data
 if model_b is None:
     st.stop()
@@ -44,7 +44,9 @@ if not both:
 if not (model_a.differentiable and model_b.differentiable):
     render.gradient_note(model_a if not model_a.differentiable else model_b, "Attacks")
 c = st.columns([2, 1, 1, 3])
-name = c[0].selectbox("Attack", both, index=resources.default_attack(both), key="cmp_attack")
+name = resources.attack_select(
+    c[0], both, model_a.differentiable and model_b.differentiable, "cmp_attack"
+)
 norm = c[1].selectbox("Norm", resources.norms(), key="cmp_norm")
 black = not (model_a.differentiable and model_b.differentiable)
 n = c[2].select_slider("Examples", [16, 32, 64, 128], value=16 if black else 64, key="cmp_n")
@@ -93,17 +95,22 @@ m[1].metric("B clean accuracy", f"{curves['B']['clean_accuracy']:.4f}")
 for col, tag in ((m[2], "A"), (m[3], "B")):
     r = results[tag]
     render.robust_metric(
-        col, f"{tag} robust accuracy at {eps:g}", r["robust_accuracy"], r["bound"], r["bound_note"]
+        col,
+        f"{tag} robust accuracy",
+        r["robust_accuracy"],
+        r["bound"],
+        r["bound_note"],
+        where=f"{norm} eps {eps:g}",
     )
-st.line_chart(
-    {
-        f"eps ({norm})": curves["A"]["eps"],
-        f"A: {model_a.label}": curves["A"]["robust_accuracy"],
-        f"B: {model_b.label}": curves["B"]["robust_accuracy"],
-    },
-    x=f"eps ({norm})",
-    y_label="robust accuracy",
-)
+st.altair_chart(
+    render.curves_chart(
+        curves["A"]["eps"],
+        {f"A: {model_a.short}": curves["A"]["robust_accuracy"],
+         f"B: {model_b.short}": curves["B"]["robust_accuracy"]},
+        x_title=f"eps ({norm})",
+        y_title="robust accuracy",
+    )
+)  # fmt: skip
 st.caption(
     f"Model queries of the gallery's attack: A {results['A']['queries']:,}, "
     f"B {results['B']['queries']:,}."

@@ -52,10 +52,15 @@ for m in chosen:
     except XRobustError as exc:
         st.warning(f"{m}: {exc}")
 if queries:
+    gradient_methods = set(list_explainers(requires_gradients=True))
     st.caption(
-        f"Model queries behind the maps: {sum(queries.values()):,} ("
-        + ", ".join(f"{k} {v:,}" for k, v in queries.items())
-        + ")"
+        "Cost of the maps: "
+        + ", ".join(
+            f"{k}: white-box (gradients)"
+            if k in gradient_methods and not v
+            else f"{k}: {v:,} model queries"
+            for k, v in queries.items()
+        )
     )
 
 if maps and image:
@@ -125,11 +130,15 @@ for m, a in maps.items():
         r = met["randomisation"]
         row["randomised Spearman"] = round(r["final_spearman"], 4)
         row["sanity check"] = "pass" if r["passed"] else "FAIL"
+        threshold = r["threshold"]
     rows.append(row)
     deletion[m] = met["deletion"]["scores"][0]
     fractions = met["deletion"]["fractions"]
 if rows:
     st.dataframe(rows, hide_index=True)
+    for row in rows:
+        if row.get("sanity check") == "FAIL":
+            render.randomisation_failed(row["method"], row["randomised Spearman"], threshold)
     st.line_chart(
         {"fraction removed": fractions, **deletion},
         x="fraction removed",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from xrobust.apps.dashboard import render, resources
+from xrobust.apps.dashboard import render, resources, session
 from xrobust.errors import XRobustError
 
 model, data = render.current()
@@ -64,11 +64,12 @@ if adv["status"] == "ok":
     mid = len(nd["eps"]) // 2  # a black box's curve may hold only the headline eps
     render.robust_metric(
         m4,
-        f"Robust accuracy at eps {nd['eps'][mid]:g}",
+        "Robust accuracy",
         worst[mid],
         nd.get("bound"),
         f"worst case of {', '.join(adv['data']['attacks'])} on {adv['data']['n']} examples"
         + (f"; {nd['bound_note']}" if nd.get("bound_note") else ""),
+        where=f"{norm} eps {nd['eps'][mid]:g}",
     )
 m5.metric(
     "Model queries",
@@ -105,13 +106,7 @@ with g2:
 
 st.subheader("Sanity checks")
 st.caption("Is the robustness evaluation itself trustworthy (no gradient masking, converged)?")
-checks = rep["sanity_checks"]
-cols = st.columns(3)
-for i, c in enumerate(checks):
-    icon, colour = render.BADGE.get(c["status"], render.BADGE["skip"])
-    with cols[i % 3]:
-        st.badge(f"{c['name']}: {c['status']}", icon=icon, color=colour)
-        st.caption(c["message"])
+render.sanity_badges(rep["sanity_checks"])
 
 st.divider()
 st.subheader("Full audit")
@@ -136,8 +131,11 @@ else:
     full_cfg = AuditConfig()
     st.caption("The default audit configuration (all sections).")
 
+# the report belongs to this model, data and configuration: another choice in the sidebar
+# (or another --audit-config) drops it instead of showing its verdict under the new model
+full_fp = session.fingerprint(model.key, data.key, full_cfg.to_dict())
 if st.button("Run the full audit", type="primary", key="ov_full"):
-    st.session_state.pop("ov_files", None)
+    session.forget("ov_full_audit")
     bar = st.progress(0.0, text="starting")
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -152,16 +150,25 @@ if st.button("Run the full audit", type="primary", key="ov_full"):
             st.stop()
         out = Path(tempfile.mkdtemp(prefix="xrobust-audit-"))
         paths = report.save(out)
-        st.session_state["ov_files"] = {k: (p.name, p.read_bytes()) for k, p in paths.items()}
         from xrobust.audit.markdown import verdict_line
 
-        st.session_state["ov_verdict"] = (report.verdict, verdict_line(report), report.missing_evidence())
+        session.remember(
+            "ov_full_audit",
+            full_fp,
+            {
+                "files": {k: (p.name, p.read_bytes()) for k, p in paths.items()},
+                "verdict": (report.verdict, verdict_line(report), report.missing_evidence()),
+                "model": model.label,
+                "data": data.label,
+            },
+        )
         status.update(label="Audit finished", state="complete")
     bar.progress(1.0, text="done")
 
-files = st.session_state.get("ov_files")
-if files:
-    verdict, line, missing = st.session_state["ov_verdict"]
+kept = session.recall("ov_full_audit", full_fp)
+if kept:
+    verdict, line, missing = kept["verdict"]
+    st.caption(f"Report of {kept['model']} on {kept['data']}.")
     if verdict == "passed":
         st.success(f"Audit {line}: every requirement was evaluated and met.")
     elif verdict == "failed":
@@ -171,6 +178,7 @@ if files:
             "Audit INCOMPLETE: no verdict, evidence is missing:\n"
             + "\n".join(f"- {m}" for m in missing)
         )
+    files = kept["files"]
     mime = {"html": "text/html", "json": "application/json", "junit": "application/xml"}
     dl = st.columns(3)
     for i, kind in enumerate(("html", "json", "junit")):

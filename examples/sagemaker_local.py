@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     p.add_argument("--url-file", help="write the server's URL to this file once it is up")
     p.add_argument("--wait", metavar="URL_FILE", help="print the URL of a starting server")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits")
     args = p.parse_args(argv)
     if args.wait:
         return _wait(args.wait, args.timeout)

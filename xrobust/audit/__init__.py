@@ -22,6 +22,7 @@ from xrobust.audit.config import (
     AuditConfig,
     CleanConfig,
     CorruptionConfig,
+    DeployedConfig,
     ExplanationConfig,
     RequirementsConfig,
     RobustRequirement,
@@ -38,6 +39,7 @@ from xrobust.audit.report import (
     report_schema,
 )
 from xrobust.audit.runner import audit
+from xrobust.audit.sections.deployed import compare_deployed
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -48,12 +50,14 @@ __all__ = [
     "CheckResult",
     "CleanConfig",
     "CorruptionConfig",
+    "DeployedConfig",
     "ExplanationConfig",
     "RequirementsConfig",
     "RobustRequirement",
     "SanityConfig",
     "SectionResult",
     "audit",
+    "compare_deployed",
     "corrupt",
     "list_corruptions",
     "load_config",

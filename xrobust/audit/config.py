@@ -35,6 +35,7 @@ __all__ = [
     "AuditConfig",
     "CleanConfig",
     "CorruptionConfig",
+    "DeployedConfig",
     "ExplanationConfig",
     "RequirementsConfig",
     "RobustRequirement",
@@ -49,7 +50,9 @@ MAX_STEPS = 100_000
 #: Largest TOML file :func:`load_config` reads.
 MAX_CONFIG_BYTES = 1 << 20
 
-SECTIONS = ("clean", "adversarial", "corruption", "explanations", "sanity", "requirements")
+SECTIONS = (
+    "clean", "adversarial", "corruption", "explanations", "deployed", "sanity", "requirements",
+)  # fmt: skip
 NORMS = tuple(list_norms())
 #: the audit's default budget per attack, applied before ``adversarial.steps`` /
 #: ``restarts`` and ``adversarial.options`` (PGD-20; APGD and the ensemble keep their
@@ -185,6 +188,36 @@ class ExplanationConfig:
 
 
 @dataclass
+class DeployedConfig:
+    """Section 7, the deployed model beside its source (:mod:`xrobust.audit.sections.deployed`):
+    runs only when a source is given (``source`` here, ``--source``, or ``audit(...,
+    source=)``); evidence, never a requirement.
+
+    Attributes:
+        enabled: run the section when a source is given.
+        source: the model the audited (deployed) one came from: an ``.onnx`` file (white-box
+            through onnx2torch when installed) or a run directory; a path relative to the
+            working folder.
+        n: examples compared.
+        norm: threat model of both attacks.
+        eps: their budget (default: the norm's headline eps of the adversarial section).
+        attack: the query-only attack run on both models with the same seeds.
+        queries: its query budget per example (default: the audit's, 1,000 for Square).
+        white_box_attack: the gradient attack run on the source, whose adversarial examples
+            are then evaluated on the deployed model (transfer).
+    """
+
+    enabled: bool = True
+    source: str | None = None
+    n: int = 128
+    norm: str = "linf"
+    eps: float | None = None
+    attack: str = "square"
+    queries: int | None = None
+    white_box_attack: str = "apgd"
+
+
+@dataclass
 class SanityConfig:
     """Section 5, evaluation sanity checks against gradient masking.
 
@@ -274,7 +307,8 @@ class AuditConfig:
         amp: mixed precision on CUDA (False, True, "bf16", "fp16").
         output_name: for an ONNX model or an endpoint with several outputs, the one holding
             the class scores (``--output-name`` on the command line overrides it).
-        clean / adversarial / corruption / explanations / sanity / requirements: sections.
+        clean / adversarial / corruption / explanations / deployed / sanity / requirements:
+            sections.
 
     Example:
         >>> cfg = AuditConfig(seed=1)
@@ -291,6 +325,7 @@ class AuditConfig:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
     explanations: ExplanationConfig = field(default_factory=ExplanationConfig)
+    deployed: DeployedConfig = field(default_factory=DeployedConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
     requirements: RequirementsConfig = field(default_factory=RequirementsConfig)
 
@@ -339,6 +374,35 @@ class AuditConfig:
         self._check_thresholds()
         self._check_requirements_can_be_measured()
         self._check_names()
+        self._check_deployed()
+
+    def _check_deployed(self) -> None:
+        """The deployed section's source, counts, norm, eps and attacks."""
+        d = self.deployed
+        if d.source is not None and (not isinstance(d.source, str) or not d.source.strip()):
+            raise ConfigError(f"deployed.source must be a model path, got {d.source!r}")
+        for name, v in (("deployed.n", d.n), ("deployed.queries", d.queries)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                  or v > MAX_COUNT):  # fmt: skip
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if d.norm not in NORMS:
+            raise ConfigError(f"deployed.norm must be one of {NORMS}, got {d.norm!r}")
+        if d.eps is not None and not (0 < d.eps < float("inf")):
+            raise ConfigError(f"deployed.eps must be a positive number, got {d.eps!r}")
+        if not d.enabled:
+            return
+        from xrobust.attacks import ATTACKS
+
+        if ATTACKS.get(d.attack).requires_gradients:
+            raise ConfigError(
+                f"deployed.attack {d.attack!r} needs gradients; it runs on the deployed black "
+                "box: name a query-only attack (square)"
+            )
+        if not ATTACKS.get(d.white_box_attack).requires_gradients:
+            raise ConfigError(
+                f"deployed.white_box_attack {d.white_box_attack!r} is query-only; name a "
+                "gradient attack (apgd, pgd)"
+            )
 
     def _check_empty_lists(self) -> None:
         """A section that is on must be asked something: no empty norm, corruption,
@@ -614,6 +678,7 @@ _SUB = {
     "adversarial": AdversarialConfig,
     "corruption": CorruptionConfig,
     "explanations": ExplanationConfig,
+    "deployed": DeployedConfig,
     "sanity": SanityConfig,
     "requirements": RequirementsConfig,
 }

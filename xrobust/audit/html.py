@@ -36,6 +36,7 @@ SECTION_TITLES = {
     "explanations": "4. Explanations",
     "sanity": "5. Evaluation sanity checks",
     "requirements": "6. Requirements",
+    "deployed": "7. Deployed model beside its source",  # only when a source was given
 }
 
 _CSS = """
@@ -520,6 +521,12 @@ def _requirements(s: SectionResult, report: AuditReport) -> str:
     return _checks(report.requirements, "requirement")
 
 
+def _deployed(s: SectionResult, report: AuditReport) -> str:
+    from xrobust.audit.sections.deployed_render import html_body
+
+    return html_body(s, report)
+
+
 _RENDER = {
     "clean": _clean,
     "adversarial": _adversarial,
@@ -527,6 +534,7 @@ _RENDER = {
     "explanations": _explanations,
     "sanity": _sanity,
     "requirements": _requirements,
+    "deployed": _deployed,
 }
 
 
@@ -668,10 +676,11 @@ def render_html(report: AuditReport) -> str:
         src = (report.model.get("classifier") or {}).get("source", "")
         budget = f" of a budget of {count(q['budget'])}" if q.get("budget") else ""
         meta += f" {_e(src)} model asked about {count(int(q['total']))} rows{_e(budget)}."
-    nav = "".join(f'<a href="#{k}">{_e(v)}</a>' for k, v in SECTION_TITLES.items())
+    shown = [k for k in SECTION_TITLES if k != "deployed" or k in report.sections]
+    nav = "".join(f'<a href="#{k}">{_e(SECTION_TITLES[k])}</a>' for k in shown)
     summary = _table(["measure", "value"], [[k, v] for k, v in headline(report)])
     summary += _attention(report)
-    body = "".join(_section(n, report) for n in SECTION_TITLES)
+    body = "".join(_section(n, report) for n in shown)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">

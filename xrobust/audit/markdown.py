@@ -56,6 +56,9 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
     corr = report.sections.get("corruption")
     if corr is not None and corr.ok and corr.data.get("mean_corruption_accuracy") is not None:
         rows.append(("Mean corruption accuracy", f"{corr.data['mean_corruption_accuracy']:.4f}"))
+    from xrobust.audit.sections.deployed_render import markdown_rows
+
+    rows += markdown_rows(report)  # the deployed model beside its source, when it ran
     if report.sanity_checks:
         rows.append(("Sanity checks", _counts(report.sanity_checks)))
     explained = explanation_checks(report)

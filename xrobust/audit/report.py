@@ -40,7 +40,7 @@ __all__ = [
     "report_schema",
 ]
 
-SCHEMA_VERSION = "2.2"
+SCHEMA_VERSION = "2.3"
 
 Status = Literal["pass", "warn", "fail", "skip", "not_evaluated"]
 SectionStatus = Literal["ok", "partial", "skipped", "not_available", "error"]

@@ -43,6 +43,7 @@ def audit(
     *,
     title: str | None = None,
     model_info: dict[str, Any] | None = None,
+    source: Any = None,
 ) -> AuditReport:
     """Audit ``model`` on ``dataset``: clean performance, adversarial and corruption
     robustness, explanations, evaluation sanity checks and requirements.
@@ -71,6 +72,9 @@ def audit(
         progress: optional callback ``progress(stage, done, total)``.
         title: report title (default: "xrobust audit of <model> on <dataset>").
         model_info: extra facts about the model stored in the report (e.g. its run folder).
+        source: the model that ``model`` (a deployed artifact: a quantized ``.tflite``
+            file, an endpoint) came from, audited beside it in the "deployed" section
+            (:mod:`xrobust.audit.sections.deployed`); default: ``config.deployed.source``.
 
     Returns:
         The :class:`AuditReport`; ``report.save(folder)`` writes HTML, JSON, JUnit XML and
@@ -160,6 +164,11 @@ def audit(
         for name in ("clean", "adversarial", "corruption", "explanations"):
             sections[name] = _run_section(rt, name, runners[name])
             timings[name] = sections[name].seconds
+        if source is not None or cfg.deployed.source is not None:  # evidence, not a requirement
+            from xrobust.audit.sections.deployed import run_deployed
+
+            sections["deployed"] = _run_section(rt, "deployed", lambda r: run_deployed(r, source))
+            timings["deployed"] = sections["deployed"].seconds
 
         t0 = time.perf_counter()
         if cfg.sanity.enabled:

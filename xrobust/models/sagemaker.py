@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
 import urllib.parse
 import weakref
 from typing import Any
@@ -82,6 +83,7 @@ _REFUSED = {
 }
 #: classifiers alive now, whose credentials botocore's log records are scrubbed of.
 _LIVE: weakref.WeakSet[SageMakerClassifier] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
 
 
 def endpoint_name(text: str) -> str:
@@ -175,7 +177,8 @@ class SageMakerClassifier(EndpointClassifier):
         self._require_credentials()
         self._given_url = None if endpoint_url is None else str(endpoint_url)
         self._client = self._make_client(timeout, retries, concurrency)
-        _LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         _guard_botocore_logs()
         base = str(self._client.meta.endpoint_url).rstrip("/")
         path = urllib.parse.quote(self.endpoint_name, safe="")
@@ -512,7 +515,9 @@ class _Redact(logging.Filter):
     the signed request, session token included, at DEBUG)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        values = tuple(v for clf in list(_LIVE) for v in clf._secret_values())
+        with _LIVE_LOCK:
+            live = list(_LIVE)
+        values = tuple(v for clf in live for v in clf._secret_values())
         pattern = _pattern(values)
         if pattern is not None:
             try:

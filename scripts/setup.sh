@@ -26,3 +26,16 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"
 # Croce and Hein's AutoAttack code, packaged (no declared dependencies): the reference the
 # ensemble is benchmarked and tested against.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'pyautoattack>=0.2'
+# Real model servers for tests/test_real_servers.py and benchmarks/bench_protocols.py (KServe,
+# MLServer): they pin protobuf 6 and FastAPI/pandas versions the main venv cannot share, so
+# each gets its own venv, with onnxruntime to serve ONNX files (examples/serve_*.py); pinned
+# in tests/servers/requirements-*.txt. XROBUST_SKIP_SERVERS=1 leaves them out (those tests
+# are then skipped, saying why).
+if [ "${XROBUST_SKIP_SERVERS:-0}" != 1 ]; then
+  for server in kserve mlserver; do
+    [ -x ".venv-$server/bin/python" ] || "$PY" -m venv ".venv-$server"
+    ".venv-$server/bin/python" -m pip install -q --disable-pip-version-check \
+      -r "tests/servers/requirements-$server.txt" \
+      || echo "warning: could not install $server; its real-server tests will be skipped" >&2
+  done
+fi

@@ -301,3 +301,33 @@ def test_what_to_try_only_for_warnings_and_failures() -> None:
     assert "adversarially" in what_to_try(
         CheckResult("robust_accuracy[worst,linf,eps=0.1]", "fail", "m")
     )
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_lines_kept_out_of_the_cli_output() -> None:
+    """A subcommand that imports TensorFlow (as a TFLite or Keras source does) prints none
+    of its C++ start-up lines; with -v they are shown."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    code = (
+        "import sys; from xrobust.cli import main; main(sys.argv[1:] + ['list']); "
+        "import tensorflow as tf; print(float(tf.reduce_sum(tf.ones(3))))"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def stderr(*flags: str) -> str:
+        p = subprocess.run(
+            [sys.executable, "-c", code, *flags],
+            env=env, capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        assert p.stdout.strip().endswith("3.0")
+        return p.stderr
+
+    def native(text: str) -> list[str]:  # absl-format C++ log lines: "I0000 00:00:..."
+        return [ln for ln in text.splitlines() if re.match(r"[IWE]\d{4} ", ln) or "absl::" in ln]
+
+    assert native(stderr()) == []
+    if not native(stderr("-v")):  # with -v they are shown (when this build prints any)
+        pytest.skip("this TensorFlow build prints no start-up lines to hide")

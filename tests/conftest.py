@@ -116,7 +116,7 @@ _LONGEST_FIRST = ("test_readme.py::test_readme_runs_in_order",)
 _INTEGRATION = (
     "test_app_", "test_examples.py", "test_fuzz_inputs.py", "test_audit_distributed.py",
     "test_trainer_ddp.py", "test_export_roundtrip.py", "test_trainer_resume_kill.py",
-    "test_audit_sources.py", "test_real_servers.py",
+    "test_audit_sources.py", "test_real_servers.py", "test_sagemaker.py",
 )  # fmt: skip
 
 

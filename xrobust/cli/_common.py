@@ -149,6 +149,15 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
         "needs --data",
     )  # fmt: skip
     p.add_argument(
+        "--tflite", metavar="FILE.tflite",
+        help="audit a TensorFlow Lite model (float, or quantized int8/uint8) instead of --model, "
+        "as a black box; needs --data",
+    )  # fmt: skip
+    p.add_argument(
+        "--tflite-signature", metavar="NAME",
+        help="the signature of a --tflite model with several (default: its only one)",
+    )  # fmt: skip
+    p.add_argument(
         "--endpoint", metavar="URL",
         help="an HTTP prediction endpoint (TF Serving / Vertex AI JSON) instead of --model; "
         "needs --data",
@@ -238,7 +247,7 @@ def load_source(
     args: argparse.Namespace, device: Any = "cpu", *, command: str = "", class_flag: str = ""
 ) -> Source:
     """The model of ``--model`` / ``--onnx`` / ``--endpoint`` with its data."""
-    given = [f for f in ("model", "onnx", "endpoint") if getattr(args, f, None)]
+    given = [f for f in ("model", "onnx", "tflite", "endpoint") if getattr(args, f, None)]
     if len(given) > 1:
         raise ConfigError(
             "give one model: " + " or ".join(f"--{f}" for f in given) + ", not several"
@@ -247,7 +256,7 @@ def load_source(
         if not given:
             raise ConfigError(
                 "nothing to analyse: give --model RUN_DIR (from `xrobust train`), "
-                "--onnx FILE.onnx or --endpoint URL"
+                "--onnx FILE.onnx, --tflite FILE.tflite or --endpoint URL"
             )
         for flag in ("output", "layout", "query_budget", "endpoint_protocol", "endpoint_timeout",
                      "endpoint_batch_size", "endpoint_concurrency", "output_name"):  # fmt: skip
@@ -260,6 +269,8 @@ def load_source(
             raise ConfigError("--white-box applies to --onnx (a run directory is white-box)")
         if getattr(args, "header", None):
             raise ConfigError("--header applies to --endpoint")
+        if getattr(args, "tflite_signature", None):
+            raise ConfigError("--tflite-signature applies to --tflite")
         loaded, bundle = load_model_and_data(args, device, command=command, class_flag=class_flag)
         info = {
             "name": loaded.metadata.get("architecture") or type(loaded.model).__name__,
@@ -270,7 +281,6 @@ def load_source(
 
 
 def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
-    from xrobust.data import load_dataset
     from xrobust.models import as_classifier
 
     where = getattr(args, kind)
@@ -281,30 +291,19 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         )
     if getattr(args, "allow_incomplete", False):
         raise ConfigError("--allow-incomplete applies to --model")
-    if kind == "onnx" and getattr(args, "header", None):
+    if kind != "endpoint" and getattr(args, "header", None):
         raise ConfigError("--header applies to --endpoint")
-    opts: dict[str, Any] = {}
-    if kind == "onnx":  # never a table standardised with its own statistics (issue 18)
-        from xrobust.models.onnx import load_for_onnx
-
-        bundle, opts = load_for_onnx(
-            where, args.data, target=getattr(args, "target", None),
-            resize=bool(getattr(args, "resize", False)),
-            train_data=getattr(args, "train_data", None),
-            raw_features=bool(getattr(args, "raw_features", False)),
-        )  # fmt: skip
-    else:
-        for flag in ("train_data", "raw_features", "resize"):
-            if getattr(args, flag, None):
-                also = " and --model" if flag == "resize" else ""
-                raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx{also}")
-        bundle = load_dataset(args.data, target=getattr(args, "target", None))
+    bundle, opts = _file_data(args, kind, where)
     if args.output:
         opts["output"] = args.output
     if args.layout:
         opts["layout"] = args.layout
     if getattr(args, "output_name", None):
         opts["output_name"] = args.output_name
+    if getattr(args, "tflite_signature", None):
+        if kind != "tflite":
+            raise ConfigError("--tflite-signature applies to --tflite")
+        opts["signature"] = args.tflite_signature
     if kind == "endpoint" and args.header:
         opts["headers_env"] = _headers(args.header)
     for flag, key in (
@@ -316,7 +315,11 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --endpoint")
             opts[key] = getattr(args, flag)
     if getattr(args, "white_box", False) and kind != "onnx":
-        raise ConfigError("--white-box applies to --onnx: an endpoint has no gradients")
+        raise ConfigError(
+            "--white-box applies to --onnx: "
+            + ("a TensorFlow Lite model is a black box (audit it beside its source: --source "
+               "FILE.onnx)" if kind == "tflite" else "an endpoint has no gradients")
+        )  # fmt: skip
     clf = as_classifier(where, bundle.spec, query_budget=args.query_budget, **opts)
     clf.check_data(
         tuple(bundle.spec.input_shape), bundle.spec.num_classes, f"data {args.data!r}",
@@ -330,6 +333,34 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         clf = clf.to_torch(x_check, query_budget=args.query_budget)
         info["source"] = "onnx (white-box through onnx2torch)"
     return Source(clf, bundle.spec, bundle, info)
+
+
+def _file_data(args: argparse.Namespace, kind: str, where: str) -> tuple[Any, dict[str, Any]]:
+    """The data of a black box and options for its classifier: read for an ``--onnx`` /
+    ``--tflite`` file without ever standardising a table with its own statistics (issue 18);
+    as it is for an endpoint."""
+    from xrobust.data import load_dataset
+
+    how = {
+        "target": getattr(args, "target", None),
+        "resize": bool(getattr(args, "resize", False)),
+        "train_data": getattr(args, "train_data", None),
+        "raw_features": bool(getattr(args, "raw_features", False)),
+    }
+    if kind == "onnx":
+        from xrobust.models.onnx import load_for_onnx
+
+        return load_for_onnx(where, args.data, **how)  # type: ignore[no-any-return]
+    if kind == "tflite":
+        from xrobust.models.tflite import load_for_tflite
+
+        sig = getattr(args, "tflite_signature", None)
+        return load_for_tflite(where, args.data, signature=sig, **how), {}
+    for flag in ("train_data", "raw_features", "resize"):
+        if getattr(args, flag, None):
+            also = " and --model" if flag == "resize" else ""
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --tflite{also}")
+    return load_dataset(args.data, target=how["target"]), {}
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

@@ -80,6 +80,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_source_args(src)
     src.add_argument(
+        "--source",
+        metavar="FILE.onnx|RUN_DIR",
+        help="the model the audited one was converted from (e.g. the float ONNX file of a "
+        "--tflite int8 model): audited beside it on the same examples, in the section "
+        "'deployed' (deployed.source in the TOML)",
+    )
+    src.add_argument(
         "--demo",
         nargs="?",
         const="digits",
@@ -236,6 +243,8 @@ def build_config(args: argparse.Namespace) -> Any:
         req["robust"].append(
             {"attack": parts[0].lower(), "norm": parts[1].lower(), "eps": eps, "min_accuracy": mn}
         )
+    if getattr(args, "source", None):
+        d["deployed"]["source"] = args.source
     cfg = AuditConfig.from_dict(d)
     cfg.validate()  # every value and requirement checked before any work
     return cfg
@@ -254,13 +263,13 @@ def _uses_cuda(cfg: Any) -> bool:
 def run(args: argparse.Namespace) -> int:
     from xrobust.audit import audit
 
-    given = [f"--{f}" for f in ("model", "onnx", "endpoint") if getattr(args, f, None)]
+    given = [f"--{f}" for f in ("model", "onnx", "tflite", "endpoint") if getattr(args, f, None)]
     if args.demo and given:
         raise ConfigError(f"give either --demo or {given[0]}, not both")
     if not args.demo and not given:
         raise ConfigError(
             "nothing to audit: give --model RUN_DIR (from `xrobust train`), --onnx FILE.onnx, "
-            "--endpoint URL, or --demo"
+            "--tflite FILE.tflite, --endpoint URL, or --demo"
         )
     if args.demo and (args.target or args.allow_incomplete):
         raise ConfigError("--target and --allow-incomplete apply to --model, not --demo")
@@ -276,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         folder=True,
         inputs=(getattr(args, "model", None), getattr(args, "onnx", None), getattr(args, "data", None),
-                getattr(args, "config", None)),
+                getattr(args, "config", None), getattr(args, "tflite", None),
+                getattr(args, "source", None)),
     )  # fmt: skip
     from xrobust.device import maybe_tune_allocator, set_auto_tune_allocator
 
@@ -325,7 +335,7 @@ def _run_audit(args: argparse.Namespace, cfg: Any, ctx: Any, audit: Any) -> int:
             from xrobust.cli._common import load_source
 
             if cfg.output_name and not getattr(args, "output_name", None):
-                if not (args.onnx or args.endpoint):
+                if not (args.onnx or args.tflite or args.endpoint):
                     raise ConfigError(
                         f"output_name = {cfg.output_name!r} in the config applies to --onnx / "
                         "--endpoint; a run directory has one output"

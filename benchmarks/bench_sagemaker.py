@@ -31,6 +31,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+def _milliseconds(fn, batch: torch.Tensor, repeats: int) -> list[float]:
+    """Times of ``repeats`` calls after one warm-up call (connections open, session ready)."""
+    fn(batch)
+    stamps = [time.perf_counter()]
+    for _ in range(repeats):
+        fn(batch)
+        stamps.append(time.perf_counter())
+    return [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
@@ -54,13 +64,7 @@ def main() -> None:
     rows: list[tuple[str, int, list[float]]] = []
 
     def timeit(label: str, fn, batch: torch.Tensor) -> None:
-        fn(batch)  # warm: connections open, session ready
-        t = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            fn(batch)
-            t.append((time.perf_counter() - t0) * 1000)
-        rows.append((label, len(batch), t))
+        rows.append((label, len(batch), _milliseconds(fn, batch, args.repeats)))
 
     predict = local_module().onnx_predict(path)
     direct = as_classifier(predict, **decl, batch_size=64)

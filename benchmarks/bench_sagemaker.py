@@ -15,6 +15,7 @@ Prints a markdown table (median and 90th percentile in milliseconds, rows per se
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -38,7 +39,7 @@ def _milliseconds(fn, batch: torch.Tensor, repeats: int) -> list[float]:
     for _ in range(repeats):
         fn(batch)
         stamps.append(time.perf_counter())
-    return [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])]
+    return [(b - a) * 1000 for a, b in itertools.pairwise(stamps)]
 
 
 def main() -> None:

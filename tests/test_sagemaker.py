@@ -283,3 +283,12 @@ def test_the_example_server_runs_in_the_background_as_the_readme_does(
     assert proc.returncode == 0 and f"at {url}" in out and "Traceback" not in err
     assert not url_file.exists()  # removed when it stops
     _no_secret(out, err)
+
+
+def test_module_examples_run() -> None:
+    import doctest
+
+    from xrobust.models import sagemaker
+
+    res = doctest.testmod(sagemaker, optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0

@@ -159,8 +159,28 @@ def add_source_args(p: argparse.ArgumentParser | Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--endpoint", metavar="URL",
-        help="an HTTP prediction endpoint (TF Serving / Vertex AI JSON) instead of --model; "
-        "needs --data",
+        help="an HTTP prediction endpoint (TF Serving / Vertex AI JSON), or sagemaker://NAME "
+        "(an Amazon SageMaker endpoint, signed with the AWS credential chain), instead of "
+        "--model; needs --data",
+    )  # fmt: skip
+    p.add_argument(
+        "--aws-region", metavar="REGION",
+        help="the AWS region of a sagemaker:// --endpoint (default: AWS_REGION / "
+        "AWS_DEFAULT_REGION or the profile's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--aws-profile", metavar="PROFILE",
+        help="the AWS profile whose credentials sign sagemaker:// requests (default: "
+        "AWS_PROFILE, else the standard chain)",
+    )  # fmt: skip
+    p.add_argument(
+        "--endpoint-url", metavar="URL",
+        help="another SageMaker-runtime URL for a sagemaker:// --endpoint (a VPC endpoint, or "
+        "a local server such as examples/sagemaker_local.py)",
+    )  # fmt: skip
+    p.add_argument(
+        "--content-type", metavar="TYPE",
+        help="the Content-Type of sagemaker:// requests, a JSON type (default application/json)",
     )  # fmt: skip
     p.add_argument(
         "--output", choices=["logits", "probabilities", "labels"],
@@ -259,7 +279,7 @@ def load_source(
                 "--onnx FILE.onnx, --tflite FILE.tflite or --endpoint URL"
             )
         for flag in ("output", "layout", "query_budget", "endpoint_protocol", "endpoint_timeout",
-                     "endpoint_batch_size", "endpoint_concurrency", "output_name"):  # fmt: skip
+                     "endpoint_batch_size", "endpoint_concurrency", "output_name", *_SAGEMAKER):  # fmt: skip
             if getattr(args, flag, None) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} applies to --onnx / --endpoint")
         for flag in ("train_data", "raw_features"):
@@ -304,6 +324,7 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         if kind != "tflite":
             raise ConfigError("--tflite-signature applies to --tflite")
         opts["signature"] = args.tflite_signature
+    opts.update(_sagemaker_options(args, where if kind == "endpoint" else ""))
     if kind == "endpoint" and args.header:
         opts["headers_env"] = _headers(args.header)
     for flag, key in (
@@ -333,6 +354,26 @@ def _black_box_source(args: argparse.Namespace, kind: str) -> Source:
         clf = clf.to_torch(x_check, query_budget=args.query_budget)
         info["source"] = "onnx (white-box through onnx2torch)"
     return Source(clf, bundle.spec, bundle, info)
+
+
+#: the options of a sagemaker:// --endpoint (flag attribute -> SageMakerClassifier option).
+_SAGEMAKER = {"aws_region": "region", "aws_profile": "profile", "endpoint_url": "endpoint_url",
+              "content_type": "content_type"}  # fmt: skip
+
+
+def _sagemaker_options(args: argparse.Namespace, where: str) -> dict[str, Any]:
+    """The SageMaker options given, refused unless ``where`` is a sagemaker:// endpoint."""
+    given = {key: getattr(args, f) for f, key in _SAGEMAKER.items() if getattr(args, f, None)}
+    if not str(where).startswith("sagemaker://"):
+        for flag in [f for f in _SAGEMAKER if getattr(args, f, None)][:1]:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to --endpoint sagemaker://NAME")
+        return {}
+    if getattr(args, "header", None):
+        raise ConfigError(
+            "--header does not apply to a sagemaker:// endpoint: its requests are signed with "
+            "the AWS credential chain (AWS_PROFILE / --aws-profile, AWS_ACCESS_KEY_ID ...)"
+        )
+    return given
 
 
 def _file_data(args: argparse.Namespace, kind: str, where: str) -> tuple[Any, dict[str, Any]]:

@@ -37,9 +37,12 @@ import torch
 
 from xrobust.audit._attacks import attack_kwargs
 from xrobust.audit._runtime import Runtime, chunk_seed
+from xrobust.audit.sections.adversarial import _jsonable
 from xrobust.errors import ConfigError, ModelError
 
-__all__ = ["Comparison", "compare", "compare_deployed", "findings", "run_deployed"]
+__all__ = [
+    "Comparison", "attack_options", "compare", "compare_deployed", "findings", "run_deployed",
+]  # fmt: skip
 
 #: rows of real data the onnx2torch conversion of an ONNX source is checked on
 _CHECK_ROWS = 64
@@ -242,11 +245,18 @@ def _attack(rt: Runtime, clf: Any, name: str, eps: float, x: torch.Tensor, y: to
             seed: int) -> Any:  # fmt: skip
     from xrobust.attacks import get_attack
 
-    dc = rt.config.deployed
-    over = {"queries": dc.queries} if dc.queries is not None and name == dc.attack else {}
-    kw = attack_kwargs(rt, name, dc.norm, **over)
+    kw = attack_options(rt, name)
     kw["seed"] = int(seed)
     return get_attack(name, clf, eps=float(eps), **kw).run(x.to(clf.device), y.to(clf.device))
+
+
+def attack_options(rt: Runtime, name: str) -> dict[str, Any]:
+    """The options (without eps and seed) of attack ``name`` in this section: the audit's
+    (:func:`~xrobust.audit._attacks.attack_kwargs`), with ``deployed.queries`` for the
+    query-only attack."""
+    dc = rt.config.deployed
+    over = {"queries": dc.queries} if dc.queries is not None and name == dc.attack else {}
+    return attack_kwargs(rt, name, dc.norm, **over)
 
 
 def _one_chunk(
@@ -323,8 +333,9 @@ def run_deployed(rt: Runtime, source: Any = None) -> dict[str, Any]:
             "bound": "upper",
             "bound_note": f"query-only attack {q_note}, same seeds on both models",
             "seeds": [seed(i) for i in range(len(parts))],
+            "options": _jsonable(attack_options(rt, dc.attack)),
         },
-        "white_box": _white_box(cat, dc.white_box_attack, ATTACKS) if grads else None,
+        "white_box": _white_box(cat, rt, ATTACKS, len(parts)) if grads else None,
         "transfer": _transfer(cat, grads, trans, dc.white_box_attack) if grads else None,
         "findings": stated,
         "summary": summary,
@@ -341,7 +352,10 @@ def _agreement(cat: dict[str, torch.Tensor]) -> float:
     return round(float((cat["deployed_clean"] == cat["source_clean"]).double().mean()), 6)
 
 
-def _white_box(cat: dict[str, torch.Tensor], attack: str, registry: Any) -> dict[str, Any]:
+def _white_box(
+    cat: dict[str, torch.Tensor], rt: Runtime, registry: Any, chunks: int
+) -> dict[str, Any]:
+    attack = rt.config.deployed.white_box_attack
     grads = registry.get(attack).requires_gradients
     return {
         "attack": attack,
@@ -350,6 +364,8 @@ def _white_box(cat: dict[str, torch.Tensor], attack: str, registry: Any) -> dict
         "bound_note": f"white-box attack {attack} on the source"
         if grads
         else f"{attack} is query-only",
+        "seeds": [chunk_seed(rt.config.seed, f"deployed:{attack}", i) for i in range(chunks)],
+        "options": _jsonable(attack_options(rt, attack)),
     }
 
 

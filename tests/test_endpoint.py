@@ -622,50 +622,6 @@ def test_module_examples_run() -> None:
         assert res.attempted > 0 and res.failed == 0, mod.__name__
 
 
-def test_readme_sagemaker_predict_function_runs_against_a_stand_in_for_boto3(
-    net, monkeypatch
-) -> None:
-    """The README's boto3 block (not run by the README test: it needs AWS) with a fake
-    ``boto3`` whose ``invoke_endpoint`` answers as a SageMaker TF-Serving container."""
-    import io
-    import json
-    import re
-    import sys
-    import types
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    sec = readme.split("### HTTP prediction endpoints (TF Serving, Vertex AI, SageMaker)")[1]
-    code = re.search(r"^```py\n(.*?)^```", sec, flags=re.S | re.M).group(1)
-    seen: dict[str, Any] = {}
-
-    class Runtime:
-        def invoke_endpoint(self, *, EndpointName: str, ContentType: str, Body: str) -> dict:
-            seen.update(name=EndpointName, ctype=ContentType)
-            a = torch.tensor(json.loads(Body)["instances"], dtype=torch.float32)
-            seen.setdefault("shapes", []).append(tuple(a.shape))
-            with torch.no_grad():
-                out = net(torch.nn.functional.interpolate(a, size=(8, 8), mode="area"))
-            return {"Body": io.BytesIO(json.dumps({"predictions": out.tolist()}).encode())}
-
-    fake = types.ModuleType("boto3")
-    fake.client = lambda service, region_name=None: (  # type: ignore[attr-defined]
-        Runtime() if service == "sagemaker-runtime" else None
-    )
-    monkeypatch.setitem(sys.modules, "boto3", fake)
-    spec = types.SimpleNamespace(input_shape=(1, 28, 28), num_classes=10, bounds=(0.0, 1.0))
-    ns: dict[str, Any] = {"ds": types.SimpleNamespace(spec=spec)}
-    exec(compile(code, "README:sagemaker", "exec"), ns)
-    clf = ns["clf"]
-    x28 = torch.rand(70, 1, 28, 28)
-    s = clf.scores(x28)
-    with torch.no_grad():
-        ref = net(torch.nn.functional.interpolate(x28, size=(8, 8), mode="area"))
-    torch.testing.assert_close(s, ref, atol=1e-5, rtol=0)
-    assert seen["shapes"] == [(64, 1, 28, 28), (6, 1, 28, 28)] and clf.queries == 70
-    assert seen["ctype"] == "application/json" and clf.query_budget == 10_000
-
-
 def test_parse_headers_env_for_the_command_line() -> None:
     assert parse_headers_env(["Authorization=Bearer ${XR_T}", " X-K = XR_K "]) == {
         "Authorization": "Bearer ${XR_T}",

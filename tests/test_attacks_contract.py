@@ -388,12 +388,9 @@ def test_each_iterate_is_evaluated_once(digits_cnn, batch) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypatch) -> None:
-    # the AMP code path (forward under autocast, perturbation maths in fp32) exercised
-    # without a GPU: CPU autocast in bf16 stands in for CUDA's, which runs in the gpu tests
-    import xrobust.attacks.base as base
-
-    monkeypatch.setattr(base, "amp_dtype", lambda dev, amp: torch.bfloat16 if amp else None)
+def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name) -> None:
+    # reduced precision (search passes under autocast, perturbation maths in fp32, verdicts
+    # in fp32) on the CPU; CUDA's runs in the gpu tests
     seen: list[torch.dtype] = []
     conv = next(m for m in digits_cnn.modules() if isinstance(m, torch.nn.Conv2d))
     hook = conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
@@ -401,21 +398,23 @@ def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name, monkeypat
         x, y = batch
         ref = get_attack(name, digits_cnn, eps=0.1, seed=0, **small_kwargs(name)).run(x, y)
         seen.clear()
-        res = get_attack(name, digits_cnn, eps=0.1, seed=0, amp="bf16", **small_kwargs(name)).run(
-            x, y
-        )
+        res = get_attack(
+            name, digits_cnn, eps=0.1, seed=0, precision="bf16", **small_kwargs(name)
+        ).run(x, y)
     finally:
         hook.remove()
-    assert seen and all(d == torch.bfloat16 for d in seen)  # every forward ran in bf16
+    if _cls(name).reduced_precision_search:
+        assert torch.bfloat16 in seen and set(seen) <= {torch.bfloat16, torch.float32}
+        assert res.precision == "bf16"
+    else:  # FAB's boundary steps always run in fp32 (see fab.py)
+        assert set(seen) == {torch.float32} and res.precision == "fp32"
+    assert torch.equal(res.pred_adv, digits_cnn(res.x_adv).argmax(1))  # fp32 verdicts
     assert res.x_adv.dtype == torch.float32 and res.x_adv.device == x.device
     assert float((res.x_adv - x).abs().max()) <= 0.1 + 1e-6
     assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
     assert all(p.grad is None for p in digits_cnn.parameters())
     assert torch.equal(res.success, res.pred_adv != y)
-    # a minimum-norm attack (FAB) ends on the decision boundary, where bf16 logits (an
-    # 8-bit mantissa) decide the side: a few more examples differ (see fab.py)
-    tol = 0.15 if getattr(_cls(name), "minimizes_norm", False) else 0.1
-    assert abs(res.robust_accuracy - ref.robust_accuracy) <= tol
+    assert abs(res.robust_accuracy - ref.robust_accuracy) <= 0.1
 
 
 def test_guide_attack_equals_torchattacks_mifgsm(digits_cnn, batch) -> None:

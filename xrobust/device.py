@@ -27,7 +27,10 @@ __all__ = [
     "autocast",
     "maybe_tune_allocator",
     "model_device",
+    "parse_precision",
+    "precision_name",
     "resolve_device",
+    "search_dtype",
     "set_auto_tune_allocator",
     "tune_allocator",
 ]
@@ -113,6 +116,69 @@ def amp_dtype(device: torch.device, amp: bool | str | torch.dtype | None) -> tor
             f"unknown amp setting {amp!r}; expected true/false, 'auto', 'bf16' or 'fp16'"
         )
     return table[str(amp).lower()]
+
+
+#: the precisions of an attack's search: fp32 (no autocast) and the two reduced types
+PRECISIONS = ("fp32", "bf16", "fp16")
+_PRECISION_ALIASES = {
+    "fp32": "fp32", "float32": "fp32", "float": "fp32", "full": "fp32",
+    "bf16": "bf16", "bfloat16": "bf16",
+    "fp16": "fp16", "float16": "fp16", "half": "fp16",
+}  # fmt: skip
+_PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_precision(value: str | torch.dtype | None) -> str:
+    """``value`` as one of :data:`PRECISIONS` (``"fp32"``, ``"bf16"``, ``"fp16"``); also
+    accepts ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"half"``, a torch dtype, or None
+    (fp32).
+
+    Raises:
+        ConfigError: anything else, naming the accepted values.
+
+    Example:
+        >>> from xrobust.device import parse_precision
+        >>> parse_precision("bfloat16")
+        'bf16'
+    """
+    if value is None:
+        return "fp32"
+    if isinstance(value, torch.dtype):
+        for name, dt in _PRECISION_DTYPES.items():
+            if value == (dt or torch.float32):
+                return name
+        raise ConfigError(f"precision {value} is not supported; expected fp32, bf16 or fp16")
+    key = str(value).strip().lower()
+    if key not in _PRECISION_ALIASES:
+        raise ConfigError(f"unknown precision {value!r}; expected 'fp32', 'bf16' or 'fp16'")
+    return _PRECISION_ALIASES[key]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The precision name of an autocast dtype (None: ``"fp32"``)."""
+    return parse_precision(dtype)
+
+
+def search_dtype(
+    device: torch.device, precision: str = "fp32", amp: bool | str | torch.dtype | None = None
+) -> torch.dtype | None:
+    """The autocast dtype of an attack's search passes, or None for fp32.
+
+    ``precision`` ("bf16", "fp16") applies on every device (CPU autocast included); the
+    deprecated ``amp`` keeps its old meaning (:func:`amp_dtype`: CUDA only) and is read only
+    when ``precision`` is "fp32". Whatever the search runs in, attacks verify every verdict
+    with an fp32 forward pass (:meth:`xrobust.attacks.context.AttackContext.verify`).
+
+    Example:
+        >>> import torch
+        >>> from xrobust.device import search_dtype
+        >>> search_dtype(torch.device("cpu"), "bf16")
+        torch.bfloat16
+    """
+    name = parse_precision(precision)
+    if name != "fp32":
+        return _PRECISION_DTYPES[name]
+    return amp_dtype(device, amp)
 
 
 @contextlib.contextmanager

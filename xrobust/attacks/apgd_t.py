@@ -103,7 +103,7 @@ class APGDT(APGD):
         ctx.note("loss", "dlr")
         if batch.target is not None:  # an explicit target: one targeted run towards it
             return super(APGD, self).perturb(ctx, batch)
-        ranked = ctx.forward(batch.x, batch.origin).argsort(dim=1)
+        ranked = ctx.forward(batch.x, batch.origin, full_precision=True).argsort(dim=1)
         n_t = min(self.config.n_target_classes, ranked.shape[1] - 1)
         out = Outcome.unchanged(batch.x)
         alive = torch.ones(len(batch), dtype=torch.bool, device=batch.x.device)

@@ -6,7 +6,10 @@ mode and freezes its parameters (no weight gradient is ever computed, which is w
 speed over libraries calling ``loss.backward()`` comes from), runs the clean forward pass,
 hands the rows to attack to ``perturb`` as a :class:`~xrobust.attacks.context.Batch`,
 then projects, clips, predicts where the prediction is not known yet, measures, and
-restores the model exactly as it was. Iterative attacks derive from
+restores the model exactly as it was. With ``precision="bf16"``/``"fp16"`` the search's
+passes run under autocast while the clean pass, the final predictions and every verdict
+are fp32's (:meth:`~xrobust.attacks.context.AttackContext.verify`): a robust accuracy is
+never lower than fp32 confirms. Iterative attacks derive from
 :class:`~xrobust.attacks.iterative.IterativeAttack`, which owns the loop; see
 :mod:`xrobust.attacks.guide` for writing one.
 
@@ -50,7 +53,7 @@ from xrobust.attacks.config import AttackConfig, check_positive_int, parse_optio
 from xrobust.attacks.context import AttackContext, Batch, Outcome
 from xrobust.attacks.norms import Norm, get_norm
 from xrobust.attacks.result import AttackResult
-from xrobust.device import amp_dtype, maybe_tune_allocator
+from xrobust.device import maybe_tune_allocator, search_dtype
 from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted
 from xrobust.models.classifier import Classifier, as_classifier
 
@@ -99,6 +102,9 @@ class Attack:
     requires_gradients: ClassVar[bool] = True
     #: smallest number of classes the attack's loss needs
     min_classes: int = 2
+    #: whether the search may run in reduced precision (``precision``); an attack whose
+    #: steps need fp32 decisions (FAB's boundary projections) sets False and runs in fp32
+    reduced_precision_search: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module | Classifier, **kwargs: Any) -> None:
         if not isinstance(model, nn.Module | Classifier):
@@ -320,7 +326,7 @@ class Attack:
         ctx = AttackContext(
             self.classifier.runner(prep.x),  # the module, or its channels_last copy
             dev,
-            amp_dtype(dev, cfg.amp),
+            search_dtype(dev, cfg.precision, cfg.amp) if self.reduced_precision_search else None,
             gen,
             param.dtype if param is not None else None,
             targeted=targeted,
@@ -336,11 +342,11 @@ class Attack:
             # the first step starts at x: keep the clean pass's graph for its gradient
             x_req = x.detach().requires_grad_(True)
             with torch.enable_grad():
-                logits_g = ctx.forward(x_req)
+                logits_g = ctx.forward(x_req, full_precision=True)
             ctx.clean_graph = (x_req, logits_g)
             logits = logits_g.detach()
         else:
-            logits = ctx.forward(x)
+            logits = ctx.forward(x, full_precision=True)  # clean verdicts are fp32's
         _inputs.check_logits(logits, x.shape[0])
         ctx.num_classes = int(logits.shape[1])
         if not self.num_classes_ok(logits.shape[1]):
@@ -362,7 +368,7 @@ class Attack:
             return full
         batch = Batch.of(prep.x, prep.y, prep.eps, active, self.norm, self.config.bounds, tw)
         try:
-            out = self.perturb(ctx, batch)
+            out = ctx.verify(self.perturb(ctx, batch), batch)  # fp32 verdicts (if reduced)
         except QueryBudgetExhausted as exc:
             # an attack that does not stop by itself: its rows stay clean (not broken)
             ctx.stop(str(exc))
@@ -402,10 +408,10 @@ class Attack:
             pred[need] = pred_clean[need]
             return x_adv, pred
         if bool(need.all()):
-            pred = ctx.forward(x_adv).argmax(1)
+            pred = ctx.forward(x_adv, full_precision=True).argmax(1)
         elif bool(need.any()):
             idx = need.nonzero().squeeze(1)
-            pred[idx] = ctx.forward(x_adv[idx], idx).argmax(1)
+            pred[idx] = ctx.forward(x_adv[idx], idx, full_precision=True).argmax(1)
         return x_adv, pred
 
     def _result(
@@ -427,6 +433,8 @@ class Attack:
         if broken is not None:
             broken = [b if bool(s) and bool(a) else None for b, s, a in zip(broken, success, active)]
         config = {**self.config.to_dict(), "seed": seed, **ctx.notes}
+        if ctx.reduced:
+            config["verification"] = {"rows": ctx.verified, "rejected": ctx.rejected}
         return AttackResult(
             x_adv=x_adv.to(dev, prep.x_in.dtype),
             y=prep.y_in.detach().to(dev),
@@ -448,4 +456,5 @@ class Attack:
             queries=ctx.queries.to(dev),
             partial=ctx.stopped is not None,
             stop_reason=ctx.stopped,
+            precision=ctx.precision,
         )

@@ -15,11 +15,13 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from xrobust.attacks.norms import get_norm
+from xrobust.device import parse_precision
 from xrobust.errors import ConfigError
 
 __all__ = [
@@ -67,8 +69,14 @@ class AttackConfig:
         bounds: (low, high) valid input range, or None for unbounded inputs.
         early_stop: evaluation mode (True, default) or fixed budget (False): see
             :mod:`xrobust.attacks.base`.
-        amp: mixed precision for the model's forward on CUDA (False, True/"auto", "bf16",
-            "fp16"); perturbation maths stay in fp32. Ignored on CPU.
+        precision: "fp32" (default), "bf16" or "fp16": the type the search's forward and
+            backward passes run in (autocast, on CPU and CUDA); perturbation maths stay in
+            fp32, and every verdict is verified with an fp32 forward pass: an example counts
+            as broken only if fp32 says so, and the per-example best is chosen by its fp32
+            margin (:meth:`~xrobust.attacks.context.AttackContext.verify`). fp32 is the
+            default on every device (on CUDA no measurement chose otherwise yet).
+        amp: deprecated alias kept for old code: mixed precision on CUDA only (True/"auto",
+            "bf16", "fp16"), ignored elsewhere; use ``precision``.
         seed: seed of the attack's random generator (None: drawn from torch's global RNG,
             so ``torch.manual_seed`` makes runs repeatable too; the seed drawn is recorded
             in ``AttackResult.config``).
@@ -80,8 +88,10 @@ class AttackConfig:
     early_stop: bool = True
     amp: bool | str = False
     seed: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        self._check_precision()
         norm = get_norm(self.norm)
         object.__setattr__(self, "norm", norm.name)
         try:
@@ -101,6 +111,21 @@ class AttackConfig:
             )
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"seed must be an int or None, got {self.seed!r}")
+
+    def _check_precision(self) -> None:
+        object.__setattr__(self, "precision", parse_precision(self.precision))
+        if self.amp is False or self.amp is None:
+            return
+        if self.precision != "fp32":
+            raise ConfigError(
+                f"give precision={self.precision!r} or the deprecated amp={self.amp!r}, not both"
+            )
+        warnings.warn(
+            "the attacks' amp option is deprecated: use precision='bf16' or 'fp16' (on CPU and "
+            "CUDA, every verdict verified in fp32); amp keeps its old meaning (CUDA only)",
+            DeprecationWarning,
+            stacklevel=5,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the hyperparameters (tuples become lists)."""

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from xrobust.attacks import _functional as F
 from xrobust.attacks.checks import AttackWarning, gradient_stats_from_grad
 from xrobust.attacks.norms import Ball, Norm
-from xrobust.device import autocast
+from xrobust.device import autocast, precision_name
 from xrobust.errors import ModelError, QueryBudgetExhausted
 from xrobust.models.classifier import Classifier
 
@@ -158,9 +159,16 @@ class Batch:
 
 
 class AttackContext:
-    """Per-run services for an attack: the model's forward and input gradient (AMP,
-    counted per example), the random generator, the goal test, the query budget, and
-    notes for the result's config.
+    """Per-run services for an attack: the model's forward and input gradient (in the
+    run's precision, counted per example), the fp32 verification of verdicts, the random
+    generator, the goal test, the query budget, and notes for the result's config.
+
+    Reduced precision (``amp`` is bf16 or fp16 on a torch model): the search's passes run
+    under autocast, while the clean pass, the final predictions and every verdict run in
+    fp32. :meth:`confirm` is the shared loop's success test (a candidate counts only if an
+    fp32 pass agrees, else the search goes on) and :meth:`verify` re-evaluates an outcome
+    in fp32 (predictions, and the fp32 margin as the loss by which restarts and ensembles
+    keep each example's best). With fp32 both are no-ops, so results are unchanged.
 
     Attributes:
         model: the torch module (in eval mode, parameters frozen, for the whole run), or
@@ -178,6 +186,9 @@ class AttackContext:
         num_classes: the model's number of outputs (known after the clean pass).
         batch_index: the batch number within ``run_loader`` (0 for ``run``).
         stopped: why the attack stopped early (the query budget), or None.
+        amp: the autocast dtype of the search passes, or None (fp32).
+        verified / rejected: rows re-evaluated in fp32 under reduced precision, and
+            candidate successes of the reduced-precision search that fp32 rejected.
     """
 
     def __init__(
@@ -211,21 +222,36 @@ class AttackContext:
         self.num_classes = 0
         self.batch_index = 0
         self._grad_checked = False
+        self.verified = 0
+        self.rejected = 0
         #: (input, logits with graph) of the clean forward when the attack reuses it
         self.clean_graph: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def precision(self) -> str:
+        """What the search's passes run in: "fp32", "bf16" or "fp16" (a black box: fp32)."""
+        return precision_name(self.amp) if self.reduced else "fp32"
+
+    @property
+    def reduced(self) -> bool:
+        """Whether the search runs in reduced precision (verdicts are then verified)."""
+        return self.amp is not None and self.model is not None
+
+    def forward(
+        self, x: torch.Tensor, idx: torch.Tensor | None = None, *, full_precision: bool = False
+    ) -> torch.Tensor:
         """Logits (float32 or float64) of ``x``; ``idx`` says which examples of the full
         batch its rows are (needed for per-example query counts unless ``x`` is the full
-        batch)."""
+        batch). ``full_precision`` runs the pass in fp32 whatever the run's precision."""
         n = int(x.shape[0])
         self.classifier.spend(n)  # the budget refuses before anything is asked
         self.forward_passes += n
         self._count(x, idx)
         if self.model is None:  # a black box: asked through its classifier (not re-counted)
             return self.classifier.ask(x).to(x.device)
-        xin = x if self.param_dtype is None or self.amp is not None else x.to(self.param_dtype)
-        with autocast(self.device, self.amp):
+        amp = None if full_precision else self.amp
+        xin = x if self.param_dtype is None or amp is not None else x.to(self.param_dtype)
+        with autocast(self.device, amp):
             out = self.model(xin)
         if not isinstance(out, torch.Tensor):
             raise ModelError(
@@ -260,6 +286,45 @@ class AttackContext:
         """Per-example goal test: wrong prediction, or the target class when targeted."""
         return pred == target if target is not None else pred != y
 
+    def confirm(
+        self, x: torch.Tensor, origin: torch.Tensor, pred: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
+        """The success test of a search step: per row of ``batch`` at iterates ``x`` with
+        predictions ``pred``, whether the goal is met. Under reduced precision each
+        candidate is re-evaluated in fp32 and counts only if fp32 agrees; ``pred`` is
+        updated in place with the fp32 predictions of the candidates."""
+        done = self.is_success(pred, batch.y, batch.target)
+        if not self.reduced or not bool(done.any()):
+            return done
+        i = done.nonzero().squeeze(1)
+        p32 = self.forward(x[i], origin[i], full_precision=True).argmax(1)
+        self.verified += int(i.numel())
+        pred[i] = p32
+        ok = self.is_success(p32, batch.y[i], None if batch.target is None else batch.target[i])
+        self.rejected += int((~ok).sum())
+        done[i[~ok]] = False
+        return done
+
+    def verify(self, out: Outcome, batch: Batch) -> Outcome:
+        """``out`` (the outcome of ``batch``'s rows) re-evaluated in fp32 under reduced
+        precision: every prediction from an fp32 pass, and as the loss each row's fp32
+        margin (higher is better for the attacker), by which restarts and ensembles keep
+        the best. A no-op in fp32 (and for a black box)."""
+        if not self.reduced or len(batch) == 0:
+            return out
+        logits = self.forward(out.x_adv, batch.origin, full_precision=True)
+        self.verified += len(batch)
+        known = out.pred >= 0
+        claimed = known & self.is_success(out.pred, batch.y, batch.target)
+        out.pred = logits.argmax(1)
+        kept = self.is_success(out.pred, batch.y, batch.target)
+        self.rejected += int((claimed & ~kept).sum())
+        if batch.target is None:
+            out.loss = F.margin_loss(logits, batch.y)
+        else:
+            out.loss = -F.margin_loss(logits, batch.target)
+        return out
+
     def remaining_queries(self) -> int | None:
         """Rows the classifier may still be asked about (None: no budget). An attack
         about to ask for more stops instead (:meth:`stop`) and returns its best so far."""
@@ -285,18 +350,20 @@ class AttackContext:
         """Record what actually ran (a loss swapped, a seed drawn) in the result's config."""
         self.notes[key] = value
 
-    def fork(self, seed: int) -> AttackContext:
+    def fork(self, seed: int, *, reduced: bool = True) -> AttackContext:
         """A context sharing this one's model and counters, with its own generator seeded
         with ``seed`` and its own notes (ensemble members keep their own random streams
-        and report what they ran)."""
-        return _Forked(self, seed)
+        and report what they ran); ``reduced=False`` makes its search passes fp32."""
+        return _Forked(self, seed, reduced)
 
 
 class _Forked(AttackContext):
     """An :class:`AttackContext` view with its own generator; every counter is the parent's."""
 
-    def __init__(self, parent: AttackContext, seed: int) -> None:
+    def __init__(self, parent: AttackContext, seed: int, reduced: bool = True) -> None:
         object.__setattr__(self, "_parent", parent)
+        if not reduced:
+            object.__setattr__(self, "amp", None)
         gen = torch.Generator(device=parent.device)
         gen.manual_seed(seed)
         object.__setattr__(self, "_gen", gen)

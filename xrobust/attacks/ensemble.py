@@ -164,8 +164,11 @@ class Ensemble(Attack):
             cls = ATTACKS.get(name)
             fields = cls.config_cls.__dataclass_fields__
             kw: dict[str, Any] = dict(
-                eps=c.eps, norm=c.norm, bounds=c.bounds, early_stop=c.early_stop, amp=c.amp
+                eps=c.eps, norm=c.norm, bounds=c.bounds, early_stop=c.early_stop,
+                precision=c.precision,
             )
+            if c.amp:  # the deprecated alias, passed on as given
+                kw["amp"] = c.amp
             shared = {
                 "steps": c.steps,
                 "n_target_classes": c.n_target_classes,
@@ -195,10 +198,10 @@ class Ensemble(Attack):
                 continue
             pos = alive.nonzero().squeeze(1)
             seed = _member_seed(atk, ctx)
-            mctx = ctx.fork(seed)
+            mctx = ctx.fork(seed, reduced=atk.reduced_precision_search)
             won = _take(out, _member_outcome(atk, mctx, batch.select(pos)), pos, batch, ctx, assigned, atk.name)
             alive[pos[won]] = False
-            report.append({"attack": atk.name, "seed": seed, "attacked": int(pos.numel()), "broken": int(won.sum()), **mctx.notes})
+            report.append({"attack": atk.name, "seed": seed, "attacked": int(pos.numel()), "broken": int(won.sum()), "precision": mctx.precision, **mctx.notes})
         ctx.note("members", report)
         return out
 
@@ -217,8 +220,9 @@ def _member_seed(atk: Attack, ctx: AttackContext) -> int:
 
 
 def _member_outcome(atk: Attack, ctx: AttackContext, sub: Batch) -> Outcome:
-    """A member's outcome on ``sub`` with every prediction known."""
-    cur = atk.perturb(ctx, sub)
+    """A member's outcome on ``sub`` with every prediction known (fp32 verdicts under
+    reduced precision, so that a row fp32 does not confirm stays for the next member)."""
+    cur = ctx.verify(atk.perturb(ctx, sub), sub)
     unknown = cur.pred < 0
     if bool(unknown.any()):
         i = unknown.nonzero().squeeze(1)

@@ -4,9 +4,10 @@ An attack is a class with a frozen config dataclass and its algorithm; the drive
 the rest. Everything used below is public API of :mod:`xrobust.attacks`.
 
 1. **The config** derives from :class:`~xrobust.attacks.AttackConfig`, which already
-   holds ``eps``, ``norm``, ``bounds``, ``early_stop``, ``amp`` and ``seed``. Add your
-   hyperparameters with defaults and check them in ``__post_init__`` (the helpers of
-   :mod:`xrobust.attacks.config` give the same messages everywhere). User options (a
+   holds ``eps``, ``norm``, ``bounds``, ``early_stop``, ``precision``, ``seed`` (and the
+   deprecated ``amp``). Add your hyperparameters with defaults and check them in
+   ``__post_init__`` (the helpers of :mod:`xrobust.attacks.config` give the same
+   messages everywhere). User options (a
    TOML table, ``--param key=value``) are validated against these fields, with
    did-you-mean on unknown names.
 2. **The algorithm.** An iterative attack derives from

@@ -8,7 +8,10 @@ run several copies of an example side by side), and hands the survivors to the
 attack's :meth:`IterativeAttack.step`. The final iterate gets a forward pass without a
 gradient. Restarts run on the examples still robust (all of them in the fixed budget)
 and each example keeps its worst case: a success beats a failure, and between failures
-the higher loss wins. The first iterate of a run that starts at the clean input reuses
+the higher loss wins. Under reduced precision (``precision="bf16"``/``"fp16"``) the
+success test is :meth:`AttackContext.confirm` (a candidate counts only if an fp32 pass
+agrees) and each run's outcome is :meth:`AttackContext.verify`-ed (fp32 predictions,
+fp32 margins for choosing between restarts). The first iterate of a run that starts at the clean input reuses
 the clean forward's graph. See :mod:`xrobust.attacks.guide` for a complete example.
 
 Example:
@@ -127,7 +130,10 @@ class IterativeAttack(Attack):
         live, pos, state, steps = batch, torch.arange(len(batch), device=x.device), None, self.n_steps()
         for t in range(steps + 1):
             ev = self._evaluate(ctx, live, x, grad=t < steps, reuse=reuse and t == 0)
-            done = ctx.is_success(ev.pred, live.y, live.target)
+            if rec.records:  # a success counts only if fp32 agrees, else the search goes on
+                done = ctx.confirm(x, live.origin, ev.pred, live)
+            else:
+                done = ctx.is_success(ev.pred, live.y, live.target)
             if bool(done.any()):
                 rec.hit(pos, done, x, ev, t)
                 if self.config.early_stop:
@@ -136,14 +142,14 @@ class IterativeAttack(Attack):
                     live, pos, x, ev = live.select(keep), pos[keep], x[keep], ev.select(keep)
                     state = _select_state(state, keep)
                     if len(live) == 0:
-                        return rec.out
+                        return ctx.verify(rec.out, batch)
             if t == steps:
                 break
             with torch.no_grad():
                 x, state = self.step(state, live, x, ev, t)
             x = x.detach()
         rec.finish(pos, *self.output(state, live, x, ev), steps)
-        return rec.out
+        return ctx.verify(rec.out, batch)
 
     def _evaluate(
         self, ctx: AttackContext, batch: Batch, x: torch.Tensor, *, grad: bool, reuse: bool
@@ -178,8 +184,13 @@ class _Recorder:
         self.out, self.early_stop, self.keeps_last = out, early_stop, keeps_last
         self.found = torch.zeros_like(out.pred, dtype=torch.bool)
 
+    @property
+    def records(self) -> bool:
+        """Whether successes during the run are recorded (else only the final iterate)."""
+        return self.early_stop or self.keeps_last
+
     def hit(self, pos: torch.Tensor, done: torch.Tensor, x: torch.Tensor, ev: Evaluation, t: int) -> None:
-        if not (self.early_stop or self.keeps_last):
+        if not self.records:
             return
         p = pos[done]
         self.out.x_adv[p] = x[done]

@@ -53,6 +53,8 @@ class AttackResult:
         partial: the classifier's query budget ran out before the attack finished: the
             examples it did not finish keep their clean input (``success`` False), so the
             robust accuracy is an upper bound. ``stop_reason`` says where it stopped.
+        precision: what the search's passes ran in ("fp32", "bf16", "fp16"); whatever it
+            is, ``pred_adv`` and ``success`` are fp32 verdicts.
     """
 
     x_adv: torch.Tensor | None
@@ -75,6 +77,7 @@ class AttackResult:
     queries: torch.Tensor | None = None
     partial: bool = False
     stop_reason: str | None = None
+    precision: str = "fp32"
 
     @property
     def n(self) -> int:
@@ -120,6 +123,7 @@ class AttackResult:
             "gradient_passes": self.gradient_passes,
             "time_s": self.time_s,
             "partial": self.partial,
+            "precision": self.precision,
         }
         if self.stop_reason is not None:
             d["stop_reason"] = self.stop_reason
@@ -183,6 +187,7 @@ class AttackResult:
             queries=_cat_optional([p.queries for p in parts]),
             partial=any(p.partial for p in parts),
             stop_reason=next((p.stop_reason for p in parts if p.stop_reason), None),
+            precision=first.precision,
         )
 
 

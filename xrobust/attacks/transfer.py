@@ -52,7 +52,7 @@ from xrobust.errors import ConfigError
 __all__ = ["Transfer", "TransferConfig", "describe_surrogate"]
 
 #: options of the surrogate attack that the transfer attack sets itself
-_OWN = ("eps", "norm", "bounds", "seed", "amp")
+_OWN = ("eps", "norm", "bounds", "seed", "amp", "precision")
 
 
 def describe_surrogate(surrogate: Any) -> str:
@@ -103,7 +103,7 @@ class TransferConfig(AttackConfig):
         if clash:
             raise ConfigError(
                 f"attack_options may not set {', '.join(clash)}: the transfer attack passes "
-                "its own eps, norm, bounds, seed and amp to the surrogate attack"
+                "its own eps, norm, bounds, seed, amp and precision to the surrogate attack"
             )
         from xrobust.attacks.config import parse_options
 
@@ -164,8 +164,9 @@ class Transfer(Attack):
             surrogate = load_run(surrogate).model.eval()
         opts = {"early_stop": False, **(c.attack_options or {})}
         self._inner = ATTACKS.get(c.attack)(
-            surrogate, eps=c.eps, norm=c.norm, bounds=c.bounds, seed=c.seed, amp=c.amp, **opts
-        )
+            surrogate, eps=c.eps, norm=c.norm, bounds=c.bounds, seed=c.seed,
+            precision=c.precision, **({"amp": c.amp} if c.amp else {}), **opts,
+        )  # fmt: skip
         return self._inner
 
     def perturb(self, ctx: AttackContext, batch: Batch) -> Outcome:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from xrobust.audit._runtime import Runtime
+from xrobust.device import precision_name
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +104,17 @@ def attack_options(rt: Runtime, name: str) -> dict[str, Any]:
 
 def attack_kwargs(rt: Runtime, name: str, norm: str, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for attack ``name`` (without eps): the threat model (norm, the
-    data's bounds or None when unbounded, AMP), :func:`attack_options`, then ``overrides``
-    (validated like user options)."""
+    data's bounds or None when unbounded), the search's precision, :func:`attack_options`,
+    then ``overrides`` (validated like user options)."""
     from xrobust.attacks import parse_options
 
     fields = attack_fields(name)
     lo, hi = rt.bounds
     kwargs: dict[str, Any] = {"norm": norm, "bounds": (lo, hi) if math.isfinite(hi - lo) else None}
-    if rt.amp is not None and "amp" in fields:
-        kwargs["amp"] = rt.config.amp
+    if "precision" in fields:
+        # the search's precision; an audit under CUDA AMP searches in AMP's type
+        amp = precision_name(rt.amp) if rt.amp is not None else "fp32"
+        kwargs["precision"] = rt.config.precision if rt.config.precision != "fp32" else amp
     kwargs.update(attack_options(rt, name))
     kwargs.update(parse_options(name, overrides))
     return kwargs

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from xrobust.attacks.norms import list_norms
+from xrobust.device import parse_precision
 from xrobust.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -304,7 +305,12 @@ class AuditConfig:
         seed: seed of every random choice (sample, random starts, corruptions).
         device: "auto", "cpu", "cuda", ...
         batch_size: examples per chunk; also the unit of sharding under torchrun.
-        amp: mixed precision on CUDA (False, True, "bf16", "fp16").
+        amp: mixed precision on CUDA (False, True, "bf16", "fp16") for every section's
+            forward passes.
+        precision: what the attacks' search passes run in: "fp32" (default), "bf16" or
+            "fp16" (autocast, on CPU and CUDA); every adversarial verdict is still fp32's,
+            so robust accuracies are never lower than fp32 confirms. Recorded per attack
+            result in report.json.
         output_name: for an ONNX model or an endpoint with several outputs, the one holding
             the class scores (``--output-name`` on the command line overrides it).
         clean / adversarial / corruption / explanations / deployed / sanity / requirements:
@@ -320,6 +326,7 @@ class AuditConfig:
     device: str = "auto"
     batch_size: int = 128
     amp: bool | str = False
+    precision: str = "fp32"
     output_name: str | None = None
     clean: CleanConfig = field(default_factory=CleanConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
@@ -361,6 +368,7 @@ class AuditConfig:
         """Check values; raises :class:`ConfigError` with what was expected."""
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.precision = parse_precision(self.precision)
         if self.output_name is not None and (
             not isinstance(self.output_name, str) or not self.output_name.strip()
         ):

@@ -86,7 +86,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int_range(0), default=0, help="random seed (default 0)")
     p.add_argument(
-        "--amp", action="store_true", help="mixed-precision forward (CUDA only; refused on CPU)"
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="what the search's forward and backward passes run in (default fp32); every "
+        "verdict is verified with an fp32 pass, so the robust accuracy is fp32's",
+    )
+    p.add_argument(
+        "--amp",
+        action="store_true",
+        help="deprecated: --precision bf16 (fp16 where CUDA has no bf16); CUDA only",
     )
     p.add_argument(
         "--fixed-budget", action="store_true", help="every example gets every step (slower)"
@@ -124,7 +133,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "norm": args.norm,
         "seed": args.seed,
         "early_stop": not args.fixed_budget,
-        "amp": bool(args.amp),
+        "precision": args.precision,
     }
     for opt in ("steps", "step_size", "restarts", "loss", "queries"):
         v = getattr(args, opt)
@@ -133,6 +142,17 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.random_start:
         kw["random_start"] = True
     return kw
+
+
+def _amp_precision(args: argparse.Namespace, device: Any) -> str:
+    """The precision the deprecated ``--amp`` stands for (CUDA only, as before)."""
+    import torch
+
+    if device.type != "cuda":
+        raise ConfigError(f"--amp needs a CUDA device; this run is on {device.type}")
+    if args.precision != "fp32":
+        raise ConfigError("give --precision or the deprecated --amp, not both")
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.target_class is not None or args.targeted) and not cls.supports_targeted:
         raise ConfigError(f"attack {cls.name!r} cannot be targeted")
     device = resolve_device(args.device)
-    if args.amp and device.type != "cuda":
-        raise ConfigError(f"--amp needs a CUDA device; this run is on {device.type}")
+    if args.amp:
+        kw["precision"] = _amp_precision(args, device)
     if args.no_tune_malloc:
         set_auto_tune_allocator(False)  # the attack's run() would tune it otherwise
     maybe_tune_allocator(device)  # CPU only; an allocator the user configured is left alone
@@ -191,27 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        mode = "fixed budget" if args.fixed_budget else "evaluation mode"
-        print(
-            f"{cls.name} {kw['norm']} eps={args.eps:g} ({mode}) on {res.n} samples of "
-            f"{args.data or ds.spec.name}: clean accuracy {res.clean_accuracy:.4f}, "
-            f"robust accuracy {'at most ' if not atk.requires_gradients else ''}"
-            f"{res.robust_accuracy:.4f}, success rate {res.success_rate:.4f} [{res.time_s:.1f}s]"
-        )
-        if not atk.requires_gradients:
-            print(
-                f"robust accuracy is an upper bound: {cls.name} is a query-only attack; a "
-                "white-box attack may find adversarial examples it did not"
-            )
-        if res.queries is not None and res.n:
-            q = res.queries.float()
-            print(
-                f"queries per example: median {float(q.median()):g}, max {int(q.max())}, "
-                f"total {int(res.queries.sum())}"
-            )
-        if res.partial:
-            print(f"PARTIAL: {res.stop_reason}")
-            print("the robust accuracy above covers part of the examples only: exit status 3")
+        _print_summary(args, cls, kw, ds, atk, res)
     if keep:
         assert res.x_adv is not None
         buf = io.BytesIO()
@@ -229,6 +229,35 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"saved {res.n} adversarial examples to {args.out}")
     return 3 if res.partial else 0  # 3: incomplete, as for `xrobust audit`
+
+
+def _print_summary(
+    args: argparse.Namespace, cls: Any, kw: dict[str, Any], ds: Any, atk: Any, res: Any
+) -> None:
+    """The human-readable lines of an attack run (``--json`` prints the summary instead)."""
+    mode = "fixed budget" if args.fixed_budget else "evaluation mode"
+    print(
+        f"{cls.name} {kw['norm']} eps={args.eps:g} ({mode}) on {res.n} samples of "
+        f"{args.data or ds.spec.name}: clean accuracy {res.clean_accuracy:.4f}, "
+        f"robust accuracy {'at most ' if not atk.requires_gradients else ''}"
+        f"{res.robust_accuracy:.4f}, success rate {res.success_rate:.4f} [{res.time_s:.1f}s]"
+    )
+    if res.precision != "fp32":
+        print(f"search passes in {res.precision}; every verdict verified in fp32")
+    if not atk.requires_gradients:
+        print(
+            f"robust accuracy is an upper bound: {cls.name} is a query-only attack; a "
+            "white-box attack may find adversarial examples it did not"
+        )
+    if res.queries is not None and res.n:
+        q = res.queries.float()
+        print(
+            f"queries per example: median {float(q.median()):g}, max {int(q.max())}, "
+            f"total {int(res.queries.sum())}"
+        )
+    if res.partial:
+        print(f"PARTIAL: {res.stop_reason}")
+        print("the robust accuracy above covers part of the examples only: exit status 3")
 
 
 def _determinism(model: Any, x: Any, device: Any) -> dict[str, Any]:

@@ -101,6 +101,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--seed", type=int_range(0), help="random seed (seed)")
     o.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
     o.add_argument("--batch-size", type=int_range(1), help="examples per batch (batch_size)")
+    o.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="what the attacks' search passes run in (precision; default fp32); every "
+        "adversarial verdict is verified in fp32",
+    )
     o.add_argument("--n", type=int_range(1), metavar="N", help="examples attacked (adversarial.n)")
     o.add_argument("--attacks", help="comma-separated attack names, e.g. fgsm,pgd,apgd")
     o.add_argument("--norms", help="comma-separated norms: linf,l2")
@@ -200,6 +206,8 @@ def build_config(args: argparse.Namespace) -> Any:
         d["device"] = args.device
     if args.batch_size is not None:
         d["batch_size"] = args.batch_size
+    if args.precision is not None:
+        d["precision"] = args.precision
     adv = d["adversarial"]
     if args.n is not None:
         adv["n"] = args.n

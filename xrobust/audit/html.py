@@ -171,15 +171,25 @@ def _curve_table(nd: dict[str, Any]) -> str:
     attack broke the examples, and the options and times of the attacks."""
     head = nd["headline_eps"]
     out: list[str] = []
+    # "what it is" per row only when the rows differ in kind (white-box and query-only);
+    # when every figure is a white-box measurement one sentence says so
+    kinds = {entry.get("bound") for entry in nd["curves"].values()}
+    per_row = kinds != {"measured"}
     rows = []
     for a, entry in nd["curves"].items():
         name = "worst case" if a == "worst" else a
         at = dict(zip(entry["eps"], entry["robust_accuracy"]))
-        what = _bound_words(entry)
-        rows.append([_e(name), _e(what)] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]])
+        what = [_e(_bound_words(entry))] if per_row else []
+        rows.append([_e(name), *what] + [_fmt(at[e]) if e in at else "–" for e in nd["eps"]])
+    what_head = ["what it is"] if per_row else []
     out.append(
-        _table(["attack \\ eps", "what it is", *[f"{e:g}" for e in nd["eps"]]], rows, raw=True)
+        _table(["attack \\ eps", *what_head, *[f"{e:g}" for e in nd["eps"]]], rows, raw=True)
     )
+    if not per_row:
+        out.append(
+            '<p class="note">Every figure is a measurement by white-box (gradient) attacks; '
+            "the worst case counts an example as broken when any of them broke it.</p>"
+        )
     if nd.get("bound") == "upper":
         out.append(
             '<p class="bound">These robust accuracies are <b>upper bounds</b>: '

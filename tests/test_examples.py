@@ -84,3 +84,18 @@ def test_pytest_gate_example(env, tmp_path) -> None:
         tmp_path,
     )
     assert 'name="robust_accuracy"' in junit.read_text()  # recorded by the robustness_gate fixture
+
+
+def test_tflite_example(env, tmp_path) -> None:
+    """Keras -> ONNX, float and int8 .tflite; the int8 file audited beside the ONNX source."""
+    for mod in ("tensorflow", "tf2onnx", "ai_edge_litert"):
+        pytest.importorskip(mod, reason=f"{mod} is not installed (xrobust[tensorflow,tflite])")
+    out = tmp_path / "tfl"
+    r = _run([sys.executable, str(EXAMPLES / "tflite_model.py"), str(out)], env, tmp_path)
+    assert "model_int8.tflite: layout NHWC, quantized True, input int8 (scale" in r.stdout
+    diff = r.stdout.split("model_float.tflite: ")[1].split("max abs logit difference to Keras ")[1]
+    assert float(diff.split(",")[0]) <= 1e-4, r.stdout
+    d = json.loads((out / "deployed" / "report.json").read_text())["sections"]["deployed"]
+    assert d["status"] == "ok" and d["data"]["deployed"]["quantized"] is True
+    assert f"summary: {d['data']['summary']}" in r.stdout
+    assert f"agreement {d['data']['clean']['agreement']:.4f}" in r.stdout

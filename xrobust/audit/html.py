@@ -187,8 +187,8 @@ def _curve_table(nd: dict[str, Any]) -> str:
     )
     if not per_row:
         out.append(
-            '<p class="note">Every figure is a measurement by white-box (gradient) attacks; '
-            "the worst case counts an example as broken when any of them broke it.</p>"
+            '<p class="note">Every figure is a measurement by white-box (gradient) attacks, '
+            "not a bound.</p>"
         )
     if nd.get("bound") == "upper":
         out.append(

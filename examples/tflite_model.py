@@ -67,7 +67,7 @@ for path in (float_path, int8_path):
     )
 
 # ---------------------------------------------------------------- 4. int8 beside its source
-n = 64 if fast else 256
+n = 64 if fast else 128
 config = AuditConfig.from_dict(
     {"deployed": {"n": n, "queries": 300 if fast else 1000, "eps": 0.1}, "sanity": {"enabled": False}}
 )

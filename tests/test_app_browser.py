@@ -1,7 +1,11 @@
 """A real browser against a real server: ``xrobust app`` on 127.0.0.1, driven by headless
-Debian chromium through Playwright (no browser download). Opens every page, changes eps on
-the adversarial page and waits for the gallery, checks that no exception box appears, and
-saves screenshots (into ``XROBUST_SCREENSHOTS`` when set, e.g. ``docs/``)."""
+Debian chromium through Playwright (no browser download). For the demo model, an ONNX file
+and an HTTP endpoint (served on 127.0.0.1 by the tests' ``start`` fixture), every page is
+opened: no exception box, no page error, and no request leaves 127.0.0.1 (icons, fonts and
+scripts all come from the app's server). On the demo, eps changes on the adversarial page
+and the gallery follows, and each page is saved as a screenshot (into
+``XROBUST_SCREENSHOTS`` when set: ``XROBUST_SCREENSHOTS=docs`` writes ``docs/app_*.png``).
+"""
 
 # ruff: noqa: F811  (demo_cache is a fixture imported from app_support)
 from __future__ import annotations
@@ -12,7 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,7 +55,7 @@ PAGES = {
 
 
 def _settle(page, text: str) -> None:
-    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=90_000)
     page.get_by_text(text, exact=False).first.wait_for(timeout=90_000)
     # the script has finished when the "running" indicator is gone
     page.wait_for_function(
@@ -76,33 +82,41 @@ def _until(cond, seconds: float) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not _available(), reason="needs Debian chromium, playwright and streamlit")
-def test_dashboard_in_a_real_browser(demo_cache, tmp_path) -> None:
-    from playwright.sync_api import sync_playwright
+class _Watch:
+    """What the page did: requests off 127.0.0.1 and page errors."""
 
+    LOCAL = ("127.0.0.1",)
+
+    def __init__(self, page) -> None:
+        self.off_machine: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", self._request)
+        page.on("websocket", lambda ws: self._url(ws.url))
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def _url(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("data", "blob", "about") or parts.hostname in self.LOCAL:
+            return
+        self.off_machine.append(url)
+
+    def _request(self, request) -> None:
+        self._url(request.url)
+
+
+@contextmanager
+def _app(env: dict[str, str], tmp_path: Path, model: str):
+    """`xrobust app --headless --model MODEL` on a free port; yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "XROBUST_CACHE": str(demo_cache), "OMP_NUM_THREADS": "1"}
-    log = (tmp_path / "server.log").open("w")
+    log_path = tmp_path / f"server-{port}.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xrobust",
-            "app",
-            "--headless",
-            "--port",
-            str(port),
-            "--model",
-            "demo",
-        ],
+        [sys.executable, "-m", "xrobust", "app", "--headless", "--port", str(port), "--model", model],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-    )
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    shots = Path(os.environ.get("XROBUST_SCREENSHOTS") or tmp_path)
-    problems: list[str] = []
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -112,52 +126,10 @@ def test_dashboard_in_a_real_browser(demo_cache, tmp_path) -> None:
                         break
             except OSError:
                 pass
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the server did not answer within 60 s"
-            time.sleep(0.3)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 2200})
-                page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-                for url, text in PAGES.items():
-                    page.goto(f"{base}/{url}", wait_until="domcontentloaded")
-                    _settle(page, text)
-                    assert page.locator('[data-testid="stException"]').count() == 0, url
-                    page.screenshot(path=str(tmp_path / f"app_{url or 'overview'}.png"))
-
-                # the adversarial page: move eps and wait for the gallery at the new eps
-                page.goto(f"{base}/adversarial", wait_until="domcontentloaded")
-                _settle(page, "Gallery:")
-                slider = page.get_by_role("slider", name="eps")
-                before = slider.input_value()
-                slider.focus()
-                for _ in range(10):
-                    page.keyboard.press("ArrowRight")
-                _until(lambda: slider.input_value() != before, 10)
-                # the gallery's heading names the eps it was computed at
-                _settle(page, f"at eps {float(slider.input_value()):.3f}")
-                assert float(slider.input_value()) > float(before)
-                assert page.locator('[data-testid="stException"]').count() == 0
-                assert page.locator('[data-testid="stImage"] img').count() >= 5
-                shots.mkdir(parents=True, exist_ok=True)
-                page.set_viewport_size({"width": 1400, "height": 1150})
-                page.screenshot(path=str(shots / "app_adversarial.png"))
-                _shrink(shots / "app_adversarial.png")
-            finally:
-                browser.close()
+            time.sleep(0.2)
+        yield base
     finally:
         proc.terminate()
         try:
@@ -165,5 +137,106 @@ def test_dashboard_in_a_real_browser(demo_cache, tmp_path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    assert problems == []
-    assert (shots / "app_adversarial.png").stat().st_size > 10_000
+
+
+def _visit_all(page, base: str, what: str, shots: Path | None = None) -> None:
+    for url, text in PAGES.items():
+        page.goto(f"{base}/{url}", wait_until="domcontentloaded")
+        _settle(page, text)
+        assert page.locator('[data-testid="stException"]').count() == 0, (what, url)
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0, (what, url)
+        if shots is not None:
+            _screenshot(page, shots / f"app_{url or 'overview'}.png")
+
+
+def _screenshot(page, path: Path) -> None:
+    """The page down to its last element (at most 2400 px), as a small PNG."""
+    height = page.evaluate(
+        "() => Math.ceil(document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight"
+        " || document.body.scrollHeight)"
+    )
+    page.set_viewport_size({"width": 1400, "height": max(900, min(int(height) + 40, 2400))})
+    page.wait_for_timeout(300)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path))
+    _shrink(path)
+    page.set_viewport_size({"width": 1400, "height": 2200})
+
+
+def _eps_changes_the_gallery(page, base: str) -> None:
+    page.goto(f"{base}/adversarial", wait_until="domcontentloaded")
+    _settle(page, "Gallery:")
+    slider = page.get_by_role("slider", name="eps")
+    before = slider.input_value()
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    _until(lambda: slider.input_value() != before, 10)
+    # the gallery's heading names the eps it was computed at
+    _settle(page, f"at eps {float(slider.input_value()):.3f}")
+    assert float(slider.input_value()) > float(before)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stImage"] img').count() >= 5
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(demo_cache, tmp_path_factory):
+    from app_support import demo_run
+
+    from xrobust.models.export import export_onnx
+
+    run = demo_run()
+    path = tmp_path_factory.mktemp("browser_onnx") / "demo.onnx"
+    export_onnx(run.model, path, tuple(run.spec.input_shape))
+    return path
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not _available(), reason="needs Debian chromium, playwright and streamlit")
+def test_dashboard_in_a_real_browser(demo_cache, demo_onnx, start, tmp_path) -> None:
+    from app_support import demo_run
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "XROBUST_CACHE": str(demo_cache), "OMP_NUM_THREADS": "1"}
+    shots = (
+        Path(os.environ["XROBUST_SCREENSHOTS"]) if os.environ.get("XROBUST_SCREENSHOTS") else None
+    )
+    server = start(demo_run().model, model_name="digits")  # the endpoint, on 127.0.0.1
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            for what, model in (
+                ("demo", "demo"),
+                ("onnx", str(demo_onnx)),
+                ("endpoint", server.url),
+            ):
+                page = browser.new_page(viewport={"width": 1400, "height": 2200})
+                watch = _Watch(page)
+                with _app(env, tmp_path, model) as base:
+                    _visit_all(page, base, what, shots if what == "demo" else None)
+                    if what == "demo":
+                        _eps_changes_the_gallery(page, base)
+                    else:  # the sidebar names the black box it analyses
+                        assert page.get_by_text(f"source: {what}", exact=False).count() >= 1
+                assert watch.off_machine == [], (what, watch.off_machine)
+                assert watch.errors == [], (what, watch.errors)
+                page.close()
+        finally:
+            browser.close()
+    assert server.rows_received > 0  # the endpoint's pages asked the served model
+    if shots is not None:
+        for name in ("overview", "adversarial", "blackbox", "explanations", "compare"):
+            size = (shots / f"app_{name}.png").stat().st_size
+            assert 10_000 < size < 300_000, (name, size)

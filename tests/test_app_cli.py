@@ -28,7 +28,8 @@ def test_default_command_listens_on_localhost(capsys) -> None:
     from xrobust.apps.dashboard import APP_PATH
 
     env, cmd = _printed(capsys)
-    assert cmd[1:5] == ["-m", "streamlit", "run", str(APP_PATH)]
+    # streamlit run, through the launcher that warms the dashboard while the server starts
+    assert cmd[1:5] == ["-m", "xrobust.apps.dashboard.serve", "run", str(APP_PATH)]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8501"
     # Streamlit never prompts, advertises, phones home, shows Deploy or opens a browser

@@ -57,8 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         metavar="SOURCE",
-        help="preselected model: 'demo' (digits), 'demo:breast_cancer', or a run folder "
-        "written by `xrobust train`",
+        help="preselected model: 'demo' (digits), 'demo:digits_robust', 'demo:breast_cancer', "
+        "a run folder written by `xrobust train`, an .onnx file or an endpoint URL",
     )
     p.add_argument(
         "--data",
@@ -97,7 +97,9 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     cmd = [
         sys.executable,
         "-m",
-        "streamlit",
+        # `streamlit run`, with the pages' imports and the preset demo's overview warmed
+        # in the background while the server starts
+        "xrobust.apps.dashboard.serve",
         "run",
         str(APP_PATH),
         "--server.address",
@@ -119,8 +121,8 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
         str(args.max_upload_mb),
     ]
     env = {ENV_MAX_UPLOAD_MB: str(args.max_upload_mb)}
-    if args.model:
-        env[ENV_MODEL] = args.model
+    if args.model:  # a folder or file as an absolute path: the server may run elsewhere
+        env[ENV_MODEL] = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
     if args.data:
         env[ENV_DATA] = args.data
     if args.audit_config:
@@ -128,17 +130,27 @@ def build_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
+def _check_model(model: str | None) -> None:
+    """Refuse a --model the sidebar cannot preselect, before the server starts."""
+    if not model or model == "demo" or model.startswith(("demo:", "http://", "https://")):
+        return
+    if model.lower().endswith(".onnx"):
+        if not os.path.isfile(model):
+            raise ConfigError(f"--model {model!r}: no such .onnx file")
+        return
+    if not os.path.isdir(model):
+        raise ConfigError(
+            f"--model {model!r}: no such run folder; give 'demo', 'demo:NAME', a folder "
+            "written by `xrobust train --out DIR`, an .onnx file or an endpoint URL"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:
         raise ConfigError(
             "the dashboard needs Streamlit, which is not installed: pip install 'xrobust[app]'"
         )
-    is_demo = bool(args.model) and (args.model == "demo" or args.model.startswith("demo:"))
-    if args.model and not is_demo and not os.path.isdir(args.model):
-        raise ConfigError(
-            f"--model {args.model!r}: no such run folder; give 'demo', 'demo:NAME' or a "
-            "folder written by `xrobust train --out DIR`"
-        )
+    _check_model(args.model)
     if args.audit_config:
         from xrobust.audit import load_config
 

@@ -49,6 +49,8 @@ __all__ = [
     "minimal_eps",
     "norms",
     "onnx_classifier",
+    "overview_n",
+    "overview_report",
     "probabilities",
     "quick_audit_config",
     "robustness",
@@ -462,11 +464,36 @@ def quick_audit_config(
             },
             "corruption": {"enabled": False},
             "explanations": {"enabled": False},
-            "sanity": {"n": min(n, 32), "convergence_factor": 2}
+            # the query-only comparison (black_box_not_stronger) capped like the black-box
+            # curve: a masked model falls to Square within a few dozen queries
+            "sanity": {"n": min(n, 32), "convergence_factor": 2, "black_box_queries": max_queries}
             if differentiable
             else {"n": min(n, 16), "black_box_queries": max_queries},
             "requirements": {"enabled": False},
         }
+    )
+
+
+def overview_n(differentiable: bool) -> int:
+    """The overview's default number of attacked examples (a black box pays per query)."""
+    return 64 if differentiable else 16
+
+
+def overview_report(model: Any, data: Any, norm: str, n: int) -> dict[str, Any]:
+    """The overview's quick audit (:func:`quick_audit_config` on the eps grid of ``norm``
+    in the data's units) of a sidebar model handle on a data handle, cached; the page and
+    the server's warm-up (:mod:`preload`) ask for it the same way."""
+    spec = model.spec
+    span = eps_scale(spec)
+    grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
+    eps = [round(g * span, 6) for g in grid]
+    cfg = quick_audit_config(spec.modality, n, eps, norm, differentiable=model.differentiable)
+    return audit_report(
+        model.classifier,
+        model.key,
+        data.bundle,
+        data.key,
+        json.dumps(cfg.to_dict(), sort_keys=True),
     )
 
 

@@ -36,6 +36,8 @@ __all__ = [
     "ModelHandle",
     "ModelSource",
     "bind",
+    "builtin_handle",
+    "demo_handle",
     "max_upload_bytes",
     "max_upload_mb",
     "partner_demo",
@@ -199,8 +201,19 @@ def _pick_demo(prefix: str, preset: str | None) -> ModelHandle | None:
     except XRobustError as exc:
         st.error(f"Could not load the demo model: {exc}")
         return None
+    return demo_handle(name, run)
+
+
+def demo_handle(name: str, run: Any = None) -> ModelHandle:
+    """The handle of the demo model ``name`` (loaded, or trained on first use, when ``run``
+    is not given): what the sidebar's demo source returns, also used by :mod:`preload`."""
+    from xrobust.apps.dashboard import resources
+    from xrobust.audit.demo import DEMOS
+
+    run = resources.demo_model(name) if run is None else run
     sha = run.metadata.get("weights", {}).get("sha256", "")
-    handle = _handle_from_run(run, "demo", f"demo {name} ({arch})", f"demo:{name}:{sha}")
+    label = f"demo {name} ({DEMOS[name][0]})"
+    handle = _handle_from_run(run, "demo", label, f"demo:{name}:{sha}")
     handle.metadata["demo"] = name
     return handle
 
@@ -350,7 +363,10 @@ def _onnx2torch_available() -> bool:
 
 
 def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
-    how = st.radio("ONNX file", ["Upload", "Path"], horizontal=True, key=f"{prefix}onnx_how")
+    given = bool(preset and preset.lower().endswith(".onnx"))  # xrobust app --model F.onnx
+    how = st.radio(
+        "ONNX file", ["Upload", "Path"], index=int(given), horizontal=True, key=f"{prefix}onnx_how"
+    )
     if how == "Upload":
         f = uploader("model.onnx", type=["onnx"], key=f"{prefix}onnx_upload")
         if f is None:
@@ -569,7 +585,6 @@ def _fits(bundle: Any, model: ModelHandle) -> bool:
 
 
 def _builtin(prefix: str, model: ModelHandle, preset: str | None) -> DataHandle | None:
-    from xrobust.apps.dashboard import resources
     from xrobust.data import list_datasets
 
     names = list_datasets()
@@ -583,16 +598,24 @@ def _builtin(prefix: str, model: ModelHandle, preset: str | None) -> DataHandle 
         key=f"{prefix}builtin_{model.spec.name if model.spec is not None else model.source}",
     )
     spec = model.spec
-    size = spec.input_shape[-1] if spec is not None and spec.modality == "image" else None
     try:
-        bundle = resources.builtin_data(name, size)
+        handle = builtin_handle(name, spec)
     except XRobustError as exc:
         want = f" ({spec.name!r})" if spec is not None else ""
         st.error(f"{exc}. Choose the dataset the model was trained on{want}.")
         return None
-    if not _fits(bundle, model):
+    if not _fits(handle.bundle, model):
         return None
-    return DataHandle(bundle, f"builtin:{name}:{size}", name)
+    return handle
+
+
+def builtin_handle(name: str, spec: Any = None) -> DataHandle:
+    """The built-in dataset ``name`` at the image size of ``spec`` (when it is an image
+    model's), as the sidebar's built-in data source returns it."""
+    from xrobust.apps.dashboard import resources
+
+    size = spec.input_shape[-1] if spec is not None and spec.modality == "image" else None
+    return DataHandle(resources.builtin_data(name, size), f"builtin:{name}:{size}", name)
 
 
 def _target_input(prefix: str, suffix: str) -> str | None:

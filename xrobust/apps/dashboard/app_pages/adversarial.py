@@ -46,7 +46,7 @@ steps = c[3].number_input("Steps", 1, 500, 10, key="adv_steps") if "steps" in op
 query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
 queries = (
     c[4].number_input(
-        "Queries", 1, 100_000, 1000 if model.differentiable else 200, key="adv_queries"
+        "Queries", 1, 100_000, 1000 if model.differentiable else 100, key="adv_queries"
     )
     if query_opt
     else None
@@ -65,7 +65,10 @@ method = d[1].selectbox(
     index=next((methods.index(m) for m in ("saliency", "occlusion") if m in methods), 0),
     key="adv_method",
 )
-page_size = d[2].selectbox("Per page", [8, 16, 32], index=1, key="adv_page_size")
+# a black box pays queries for each map of the page: fewer examples per page
+page_size = d[2].selectbox(
+    "Per page", [8, 16, 32], index=int(model.differentiable), key="adv_page_size"
+)
 
 x, y, bkey = resources.test_batch(data.bundle, data.key, n)
 options: dict[str, object] = {"eps": float(eps), "norm": norm, "bounds": spec.bounds, "seed": 0}
@@ -200,15 +203,16 @@ with left:
     if len(idx):
         x_adv = res["x_adv"][idx]
         try:
-            attr_clean_all = resources.explain_batch(
-                model.classifier, model.key, x_np, res["pred_clean"], method
+            # only the examples shown: on a black box every map costs queries
+            attr_clean = resources.explain_batch(
+                model.classifier, model.key, x_np[idx], res["pred_clean"][idx], method
             )
             attr_adv = resources.explain_batch(
                 model.classifier, model.key, x_adv, res["pred_adv"][idx], method
             )
         except XRobustError as exc:
             st.error(f"{method} could not explain these inputs: {exc}. Choose another method.")
-            attr_clean_all = attr_adv = None
+            attr_clean = attr_adv = None
         image = spec.modality == "image"
         for k, i in enumerate(idx):
             yi, pa = int(res["y"][i]), int(res["pred_adv"][i])
@@ -228,7 +232,7 @@ with left:
                 if attr_adv is not None:
                     from xrobust.explain.figures import heatmap_array
 
-                    mc = heatmap_array(attr_clean_all[i : i + 1])[0]
+                    mc = heatmap_array(attr_clean[k : k + 1])[0]
                     ma = heatmap_array(attr_adv[k : k + 1])[0]
                     vmax = float(max(np.abs(mc).max(), np.abs(ma).max()))
                     tiles += [
@@ -246,6 +250,6 @@ with left:
                     "change": x_adv[k] - x_np[i],
                 }
                 if attr_adv is not None:
-                    table[f"{method} (clean)"] = attr_clean_all[i]
+                    table[f"{method} (clean)"] = attr_clean[k]
                     table[f"{method} (adv)"] = attr_adv[k]
                 st.dataframe(table, hide_index=True, height=200)

@@ -184,7 +184,20 @@ else:
 
 # ---------------------------------------------------------------- minimal perturbation
 st.subheader("Minimal perturbation that flips each example")
-if name is not None and reach > 0:
+# a search over eps, one attack per step: cheap with gradients, hundreds of requests over
+# HTTP, so a black box computes it on request
+minimal = name is not None and reach > 0
+if minimal and not model.differentiable:
+    minimal = st.toggle(
+        "Search the minimal perturbation",
+        value=False,
+        key="bb_minimal_black",
+        help=f"a search over eps with {name}: up to about {len(x) * 100 * 8:,} model queries "
+        "on this black box",
+    )
+    if not minimal:
+        st.caption("Off by default on a black box: it sends many queries. Switch it on above.")
+if minimal:
     try:
         mp = resources.minimal_eps(
             model.classifier,

@@ -61,18 +61,29 @@ if "steps" in opts:
     base = (*base, ("steps", 10))
 query_opt = next((o for o in ("max_queries", "queries", "n_queries") if o in opts), None)
 if query_opt:  # a query-only attack: its queries per example (each eps of the curve)
-    q = st.number_input("Queries per example", 1, 100_000, 200, key="cmp_queries")
+    q = st.number_input("Queries per example", 1, 100_000, 100, key="cmp_queries")
     base = (*base, (query_opt, int(q)))
 base = tuple(sorted(base))
 
+# the curves attack at every eps of the grid: on a black box (hundreds of requests each)
+# they are computed on request, the gallery's single eps always
+with_curves = not black or st.toggle(
+    "Robustness curves over the eps grid",
+    value=False,
+    key="cmp_curves_black",
+    help=f"{len(eps_grid) + 1} attacks per model, up to about "
+    f"{len(x) * (len(eps_grid) + 1) * (int(q) if query_opt else 1):,} model queries each on a "
+    "black box",
+)
 curves = {}
 results = {}
 try:
     with st.spinner("Attacking both models..."):
         for tag, m in (("A", model_a), ("B", model_b)):
-            curves[tag] = resources.robustness(
-                m.classifier, m.key, x, y, bkey, name, (0.0, *eps_grid), base
-            )
+            if with_curves:
+                curves[tag] = resources.robustness(
+                    m.classifier, m.key, x, y, bkey, name, (0.0, *eps_grid), base
+                )
             results[tag] = resources.attack(
                 m.classifier,
                 m.key,
@@ -90,8 +101,8 @@ except XRobustError as exc:
 for tag in ("A", "B"):
     render.partial_note(results[tag]["partial"], results[tag]["stop_reason"])
 m = st.columns(4)
-m[0].metric("A clean accuracy", f"{curves['A']['clean_accuracy']:.4f}")
-m[1].metric("B clean accuracy", f"{curves['B']['clean_accuracy']:.4f}")
+m[0].metric("A clean accuracy", f"{results['A']['clean_accuracy']:.4f}")
+m[1].metric("B clean accuracy", f"{results['B']['clean_accuracy']:.4f}")
 for col, tag in ((m[2], "A"), (m[3], "B")):
     r = results[tag]
     render.robust_metric(
@@ -102,15 +113,17 @@ for col, tag in ((m[2], "A"), (m[3], "B")):
         r["bound_note"],
         where=f"{norm} eps {eps:g}",
     )
-st.altair_chart(
-    render.curves_chart(
-        curves["A"]["eps"],
-        {f"A: {model_a.short}": curves["A"]["robust_accuracy"],
-         f"B: {model_b.short}": curves["B"]["robust_accuracy"]},
-        x_title=f"eps ({norm})",
-        y_title="robust accuracy",
+if not with_curves:
+    st.caption(
+        "Robustness curves: off by default with a black box (many queries); switch them on above."
     )
-)  # fmt: skip
+else:
+    lines = {
+        f"A: {model_a.short}": curves["A"]["robust_accuracy"],
+        f"B: {model_b.short}": curves["B"]["robust_accuracy"],
+    }
+    chart = render.curves_chart(curves["A"]["eps"], lines, f"eps ({norm})", "robust accuracy")
+    st.altair_chart(chart)
 st.caption(
     f"Model queries of the gallery's attack: A {results['A']['queries']:,}, "
     f"B {results['B']['queries']:,}."

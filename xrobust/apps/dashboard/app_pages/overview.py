@@ -3,7 +3,6 @@ one-click full audit with its reports for download."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,29 +16,18 @@ model, data = render.current()
 spec = model.spec
 st.title("Overview")
 
-lo, hi = spec.bounds
 norms = resources.norms()
 c1, c2 = st.columns(2)
 norm = c1.selectbox("Norm of the robustness curve", norms, key="ov_norm")
 n = c2.select_slider(
     "Examples attacked",
     [16, 32, 64, 128, 256],
-    value=64 if model.differentiable else 16,  # a black box pays per query
+    value=resources.overview_n(model.differentiable),  # a black box pays per query
     key="ov_n" if model.differentiable else "ov_n_black",
 )
-span = resources.eps_scale(spec)
-grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
-eps = [round(g * span, 6) for g in grid]
-cfg = resources.quick_audit_config(spec.modality, n, eps, norm, differentiable=model.differentiable)
 try:
     with st.spinner("Measuring clean accuracy, calibration, robustness and sanity checks..."):
-        rep = resources.audit_report(
-            model.classifier,
-            model.key,
-            data.bundle,
-            data.key,
-            json.dumps(cfg.to_dict(), sort_keys=True),
-        )
+        rep = resources.overview_report(model, data, norm, n)
 except XRobustError as exc:
     st.error(f"The overview could not be computed: {exc}")
     st.stop()

@@ -60,10 +60,12 @@ def main() -> None:
             if isinstance(payload, InferRequest):  # V2
                 scores = runner(payload.inputs[0].as_numpy())
                 t = InferOutput(name=out["name"], shape=list(scores.shape), datatype="FP32")
-                t.set_data_from_numpy(scores, binary_data=False)
+                binary = payload.use_binary_outputs  # the binary extension, when asked for
+                t.set_data_from_numpy(scores, binary_data=binary)
                 return InferResponse(
-                    model_name=a.name, infer_outputs=[t], response_id=payload.id or "0"
-                )
+                    model_name=a.name, infer_outputs=[t], response_id=payload.id or "0",
+                    use_binary_outputs=binary,
+                )  # fmt: skip
             return {"predictions": runner(payload["instances"]).tolist()}  # V1
 
     init = rest.RESTServer.__init__

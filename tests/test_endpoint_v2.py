@@ -258,3 +258,61 @@ def test_the_cli_offers_the_library_protocols() -> None:
     audit = build_parser()._subparsers._group_actions[0].choices["audit"]
     (action,) = [a for a in audit._actions if "--endpoint-protocol" in a.option_strings]
     assert tuple(action.choices) == URL_PROTOCOLS
+
+
+# --------------------------------------------------------------- the binary tensor extension
+@pytest.mark.parametrize("dt", ["FP32", "INT8", "FP64"])
+def test_binary_extension_sends_and_reads_raw_bytes(dt, start, clients) -> None:
+    got: list[np.ndarray] = []
+    server = start(lambda a: got.append(a) or linear(a.astype(np.float32)), protocol="v2",
+                   metadata=_meta(dt, [-1, 1, 4, 4]))  # fmt: skip
+    clf = _clf(clients, server.url, protocol="v2-binary", batch_size=3, concurrency=2)
+    x = _x(10) if dt.startswith("FP") else torch.round(_x(10) * 100)
+    s = clf.scores(x)
+    assert np.allclose(s.numpy(), linear(x.numpy()), atol=1e-4)
+    assert clf.queries == server.rows_received == 10 and server.requests == 4
+    sent = np.sort(np.concatenate(got).ravel())  # requests in flight together: any order
+    assert sent.dtype == DATATYPES[dt]
+    assert np.array_equal(sent, np.sort(x.numpy().astype(DATATYPES[dt]).ravel()))
+    assert server.last_headers["Content-Type"] == "application/octet-stream"
+    head = int(server.last_headers["Inference-Header-Content-Length"])
+    t = server.last_body["inputs"][0]
+    rows = t["shape"][0]  # the last to arrive: 3 rows or the last 1
+    assert t["parameters"]["binary_data_size"] == rows * 16 * np.dtype(DATATYPES[dt]).itemsize
+    assert "data" not in t and server.last_body["parameters"] == {"binary_data_output": True}
+    assert head > 0 and clf.describe()["v2"]["binary"] is True
+
+
+def _binary_answer(tensor: dict, data: bytes) -> bytes:
+    import json
+
+    return json.dumps({"outputs": [tensor]}).encode() + data
+
+
+@pytest.mark.parametrize(
+    ("size", "data", "protocol", "match"),
+    [
+        (12, np.zeros(3, "<f4").tobytes(), "v2-binary", None),  # the good one
+        (8, np.zeros(3, "<f4").tobytes(), "v2-binary", "binary_data_size 8; it takes 12"),
+        (12, np.zeros(2, "<f4").tobytes(), "v2-binary", "less binary data"),
+        (12, np.zeros(4, "<f4").tobytes(), "v2-binary", "4 bytes .* no output claims"),
+        (12, np.zeros(3, "<f4").tobytes(), "v2", "binary data .*not asked for"),
+    ],
+)
+def test_binary_answers_are_checked(size, data, protocol, match, start, clients) -> None:
+    t = {"name": "y", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": size}}
+    body = _binary_answer(t, data)
+    server = start(lambda a: (_ for _ in ()).throw(serving.Reply(200, body)), protocol="v2")
+    clf = _clf(clients, server.url, protocol=protocol)
+    if match is None:
+        assert clf.scores(_x(1)).tolist() == [[0.0, 0.0, 0.0]]
+        return
+    with pytest.raises(ModelError, match=match):
+        clf.scores(_x(1))
+
+
+def test_a_server_without_the_binary_extension_says_what_to_try(start, clients) -> None:
+    server = start(lambda a: (_ for _ in ()).throw(serving.Reply(500, b"Internal Server Error")),
+                   protocol="v2")  # fmt: skip
+    with pytest.raises(ModelError, match=r"HTTP 500.*binary tensor extension.*try protocol 'v2'"):
+        _clf(clients, server.url, protocol="v2-binary").scores(_x(1))

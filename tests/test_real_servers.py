@@ -2,7 +2,8 @@
 127.0.0.1: KServe's ModelServer over V1 (TF Serving JSON) and V2 (the Open Inference
 Protocol), and MLServer over V2, each serving the file through onnxruntime
 (``examples/serve_kserve.py``, ``examples/serve_mlserver.py``). The same black-box audit
-gives the same clean accuracy and the same query-only attack figures everywhere, and each
+(JSON, and KServe's binary tensor extension too) gives the same clean accuracy and the same
+query-only attack figures everywhere, and each
 report's query count equals the rows the server's model saw (counted server-side).
 
 The servers run under their own venvs (``scripts/setup.sh`` makes them; KServe and MLServer
@@ -149,6 +150,12 @@ def test_kserve_v2_gives_the_onnx_figures(kserve, digits, direct) -> None:
     assert (v2["input_name"], v2["datatype"]) == ("input", "FP32")  # from KServe's metadata
 
 
+def test_kserve_v2_binary_gives_the_onnx_figures(kserve, digits, direct) -> None:
+    rep = _audit_through(kserve, kserve.v2_url, digits, protocol="v2-binary", concurrency=2)
+    assert _figures(rep) == direct
+    assert rep.model["classifier"]["v2"]["binary"] is True
+
+
 def test_mlserver_v2_gives_the_onnx_figures(mlserver, digits, direct) -> None:
     rep = _audit_through(mlserver, mlserver.v2_url, digits, protocol="v2", concurrency=2)
     assert _figures(rep) == direct
@@ -164,3 +171,10 @@ def test_real_servers_refuse_clearly(kserve, mlserver, digits) -> None:
         # NCHW rows for the NHWC model: refused from the metadata, before any query
         with pytest.raises(ConfigError, match=r"\[-1, 8, 8, 1\].*layout='NHWC'"):
             as_classifier(server.v2_url, digits.spec, protocol="v2")
+    # MLServer does not speak the binary tensor extension over REST: it says what to try
+    clf = as_classifier(
+        mlserver.v2_url, digits.spec, protocol="v2-binary", layout="NHWC", retries=0
+    )
+    x, _ = as_tensors(digits.test, limit=4)
+    with pytest.raises(ModelError, match=r"HTTP 500.*try protocol 'v2'"):
+        clf.scores(x)

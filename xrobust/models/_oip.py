@@ -4,8 +4,13 @@ Server) over REST, for :class:`~xrobust.models.endpoint.EndpointClassifier`'s
 
 A tensor is ``{"name", "shape", "datatype", "data"}`` with ``data`` in row-major order
 (flat, as xrobust sends it; flat or nested in answers). The numeric datatypes of the spec are
-read and written: BOOL, UINT8/16/32/64, INT8/16/32/64, FP16, FP32, FP64. BYTES (strings) and
-the binary tensor extension are refused with a clear message.
+read and written: BOOL, UINT8/16/32/64, INT8/16/32/64, FP16, FP32, FP64. BYTES (strings) are
+refused with a clear message.
+
+The binary tensor extension (``protocol="v2-binary"``; KServe and Triton speak it, MLServer
+does not over REST): the request is a JSON header (its length in the
+``Inference-Header-Content-Length`` header) followed by the input's raw little-endian bytes,
+and the outputs are asked for as raw bytes too; an answer's tensors may come either way.
 
 What is sent to an input of an integer or BOOL datatype must already hold whole numbers in
 the datatype's range (0/1 for BOOL): they are refused otherwise, never rounded, so that the
@@ -33,7 +38,7 @@ import numpy as np
 from xrobust._text import clean_for_terminal
 from xrobust.errors import ConfigError, ModelError
 
-__all__ = ["DATATYPES", "TensorInfo", "V2Model"]
+__all__ = ["DATATYPES", "BinaryBody", "TensorInfo", "V2Model", "split_binary"]
 
 #: the spec's numeric datatypes and the NumPy types their values are held in.
 DATATYPES: dict[str, type] = {
@@ -83,6 +88,7 @@ class V2Model:
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     platform: str | None = None
+    binary: bool = False
     _ids: Any = field(default_factory=lambda: itertools.count(1), repr=False)
 
     # ------------------------------------------------------------------ URLs
@@ -95,6 +101,7 @@ class V2Model:
         input_name: str | None = None,
         datatype: str | None = None,
         output_name: str | None = None,
+        binary: bool = False,
     ) -> V2Model:
         """The model of ``http://host/[prefix/]v2/models/NAME[/versions/V][/infer]``.
 
@@ -118,6 +125,7 @@ class V2Model:
             input_name=input_name,
             datatype=dt,
             output_name=output_name,
+            binary=binary,
         )
 
     @property
@@ -192,6 +200,8 @@ class V2Model:
         }
         if self.platform:
             d["platform"] = self.platform
+        if self.binary:
+            d["binary"] = True
         if self.datatype == "FP16":
             d["note"] = "inputs are rounded to half precision (the model's FP16 input)"
         return d
@@ -204,22 +214,34 @@ class V2Model:
             DataError: values an integer / BOOL input cannot hold (not whole, out of range).
         """
         dt = self.datatype or "FP32"
-        tensor = (
+        head = (
             f'{{"name":{json.dumps(self.input_name or DEFAULT_INPUT)},'
             f'"shape":[{",".join(map(str, arr.shape))}],"datatype":"{dt}",'
-            f'"data":[{_data_json(arr, dt)}]}}'
         )
-        outputs = ""
+        flat = _checked(arr.ravel(), dt)
+        if self.binary:
+            raw = flat.astype(np.dtype(DATATYPES[dt]).newbyteorder("<")).tobytes()
+            tensor = f'{head}"parameters":{{"binary_data_size":{len(raw)}}}}}'
+        else:
+            tensor = f'{head}"data":[{_data_json(flat, dt)}]}}'
+        extra, want = "", ',"parameters":{"binary_data":true}' if self.binary else ""
         if self.output_name is not None:
-            outputs = f',"outputs":[{{"name":{json.dumps(self.output_name)}}}]'
-        return f'{{"id":"{next(self._ids)}","inputs":[{tensor}]{outputs}}}'.encode()
+            extra = f',"outputs":[{{"name":{json.dumps(self.output_name)}{want}}}]'
+        if self.binary:
+            extra += ',"parameters":{"binary_data_output":true}'
+        text = f'{{"id":"{next(self._ids)}","inputs":[{tensor}]{extra}}}'.encode()
+        if not self.binary:
+            return text
+        return BinaryBody(text + raw, len(text))
 
-    def outputs_of(self, doc: Any, m: int) -> dict[str, list[Any]]:
-        """The output tensors of an infer answer, each as ``m`` rows (nested lists).
+    def outputs_of(self, doc: Any, m: int, raw: bytes = b"") -> dict[str, list[Any]]:
+        """The output tensors of an infer answer, each as ``m`` rows (nested lists);
+        ``raw``: the bytes after the JSON header of a binary answer.
 
         Raises:
             ModelError: an ``{"error": ...}`` answer, or outputs that are malformed, of
-                another row count, of a datatype that is not numeric, or binary.
+                another row count, of a datatype that is not numeric, or binary data that
+                was not asked for or does not add up.
         """
         if isinstance(doc, dict) and "error" in doc and "outputs" not in doc:
             err = doc["error"]
@@ -231,11 +253,14 @@ class V2Model:
         if not doc["outputs"]:
             raise ModelError('answered an empty list of "outputs"')
         out: dict[str, list[Any]] = {}
+        at = 0
         for i, t in enumerate(doc["outputs"]):
-            name, arr = _decode(t, i, m)
+            name, arr, at = _decode(t, i, m, raw if self.binary else None, at)
             if name in out:
                 raise ModelError(f"answered the output {name!r} twice")
             out[name] = arr.tolist()
+        if at != len(raw):
+            raise ModelError(f"answered {len(raw) - at} bytes of binary data that no output claims")
         return out
 
 
@@ -293,12 +318,20 @@ def _check_shape(t: TensorInfo, sent: tuple[int, ...]) -> None:
     )
 
 
-def _data_json(arr: np.ndarray, dt: str) -> str:
-    """The values of ``arr`` flat, in row-major order, as JSON text for datatype ``dt``."""
-    flat = arr.ravel()
+def _data_json(flat: np.ndarray, dt: str) -> str:
+    """The values of ``flat`` (checked by :func:`_checked`) as JSON text for datatype ``dt``."""
     if dt.startswith("FP"):
         vals = flat.astype(DATATYPES[dt]) if dt != "FP32" else flat
         return ",".join(map("{:.17g}".format if dt == "FP64" else "{:.9g}".format, vals.tolist()))
+    if dt == "BOOL":
+        return ",".join("true" if v else "false" for v in flat.tolist())
+    return ",".join(map(str, flat.astype(np.int64).tolist()))
+
+
+def _checked(flat: np.ndarray, dt: str) -> np.ndarray:
+    """``flat``, refused when an integer / BOOL datatype cannot hold its values exactly."""
+    if dt.startswith("FP"):
+        return flat
     info = (0, 1) if dt == "BOOL" else (np.iinfo(DATATYPES[dt]).min, np.iinfo(DATATYPES[dt]).max)
     if flat.size and (
         not bool((flat == np.round(flat)).all()) or flat.min() < info[0] or flat.max() > info[1]
@@ -312,22 +345,22 @@ def _data_json(arr: np.ndarray, dt: str) -> str:
             "not be what the model saw): give data and eps in the model's units, or serve a "
             "float input"
         )
-    if dt == "BOOL":
-        return ",".join("true" if v else "false" for v in flat.tolist())
-    return ",".join(map(str, flat.astype(np.int64).tolist()))
+    return flat
 
 
-def _decode(t: Any, i: int, m: int) -> tuple[str, np.ndarray]:
-    """One output tensor as (name, array of shape ``shape``), checked."""
+def _decode(t: Any, i: int, m: int, raw: bytes | None, at: int) -> tuple[str, np.ndarray, int]:
+    """One output tensor as (name, array of shape ``shape``, where the next binary output
+    starts in ``raw``), checked. ``raw`` None: binary data was not asked for."""
     if not isinstance(t, dict) or not isinstance(t.get("name"), str):
         raise ModelError(f"answered output {i} without a name")
     name = _show(t["name"])
     shape, dt, data = t.get("shape"), str(t.get("datatype", "")).upper(), t.get("data")
     params = t.get("parameters")
-    if isinstance(params, dict) and "binary_data_size" in params:
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None and raw is None:
         raise ModelError(
             f"answered the output {name!r} as binary data (the binary tensor extension), "
-            "which was not asked for"
+            "which was not asked for (protocol='v2-binary' asks for it)"
         )
     if not (
         isinstance(shape, list)
@@ -340,6 +373,9 @@ def _decode(t: Any, i: int, m: int) -> tuple[str, np.ndarray]:
     if dt not in DATATYPES:
         what = "strings (BYTES)" if dt == "BYTES" else f"datatype {_show(dt)!r}"
         raise ModelError(f"answered the output {name!r} as {what}; expected numbers")
+    if size is not None:
+        arr, at = _from_bytes(raw or b"", at, size, name, dt, shape)
+        return name, _as_scores(arr, dt), at
     try:
         arr = np.asarray(data)
     except ValueError:
@@ -351,7 +387,53 @@ def _decode(t: Any, i: int, m: int) -> tuple[str, np.ndarray]:
         raise ModelError(
             f"answered the output {name!r} with {arr.size} values for its shape {shape}"
         )
-    arr = arr.reshape(shape)
+    return name, _as_scores(arr.reshape(shape), dt), at
+
+
+def _from_bytes(
+    raw: bytes, at: int, size: Any, name: str, dt: str, shape: list[int]
+) -> tuple[np.ndarray, int]:
+    """A binary output's values: ``size`` bytes of ``raw`` from ``at``, checked."""
+    dtype = np.dtype(DATATYPES[dt]).newbyteorder("<")
+    want = int(np.prod(shape)) * dtype.itemsize
+    if not isinstance(size, int) or isinstance(size, bool) or size != want:
+        raise ModelError(
+            f"answered the output {name!r} ({dt}, shape {shape}) with binary_data_size "
+            f"{_show(size)}; it takes {want} bytes"
+        )
+    if at + size > len(raw):
+        raise ModelError(f"answered less binary data than the output {name!r} declares")
+    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=at).reshape(
+        shape
+    ), at + size
+
+
+def _as_scores(arr: np.ndarray, dt: str) -> np.ndarray:
     if dt == "BOOL" or dt[0] in "UI":
-        return name, arr.astype(np.int64)
-    return name, arr.astype(np.float32)
+        return arr.astype(np.int64)
+    return arr.astype(np.float32)
+
+
+class BinaryBody(bytes):
+    """A binary-extension request: the bytes, and the headers that say where the JSON ends."""
+
+    headers: dict[str, str]
+
+    def __new__(cls, data: bytes, json_length: int) -> BinaryBody:
+        body = super().__new__(cls, data)
+        body.headers = {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(json_length),
+        }
+        return body
+
+
+def split_binary(data: bytes) -> tuple[bytes, bytes]:
+    """A binary-extension answer as (its JSON header, the bytes after it); an answer that is
+    JSON alone gives (data, b""). The header's end is found by reading the JSON (so the
+    answer's ``Inference-Header-Content-Length`` is not needed)."""
+    try:
+        _, end = json.JSONDecoder().raw_decode(data.decode("latin-1"))
+    except (ValueError, RecursionError):
+        return data, b""  # malformed: the caller's JSON reader says so
+    return data[:end], data[end:]

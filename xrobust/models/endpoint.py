@@ -17,7 +17,8 @@ Protocols (``protocol=``):
   :class:`~xrobust.errors.ModelError` says which is not; the input's name and datatype come
   from the model's metadata (``GET /v2/models/NAME``) unless ``input_name`` / ``datatype``
   are given (see :mod:`xrobust.models._oip` for the datatypes), and an ``{"error": ...}``
-  answer is shown as the server's error.
+  answer is shown as the server's error. ``"v2-binary"``: the same with the protocol's binary
+  tensor extension (raw bytes instead of JSON numbers; KServe and Triton, not MLServer).
 * ``"json"``: any other JSON server, described by ``request_key`` (where the batch goes,
   a dotted path: ``"data"`` gives ``{"data": batch}``, ``"payload.x"`` gives
   ``{"payload": {"x": batch}}``) and ``response_key`` (where the scores are in the answer,
@@ -129,9 +130,9 @@ PROTOCOLS: dict[str, tuple[str, str] | None] = {
     "json": None,
 }
 #: the Open Inference Protocol's names (``protocol="v2"``).
-V2_PROTOCOLS = ("v2", "oip", "kserve-v2")
+V2_PROTOCOLS = ("v2", "oip", "kserve-v2", "v2-binary")
 #: the protocols for which a URL is enough (the CLI's --endpoint-protocol, the dashboard).
-URL_PROTOCOLS = ("instances", "inputs", "v2")
+URL_PROTOCOLS = ("instances", "inputs", "v2", "v2-binary")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _EXCERPT = 300
 #: bytes of answers one classifier holds at once (read or being parsed), all its requests in
@@ -431,7 +432,7 @@ class EndpointClassifier(Classifier):
                 raise ConfigError("signature_name applies to TF Serving, not to protocol='v2'")
             self._v2 = _oip.V2Model.from_url_path(
                 parts.path, parts.query, input_name=names[1], datatype=datatype,
-                output_name=names[2],
+                output_name=names[2], binary=proto == "v2-binary",
             )  # fmt: skip
             self._target = self._v2.infer
             self.protocol = "v2"
@@ -672,7 +673,9 @@ class EndpointClassifier(Classifier):
                     self._refund(m)
                 if not fail.retry or k == attempts - 1:
                     tries = f" after {k + 1} attempts" if k else ""
-                    raise ModelError(self._scrub(f"{fail.message}{tries}")) from None
+                    raise ModelError(
+                        self._scrub(f"{fail.message}{tries}{_hint(self, fail)}")
+                    ) from None
                 wait = self._wait(k, fail.retry_after)
                 with self._lock:
                     self.retried += 1
@@ -746,6 +749,7 @@ class EndpointClassifier(Classifier):
         headers = {
             **({"Content-Type": "application/json"} if body is not None else {}),
             "Accept": "application/json",
+            **getattr(body, "headers", {}),  # a V2 binary request's
             **self._headers,
             **self._secret_headers(),
         }
@@ -861,10 +865,11 @@ class EndpointClassifier(Classifier):
 
     # ------------------------------------------------------------------ the answer
     def _parse(self, data: bytes, m: int, content_type: str | None = None) -> np.ndarray:
+        data, raw = _oip.split_binary(data) if self._v2 is not None else (data, b"")
         doc = self._load(data, content_type)
         if self._v2 is not None:
             try:
-                node: Any = self._v2.outputs_of(doc, m)
+                node: Any = self._v2.outputs_of(doc, m, raw)
             except ModelError as exc:
                 raise ModelError(f"the endpoint {self.url} {exc}") from None
         else:
@@ -1207,6 +1212,16 @@ class _TooLarge(Exception):
     def __init__(self, alone: bool) -> None:
         super().__init__("too large")
         self.alone = alone
+
+
+def _hint(clf: EndpointClassifier, fail: _Attempt) -> str:
+    """What to try when a V2 binary request fails with an HTTP error."""
+    if clf._v2 is None or not clf._v2.binary or fail.status is None:
+        return ""
+    return (
+        "; protocol 'v2-binary' sends the binary tensor extension, which this server may not "
+        "speak (MLServer does not over REST): try protocol 'v2' (--endpoint-protocol v2)"
+    )
 
 
 def _says_not_ready(data: bytes) -> bool:

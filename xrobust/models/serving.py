@@ -391,9 +391,7 @@ class _V2:
         if not self.ready:
             return 503, {"error": f"Model with name {self.name} is not ready."}
         try:
-            doc = json.loads(raw)
-            t = doc["inputs"][0]
-            arr = np.asarray(t["data"], dtype=DATATYPES[t["datatype"]]).reshape(t["shape"])
+            doc, arr = _v2_input(raw, req.headers.get("Inference-Header-Content-Length"))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             return 400, {"error": f"bad request: {clean_for_terminal(str(exc))}"}
         handle._count(len(arr), dict(req.headers.items()), doc)
@@ -404,6 +402,26 @@ class _V2:
         except Exception as exc:
             return 500, {"error": f"{type(exc).__name__}: {clean_for_terminal(str(exc), 2000)}"}
         dt = "INT64" if out.dtype.kind in "iu" else "BOOL" if out.dtype == bool else "FP32"
-        tensor = {"name": self.output_name, "shape": list(out.shape), "datatype": dt,
-                  "data": out.ravel().tolist()}  # fmt: skip
-        return 200, {"model_name": self.name, "id": doc.get("id", ""), "outputs": [tensor]}
+        tensor = {"name": self.output_name, "shape": list(out.shape), "datatype": dt}
+        answer = {"model_name": self.name, "id": doc.get("id", ""), "outputs": [tensor]}
+        if not (doc.get("parameters") or {}).get("binary_data_output"):
+            tensor["data"] = out.ravel().tolist()
+            return 200, answer
+        data = np.ascontiguousarray(out, dtype=np.dtype(DATATYPES[dt]).newbyteorder("<")).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(data)}
+        head = json.dumps(answer).encode()
+        return 200, head + data, {"Content-Type": "application/octet-stream",
+                                  "Inference-Header-Content-Length": str(len(head))}  # fmt: skip
+
+
+def _v2_input(raw: bytes, json_length: str | None) -> tuple[Any, np.ndarray]:
+    """A V2 infer request's JSON and its first input (JSON data, or binary after the header)."""
+    head = len(raw) if json_length is None else int(json_length)
+    doc = json.loads(raw[:head])
+    t = doc["inputs"][0]
+    dtype = np.dtype(DATATYPES[t["datatype"]]).newbyteorder("<")
+    if (t.get("parameters") or {}).get("binary_data_size") is not None:
+        values = np.frombuffer(raw[head:], dtype=dtype, count=int(np.prod(t["shape"])))
+    else:
+        values = np.asarray(t["data"], dtype=dtype)
+    return doc, values.reshape(t["shape"])

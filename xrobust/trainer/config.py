@@ -40,6 +40,19 @@ TRAJECTORY_FIELDS = (
 )
 
 
+def _need(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclass
 class TrainConfig:
     """Options of a training run. The defaults train the built-in demos well on a CPU.
@@ -109,110 +122,125 @@ class TrainConfig:
     trades_beta: float = 6.0
 
     def __post_init__(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ConfigError(msg)
+        # the checks run in this order (the first problem found is the one reported)
+        self._check_length()
+        self._check_optimizer()
+        self._check_objective()
+        self._check_runtime()
+        self._check_checkpoints()
+        self._check_adversarial()
 
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-        need(
-            is_int(self.epochs) and self.epochs >= 1,
+    def _check_length(self) -> None:
+        _need(
+            _is_int(self.epochs) and self.epochs >= 1,
             f"epochs must be an integer >= 1, got {self.epochs!r}",
         )
-        need(
-            is_int(self.batch_size) and self.batch_size >= 1,
+        _need(
+            _is_int(self.batch_size) and self.batch_size >= 1,
             f"batch_size must be an integer >= 1, got {self.batch_size!r}",
         )
+
+    def _check_optimizer(self) -> None:
+        """The optimizer, its learning rate (default per optimizer) and the schedule."""
         self.optimizer = str(self.optimizer).lower()
-        need(
+        _need(
             self.optimizer in _OPTIMIZERS,
             f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}",
         )
         if self.lr is None:
             self.lr = _DEFAULT_LR[self.optimizer]
-        need(is_num(self.lr) and self.lr > 0, f"lr must be a number > 0, got {self.lr!r}")
-        need(
-            is_num(self.weight_decay) and self.weight_decay >= 0,
+        _need(_is_num(self.lr) and self.lr > 0, f"lr must be a number > 0, got {self.lr!r}")
+        _need(
+            _is_num(self.weight_decay) and self.weight_decay >= 0,
             f"weight_decay must be >= 0, got {self.weight_decay!r}",
         )
-        need(
-            is_num(self.momentum) and 0 <= self.momentum < 1,
+        _need(
+            _is_num(self.momentum) and 0 <= self.momentum < 1,
             f"momentum must be in [0, 1), got {self.momentum!r}",
         )
         self.schedule = str(self.schedule).lower()
-        need(
+        _need(
             self.schedule in _SCHEDULES,
             f"unknown schedule {self.schedule!r}; expected one of {', '.join(_SCHEDULES)}",
         )
-        need(
-            is_num(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+
+    def _check_objective(self) -> None:
+        """Label smoothing, the validation split, early stopping and the seed."""
+        _need(
+            _is_num(self.label_smoothing) and 0 <= self.label_smoothing < 1,
             f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}",
         )
-        need(
-            is_num(self.val_fraction) and 0 <= self.val_fraction < 1,
+        _need(
+            _is_num(self.val_fraction) and 0 <= self.val_fraction < 1,
             f"val_fraction must be in [0, 1), got {self.val_fraction!r}",
         )
-        need(
-            self.patience is None or (is_int(self.patience) and self.patience >= 1),
+        _need(
+            self.patience is None or (_is_int(self.patience) and self.patience >= 1),
             f"patience must be an integer >= 1 or None, got {self.patience!r}",
         )
-        need(is_int(self.seed), f"seed must be an integer, got {self.seed!r}")
+        _need(_is_int(self.seed), f"seed must be an integer, got {self.seed!r}")
+
+    def _check_runtime(self) -> None:
+        """Mixed precision (strings such as "on"/"off" accepted) and data workers."""
         if isinstance(self.amp, str):
             low = self.amp.lower()
             self.amp = {"true": True, "on": True, "false": False, "off": False, "none": False}.get(
                 low, low
             )
-        need(
+        _need(
             self.amp in _AMP,
             f"amp must be one of false, true, 'auto', 'bf16', 'fp16', got {self.amp!r}",
         )
-        need(
-            is_int(self.num_workers) and self.num_workers >= 0,
+        _need(
+            _is_int(self.num_workers) and self.num_workers >= 0,
             f"num_workers must be >= 0, got {self.num_workers!r}",
         )
-        need(
-            is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
+
+    def _check_checkpoints(self) -> None:
+        """How often the state is saved, and gradient clipping."""
+        _need(
+            _is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
             f"checkpoint_every must be an integer >= 1 (epochs), got {self.checkpoint_every!r}",
         )
-        need(
+        _need(
             self.checkpoint_every_steps is None
-            or (is_int(self.checkpoint_every_steps) and self.checkpoint_every_steps >= 1),
+            or (_is_int(self.checkpoint_every_steps) and self.checkpoint_every_steps >= 1),
             f"checkpoint_every_steps must be an integer >= 1 or None, got {self.checkpoint_every_steps!r}",
         )
-        need(
-            self.grad_clip is None or (is_num(self.grad_clip) and self.grad_clip > 0),
+        _need(
+            self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
             f"grad_clip must be > 0 or None, got {self.grad_clip!r}",
         )
+
+    def _check_adversarial(self) -> None:
+        """The adversarial training method and its threat model and attack options."""
         if self.adversarial is not None:
             self.adversarial = str(self.adversarial).lower()
-            need(
+            _need(
                 self.adversarial in ADVERSARIAL_METHODS,
                 f"unknown adversarial training method {self.adversarial!r}; expected one of "
                 f"{', '.join(ADVERSARIAL_METHODS)} (or None)",
             )
-        need(
-            is_num(self.adv_eps) and self.adv_eps > 0, f"adv_eps must be > 0, got {self.adv_eps!r}"
+        _need(
+            _is_num(self.adv_eps) and self.adv_eps > 0,
+            f"adv_eps must be > 0, got {self.adv_eps!r}",
         )
         from xrobust.attacks.norms import NORMS, get_norm
 
         try:
             self.adv_norm = get_norm(self.adv_norm).name
         except ConfigError:
-            need(False, f"adv_norm must be one of {', '.join(NORMS)}, got {self.adv_norm!r}")
-        need(
-            is_int(self.adv_steps) and self.adv_steps >= 1,
+            _need(False, f"adv_norm must be one of {', '.join(NORMS)}, got {self.adv_norm!r}")
+        _need(
+            _is_int(self.adv_steps) and self.adv_steps >= 1,
             f"adv_steps must be an integer >= 1, got {self.adv_steps!r}",
         )
-        need(
-            self.adv_step_size is None or (is_num(self.adv_step_size) and self.adv_step_size > 0),
+        _need(
+            self.adv_step_size is None or (_is_num(self.adv_step_size) and self.adv_step_size > 0),
             f"adv_step_size must be > 0 or None, got {self.adv_step_size!r}",
         )
-        need(
-            is_num(self.trades_beta) and self.trades_beta >= 0,
+        _need(
+            _is_num(self.trades_beta) and self.trades_beta >= 0,
             f"trades_beta must be >= 0, got {self.trades_beta!r}",
         )
 

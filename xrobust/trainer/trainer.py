@@ -324,7 +324,7 @@ def _check_determinism(saved: Any, now: dict[str, Any], run_dir: Path) -> None:
             "uninterrupted run (set OMP_NUM_THREADS / torch.set_num_threads as before to keep them)"
         )
         _log.warning(msg)
-        warnings.warn(msg, stacklevel=4)
+        warnings.warn(msg, stacklevel=5)
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -356,6 +356,64 @@ def _deterministic(device: torch.device, on: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
         torch.backends.cudnn.benchmark = prev[2]
         torch.backends.cudnn.deterministic = prev[3]
+
+
+@dataclass
+class _Run:
+    """The state of one :meth:`Trainer.fit`, shared by its steps (see ``Trainer._fit``)."""
+
+    ctx: _dist.DistContext
+    run_dir: Path | None
+    model: nn.Module  # the bare model: state dicts, evaluation, checkpoints
+    train_model: nn.Module  # what the training steps call: the model or its DDP/compiled wrapper
+    src: _Source
+    val_ds: Dataset | None
+    channels_last: bool
+    steps_per_epoch: int
+    progress: ProgressFn | None
+    stats_dev: torch.device
+    data_gen: torch.Generator
+    epoch_gen_state: torch.Tensor | None = None
+    params: list[nn.Parameter] = field(default_factory=list)
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    dtype: torch.dtype | None = None
+    criterion: Any = None
+    bounds: tuple[float, ...] = (0.0, 1.0)
+    ddp: nn.Module | None = None
+    history: History = field(default_factory=History)
+    start_epoch: int = 0
+    start_step: int = 0
+    partial: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"loss": math.inf, "epoch": None, "bad": 0, "weights": None}
+    )
+    done: bool = False
+
+
+def _accumulate(
+    stats: torch.Tensor,
+    diverged: torch.Tensor,
+    step: int,
+    loss: torch.Tensor,
+    logits: torch.Tensor | None,
+    adv_logits: torch.Tensor | None,
+    y: torch.Tensor,
+) -> torch.Tensor:
+    """Add one step's (loss sum, correct, adversarially correct, count) to ``stats`` in
+    place; returns ``diverged`` with the first non-finite step (kept on the device: no
+    host sync per step)."""
+    with torch.no_grad():
+        bad = ~torch.isfinite(loss.detach()).to(stats.device)
+        diverged = torch.where(bad & (diverged < 0), step, diverged)
+        bs = y.new_tensor(len(y), dtype=torch.float64)
+        correct = (logits.argmax(1) == y).sum() if logits is not None else bs.new_zeros(())
+        adv_ok = (adv_logits.argmax(1) == y).sum() if adv_logits is not None else bs.new_zeros(())
+        stats += torch.stack(
+            [loss.detach().double() * bs, correct.double(), adv_ok.double(), bs]
+        ).to(stats.device)
+    return diverged
 
 
 class Trainer:
@@ -587,6 +645,15 @@ class Trainer:
         sampler.set_epoch(epoch)
         return torch.tensor(list(sampler), dtype=torch.long)
 
+    # ------------------------------------------------------------------ the fit, step by step
+    #
+    # ``_fit`` runs the steps below in order on one :class:`_Run` (the fit's state):
+    # prepare (model, data), optimiser and schedule, resume or start afresh, parallel
+    # wrappers (DDP, compile), then per epoch: train (steps, divergence check, step
+    # checkpoints) and the end-of-epoch steps of :attr:`_EPOCH_END`; finally restore the
+    # best weights and save. A new end-of-epoch step is a method ``(run, record)`` listed
+    # in ``_EPOCH_END``; a new per-step concern goes in :meth:`_train_step`.
+
     def _fit(
         self,
         ctx: _dist.DistContext,
@@ -597,273 +664,346 @@ class Trainer:
         progress: ProgressFn | None,
     ) -> History:
         cfg = self.config
-        device = ctx.device
-        run_dir = Path(out_dir) if out_dir is not None else None
         t_start = time.perf_counter()
         seed_everything(cfg.seed + ctx.rank)
         if val_ds is None and cfg.val_fraction > 0:
             train_ds, val_ds = self._split(train_ds)
+        run = self._prepare(ctx, train_ds, val_ds, out_dir, progress)
+        self._setup_optimisation(run)
+        if resume and run.run_dir is not None and has_state(run.run_dir):
+            self._resume(run)
+        elif ctx.is_main and run.run_dir is not None:
+            self._start_afresh(run.run_dir)
+        self._setup_parallel(run)
+        self.history = run.history
+        run.done = run.history.stopped_early or run.start_epoch >= cfg.epochs
+        epoch = run.start_epoch
+        while not run.done and epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            stats, diverged = self._train_epoch(run, epoch)
+            _raise_if_diverged(diverged, epoch, cfg)
+            rec = self._epoch_record(run, epoch, stats, t0)
+            for end_step in self._EPOCH_END:
+                end_step(self, run, rec)
+            epoch += 1
+            _dist.barrier(ctx)
+        return self._finish(run, t_start)
+
+    def _prepare(
+        self,
+        ctx: _dist.DistContext,
+        train_ds: Dataset,
+        val_ds: Dataset | None,
+        out_dir: str | os.PathLike[str] | None,
+        progress: ProgressFn | None,
+    ) -> _Run:
+        """The model on its device (channels_last if asked) and the training data."""
+        cfg, device = self.config, ctx.device
         if len(train_ds) == 0:  # type: ignore[arg-type]
             raise DataError("the training set is empty")
-
         model = unwrap(self.model).to(device)
         channels_last = self._channels_last(model, device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        num_classes = self.spec.num_classes if self.spec is not None else None
-
         src = _Source(train_ds, device, cfg.num_workers)
-        src.check_labels(num_classes)
+        src.check_labels(self.spec.num_classes if self.spec is not None else None)
         n_local = math.ceil(src.n / ctx.world_size) if ctx.enabled else src.n
-        steps_per_epoch = math.ceil(n_local / cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
+        run = _Run(
+            ctx=ctx,
+            run_dir=Path(out_dir) if out_dir is not None else None,
+            model=model,
+            train_model=model,
+            src=src,
+            val_ds=val_ds,
+            channels_last=channels_last,
+            steps_per_epoch=math.ceil(n_local / cfg.batch_size),
+            progress=progress,
+            stats_dev=self._stats_device(device),
+            data_gen=torch.Generator().manual_seed(cfg.seed),
+        )
+        run.epoch_gen_state = run.data_gen.get_state()
+        return run
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
+    def _setup_optimisation(self, run: _Run) -> None:
+        """Optimiser, learning-rate schedule, gradient scaler, loss and input bounds."""
+        cfg = self.config
+        run.params = [p for p in run.model.parameters() if p.requires_grad]
+        if not run.params:
             raise ConfigError("the model has no trainable parameters")
         lr = float(cfg.lr)  # type: ignore[arg-type]
         if cfg.optimizer == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params,
+            run.optimizer = torch.optim.SGD(
+                run.params,
                 lr=lr,
                 momentum=cfg.momentum,
                 nesterov=cfg.momentum > 0,
                 weight_decay=cfg.weight_decay,
             )
         else:
-            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(cfg.schedule, total_steps)
+            run.optimizer = torch.optim.AdamW(run.params, lr=lr, weight_decay=cfg.weight_decay)
+        total_steps = run.steps_per_epoch * cfg.epochs
+        run.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            run.optimizer, _lr_lambda(cfg.schedule, total_steps)
         )
-        dtype = amp_dtype(device, cfg.amp)
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        bounds = tuple(self.spec.bounds) if self.spec is not None else (0.0, 1.0)
+        run.dtype = amp_dtype(run.ctx.device, cfg.amp)
+        run.scaler = torch.amp.GradScaler("cuda") if run.dtype == torch.float16 else None
+        run.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        run.bounds = tuple(self.spec.bounds) if self.spec is not None else (0.0, 1.0)
 
-        data_gen = torch.Generator().manual_seed(cfg.seed)
-        epoch_gen_state = data_gen.get_state()
-        history = History()
-        start_epoch, start_step = 0, 0
-        partial = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, adv_correct, count
-        best: dict[str, Any] = {"loss": math.inf, "epoch": None, "bad": 0, "weights": None}
+    def _resume(self, run: _Run) -> None:
+        """Continue from the state in the run directory (checked against the options)."""
+        assert run.run_dir is not None
+        cfg, ctx, run_dir = self.config, run.ctx, run.run_dir
+        st = load_state(run_dir)
+        self._check_resumable(st, ctx, run_dir)
+        _check_determinism(st.get("determinism"), determinism_record(ctx.device, cfg), run_dir)
+        try:
+            run.model.load_state_dict(st["model"])
+            run.optimizer.load_state_dict(st["optimizer"])
+            run.scheduler.load_state_dict(st["scheduler"])
+            if run.scaler is not None and st.get("scaler"):
+                run.scaler.load_state_dict(st["scaler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"training state in {str(run_dir)!r} does not fit: {exc}"
+            ) from exc
+        _set_rng_state(st["rng"])
+        run.epoch_gen_state = st["epoch_gen_state"]
+        run.data_gen.set_state(st["data_gen"])
+        run.history = History.from_dict(json.loads(st["history"]))
+        run.start_epoch, run.start_step = int(st["epoch"]), int(st["step_in_epoch"])
+        run.partial = st["partial"].to(torch.float64)
+        run.best = {
+            "loss": float(st["best"]["loss"]),
+            "epoch": st["best"]["epoch"],
+            "bad": int(st["best"]["bad"]),
+            "weights": st.get("best_weights"),
+        }
+        run.history.resumed_from = (run.start_epoch, run.start_step)
+        if ctx.is_main:
+            self._rewrite_metrics(run_dir, run.history)
+        _log.info("resumed from epoch %d, step %d", run.start_epoch, run.start_step)
 
-        if resume and run_dir is not None and has_state(run_dir):
-            st = load_state(run_dir)
-            self._check_resumable(st, ctx, run_dir)
-            _check_determinism(st.get("determinism"), determinism_record(device, cfg), run_dir)
-            try:
-                model.load_state_dict(st["model"])
-                optimizer.load_state_dict(st["optimizer"])
-                scheduler.load_state_dict(st["scheduler"])
-                if scaler is not None and st.get("scaler"):
-                    scaler.load_state_dict(st["scaler"])
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise CheckpointError(
-                    f"training state in {str(run_dir)!r} does not fit: {exc}"
-                ) from exc
-            _set_rng_state(st["rng"])
-            epoch_gen_state = st["epoch_gen_state"]
-            data_gen.set_state(st["data_gen"])
-            history = History.from_dict(json.loads(st["history"]))
-            start_epoch, start_step = int(st["epoch"]), int(st["step_in_epoch"])
-            partial = st["partial"].to(torch.float64)
-            best = {
-                "loss": float(st["best"]["loss"]),
-                "epoch": st["best"]["epoch"],
-                "bad": int(st["best"]["bad"]),
-                "weights": st.get("best_weights"),
-            }
-            history.resumed_from = (start_epoch, start_step)
-            if ctx.is_main:
-                self._rewrite_metrics(run_dir, history)
-            _log.info("resumed from epoch %d, step %d", start_epoch, start_step)
-        elif ctx.is_main and run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if has_state(run_dir):
-                # a fresh run must never be "resumed" later from a previous run's state
-                _log.warning(
-                    "starting a new run in %s: its previous training state is removed", run_dir
-                )
-                shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
-            # nor may a previous run's model pass for this one's if this one is killed
-            for old in ("model.json", "model.safetensors"):
-                (run_dir / old).unlink(missing_ok=True)
-            atomic_write_text(run_dir / METRICS_NAME, "")
+    @staticmethod
+    def _start_afresh(run_dir: Path) -> None:
+        """A fresh run directory: no previous state, model or metrics left to pass for ours."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if has_state(run_dir):
+            # a fresh run must never be "resumed" later from a previous run's state
+            _log.warning(
+                "starting a new run in %s: its previous training state is removed", run_dir
+            )
+            shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+        # nor may a previous run's model pass for this one's if this one is killed
+        for old in ("model.json", "model.safetensors"):
+            (run_dir / old).unlink(missing_ok=True)
+        atomic_write_text(run_dir / METRICS_NAME, "")
 
-        train_model: nn.Module = model
-        ddp = None
+    def _setup_parallel(self, run: _Run) -> None:
+        """DistributedDataParallel under torchrun (not for adversarial training, whose
+        gradients are averaged by hand), then ``torch.compile`` if asked."""
+        cfg, ctx, device = self.config, run.ctx, run.ctx.device
         if ctx.enabled and not cfg.adversarial:
-            ddp = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+            run.ddp = nn.parallel.DistributedDataParallel(
+                run.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-            train_model = ddp
+            run.train_model = run.ddp
         if cfg.compile:
-            train_model = torch.compile(train_model)  # type: ignore[assignment]
-        self._train_model = train_model
-        stats_dev = self._stats_device(device)
-        self.history = history
-        done = history.stopped_early or start_epoch >= cfg.epochs
+            run.train_model = torch.compile(run.train_model)  # type: ignore[assignment]
 
-        def save_resume_state(epoch: int, step: int, part: torch.Tensor) -> None:
-            if run_dir is None or not ctx.is_main:
-                return
-            st = {
-                "config": cfg.to_dict(),
-                "world_size": ctx.world_size,
-                "epoch": epoch,
-                "step_in_epoch": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": _rng_state(),
-                "data_gen": data_gen.get_state(),
-                "epoch_gen_state": epoch_gen_state,
-                "partial": part.detach().cpu(),
-                "history": json.dumps(history.to_dict()),
-                "best": {"loss": best["loss"], "epoch": best["epoch"], "bad": best["bad"]},
-                "determinism": determinism_record(device, cfg),
-            }
-            if best["weights"] is not None:
-                st["best_weights"] = best["weights"]
-            save_state(run_dir, st, tag=f"e{epoch:04d}s{step:06d}")
+    def _train_epoch(self, run: _Run, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over the training data (from the resumed step if any).
 
-        epoch = start_epoch
-        while not done and epoch < cfg.epochs:
-            t0 = time.perf_counter()
-            if start_step == 0:
-                epoch_gen_state = data_gen.get_state()
-            else:
-                data_gen.set_state(epoch_gen_state)
-            order = self._epoch_order(epoch, src.n, data_gen, ctx)
-            skip = start_step
-            stats = (
-                partial.to(stats_dev)
-                if skip
-                else torch.zeros(4, dtype=torch.float64, device=stats_dev)
-            )
-            start_step, partial = 0, torch.zeros(4, dtype=torch.float64)
-            model.train()
-            stage = f"epoch {epoch + 1}/{cfg.epochs}"
-            report = progress if ctx.is_main else None
-            step = skip
-            diverged = torch.full((), -1, dtype=torch.long, device=stats_dev)  # first bad step
-            for x, y in src.batches(
-                order[skip * cfg.batch_size :], cfg.batch_size, cfg.seed + epoch
+        Returns:
+            ``(stats, diverged)``: loss sum, correct, adversarially correct and count of
+            this process, and the first step whose loss was not finite (-1: none).
+        """
+        cfg = self.config
+        if run.start_step == 0:
+            run.epoch_gen_state = run.data_gen.get_state()
+        else:
+            run.data_gen.set_state(run.epoch_gen_state)
+        order = self._epoch_order(epoch, run.src.n, run.data_gen, run.ctx)
+        skip = run.start_step
+        stats = (
+            run.partial.to(run.stats_dev)
+            if skip
+            else torch.zeros(4, dtype=torch.float64, device=run.stats_dev)
+        )
+        run.start_step, run.partial = 0, torch.zeros(4, dtype=torch.float64)
+        run.model.train()
+        stage = f"epoch {epoch + 1}/{cfg.epochs}"
+        report = run.progress if run.ctx.is_main else None
+        step = skip
+        diverged = torch.full((), -1, dtype=torch.long, device=run.stats_dev)  # first bad step
+        for x, y in run.src.batches(
+            order[skip * cfg.batch_size :], cfg.batch_size, cfg.seed + epoch
+        ):
+            loss, logits, adv_logits = self._train_step(run, x, y)
+            step += 1
+            diverged = _accumulate(stats, diverged, step, loss, logits, adv_logits, y)
+            if report is not None:
+                report(stage, step, run.steps_per_epoch)
+            if (
+                cfg.checkpoint_every_steps
+                and step % cfg.checkpoint_every_steps == 0
+                and step < run.steps_per_epoch
             ):
-                if channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                adv_logits = None
-                with autocast(device, dtype):
-                    if cfg.adversarial:
-                        from xrobust.trainer.adversarial import adversarial_loss
+                _raise_if_diverged(diverged, epoch, cfg)
+                self._save_state(run, epoch, step, stats)
+        return stats, diverged
 
-                        out = adversarial_loss(
-                            train_model, x, y, cfg, bounds=bounds, criterion=criterion
-                        )
-                        loss, logits, adv_logits = out.loss, out.clean_logits, out.adv_logits
-                    else:
-                        logits = train_model(x)
-                        loss = criterion(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                else:
-                    loss.backward()
-                if ctx.enabled and ddp is None:
-                    self._all_reduce_grads(params, ctx)
-                if cfg.grad_clip is not None:
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # scaler-skipped steps
-                    scheduler.step()
-                step += 1
-                with torch.no_grad():
-                    # no host sync per step: the first non-finite step is kept on the device
-                    bad = ~torch.isfinite(loss.detach()).to(stats_dev)
-                    diverged = torch.where(bad & (diverged < 0), step, diverged)
-                    bs = y.new_tensor(len(y), dtype=torch.float64)
-                    correct = (
-                        (logits.argmax(1) == y).sum() if logits is not None else bs.new_zeros(())
-                    )
-                    adv_ok = (
-                        (adv_logits.argmax(1) == y).sum()
-                        if adv_logits is not None
-                        else bs.new_zeros(())
-                    )
-                    stats += torch.stack(
-                        [loss.detach().double() * bs, correct.double(), adv_ok.double(), bs]
-                    ).to(stats_dev)
-                if report is not None:
-                    report(stage, step, steps_per_epoch)
-                if (
-                    cfg.checkpoint_every_steps
-                    and step % cfg.checkpoint_every_steps == 0
-                    and step < steps_per_epoch
-                ):
-                    _raise_if_diverged(diverged, epoch, cfg)
-                    save_resume_state(epoch, step, stats)
-            # ---- end of epoch: reduce, validate, record, checkpoint
-            _raise_if_diverged(diverged, epoch, cfg)
-            _dist.all_reduce_sum(stats, ctx)
-            s = stats.cpu().tolist()
-            n_seen = max(s[3], 1.0)
-            val = self.evaluate(val_ds) if val_ds is not None else None
-            rec = EpochRecord(
-                epoch=epoch + 1,
-                train_loss=s[0] / n_seen,
-                train_acc=s[1] / n_seen,
-                train_adv_acc=(s[2] / n_seen) if cfg.adversarial else None,
-                val_loss=val["loss"] if val else None,
-                val_acc=val["acc"] if val else None,
-                lr=float(scheduler.get_last_lr()[0]),
-                samples=int(s[3]),
-                steps=steps_per_epoch,
-                time_s=time.perf_counter() - t0,
-            )
-            history.records.append(rec)
-            _log.info("epoch %s", json.dumps(asdict(rec)))
-            if val is not None:
-                if val["loss"] < best["loss"]:
-                    best.update(loss=val["loss"], epoch=epoch + 1, bad=0)
-                    if cfg.patience is not None:
-                        best["weights"] = {
-                            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-                        }
-                else:
-                    best["bad"] += 1
-                history.best_epoch = best["epoch"]
-                if cfg.patience is not None and best["bad"] >= cfg.patience:
-                    history.stopped_early = True
-                    done = True
-            epoch += 1
-            if ctx.is_main and run_dir is not None:
-                with open(run_dir / METRICS_NAME, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(asdict(rec), allow_nan=False) + "\n")
-                last = done or epoch >= cfg.epochs
-                if last or epoch % cfg.checkpoint_every == 0:
-                    if not last:
-                        self.save(run_dir, completed=False)
-                    save_resume_state(epoch, 0, torch.zeros(4, dtype=torch.float64))
-            _dist.barrier(ctx)
+    def _train_step(
+        self, run: _Run, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Loss of one batch (clean or adversarial) and one optimiser step on it.
 
-        if cfg.patience is not None and best["weights"] is not None:
-            model.load_state_dict(best["weights"])
-        history.best_epoch = best["epoch"]
+        Returns:
+            ``(loss, clean logits, adversarial logits or None)``.
+        """
+        cfg = self.config
+        if run.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        adv_logits = None
+        with autocast(run.ctx.device, run.dtype):
+            if cfg.adversarial:
+                from xrobust.trainer.adversarial import adversarial_loss
+
+                out = adversarial_loss(
+                    run.train_model, x, y, cfg, bounds=run.bounds, criterion=run.criterion
+                )
+                loss, logits, adv_logits = out.loss, out.clean_logits, out.adv_logits
+            else:
+                logits = run.train_model(x)
+                loss = run.criterion(logits, y)
+        self._optimiser_step(run, loss)
+        return loss, logits, adv_logits
+
+    def _optimiser_step(self, run: _Run, loss: torch.Tensor) -> None:
+        """Backward pass, gradient averaging (without DDP), clipping, step and schedule."""
+        cfg, optimizer, scaler = self.config, run.optimizer, run.scaler
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if run.ctx.enabled and run.ddp is None:
+            self._all_reduce_grads(run.params, run.ctx)
+        if cfg.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # scaler-skipped steps
+            run.scheduler.step()
+
+    def _epoch_record(self, run: _Run, epoch: int, stats: torch.Tensor, t0: float) -> EpochRecord:
+        """The epoch's metrics, reduced over processes, with the validation set's."""
+        _dist.all_reduce_sum(stats, run.ctx)
+        s = stats.cpu().tolist()
+        n_seen = max(s[3], 1.0)
+        val = self.evaluate(run.val_ds) if run.val_ds is not None else None
+        return EpochRecord(
+            epoch=epoch + 1,
+            train_loss=s[0] / n_seen,
+            train_acc=s[1] / n_seen,
+            train_adv_acc=(s[2] / n_seen) if self.config.adversarial else None,
+            val_loss=val["loss"] if val else None,
+            val_acc=val["acc"] if val else None,
+            lr=float(run.scheduler.get_last_lr()[0]),
+            samples=int(s[3]),
+            steps=run.steps_per_epoch,
+            time_s=time.perf_counter() - t0,
+        )
+
+    # ---- end-of-epoch steps, run in the order of _EPOCH_END
+
+    def _record_epoch(self, run: _Run, rec: EpochRecord) -> None:
+        run.history.records.append(rec)
+        _log.info("epoch %s", json.dumps(asdict(rec)))
+
+    def _early_stopping(self, run: _Run, rec: EpochRecord) -> None:
+        """Track the best validation loss (and weights, with patience); stop on patience."""
+        if rec.val_loss is None:
+            return
+        cfg, best = self.config, run.best
+        if rec.val_loss < best["loss"]:
+            best.update(loss=rec.val_loss, epoch=rec.epoch, bad=0)
+            if cfg.patience is not None:
+                best["weights"] = {
+                    k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()
+                }
+        else:
+            best["bad"] += 1
+        run.history.best_epoch = best["epoch"]
+        if cfg.patience is not None and best["bad"] >= cfg.patience:
+            run.history.stopped_early = True
+            run.done = True
+
+    def _checkpoint_epoch(self, run: _Run, rec: EpochRecord) -> None:
+        """Append the metrics line; save the model and the resumable state when due."""
+        if not run.ctx.is_main or run.run_dir is None:
+            return
+        with open(run.run_dir / METRICS_NAME, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(rec), allow_nan=False) + "\n")
+        epoch = rec.epoch
+        last = run.done or epoch >= self.config.epochs
+        if last or epoch % self.config.checkpoint_every == 0:
+            if not last:
+                self.save(run.run_dir, completed=False)
+            self._save_state(run, epoch, 0, torch.zeros(4, dtype=torch.float64))
+
+    _EPOCH_END: tuple[Callable[[Trainer, _Run, EpochRecord], None], ...] = (
+        _record_epoch,
+        _early_stopping,
+        _checkpoint_epoch,
+    )
+
+    def _save_state(self, run: _Run, epoch: int, step: int, part: torch.Tensor) -> None:
+        """The resumable state after ``step`` steps of epoch ``epoch`` (rank 0, with a run
+        directory): everything a bitwise-identical continuation needs."""
+        if run.run_dir is None or not run.ctx.is_main:
+            return
+        cfg, best = self.config, run.best
+        st = {
+            "config": cfg.to_dict(),
+            "world_size": run.ctx.world_size,
+            "epoch": epoch,
+            "step_in_epoch": step,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "rng": _rng_state(),
+            "data_gen": run.data_gen.get_state(),
+            "epoch_gen_state": run.epoch_gen_state,
+            "partial": part.detach().cpu(),
+            "history": json.dumps(run.history.to_dict()),
+            "best": {"loss": best["loss"], "epoch": best["epoch"], "bad": best["bad"]},
+            "determinism": determinism_record(run.ctx.device, cfg),
+        }
+        if best["weights"] is not None:
+            st["best_weights"] = best["weights"]
+        save_state(run.run_dir, st, tag=f"e{epoch:04d}s{step:06d}")
+
+    def _finish(self, run: _Run, t_start: float) -> History:
+        """Restore the best weights (early stopping), eval mode, the final checkpoint."""
+        history, model = run.history, run.model
+        if self.config.patience is not None and run.best["weights"] is not None:
+            model.load_state_dict(run.best["weights"])
+        history.best_epoch = run.best["epoch"]
         history.train_time_s = time.perf_counter() - t_start
         model.eval()
         self.model = model
-        if run_dir is not None:
-            self.save(run_dir)
-            _dist.barrier(ctx)
+        if run.run_dir is not None:
+            self.save(run.run_dir)
+            _dist.barrier(run.ctx)
         return history
 
     @staticmethod

@@ -406,7 +406,7 @@ def test_mixed_precision_path_on_cpu_autocast(digits_cnn, batch, name) -> None:
     if _cls(name).reduced_precision_search:
         assert torch.bfloat16 in seen and set(seen) <= {torch.bfloat16, torch.float32}
         assert res.precision == "bf16"
-    else:  # FAB's boundary steps always run in fp32 (see fab.py)
+    else:  # boundary attacks (FAB, HopSkipJump) always search in fp32
         assert set(seen) == {torch.float32} and res.precision == "fp32"
     assert torch.equal(res.pred_adv, digits_cnn(res.x_adv).argmax(1))  # fp32 verdicts
     assert res.x_adv.dtype == torch.float32 and res.x_adv.device == x.device

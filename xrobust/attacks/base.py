@@ -103,7 +103,7 @@ class Attack:
     #: smallest number of classes the attack's loss needs
     min_classes: int = 2
     #: whether the search may run in reduced precision (``precision``); an attack whose
-    #: steps need fp32 decisions (FAB's boundary projections) sets False and runs in fp32
+    #: steps need fp32 decisions (FAB, HopSkipJump: the decision boundary) sets False
     reduced_precision_search: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module | Classifier, **kwargs: Any) -> None:

@@ -173,6 +173,9 @@ class HopSkipJump(Attack):
     #: it returns each example's smallest adversarial: ``minimal_perturbation`` runs it
     #: once at ``eps_max`` instead of bisecting
     minimizes_norm: ClassVar[bool] = True
+    #: its binary searches end on the decision boundary, whose side a bf16 pass cannot
+    #: tell reliably: on a torch model it always queries in fp32 (as FAB)
+    reduced_precision_search: ClassVar[bool] = False
 
     # -------------------------------------------------------------- entry
     def perturb(self, ctx: AttackContext, batch: Batch) -> Outcome:

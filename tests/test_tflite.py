@@ -314,3 +314,9 @@ def test_cli_audits_the_tflite_beside_its_source_from_toml(art, tmp_path, capsys
     assert rep.model["classifier"]["source"] == "tflite"
     assert main(["audit", "--tflite", str(art["int8"]), "--data", "digits", "--white-box"]) == 2
     assert "a TensorFlow Lite model is a black box" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.onnx")
+    args = ["audit", "--tflite", str(art["int8"]), "--data", "digits", "--resize", "--source"]
+    assert main([*args, missing, "--out", str(tmp_path / "r2"), "--no-progress"]) == 2
+    assert f"the source model {missing!r} (deployed.source, --source) does not exist" in (
+        capsys.readouterr().err
+    )

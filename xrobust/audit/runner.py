@@ -95,6 +95,10 @@ def audit(
     if not isinstance(cfg, AuditConfig):
         raise ConfigError(f"config must be an AuditConfig, got {type(cfg).__name__}")
     cfg.validate()
+    if cfg.deployed.enabled and (source is not None or cfg.deployed.source is not None):
+        from xrobust.audit.sections.deployed import check_source
+
+        check_source(source if source is not None else cfg.deployed.source)  # before any work
     bundle = _resolve_dataset(dataset, model if isinstance(model, nn.Module) else None)
     spec = bundle.spec
     device = resolve_device(cfg.device)

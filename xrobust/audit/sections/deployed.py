@@ -41,7 +41,8 @@ from xrobust.audit.sections.adversarial import _jsonable
 from xrobust.errors import ConfigError, ModelError
 
 __all__ = [
-    "Comparison", "attack_options", "compare", "compare_deployed", "findings", "run_deployed",
+    "Comparison", "attack_options", "check_source", "compare", "compare_deployed", "findings",
+    "run_deployed",
 ]  # fmt: skip
 
 #: rows of real data the onnx2torch conversion of an ONNX source is checked on
@@ -208,6 +209,21 @@ def _diff(c: Comparison) -> str:
 
 
 # ---------------------------------------------------------------------- the source
+def check_source(source: Any) -> None:
+    """Refuse a source path that does not exist, before any work.
+
+    Raises:
+        ConfigError: no such file or folder.
+    """
+    if not isinstance(source, str | os.PathLike):
+        return
+    if not str(source).startswith(("http://", "https://")) and not os.path.exists(source):
+        raise ConfigError(
+            f"the source model {os.fspath(source)!r} (deployed.source, --source) does not "
+            "exist; expected the model the audited one came from: an .onnx file or a run folder"
+        )
+
+
 def _source_classifiers(source: Any, rt: Runtime) -> tuple[Any, Any, dict[str, Any], str | None]:
     """(source as a classifier, its white-box classifier or None, facts, why not white)."""
     from xrobust.models import as_classifier

@@ -120,7 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--skip",
         metavar="SECTIONS",
         help="comma-separated sections to switch off (clean, adversarial, corruption, "
-        "explanations, sanity, requirements)",
+        "explanations, deployed, sanity, requirements)",
     )
     r = p.add_argument_group(
         "requirements (exit status 0 passed, 1 a requirement failed, 3 incomplete: "

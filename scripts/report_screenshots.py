@@ -5,8 +5,9 @@
 
 writes ``docs/report_summary.png`` (the header, verdict and summary table) and
 ``docs/report_robustness.png`` (the start of the adversarial section: the table, the
-attacks' options, the robustness curve and the per-class bars), each re-saved with a 256-colour palette so it stays
-small. Needs Debian's chromium (/usr/bin/chromium) and ``pip install playwright``.
+attacks' options, the robustness curve and the per-class bars), each re-saved with a
+256-colour palette so it stays small. Needs Debian's chromium (/usr/bin/chromium) and
+``pip install playwright``; the browser is the one the tests drive (tests/browser_support.py).
 """
 
 from __future__ import annotations
@@ -14,15 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+_TESTS = Path(__file__).resolve().parents[1] / "tests"  # the browser the tests drive
 
 
 def _box(page, selector: str) -> dict[str, float]:
@@ -32,17 +25,12 @@ def _box(page, selector: str) -> dict[str, float]:
     return box
 
 
-def _shrink(path: Path) -> None:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        small = im.convert("RGB").quantize(colors=256)
-    small.save(path, optimize=True)
-
-
 def shoot(report_dir: Path, out: Path, width: int = 1100) -> list[Path]:
     """Render ``report_dir/report.html`` and save the two screenshots into ``out``."""
     from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(_TESTS))
+    from browser_support import launch, shrink
 
     page_file = (report_dir / "report.html").resolve()
     if not page_file.is_file():
@@ -50,7 +38,7 @@ def shoot(report_dir: Path, out: Path, width: int = 1100) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report_summary.png", out / "report_robustness.png"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.goto(page_file.as_uri(), wait_until="load")
@@ -78,7 +66,7 @@ def shoot(report_dir: Path, out: Path, width: int = 1100) -> list[Path]:
         finally:
             browser.close()
     for path in paths:
-        _shrink(path)
+        shrink(path)
     return paths
 
 

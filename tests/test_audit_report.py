@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch
+from browser_support import browser_available, launch
 from torch.utils.data import TensorDataset
 
 from xrobust.audit import AuditConfig, AuditReport, audit, load_report
@@ -271,20 +272,8 @@ def test_unmeasured_requirement_is_not_evaluated(digits28, digits_cnn) -> None:
     assert 'class="verdict incomplete"' in render(r, "html")
 
 
-def _browser_available() -> bool:
-    import os
-
-    if not os.path.exists("/usr/bin/chromium"):
-        return False
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(not _browser_available(), reason="needs /usr/bin/chromium and playwright")
+@pytest.mark.skipif(not browser_available(), reason="needs /usr/bin/chromium and playwright")
 def test_html_report_in_a_real_browser(report: AuditReport, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -293,19 +282,7 @@ def test_html_report_in_a_real_browser(report: AuditReport, tmp_path) -> None:
     requests: list[str] = []
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda r: requests.append(r.url))

@@ -78,7 +78,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def small(digits28, digits_cnn) -> AuditReport:
-    from tests.test_audit_report import digits_bundle
+    from test_audit_report import digits_bundle
 
     return audit(digits_cnn, digits_bundle(digits28), AuditConfig.from_dict(SMALL))
 

@@ -64,17 +64,18 @@ def _by_hand(path, x_nchw: torch.Tensor) -> np.ndarray:
     it = _interpreter(path)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     a = x_nchw.permute(0, 2, 3, 1).numpy().astype(np.float32)
-    if inp["dtype"] == np.int8:
+    if inp["dtype"] in (np.int8, np.uint8):
         scale, zp = inp["quantization"]
         v = a / np.float32(scale)
         q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zp  # TfLiteRound: halves away from zero
-        a = np.clip(q, -128, 127).astype(np.int8)
+        info = np.iinfo(inp["dtype"])
+        a = np.clip(q, info.min, info.max).astype(inp["dtype"])
     it.resize_tensor_input(inp["index"], list(a.shape))
     it.allocate_tensors()
     it.set_tensor(inp["index"], a)
     it.invoke()
     o = it.get_tensor(out["index"])
-    if out["dtype"] == np.int8:
+    if out["dtype"] in (np.int8, np.uint8):
         scale, zp = out["quantization"]
         o = (o.astype(np.float32) - zp) * np.float32(scale)
     return o
@@ -178,6 +179,36 @@ def test_fixed_batch_and_signatures(art, tmp_path) -> None:
     want = kd.to_nhwc(art["x"][:5]).reshape(5, 64)[:, :10] * 2.0
     np.testing.assert_allclose(clf.scores(art["x"][:5]).numpy(), want, atol=1e-6)
     assert clf.describe()["signatures"] == ["other", "scores"]
+
+
+def test_uint8_softmax_and_several_outputs(art, tmp_path) -> None:
+    spec = art["ds"].spec
+    conv = tf.lite.TFLiteConverter.from_keras_model(art["keras"])
+    rows = kd.to_nhwc(art["x"][:50]).astype(np.float32)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rows[i : i + 1]] for i in range(len(rows)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.uint8
+    u8 = tmp_path / "u8.tflite"
+    u8.write_bytes(conv.convert())
+    clf = as_classifier(u8, spec=spec)
+    assert clf.describe()["input_tensor"]["dtype"] == "uint8" and clf.quantized
+    np.testing.assert_array_equal(clf.scores(art["x"][:20]).numpy(), _by_hand(u8, art["x"][:20]))
+
+    inp = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(inp)
+    probs = keras.layers.Dense(10, activation="softmax")(flat)
+    aux = keras.layers.Dense(3)(flat)
+    soft = kd.to_tflite(keras.Model(inp, probs), tmp_path / "soft.tflite")
+    assert as_classifier(soft, spec=spec).output == "probabilities"
+    two = kd.to_tflite(keras.Model(inp, [aux, probs]), tmp_path / "two_out.tflite")
+    clf = as_classifier(two, spec=spec)  # the only output of shape (N, 10)
+    assert clf.scores(art["x"][:3]).shape == (3, 10) and len(clf.output_names) == 2
+    with pytest.raises(ConfigError, match="none is clearly the class scores"):
+        as_classifier(two, input_shape=(1, 8, 8))
+    other = next(k for k in clf.output_names if k != clf.output_key)
+    with pytest.raises(DataError, match="10 classes but the model"):
+        as_classifier(two, spec=spec, output_name=other)
 
 
 def test_bad_files_shapes_and_outputs(art, tmp_path) -> None:

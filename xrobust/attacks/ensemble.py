@@ -201,7 +201,10 @@ class Ensemble(Attack):
             mctx = ctx.fork(seed, reduced=atk.reduced_precision_search)
             won = _take(out, _member_outcome(atk, mctx, batch.select(pos)), pos, batch, ctx, assigned, atk.name)
             alive[pos[won]] = False
-            report.append({"attack": atk.name, "seed": seed, "attacked": int(pos.numel()), "broken": int(won.sum()), "precision": mctx.precision, **mctx.notes})
+            report.append(
+                {"attack": atk.name, "seed": seed, "attacked": int(pos.numel()),
+                 "broken": int(won.sum()), "precision": mctx.precision, **mctx.notes}
+            )  # fmt: skip
         ctx.note("members", report)
         return out
 

@@ -11,8 +11,9 @@ and each example keeps its worst case: a success beats a failure, and between fa
 the higher loss wins. Under reduced precision (``precision="bf16"``/``"fp16"``) the
 success test is :meth:`AttackContext.confirm` (a candidate counts only if an fp32 pass
 agrees) and each run's outcome is :meth:`AttackContext.verify`-ed (fp32 predictions,
-fp32 margins for choosing between restarts). The first iterate of a run that starts at the clean input reuses
-the clean forward's graph. See :mod:`xrobust.attacks.guide` for a complete example.
+fp32 margins for choosing between restarts). The first iterate of a run that starts at
+the clean input reuses the clean forward's graph. See :mod:`xrobust.attacks.guide` for a
+complete example.
 
 Example:
     >>> import torch

@@ -67,3 +67,14 @@ def demo_run(name: str = "digits") -> object:
     from xrobust.audit.demo import demo_run as _run
 
     return _run(name)
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits demo model exported to ONNX (a black box for the same data)."""
+    from xrobust.models.export import export_onnx
+
+    run = demo_run()
+    path = tmp_path_factory.mktemp("demo_onnx") / "demo.onnx"
+    export_onnx(run.model, path, tuple(run.spec.input_shape))
+    return path

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from app_support import demo_cache  # noqa: F401
+from app_support import demo_cache, demo_onnx  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -177,18 +177,6 @@ def _eps_changes_the_gallery(page, base: str) -> None:
     assert float(slider.input_value()) > float(before)
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator('[data-testid="stImage"] img').count() >= 5
-
-
-@pytest.fixture(scope="module")
-def demo_onnx(demo_cache, tmp_path_factory):
-    from app_support import demo_run
-
-    from xrobust.models.export import export_onnx
-
-    run = demo_run()
-    path = tmp_path_factory.mktemp("browser_onnx") / "demo.onnx"
-    export_onnx(run.model, path, tuple(run.spec.input_shape))
-    return path
 
 
 @pytest.mark.browser

@@ -10,7 +10,15 @@ import pytest
 
 pytest.importorskip("streamlit")
 
-from app_support import demo_cache, demo_run, errors, metrics, new_app, no_exception  # noqa: F401
+from app_support import (  # noqa: F401
+    demo_cache,
+    demo_onnx,
+    demo_run,
+    errors,
+    metrics,
+    new_app,
+    no_exception,
+)
 
 SMALL_AUDIT = (
     "[adversarial]\nn = 16\nattacks = ['fgsm']\nnorms = ['linf']\nminimal_perturbation = false\n"
@@ -18,17 +26,6 @@ SMALL_AUDIT = (
     "[explanations]\nenabled = false\n[sanity]\nenabled = false\n"
     "[requirements]\nmin_clean_accuracy = 0.5\nsanity_checks_pass = false\n"
 )
-
-
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory, demo_cache):
-    """The digits demo model exported to ONNX (a black box of the same data)."""
-    from xrobust.models.export import export_onnx
-
-    run = demo_run()
-    path = tmp_path_factory.mktemp("onnx_state") / "demo.onnx"
-    export_onnx(run.model, path, tuple(run.spec.input_shape))
-    return path
 
 
 def _onnx(at, path, white: bool | None = None):
@@ -42,7 +39,7 @@ def _onnx(at, path, white: bool | None = None):
 
 
 def test_full_audit_report_does_not_follow_another_model(
-    demo_cache, onnx_file, tmp_path, monkeypatch
+    demo_cache, demo_onnx, tmp_path, monkeypatch
 ) -> None:
     """After the demo's full audit, an ONNX model in the sidebar shows neither the demo's
     verdict nor its report for download (it used to show both)."""
@@ -56,7 +53,7 @@ def test_full_audit_report_does_not_follow_another_model(
     assert len(at.get("download_button")) == 3
     assert any("Report of demo digits" in c.value for c in at.caption)
 
-    _onnx(at, onnx_file)
+    _onnx(at, demo_onnx)
     assert errors(at) == []
     assert not at.success  # no verdict of the demo's report
     assert len(at.get("download_button")) == 0  # and no report of it to download
@@ -105,7 +102,7 @@ def test_robust_demo_is_more_robust(demo_cache) -> None:
     assert acc["digits_robust"][1] > acc["digits"][1] + 0.15, acc
 
 
-def test_white_box_toggle_moves_the_attack_to_a_white_box_one(demo_cache, onnx_file) -> None:
+def test_white_box_toggle_moves_the_attack_to_a_white_box_one(demo_cache, demo_onnx) -> None:
     from xrobust.attacks import ATTACKS
     from xrobust.models.onnx import import_onnx2torch
 
@@ -113,7 +110,7 @@ def test_white_box_toggle_moves_the_attack_to_a_white_box_one(demo_cache, onnx_f
         import_onnx2torch()
     except Exception:
         pytest.skip("onnx2torch is not installed")
-    at = _onnx(new_app().run(), onnx_file)
+    at = _onnx(new_app().run(), demo_onnx)
     at.switch_page("app_pages/adversarial.py").run()
     no_exception(at)
     (box,) = [s for s in at.selectbox if s.label == "Attack"]

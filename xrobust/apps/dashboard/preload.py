@@ -75,8 +75,9 @@ def warm(preset: str | None = None, runtime_timeout: float = 60.0) -> bool:
     data = sources.builtin_handle(model.default_data or model.spec.name, model.spec)
     if not _wait_for_runtime(runtime_timeout):
         return False
-    norm = resources.norms()[0]
-    resources.overview_report(model, data, norm, resources.overview_n(model.differentiable))
+    norm, n = resources.norms()[0], resources.overview_n(model.differentiable)
+    for clean_only in (True, False):  # what the page shows first, then the rest
+        resources.overview_report(model, data, norm, n, clean_only=clean_only)
     return True
 
 

@@ -479,15 +479,21 @@ def overview_n(differentiable: bool) -> int:
     return 64 if differentiable else 16
 
 
-def overview_report(model: Any, data: Any, norm: str, n: int) -> dict[str, Any]:
+def overview_report(
+    model: Any, data: Any, norm: str, n: int, *, clean_only: bool = False
+) -> dict[str, Any]:
     """The overview's quick audit (:func:`quick_audit_config` on the eps grid of ``norm``
     in the data's units) of a sidebar model handle on a data handle, cached; the page and
-    the server's warm-up (:mod:`preload`) ask for it the same way."""
+    the server's warm-up (:mod:`preload`) ask for it the same way. ``clean_only``: the same
+    audit with only its clean section (what the page shows first)."""
     spec = model.spec
     span = eps_scale(spec)
     grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
     eps = [round(g * span, 6) for g in grid]
     cfg = quick_audit_config(spec.modality, n, eps, norm, differentiable=model.differentiable)
+    if clean_only:
+        cfg.adversarial.enabled = False
+        cfg.sanity.enabled = False
     return audit_report(
         model.classifier,
         model.key,

@@ -437,41 +437,7 @@ def _explanations(s: SectionResult, report: AuditReport) -> str:
                 "tabular explanations",
             )
         )
-    rows = []
-    for m, md in d["methods"].items():
-        di = md.get("deletion_insertion") or {}
-        rz = md.get("randomisation") or {}
-        st = md.get("stability") or {}
-        rows.append(
-            [
-                _e(m),
-                _fmt(di.get("deletion_auc")),
-                _fmt(di.get("random_deletion_auc")),
-                _fmt(di.get("insertion_auc")),
-                _fmt(di.get("random_insertion_auc")),
-                (_badge(rz["status"]) + " " + _e(rz.get("message", "")))
-                if rz.get("status")
-                else _e(rz.get("reason", "–")),
-                _fmt(st.get("topk_overlap")),
-                _fmt(st.get("spearman")),
-            ]
-        )
-    out.append(
-        _table(
-            [
-                "method",
-                "deletion AUC ↓",
-                "random",
-                "insertion AUC ↑",
-                "random",
-                "randomisation check",
-                "top-k overlap (clean vs adv)",
-                "rank correlation",
-            ],
-            rows,
-            raw=True,
-        )
-    )
+    out.append(_explanation_metrics(d["methods"]))
     notes = [
         f"{m}: {md['metrics_note']}" for m, md in d["methods"].items() if md.get("metrics_note")
     ]
@@ -483,6 +449,30 @@ def _explanations(s: SectionResult, report: AuditReport) -> str:
         if c.status in ("warn", "fail")
     ]
     return "".join(out)
+
+
+def _explanation_metrics(methods: dict[str, Any]) -> str:
+    """Per method: deletion/insertion AUC beside random, the randomisation check, and the
+    attributions' shift under attack."""
+    rows = []
+    for m, md in methods.items():
+        di = md.get("deletion_insertion") or {}
+        rz = md.get("randomisation") or {}
+        st = md.get("stability") or {}
+        check = (
+            (_badge(rz["status"]) + " " + _e(rz.get("message", "")))
+            if rz.get("status")
+            else _e(rz.get("reason", "–"))
+        )
+        rows.append(
+            [_e(m)]
+            + [_fmt(di.get(k)) for k in ("deletion_auc", "random_deletion_auc")]
+            + [_fmt(di.get(k)) for k in ("insertion_auc", "random_insertion_auc")]
+            + [check, _fmt(st.get("topk_overlap")), _fmt(st.get("spearman"))]
+        )
+    head = ["method", "deletion AUC ↓", "random", "insertion AUC ↑", "random"]
+    head += ["randomisation check", "top-k overlap (clean vs adv)", "rank correlation"]
+    return _table(head, rows, raw=True)
 
 
 def _advice(c: CheckResult, title: str) -> str:

@@ -102,7 +102,7 @@ black.save(out / "black_box")
 skipped = [p["part"] for p in black.not_run()]  # each part once, with its sections
 print(
     f"black-box audit: clean accuracy {black.sections['clean'].data['accuracy']:.3f}, "
-    f"{black.queries['total']} queries; not run: {', '.join(skipped)}"
+    f"{black.queries['total']:,} queries; not run: {', '.join(skipped)}"
 )
 
 # ---------------------------------------------------------------- 4. white box

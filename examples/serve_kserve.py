@@ -12,13 +12,16 @@ Run it with a Python that has kserve and onnxruntime (``scripts/setup.sh`` makes
 
 then audit it: ``xrobust audit --endpoint http://127.0.0.1:8080/v2/models/digits
 --endpoint-protocol v2 --data digits ...`` (or ``/v1/models/digits:predict`` for V1).
-``--rows-log FILE`` appends the rows of each request to FILE (the tests count them).
+``--rows-log FILE`` appends the rows of each request to FILE (the tests count them);
+``--verbose`` logs every request.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # serving_onnx beside this file
@@ -31,6 +34,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8080, help="the HTTP port")
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (this machine)")
     p.add_argument("--rows-log", help="append the rows of each request to this file")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log every request (KServe's access and latency logs)",
+    )
     return p.parse_args()
 
 
@@ -75,9 +83,16 @@ def main() -> None:
         self.config.host = a.host
 
     rest.RESTServer.__init__ = local_only
-    kserve.ModelServer(
-        http_port=a.port, workers=1, enable_grpc=False, enable_docs_url=False, grace_period=2
-    ).start([OnnxModel()])
+    server = kserve.ModelServer(
+        http_port=a.port, workers=1, enable_grpc=False, enable_docs_url=False, grace_period=2,
+        enable_latency_logging=a.verbose,
+    )  # fmt: skip
+    # KServe 0.21 still answers with FastAPI's ORJSONResponse, which FastAPI 0.165 deprecates
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    if not a.verbose:  # three log lines a request otherwise (and their cost)
+        for name in ("uvicorn.access", "kserve.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([OnnxModel()])
 
 
 if __name__ == "__main__":

@@ -162,6 +162,9 @@ def _reader_folder(tmp_path: Path) -> Path:
         ROOT / "examples", folder / "examples", ignore=shutil.ignore_patterns("__pycache__")
     )
     (folder / ".venv").symlink_to(venv, target_is_directory=True)
+    for server_venv in (".venv-kserve", ".venv-mlserver"):  # the model servers' own venvs
+        if (ROOT / server_venv).is_dir():
+            (folder / server_venv).symlink_to(ROOT / server_venv, target_is_directory=True)
     return folder
 
 

@@ -129,3 +129,40 @@ def test_every_registered_model_builds_on_a_suitable_spec() -> None:
             spec = _spec((12,), 3)
             model = build_model(name, spec)
         assert model(torch.rand(2, *spec.input_shape)).shape == (2, 3)
+
+
+def test_every_registry_method_reads_one_spelling() -> None:
+    """register, get, in, source, list(pattern), items and unregister agree: any case, and
+    '-' read as '_' (issue 21 item 7; register used to keep the hyphen that get dropped)."""
+    from xrobust.registry import Registry, normalise
+
+    r: Registry[type] = Registry("widget")  # not a plugin group: nothing to load
+    obj = type("TorqueWrench", (), {})
+    r.register("Torque-Wrench")(obj)
+    spellings = ["torque-wrench", "TORQUE_WRENCH", " Torque-wrench "]
+    assert {normalise(s) for s in spellings} == {"torque_wrench"}
+    assert all(
+        r.get(s) is obj and s in r and r.source(s) == f"module {__name__}" for s in spellings
+    )
+    assert r.list() == ["torque_wrench"] and r.items() == [("torque_wrench", obj)]
+    for pattern in ("torque-*", "TORQUE_*", "*-wrench", "t*"):
+        assert r.list(pattern) == ["torque_wrench"], pattern
+    assert r.list("[a-s]*") == [] and r.list("[s-u]*") == ["torque_wrench"]  # ranges kept
+    with pytest.raises(ValueError, match="already registered"):
+        r.register("torque_WRENCH")(type("Other", (), {}))
+    with pytest.raises(ValueError, match="must not be empty"):
+        r.register(" ")
+    r.unregister("TORQUE-wrench")
+    assert len(r) == 0 and "torque_wrench" not in r and 7 not in r
+    with pytest.raises(ConfigError, match="unknown widget 'torque-wrench'"):
+        r.source("torque-wrench")
+
+
+def test_model_names_are_read_like_the_registry() -> None:
+    spec = _spec((1, 8, 8))
+    torch.manual_seed(0)
+    a = build_model("Small-CNN", spec)
+    torch.manual_seed(0)
+    b = build_model("small_cnn", spec)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert MODELS.source("small-cnn") == "built-in"

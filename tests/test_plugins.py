@@ -299,3 +299,70 @@ def test_a_built_in_registered_later_replaces_a_plugin(installed) -> None:
         warnings.simplefilter("error")
         plugins.reload()
         assert ATTACKS.source("bim") == TOY  # read again, no warning
+
+
+# ------------------------------------------------------------------ datasets and models
+_EXTRA = '''
+import numpy as np
+import torch
+from torch import nn
+
+from xrobust.data import TensorPairDataset
+from xrobust.data.spec import DatasetBundle, DatasetSpec
+
+
+def load_quadrants(*, size=None, test_fraction=0.2, seed=0):
+    """Points of [-1, 1]^2 labelled by their quadrant (4 classes)."""
+    x = np.random.default_rng(seed).uniform(-1, 1, (200, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) * 2 + (x[:, 1] > 0)
+    n_test = int(len(x) * test_fraction)
+    spec = DatasetSpec("quadrants", "tabular", (2,), 4, ("a", "b", "c", "d"), (-1.0, 1.0))
+    t = torch.from_numpy
+    return DatasetBundle(
+        TensorPairDataset(t(x[n_test:]), t(y[n_test:])), TensorPairDataset(t(x[:n_test]), t(y[:n_test])), spec
+    )
+
+
+def wide_linear(spec, *, width=32):
+    return nn.Sequential(nn.Linear(spec.input_shape[0], width), nn.ReLU(), nn.Linear(width, spec.num_classes))
+'''
+
+
+@pytest.fixture
+def extra(tmp_path, monkeypatch) -> Iterator[None]:
+    """A distribution adding a dataset and a model architecture."""
+    (tmp_path / "xrobust_extra_plugin.py").write_text(_EXTRA)
+    groups = {
+        "xrobust.datasets": {"quadrants": "xrobust_extra_plugin:load_quadrants"},
+        "xrobust.models": {"wide_linear": "xrobust_extra_plugin:wide_linear"},
+    }
+    _dist(tmp_path, "xrobust-extra-plugin", "0.3", groups)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(plugins.ENV_VAR, raising=False)
+    plugins.reload()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        sys.modules.pop("xrobust_extra_plugin", None)
+        plugins.reload()
+
+
+def test_plugin_dataset_and_model_train_and_reload(extra, tmp_path) -> None:
+    from xrobust.data import DATASETS, list_datasets, load_dataset
+    from xrobust.models import MODELS, build_model, list_models, load_model
+    from xrobust.trainer import TrainConfig, train
+
+    assert "quadrants" in list_datasets() and "wide_linear" in list_models()
+    assert (
+        DATASETS.source("quadrants") == MODELS.source("wide_linear") == "xrobust-extra-plugin 0.3"
+    )
+    ds = load_dataset("quadrants")
+    assert ds.spec.num_classes == 4 and len(ds.train) == 160
+    with pytest.raises(ConfigError, match="width"):
+        build_model("wide_linear", ds.spec, widht=8)
+    model, _ = train(ds, "wide_linear", TrainConfig(epochs=2, device="cpu"), tmp_path / "run",
+                     model_kwargs={"width": 8}, progress=False)  # fmt: skip
+    again = load_model(tmp_path / "run")  # the checkpoint names the plugin's architecture
+    x = torch.rand(5, 2) * 2 - 1
+    assert torch.equal(again(x), model.eval()(x))

@@ -114,6 +114,17 @@ def enabled(environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
+_scanned: list[metadata.EntryPoints] = []  # every installed entry point, read once
+
+
+def _entry_points(group: str) -> metadata.EntryPoints:
+    """The installed entry points of ``group`` (the distributions are scanned once per
+    process, for every group, until :func:`reload`)."""
+    if not _scanned:
+        _scanned.append(metadata.entry_points())
+    return _scanned[0].select(group=group)
+
+
 def _resolve(spec: str) -> Any:
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -123,6 +134,7 @@ def reload() -> None:
     """Forget every registry's plugin entries; the next lookup reads the installed
     distributions (and ``XROBUST_PLUGINS``) again."""
     importlib.invalidate_caches()
+    _scanned.clear()
     for group in GROUPS.values():
         _resolve(group.registry).reload_plugins()
 
@@ -192,7 +204,7 @@ def _problem(obj: Any, group: Group, key: str) -> str | None:
 def _candidates(group: Group, registry: Registry[Any]) -> list[tuple[str, metadata.EntryPoint]]:
     """The group's entry points that may be loaded; the others are reported."""
     by_name: dict[str, list[metadata.EntryPoint]] = {}
-    for ep in metadata.entry_points(group=group.name):
+    for ep in _entry_points(group.name):
         by_name.setdefault(normalise(ep.name), []).append(ep)
     out = []
     for key in sorted(by_name):

@@ -5,10 +5,11 @@ models do; random weights: speed does not depend on them) is answered 64 rows at
 
 * in-process by onnxruntime (``as_classifier("model.onnx")``);
 * by KServe 0.21's ModelServer over V1 (TF Serving JSON) and V2 (the Open Inference
-  Protocol, JSON), and by MLServer 1.7 over V2 (JSON), each serving the file through
+  Protocol: JSON, and its binary tensor extension), and by MLServer 1.7 over V2 (JSON; it
+  has no binary extension over REST), each serving the file through
   onnxruntime (``examples/serve_kserve.py``, ``examples/serve_mlserver.py``) in its own venv;
-* by xrobust's own test server (``xrobust.models.serving``) over V1 and V2, in a
-  subprocess, for reference.
+* by xrobust's own test server (``xrobust.models.serving``) over V1 and V2 (JSON and
+  binary), in a subprocess, for reference.
 
 Each round times one ``clf.scores`` call of 64 rows on every source in turn (so that a
 change of load hits all of them alike), one request in flight; the table gives the median
@@ -38,27 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from servers.launch import serve, server_python  # noqa: E402
+from servers.onnx_model import export_nhwc  # noqa: E402
 
 from xrobust.data import as_tensors, load_dataset  # noqa: E402
 from xrobust.models import as_classifier, build_model  # noqa: E402
-from xrobust.models.export import export_onnx  # noqa: E402
-
-
-class _ChannelsLast(torch.nn.Module):
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.permute(0, 3, 1, 2))
 
 
 def _model(folder: Path, spec) -> Path:
     torch.manual_seed(0)
-    c, h, w = spec.input_shape
-    path = folder / "digits_nhwc.onnx"
-    export_onnx(_ChannelsLast(build_model("small_cnn", spec).eval()), path, (h, w, c))
-    return path
+    return export_nhwc(build_model("small_cnn", spec), spec, folder / "digits_nhwc.onnx")
 
 
 _OWN_SERVER = """
@@ -117,11 +106,13 @@ def _sources(stack: contextlib.ExitStack, model: Path, folder: Path, spec) -> di
         if kind == "kserve":
             made["KServe V1 JSON"] = as_classifier(s.v1_url, **opts)
             made["KServe V2 JSON"] = as_classifier(s.v2_url, protocol="v2", **opts)
+            made["KServe V2 binary"] = as_classifier(s.v2_url, protocol="v2-binary", **opts)
         else:
             made["MLServer V2 JSON"] = as_classifier(s.v2_url, protocol="v2", **opts)
     v1, v2 = stack.enter_context(_own_server(model))
     made["xrobust.models.serving V1 JSON"] = as_classifier(v1, **opts)
     made["xrobust.models.serving V2 JSON"] = as_classifier(v2, protocol="v2", **opts)
+    made["xrobust.models.serving V2 binary"] = as_classifier(v2, protocol="v2-binary", **opts)
     return made
 
 

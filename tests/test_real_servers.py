@@ -17,6 +17,7 @@ import json
 import pytest
 import torch
 from servers.launch import serve, server_python
+from servers.onnx_model import export_nhwc
 from torch import nn
 
 pytest.importorskip("onnxruntime")
@@ -24,7 +25,6 @@ pytest.importorskip("onnxruntime")
 from xrobust.audit import AuditConfig, audit
 from xrobust.data import as_tensors, load_dataset
 from xrobust.models import as_classifier, build_model
-from xrobust.models.export import export_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -32,17 +32,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", size=8)  # 8x8: small requests, fast servers
-
-
-class _ChannelsLast(nn.Module):
-    """A TensorFlow-style model: takes NHWC input, as most served models do."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.permute(0, 3, 1, 2))
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +45,7 @@ def onnx_file(digits, tmp_path_factory):
         opt.zero_grad()
         nn.functional.cross_entropy(m(x), y).backward()
         opt.step()
-    c, h, w = digits.spec.input_shape
-    path = tmp_path_factory.mktemp("served") / "digits_nhwc.onnx"
-    export_onnx(_ChannelsLast(m.eval()), path, (h, w, c))
-    return path
+    return export_nhwc(m, digits.spec, tmp_path_factory.mktemp("served") / "digits_nhwc.onnx")
 
 
 def _server(kind, onnx_file, tmp_path_factory):

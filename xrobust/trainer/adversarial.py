@@ -10,11 +10,18 @@
   Accuracy", arXiv:1901.08573: ``CE(f(x), y) + beta * KL(f(x) || f(x_adv))`` with x_adv
   maximising the KL term from ``x + 0.001 * N(0, 1)``.
 
-The adversarial examples are generated with the attack package's pure functions, with
-the model in eval mode (dropout off, batch-norm statistics untouched by the attack) and
-its parameters frozen (no weight gradient is computed during generation); the model's
-modes and ``requires_grad`` flags are then restored and the training loss is computed in
-the mode the model was in. Inputs (N, ...) within ``bounds``.
+The adversarial examples come from the attacks' public API, the same attack the
+attack tests cover: :class:`xrobust.attacks.PGD` with a fixed budget (``early_stop=False``:
+every example gets every step, the final iterate is returned) and a random start; fast
+FGSM-AT is that PGD with one step of ``1.25 * eps`` (the public ``FGSM`` starts at ``x``,
+not in the ball); TRADES is PGD whose loss (the :meth:`~xrobust.attacks.IterativeAttack.loss`
+hook) is the KL term and whose start is the small Gaussian one. The model is put in eval
+mode (dropout off, batch-norm statistics untouched by the attack) with its parameters
+frozen (no weight gradient is computed during generation) for the generation; its modes
+and ``requires_grad`` flags are then restored and the training loss is computed in the
+mode the model was in. The attack's random starts use its own generator, seeded from
+torch's global one (or ``generator``), so ``seed_everything`` makes a run repeatable and
+a resumed run continues the same draws. Inputs (N, ...) within ``bounds``.
 
 Example:
     >>> import torch
@@ -31,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +48,9 @@ import torch.nn.functional as tF
 from torch import nn
 
 from xrobust._modelstate import frozen_eval
-from xrobust.attacks import _functional as F
+from xrobust.attacks import PGD, AttackContext, AttackWarning, Batch
 from xrobust.errors import ConfigError
+from xrobust.models import TorchClassifier
 
 __all__ = ["AdvLoss", "adversarial_examples", "adversarial_loss"]
 
@@ -79,6 +88,61 @@ def _method(config: Any) -> str:
     return str(m)
 
 
+class _TradesKL(PGD):
+    """PGD on the TRADES inner objective: maximise ``KL(f(x) || f(x'))`` from
+    ``x' = x + 0.001 * N(0, I)`` (projected into the ball and the bounds).
+
+    ``p_clean``: the clean softmax of the batch (N, C), fixed for the whole search.
+    """
+
+    name = "trades_kl"
+
+    def __init__(self, model: nn.Module | TorchClassifier, p_clean: torch.Tensor, **kw: Any):
+        super().__init__(model, **kw)
+        self._p_clean = p_clean
+
+    def start(self, ctx: AttackContext, batch: Batch, restart: int) -> torch.Tensor:
+        full = batch.full_x
+        noise = torch.randn(
+            full.shape, generator=ctx.generator, device=full.device, dtype=full.dtype
+        )
+        return batch.ball.project(batch.x + 0.001 * noise[batch.idx])
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        log_q = tF.log_softmax(logits.float(), dim=1)
+        return tF.kl_div(log_q, self._p_clean[batch.idx], reduction="none").sum(1)
+
+
+def _forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = net(x)
+    return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
+
+
+def _attack_seed(generator: torch.Generator | None) -> int:
+    """A seed for the attack's generator, drawn from ``generator`` (default: torch's)."""
+    device = generator.device if generator is not None else None
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
+
+
+def _attack_options(config: Any, method: str, eps: float, bounds: Any, seed: int) -> dict:
+    """PGD's options for a training method: fixed budget, random start."""
+    steps = int(getattr(config, "adv_steps", 10))
+    step_size = getattr(config, "adv_step_size", None)
+    opts: dict[str, Any] = dict(
+        eps=eps,
+        norm=getattr(config, "adv_norm", "linf"),
+        bounds=None if bounds is None else tuple(bounds),
+        early_stop=False,
+        random_start=True,
+        seed=seed,
+    )
+    if method == "fgsm":  # Wong et al.: one step of 1.25 * eps from a random start
+        opts.update(steps=1, step_size=1.25 * eps if step_size is None else float(step_size))
+    else:  # PGD's default step: 2.5 * eps / steps (Madry et al.)
+        opts.update(steps=steps, step_size=None if step_size is None else float(step_size))
+    return opts
+
+
 def adversarial_examples(
     model: nn.Module,
     x: torch.Tensor,
@@ -96,58 +160,34 @@ def adversarial_examples(
         config: an object with ``adversarial``, ``adv_eps``, ``adv_norm``, ``adv_steps``,
             ``adv_step_size`` (e.g. :class:`xrobust.trainer.TrainConfig`).
         bounds: valid input range, or None.
-        generator: random generator for the starts (default: torch's global one).
+        generator: draws the seed of the attack's random starts (default: torch's
+            global generator).
 
     Returns:
         ``(x_adv, clean_logits)``; x_adv is detached, in the eps-ball and the bounds.
     """
     method = _method(config)
     eps = float(config.adv_eps)
-    norm = F.check_norm(getattr(config, "adv_norm", "linf"))
-    steps = int(getattr(config, "adv_steps", 10))
-    step_size = getattr(config, "adv_step_size", None)
     if eps <= 0:
         raise ConfigError(f"adv_eps must be > 0, got {eps}")
     net = _unwrap(model)
     x = x.detach()
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xw = x.to(work)
-
-    def fwd(inp: torch.Tensor) -> torch.Tensor:
-        out = net(inp.to(x.dtype))
-        return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
-
+    opts = _attack_options(config, method, eps, bounds, _attack_seed(generator))
     clean_logits = None
-    with frozen_eval(net):
-        if method == "fgsm":
-            alpha = 1.25 * eps if step_size is None else float(step_size)
-            n_steps = 1
-            xa = F.random_start(xw, eps, norm, bounds, generator)
-        elif method == "pgd":
-            alpha = 2.5 * eps / steps if step_size is None else float(step_size)
-            n_steps = steps
-            xa = F.random_start(xw, eps, norm, bounds, generator)
-        else:  # trades
-            alpha = 2.5 * eps / steps if step_size is None else float(step_size)
-            n_steps = steps
-            noise = torch.randn(xw.shape, generator=generator, device=xw.device, dtype=work)
-            xa = F.clip_to_ball_and_bounds(xw + 0.001 * noise, xw, eps, norm, bounds)
+    with frozen_eval(net), warnings.catch_warnings():
+        # gradient-health advice is for evaluations; a model in training is expected to
+        # have small or saturated gradients at times
+        warnings.simplefilter("ignore", AttackWarning)
+        clf = TorchClassifier(net, channels_last=False)  # the model's own kernels
+        if method == "trades":
             with torch.no_grad():
-                clean_logits = fwd(xw)
-            p_clean = tF.softmax(clean_logits.float(), dim=1)
-        for _ in range(n_steps):
-            xa = xa.detach().requires_grad_(True)
-            with torch.enable_grad():
-                logits = fwd(xa).float()
-                if method == "trades":
-                    loss = tF.kl_div(tF.log_softmax(logits, dim=1), p_clean, reduction="sum")
-                else:
-                    loss = tF.cross_entropy(logits, y, reduction="sum")
-                (g,) = torch.autograd.grad(loss, xa)
-            with torch.no_grad():
-                xa = F.gradient_step(xa, g.to(work), alpha, norm)
-                xa = F.clip_to_ball_and_bounds(xa, xw, eps, norm, bounds)
-    return xa.detach().to(x.dtype), clean_logits
+                clean_logits = _forward(net, x)
+            attack: PGD = _TradesKL(clf, tF.softmax(clean_logits.float(), dim=1), **opts)
+        else:
+            attack = PGD(clf, **opts)
+        x_adv = attack.run(x, y).x_adv
+    assert x_adv is not None
+    return x_adv.detach(), clean_logits
 
 
 def adversarial_loss(

@@ -209,7 +209,7 @@ def installed(good, bad, monkeypatch) -> Iterator[None]:
         yield
     finally:
         monkeypatch.undo()
-        for mod in [m for m in sys.modules if m.startswith("xrobust_toy_plugin")]:
+        for mod in [m for m in sys.modules if m.startswith(("xrobust_toy_", "xrobust_bad_"))]:
             del sys.modules[mod]
         plugins.reload()
 
@@ -254,6 +254,18 @@ def test_cli_in_process_names_and_refusal(installed, monkeypatch, capsys) -> Non
     assert "unknown attack 'bim'" in err and "Traceback" not in err
 
 
+def test_problems_are_kept_for_front_ends(installed, bad, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(bad))
+    plugins.reload()
+    assert plugins.problems() == []  # nothing is read before the first lookup
+    with pytest.warns(PluginWarning) as caught:
+        names = list_attacks()
+    assert "bim" in names and not {"broken", "helper", "renamed", "twice"} & set(names)
+    assert plugins.problems() == [str(w.message) for w in caught] and len(caught) == 6
+    list_attacks()  # once per process: no second report
+    assert len(plugins.problems()) == 6
+
+
 def test_toml_config_names_a_plugin_attack(installed, tmp_path) -> None:
     from xrobust.audit.config import load_config
 
@@ -293,6 +305,7 @@ def test_a_built_in_registered_later_replaces_a_plugin(installed) -> None:
         ATTACKS.register("bim")(mine)
     try:
         assert ATTACKS.get("bim") is mine and ATTACKS.source("bim") == "built-in"
+        assert "replaced by the built-in attack" in plugins.problems()[-1]
     finally:
         ATTACKS.unregister("bim")
     with warnings.catch_warnings():

@@ -58,7 +58,16 @@ from xrobust.registry import normalise
 if TYPE_CHECKING:
     from xrobust.registry import Registry
 
-__all__ = ["ENV_VAR", "GROUPS", "Group", "PluginWarning", "enabled", "load_into", "reload"]
+__all__ = [
+    "ENV_VAR",
+    "GROUPS",
+    "Group",
+    "PluginWarning",
+    "enabled",
+    "load_into",
+    "problems",
+    "reload",
+]
 
 #: the environment variable that turns plugin loading off
 ENV_VAR = "XROBUST_PLUGINS"
@@ -115,6 +124,19 @@ def enabled(environ: Mapping[str, str] | None = None) -> bool:
 
 
 _scanned: list[metadata.EntryPoints] = []  # every installed entry point, read once
+_problems: list[str] = []  # what was reported, for front ends that show no warnings
+
+
+def problems() -> list[str]:
+    """The messages of every plugin left out so far in this process (each was also
+    reported once as a :class:`PluginWarning`), for front ends that show no warnings,
+    such as the dashboard. Only registries already looked up have read their plugins.
+
+    Example:
+        >>> problems() if enabled() else []  # nothing installed is broken here
+        []
+    """
+    return list(_problems)
 
 
 def _entry_points(group: str) -> metadata.EntryPoints:
@@ -135,6 +157,7 @@ def reload() -> None:
     distributions (and ``XROBUST_PLUGINS``) again."""
     importlib.invalidate_caches()
     _scanned.clear()
+    _problems.clear()
     for group in GROUPS.values():
         _resolve(group.registry).reload_plugins()
 
@@ -159,25 +182,25 @@ def _label(ep: metadata.EntryPoint) -> tuple[str, str]:
 
 def _warn(group: Group, ep: metadata.EntryPoint, what: str) -> None:
     dist, label = _label(ep)
-    warnings.warn_explicit(
+    message = (
         f"xrobust plugin {ep.name!r} ({group.name} entry point '{ep.name} = {ep.value}' of "
         f"{label}) {what}; the rest of xrobust works without it (uninstall or fix {dist}, "
-        f"or set {ENV_VAR}=0 to load no plugins)",
-        PluginWarning,
-        filename=label,
-        lineno=0,
-        module="xrobust.plugins",
+        f"or set {ENV_VAR}=0 to load no plugins)"
+    )
+    _problems.append(message)
+    warnings.warn_explicit(
+        message, PluginWarning, filename=label, lineno=0, module="xrobust.plugins"
     )
 
 
 def warn_shadowed(kind: str, name: str, source: str) -> None:
     """Report that a built-in registered after the plugins replaced a plugin's entry."""
-    warnings.warn(
+    message = (
         f"xrobust plugin {kind} {name!r} of {source} is replaced by the built-in {kind} of "
-        "that name (built-ins win); the plugin must register under another name",
-        PluginWarning,
-        stacklevel=3,
+        "that name (built-ins win); the plugin must register under another name"
     )
+    _problems.append(message)
+    warnings.warn(message, PluginWarning, stacklevel=3)
 
 
 def _problem(obj: Any, group: Group, key: str) -> str | None:

@@ -31,7 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("kind", nargs="?", choices=sorted(_KINDS), help="what to list")
     p.add_argument("--pattern", help="shell-style filter, e.g. 'pgd*'")
-    p.add_argument("--names", action="store_true", help="names only, one per line (for scripts)")
+    p.add_argument(
+        "--names",
+        action="store_true",
+        help="names only: one per line for one KIND, one line per kind for all",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     lines: list[str] = []
     for kind in kinds:
         entries = _entries(kind, args.pattern)
-        if args.names:
+        if args.names and len(kinds) == 1:
             lines += [name for name, _ in entries]
+        elif args.names:
+            lines.append(f"{kind}: {', '.join(n for n, _ in entries) or '(none)'}")
         elif len(kinds) == 1:
             lines += _table(entries, "")
         else:

@@ -316,3 +316,23 @@ def test_a_server_without_the_binary_extension_says_what_to_try(start, clients) 
                    protocol="v2")  # fmt: skip
     with pytest.raises(ModelError, match=r"HTTP 500.*binary tensor extension.*try protocol 'v2'"):
         _clf(clients, server.url, protocol="v2-binary").scores(_x(1))
+
+
+@pytest.mark.parametrize("protocol", ["v2", "v2-binary"])
+def test_the_cli_attacks_a_v2_endpoint_and_reports_not_ready_in_one_line(
+    protocol, start, capsys
+) -> None:
+    from xrobust.cli import main
+
+    w = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
+    server = start(lambda a: a.reshape(len(a), -1) @ w, protocol="v2", model_name="digits")
+    args = ["attack", "--endpoint", server.url, "--endpoint-protocol", protocol, "--data",
+            "digits", "--attack", "square", "--queries", "5", "--eps", "0.05", "--limit", "4",
+            "--no-progress", "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and server.rows_received >= 4
+    down = start(lambda a: a, protocol="v2", model_name="digits", ready=False)
+    assert main([*args[:2], down.url, *args[3:]]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "is not ready" in err and len(err.strip().splitlines()) == 1

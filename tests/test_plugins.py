@@ -10,6 +10,7 @@ after :func:`xrobust.plugins.reload`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -199,19 +200,28 @@ def test_plugins_load_lazily_once(good, tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ the Python API
-@pytest.fixture
-def installed(good, bad, monkeypatch) -> Iterator[None]:
-    """The good plugin importable in this process; registries re-read at the next lookup."""
-    monkeypatch.syspath_prepend(str(good))
+@contextlib.contextmanager
+def _importable(monkeypatch: pytest.MonkeyPatch, *folders: Path) -> Iterator[None]:
+    """``folders`` on ``sys.path`` (plugins on), registries re-read at the next lookup; on
+    the way out the path, the environment and the plugin modules are as before."""
+    for folder in folders:
+        monkeypatch.syspath_prepend(str(folder))
     monkeypatch.delenv(plugins.ENV_VAR, raising=False)
     plugins.reload()
     try:
         yield
     finally:
         monkeypatch.undo()
-        for mod in [m for m in sys.modules if m.startswith(("xrobust_toy_", "xrobust_bad_"))]:
+        for mod in [m for m in sys.modules if m.startswith("xrobust_")]:  # the plugins' own
             del sys.modules[mod]
         plugins.reload()
+
+
+@pytest.fixture
+def installed(good, monkeypatch) -> Iterator[None]:
+    """The example plugin importable in this process."""
+    with _importable(monkeypatch, good):
+        yield
 
 
 def test_python_api_sees_the_plugin_attack(installed) -> None:
@@ -280,10 +290,9 @@ def test_toml_config_names_a_plugin_attack(installed, tmp_path) -> None:
 
 
 def test_without_plugins_the_names_are_unknown(good, monkeypatch) -> None:
-    monkeypatch.syspath_prepend(str(good))
-    monkeypatch.setenv(plugins.ENV_VAR, "0")
-    plugins.reload()
-    try:
+    with _importable(monkeypatch, good):
+        monkeypatch.setenv(plugins.ENV_VAR, "0")
+        plugins.reload()
         assert "bim" not in list_attacks()
         with pytest.raises(ConfigError, match="unknown attack 'bim'"):
             get_attack("bim", nn.Linear(2, 2), eps=0.1)
@@ -291,9 +300,6 @@ def test_without_plugins_the_names_are_unknown(good, monkeypatch) -> None:
         plugins.reload()
         with pytest.raises(ConfigError, match="XROBUST_PLUGINS='maybe'"):
             list_attacks()
-    finally:
-        monkeypatch.undo()
-        plugins.reload()
 
 
 def test_a_built_in_registered_later_replaces_a_plugin(installed) -> None:
@@ -350,15 +356,8 @@ def extra(tmp_path, monkeypatch) -> Iterator[None]:
         "xrobust.models": {"wide_linear": "xrobust_extra_plugin:wide_linear"},
     }
     _dist(tmp_path, "xrobust-extra-plugin", "0.3", groups)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv(plugins.ENV_VAR, raising=False)
-    plugins.reload()
-    try:
+    with _importable(monkeypatch, tmp_path):
         yield
-    finally:
-        monkeypatch.undo()
-        sys.modules.pop("xrobust_extra_plugin", None)
-        plugins.reload()
 
 
 def test_plugin_dataset_and_model_train_and_reload(extra, tmp_path) -> None:

@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from torch import nn
 
 from xrobust import plugins
 from xrobust.attacks import ATTACKS, PGD, get_attack, list_attacks
+from xrobust.audit.config import tomllib  # tomli on Python 3.10
 from xrobust.errors import ConfigError
 from xrobust.explain import EXPLAINERS, explain, list_explainers
 from xrobust.plugins import PluginWarning

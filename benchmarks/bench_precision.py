@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precisions", default="fp32,bf16", help="comma-separated (fp32 first)")
     ap.add_argument("--models", default="standard,pgd", help="standard, pgd or both")
+    ap.add_argument("--norms", default="linf,l2", help="threat models: linf (0.1), l2 (1.0)")
     args = ap.parse_args()
     args.precisions = args.precisions.split(",")
     ba.DEVICE = torch.device(args.device)
@@ -172,7 +173,7 @@ def main() -> None:
               "robust accuracy | images differing from fp32 |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|")
         for label, m in models.items():
-            for norm, eps in SETTINGS:
+            for norm, eps in (s for s in SETTINGS if s[0] in args.norms.split(",")):
                 bench_setting(label, m, x, y, norm, eps, args)
     if "demo" in only:
         bench_demo(args)

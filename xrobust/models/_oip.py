@@ -192,6 +192,15 @@ class V2Model:
             )
         return self.inputs[0]
 
+    def not_ready(self, what: str, url: str, detail: str) -> str:
+        """The error for a ``what`` ("server" or "model") that is not ready."""
+        where = f"{self.prefix}/v2/health/ready" if what == "server" else f"{self.base}/ready"
+        return (
+            f"the Open Inference Protocol {what} for {url} is not ready (GET "
+            f"{_show(where, 120)}): {detail}; wait until it has loaded the model, and "
+            "check the URL names it (http://host:port/v2/models/NAME)"
+        )
+
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "model": _show(self.model),
@@ -265,6 +274,21 @@ class V2Model:
 
 
 # ---------------------------------------------------------------------- helpers
+BINARY_HINT = (
+    "; protocol 'v2-binary' sends the binary tensor extension, which this server may not "
+    "speak (MLServer does not over REST): try protocol 'v2' (--endpoint-protocol v2)"
+)
+
+
+def says_not_ready(data: bytes) -> bool:
+    """Whether a 2xx readiness answer still says ``{"ready": false}`` (some servers do)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False  # an empty or plain-text 200 means ready (Triton answers no body)
+    return isinstance(doc, dict) and doc.get("ready") is False
+
+
 def _datatype(value: Any, what: str) -> str:
     dt = str(value).upper()
     if dt in DATATYPES:

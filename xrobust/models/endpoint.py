@@ -458,9 +458,9 @@ class EndpointClassifier(Classifier):
             try:
                 data = self._get(target)
             except _Attempt as fail:
-                raise ModelError(self._scrub(self._not_ready(what, fail.message))) from None
-            if _says_not_ready(data):
-                raise ModelError(self._scrub(self._not_ready(what, "it answered ready: false")))
+                raise ModelError(self._scrub(v2.not_ready(what, self.url, fail.message))) from None
+            if _oip.says_not_ready(data):
+                raise ModelError(self._scrub(v2.not_ready(what, self.url, "ready: false")))
         try:
             doc = self._load(self._get(v2.metadata))
             shape = self.input_shape
@@ -474,15 +474,11 @@ class EndpointClassifier(Classifier):
                 self._scrub(f"the V2 model {_oip._show(v2.model)!r} at {self.url}: {exc}")
             ) from None
 
-    def _not_ready(self, what: str, detail: str) -> str:
-        v2 = self._v2
-        assert v2 is not None
-        where = "/v2/health/ready" if what == "server" else f"{v2.base}/ready"
-        return (
-            f"the Open Inference Protocol {what} for {self.url} is not ready (GET "
-            f"{_oip._show(where, 120)}): {detail}; wait until it has loaded the model, and "
-            "check the URL names it (http://host:port/v2/models/NAME)"
-        )
+    def _binary_hint(self, fail: _Attempt) -> str:
+        """What to try when a V2 binary request fails with an HTTP error."""
+        if self._v2 is None or not self._v2.binary or fail.status is None:
+            return ""
+        return _oip.BINARY_HINT
 
     def _get(self, target: str) -> bytes:
         """GET ``target`` (a V2 readiness or metadata path): the body of a 2xx answer, or
@@ -674,7 +670,7 @@ class EndpointClassifier(Classifier):
                 if not fail.retry or k == attempts - 1:
                     tries = f" after {k + 1} attempts" if k else ""
                     raise ModelError(
-                        self._scrub(f"{fail.message}{tries}{_hint(self, fail)}")
+                        self._scrub(f"{fail.message}{tries}{self._binary_hint(fail)}")
                     ) from None
                 wait = self._wait(k, fail.retry_after)
                 with self._lock:
@@ -1212,25 +1208,6 @@ class _TooLarge(Exception):
     def __init__(self, alone: bool) -> None:
         super().__init__("too large")
         self.alone = alone
-
-
-def _hint(clf: EndpointClassifier, fail: _Attempt) -> str:
-    """What to try when a V2 binary request fails with an HTTP error."""
-    if clf._v2 is None or not clf._v2.binary or fail.status is None:
-        return ""
-    return (
-        "; protocol 'v2-binary' sends the binary tensor extension, which this server may not "
-        "speak (MLServer does not over REST): try protocol 'v2' (--endpoint-protocol v2)"
-    )
-
-
-def _says_not_ready(data: bytes) -> bool:
-    """Whether a 2xx readiness answer still says ``{"ready": false}`` (some servers do)."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        return False  # an empty or plain-text 200 means ready (Triton answers no body)
-    return isinstance(doc, dict) and doc.get("ready") is False
 
 
 def _unknown_options(unknown: dict[str, Any]) -> str:

@@ -129,7 +129,14 @@ def as_tensors(dataset: Dataset, limit: int | None = None) -> tuple[torch.Tensor
     if n == 0:
         raise DataError("the dataset is empty; expected at least one (x, y) item")
     k = n if limit is None else min(limit, n)
+    x, y = _first_items(dataset, k)
+    y = _checked_label_tensor(y)
+    return x.to(torch.float32, copy=True), y.to(torch.int64, copy=True)
 
+
+def _first_items(dataset: Dataset, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` items as stacked tensors: sliced from a (Subset of a)
+    TensorDataset, else fetched item by item."""
     base, index = dataset, None
     if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
         base, index = dataset.dataset, torch.as_tensor(list(dataset.indices[:k]), dtype=torch.long)
@@ -137,23 +144,27 @@ def as_tensors(dataset: Dataset, limit: int | None = None) -> tuple[torch.Tensor
         xs, ys = base.tensors[0], base.tensors[1]
         x = xs[index] if index is not None else xs[:k]
         y = ys[index] if index is not None else ys[:k]
-    else:
-        xl, yl = [], []
-        for i in range(k):
-            item = dataset[i]
-            if not isinstance(item, (tuple, list)) or len(item) < 2:
-                raise DataError(
-                    f"item {i} of the dataset is a {type(item).__name__}; expected an (x, y) pair"
-                )
-            xl.append(torch.as_tensor(item[0]))
-            yl.append(torch.as_tensor(item[1]).reshape(-1))
-        try:
-            x = torch.stack(xl)
-        except RuntimeError as exc:
-            raise DataError(f"dataset inputs have different shapes: {exc}") from exc
-        if any(t.numel() != 1 for t in yl):
-            raise DataError("each label must be a single integer class index")
-        y = torch.cat(yl)
+        return x, y
+    xl, yl = [], []
+    for i in range(k):
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataError(
+                f"item {i} of the dataset is a {type(item).__name__}; expected an (x, y) pair"
+            )
+        xl.append(torch.as_tensor(item[0]))
+        yl.append(torch.as_tensor(item[1]).reshape(-1))
+    try:
+        x = torch.stack(xl)
+    except RuntimeError as exc:
+        raise DataError(f"dataset inputs have different shapes: {exc}") from exc
+    if any(t.numel() != 1 for t in yl):
+        raise DataError("each label must be a single integer class index")
+    return x, torch.cat(yl)
+
+
+def _checked_label_tensor(y: torch.Tensor) -> torch.Tensor:
+    """Labels of shape (N,) (an (N, 1) column is flattened) holding integer values."""
     if y.dim() == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dim() != 1:
@@ -163,7 +174,7 @@ def as_tensors(dataset: Dataset, limit: int | None = None) -> tuple[torch.Tensor
             raise DataError("labels must be integer class indices; found non-integer values")
     elif y.dtype.is_complex or y.dtype == torch.bool:
         raise DataError(f"labels must be integer class indices, got dtype {y.dtype}")
-    return x.to(torch.float32, copy=True), y.to(torch.int64, copy=True)
+    return y
 
 
 # ----------------------------------------------------------------------------- checks
@@ -499,74 +510,24 @@ def _array_bundle(
     """
     _check_split_args(test_fraction, seed)
     given = len(xs) == 2
-    parts = ("train", "test") if given else ("",)
     tabular = np.asarray(xs[0]).ndim == 2
     if tabular and size is not None:
         raise ConfigError(
             f"{source}: an image size (--size, Python: size=) applies to image data; this data is tabular"
         )
     hw = _check_size(size)
-    cx, cy = [], []
-    for part, x, y in zip(parts, xs, ys):
-        src = f"{source} [{part}]" if part else source
-        x = _tabular(x, src) if tabular else _images(x, src, channels_first)
-        y = _labels(y, src)
-        _check_nonempty(x, y, src)
-        cx.append(x)
-        cy.append(y)
-    if given and cx[0].shape[1:] != cx[1].shape[1:]:
-        raise DataError(
-            f"{source}: train inputs have shape {cx[0].shape[1:]} but test inputs "
-            f"{cx[1].shape[1:]}; expected the same shape"
-        )
-    if class_names is not None:
-        class_names = tuple(str(c) for c in class_names)
-        if len(class_names) < 2 or len(set(class_names)) != len(class_names):
-            raise DataError(
-                f"{source}: class_names must hold at least 2 distinct names, got {class_names}"
-            )
+    cx, cy = _checked_parts(xs, ys, source, tabular, channels_first)
+    class_names = _checked_class_names(class_names, source)
     c = _num_classes(cy, source, class_names)
     names = class_names if class_names is not None else tuple(str(i) for i in range(c))
     if not tabular:
         cx = [_resize(x, hw) for x in cx]
     x, y = np.concatenate(cx), np.concatenate(cy)
     info: dict[str, Any] = {"source": source, **(extra or {})}
-    if given:
-        tr = np.arange(len(cx[0]), dtype=np.int64)
-        te = np.arange(len(cx[0]), len(x), dtype=np.int64)
-        info.update({"split": {"method": "given"}, "n_train": len(tr), "n_test": len(te)})
-    else:
-        tr, te = stratified_split(y, test_fraction, seed)
-        info.update(_split_info(test_fraction, seed, len(tr), len(te)))
-    if min(len(tr), len(te)) < FEW_EXAMPLES:
-        warnings.warn(
-            f"{source}: only {len(tr)} training and {len(te)} test examples; accuracies "
-            f"measured on fewer than {FEW_EXAMPLES} examples are mostly noise",
-            stacklevel=3,
-        )
+    tr, te = _split_indices(len(cx[0]) if given else None, y, test_fraction, seed, source, info)
     fnames = None
     if tabular:
-        nf = x.shape[1]
-        if feature_names is not None:
-            fnames = tuple(str(f) for f in feature_names)
-            if len(fnames) != nf:
-                raise DataError(
-                    f"{source}: {len(fnames)} feature names for {nf} features; expected one each"
-                )
-        else:
-            fnames = tuple(f"x{i}" for i in range(nf))
-        if stats is not None:
-            mean_a = np.asarray(stats[0], dtype=np.float64)
-            std_a = np.asarray(stats[1], dtype=np.float64)
-            x = ((x.astype(np.float64) - mean_a) / std_a).astype(np.float32)
-            if not np.isfinite(x).all():
-                raise DataError(f"{source}: values overflow after standardisation")
-            info.update(
-                {"standardized": True, "raw_mean": mean_a.tolist(), "raw_std": std_a.tolist()}
-            )
-        elif standardize:
-            x, mean, std = _standardize(x, tr)
-            info.update({"standardized": True, "raw_mean": mean, "raw_std": std})
+        x, fnames = _tabular_features(x, tr, feature_names, stats, standardize, source, info)
         bounds = _tabular_bounds(x)
     else:
         bounds = (0.0, 1.0)
@@ -581,6 +542,96 @@ def _array_bundle(
         extra=info,
     )
     return _bundle(x, y, tr, te, spec)
+
+
+def _checked_parts(
+    xs: Sequence[Any], ys: Sequence[Any], source: str, tabular: bool, channels_first: bool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each part's inputs and labels checked (one part, or train and test of one shape)."""
+    given = len(xs) == 2
+    parts = ("train", "test") if given else ("",)
+    cx, cy = [], []
+    for part, x, y in zip(parts, xs, ys):
+        src = f"{source} [{part}]" if part else source
+        x = _tabular(x, src) if tabular else _images(x, src, channels_first)
+        y = _labels(y, src)
+        _check_nonempty(x, y, src)
+        cx.append(x)
+        cy.append(y)
+    if given and cx[0].shape[1:] != cx[1].shape[1:]:
+        raise DataError(
+            f"{source}: train inputs have shape {cx[0].shape[1:]} but test inputs "
+            f"{cx[1].shape[1:]}; expected the same shape"
+        )
+    return cx, cy
+
+
+def _checked_class_names(class_names: Sequence[str] | None, source: str) -> tuple[str, ...] | None:
+    if class_names is None:
+        return None
+    names = tuple(str(c) for c in class_names)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise DataError(f"{source}: class_names must hold at least 2 distinct names, got {names}")
+    return names
+
+
+def _split_indices(
+    n_given_train: int | None,
+    y: np.ndarray,
+    test_fraction: float,
+    seed: int,
+    source: str,
+    info: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices: the given split (its first ``n_given_train`` rows train)
+    or a stratified seeded one; recorded in ``info``; too few examples are warned about."""
+    if n_given_train is not None:
+        tr = np.arange(n_given_train, dtype=np.int64)
+        te = np.arange(n_given_train, len(y), dtype=np.int64)
+        info.update({"split": {"method": "given"}, "n_train": len(tr), "n_test": len(te)})
+    else:
+        tr, te = stratified_split(y, test_fraction, seed)
+        info.update(_split_info(test_fraction, seed, len(tr), len(te)))
+    if min(len(tr), len(te)) < FEW_EXAMPLES:
+        warnings.warn(
+            f"{source}: only {len(tr)} training and {len(te)} test examples; accuracies "
+            f"measured on fewer than {FEW_EXAMPLES} examples are mostly noise",
+            stacklevel=4,  # the loader's caller, as before
+        )
+    return tr, te
+
+
+def _tabular_features(
+    x: np.ndarray,
+    tr: np.ndarray,
+    feature_names: Sequence[str] | None,
+    stats: tuple[Sequence[float], Sequence[float]] | None,
+    standardize: bool,
+    source: str,
+    info: dict[str, Any],
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Feature names (given, or x0..) and the features standardised with ``stats`` (a
+    model's) or, if asked, the train rows' own statistics (recorded in ``info``)."""
+    nf = x.shape[1]
+    if feature_names is not None:
+        fnames = tuple(str(f) for f in feature_names)
+        if len(fnames) != nf:
+            raise DataError(
+                f"{source}: {len(fnames)} feature names for {nf} features; expected one each"
+            )
+    else:
+        fnames = tuple(f"x{i}" for i in range(nf))
+    if stats is not None:
+        mean_a = np.asarray(stats[0], dtype=np.float64)
+        std_a = np.asarray(stats[1], dtype=np.float64)
+        x = ((x.astype(np.float64) - mean_a) / std_a).astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DataError(f"{source}: values overflow after standardisation")
+        info.update({"standardized": True, "raw_mean": mean_a.tolist(), "raw_std": std_a.tolist()})
+    elif standardize:
+        x, mean, std = _standardize(x, tr)
+        info.update({"standardized": True, "raw_mean": mean, "raw_std": std})
+    return x, fnames
 
 
 def _existing(path: Any, what: str) -> Any:

@@ -82,7 +82,22 @@ def load_blobs(
     y = np.repeat(np.arange(n_classes, dtype=np.int64), counts)
     x = (centres[y] + cluster_std * rng.standard_normal((n_samples, n_features))).astype(np.float32)
     tr, te = stratified_split(y, test_fraction, seed)
-    spec = DatasetSpec(
+    generator = {
+        "n_samples": n_samples,
+        "n_features": n_features,
+        "n_classes": n_classes,
+        "cluster_std": float(cluster_std),
+        "random_state": int(random_state),
+        "centres": centres.tolist(),
+    }
+    spec = _blobs_spec(x, n_classes, generator, _split_info(test_fraction, seed, len(tr), len(te)))
+    return _bundle(x, y, tr, te, spec)
+
+
+def _blobs_spec(x: np.ndarray, n_classes: int, generator: dict, split: dict) -> DatasetSpec:
+    """The spec of generated blobs ``x`` (how they were generated and split in ``extra``)."""
+    n_features = x.shape[1]
+    return DatasetSpec(
         name="blobs",
         modality="tabular",
         input_shape=(n_features,),
@@ -90,17 +105,5 @@ def load_blobs(
         class_names=tuple(str(i) for i in range(n_classes)),
         bounds=_tabular_bounds(x),
         feature_names=tuple(f"x{i}" for i in range(n_features)),
-        extra={
-            "source": "generated",
-            "generator": {
-                "n_samples": n_samples,
-                "n_features": n_features,
-                "n_classes": n_classes,
-                "cluster_std": float(cluster_std),
-                "random_state": int(random_state),
-                "centres": centres.tolist(),
-            },
-            **_split_info(test_fraction, seed, len(tr), len(te)),
-        },
+        extra={"source": "generated", "generator": generator, **split},
     )
-    return _bundle(x, y, tr, te, spec)

@@ -105,6 +105,57 @@ def load_csv(
     """
     p = _existing(path, "a CSV file")
     source = str(p)
+    header, data = _read_table(p, source)
+    col = _target_column(header, target, schema, source)
+    _check_row_lengths(data, len(header), source)
+    feat_cols = [j for j in range(len(header)) if j != col]
+    if schema is not None:
+        feat_cols = _schema_columns(header, feat_cols, schema, source)
+    x = _feature_matrix(data, header, feat_cols, source)
+    raw_labels = _target_values(data, col, source)
+    if schema is not None:
+        return _with_schema(p, source, x, raw_labels, header, col, feat_cols, schema, name,
+                            test_fraction, seed)  # fmt: skip
+    return _own_bundle(p, source, x, raw_labels, header, col, feat_cols, name,
+                       test_fraction, seed, standardize)  # fmt: skip
+
+
+def _own_bundle(
+    p: Any,
+    source: str,
+    x: np.ndarray,
+    raw_labels: list[str],
+    header: list[str],
+    col: int,
+    feat_cols: list[int],
+    name: str | None,
+    test_fraction: float,
+    seed: int,
+    standardize: bool,
+) -> DatasetBundle:
+    """Build the bundle with the file's own classes and (if asked) standardisation."""
+    y, class_names = _labels_from_strings(raw_labels, source, header[col])
+    if len(class_names) < 2:
+        raise DataError(
+            f"{source}: target column {header[col]!r} has a single value "
+            f"{class_names[0]!r}; expected at least 2 classes"
+        )
+    return _array_bundle(
+        name=name or p.stem,
+        source=source,
+        xs=[x],
+        ys=[y],
+        test_fraction=test_fraction,
+        seed=seed,
+        class_names=class_names,
+        feature_names=[header[j] for j in feat_cols],
+        standardize=standardize,
+        extra={"format": "csv", "target": header[col]},
+    )
+
+
+def _read_table(p: Any, source: str) -> tuple[list[str], list[list[str]]]:
+    """The header (stripped names) and the non-blank data rows of the file."""
     if p.is_dir():
         raise DataError(f"{source}: is a folder; expected a CSV file")
     _check_bytes(8 * p.stat().st_size, source, "the parsed CSV table (about 8x the file)")
@@ -132,6 +183,13 @@ def load_csv(
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{source}: duplicate column name(s) {dup}; expected unique names")
+    return header, data
+
+
+def _target_column(
+    header: list[str], target: str | None, schema: DatasetSpec | None, source: str
+) -> int:
+    """Index of the label column: ``target``, the model's, or "target"/"label"."""
     if target is None and schema is not None:
         target = schema.extra.get("target") if isinstance(schema.extra.get("target"), str) else None
     if target is None:
@@ -148,15 +206,22 @@ def load_csv(
         col = header.index(target)
     if len(header) < 2:
         raise DataError(f"{source}: only the target column; expected at least one feature")
+    return col
+
+
+def _check_row_lengths(data: list[list[str]], width: int, source: str) -> None:
     for i, r in enumerate(data):
-        if len(r) != len(header):
+        if len(r) != width:
             raise DataError(
                 f"{source}: data row {i + 1} (line {i + 2}) has {len(r)} fields; "
-                f"the header has {len(header)}"
+                f"the header has {width}"
             )
-    feat_cols = [j for j in range(len(header)) if j != col]
-    if schema is not None:
-        feat_cols = _schema_columns(header, feat_cols, schema, source)
+
+
+def _feature_matrix(
+    data: list[list[str]], header: list[str], feat_cols: list[int], source: str
+) -> np.ndarray:
+    """The feature columns as float64 (N, F): every cell a finite number."""
     x = np.empty((len(data), len(feat_cols)), dtype=np.float64)
     for k, j in enumerate(feat_cols):
         for i, r in enumerate(data):
@@ -176,31 +241,16 @@ def load_csv(
                     f"(line {i + 2}); expected finite numbers"
                 )
             x[i, k] = v
+    return x
+
+
+def _target_values(data: list[list[str]], col: int, source: str) -> list[str]:
+    """The label cells (stripped); none may be empty."""
     raw_labels = [r[col].strip() for r in data]
     if any(not v for v in raw_labels):
         i = next(i for i, v in enumerate(raw_labels) if not v)
         raise DataError(f"{source}: empty target in data row {i + 1} (line {i + 2})")
-    if schema is not None:
-        return _with_schema(p, source, x, raw_labels, header, col, feat_cols, schema, name,
-                            test_fraction, seed)  # fmt: skip
-    y, class_names = _labels_from_strings(raw_labels, source, header[col])
-    if len(class_names) < 2:
-        raise DataError(
-            f"{source}: target column {header[col]!r} has a single value "
-            f"{class_names[0]!r}; expected at least 2 classes"
-        )
-    return _array_bundle(
-        name=name or p.stem,
-        source=source,
-        xs=[x],
-        ys=[y],
-        test_fraction=test_fraction,
-        seed=seed,
-        class_names=class_names,
-        feature_names=[header[j] for j in feat_cols],
-        standardize=standardize,
-        extra={"format": "csv", "target": header[col]},
-    )
+    return raw_labels
 
 
 def _default_names(names: tuple[str, ...]) -> bool:

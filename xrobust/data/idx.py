@@ -173,35 +173,12 @@ def load_idx(
     """
     p = _existing(path, "an IDX folder or images file")
     if p.is_dir():
-        found = _classify([f for f in p.iterdir() if f.is_file()])
-        pairs = {s for s, _ in found}
-        if ("train", "images") in found and ("test", "images") in found:
-            needed = [
-                ("train", "images"),
-                ("train", "labels"),
-                ("test", "images"),
-                ("test", "labels"),
-            ]
-        elif len(found) == 2 and len(pairs) == 1:
-            (s,) = pairs
-            needed = [(s, "images"), (s, "labels")]
-        else:
-            listed = ", ".join(sorted(f.name for f in found.values())) or "none"
-            raise DataError(
-                f"{p}: IDX files found: {listed}; expected train-images-idx3-ubyte, "
-                "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
-                "(optionally .gz), or a single images/labels pair"
-            )
-        missing = [f"{s or ''} {k}".strip() for s, k in needed if (s, k) not in found]
-        if missing:
-            raise DataError(f"{p}: missing IDX file(s) for: {', '.join(missing)}")
-        files = [found[k] for k in needed]
+        files = _folder_files(p)
     else:
         m = _NAME.match(p.name)
         if m is not None and m.group("kind").lower() == "labels":
             raise DataError(f"{p}: is a labels file; pass the images file or the folder")
         files = [p, _labels_for(p)]
-
     arrays = [read_idx(f) for f in files]
     xs, ys = arrays[0::2], arrays[1::2]
     for fi, fl, x, y in zip(files[0::2], files[1::2], xs, ys):
@@ -222,3 +199,30 @@ def load_idx(
         size=size,
         extra={"format": "idx", "files": [str(f) for f in files]},
     )
+
+
+def _folder_files(p: Path) -> list[Path]:
+    """A folder's IDX files in the order images, labels (train pair, then test pair)."""
+    found = _classify([f for f in p.iterdir() if f.is_file()])
+    pairs = {s for s, _ in found}
+    if ("train", "images") in found and ("test", "images") in found:
+        needed = [
+            ("train", "images"),
+            ("train", "labels"),
+            ("test", "images"),
+            ("test", "labels"),
+        ]
+    elif len(found) == 2 and len(pairs) == 1:
+        (s,) = pairs
+        needed = [(s, "images"), (s, "labels")]
+    else:
+        listed = ", ".join(sorted(f.name for f in found.values())) or "none"
+        raise DataError(
+            f"{p}: IDX files found: {listed}; expected train-images-idx3-ubyte, "
+            "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
+            "(optionally .gz), or a single images/labels pair"
+        )
+    missing = [f"{s or ''} {k}".strip() for s, k in needed if (s, k) not in found]
+    if missing:
+        raise DataError(f"{p}: missing IDX file(s) for: {', '.join(missing)}")
+    return [found[k] for k in needed]

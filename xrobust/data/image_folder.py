@@ -102,6 +102,28 @@ def load_image_folder(
     if channels not in (None, 1, 3):
         raise ConfigError(f"channels must be None, 1 or 3, got {channels!r}")
     hw = _check_size(size)
+    class_dirs = _class_dirs(p)
+    files = _class_files(p, class_dirs)
+    x = _read_images(p, files, channels, hw)
+    y = np.array([c for _, c in files], dtype=np.int64)
+    return _array_bundle(
+        name=name or p.name,
+        source=str(p),
+        xs=[x],
+        ys=[y],
+        test_fraction=test_fraction,
+        seed=seed,
+        class_names=[d.name for d in class_dirs],
+        extra={"format": "image_folder", "n_files": len(files)},
+        channels_first=True,
+    )
+
+
+# the warnings below use stacklevel=3: they point at load_image_folder's caller
+
+
+def _class_dirs(p: Path) -> list[Path]:
+    """The class subfolders, sorted (hidden ones skipped; loose images warned about)."""
     class_dirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DataError(
@@ -113,8 +135,13 @@ def load_image_folder(
         warnings.warn(
             f"{p}: {len(loose)} image(s) directly in the root folder belong to no class "
             "and are skipped",
-            stacklevel=2,
+            stacklevel=3,
         )
+    return class_dirs
+
+
+def _class_files(p: Path, class_dirs: list[Path]) -> list[tuple[Path, int]]:
+    """``(image file, class index)`` for every image under the class folders."""
     files: list[tuple[Path, int]] = []
     skipped: list[Path] = []
     for c, d in enumerate(class_dirs):
@@ -129,9 +156,16 @@ def load_image_folder(
         files += [(f, c) for f in images]
     if skipped:
         warnings.warn(
-            f"{p}: skipped {len(skipped)} non-image file(s), e.g. {skipped[0]}", stacklevel=2
+            f"{p}: skipped {len(skipped)} non-image file(s), e.g. {skipped[0]}", stacklevel=3
         )
+    return files
 
+
+def _read_images(
+    p: Path, files: list[tuple[Path, int]], channels: int | None, hw: tuple[int, int] | None
+) -> np.ndarray:
+    """The images as one (N, C, H, W) array in [0, 1]: resized to ``hw`` if given (else
+    all of one size), grey ones repeated to RGB when the folder mixes both."""
     arrays: list[np.ndarray] = []
     first: tuple[Path, tuple[int, ...]] | None = None
     total = 0
@@ -155,16 +189,4 @@ def load_image_folder(
     n_channels = max(a.shape[0] for a in arrays)
     if n_channels == 3:
         arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
-    x = np.stack(arrays)
-    y = np.array([c for _, c in files], dtype=np.int64)
-    return _array_bundle(
-        name=name or p.name,
-        source=str(p),
-        xs=[x],
-        ys=[y],
-        test_fraction=test_fraction,
-        seed=seed,
-        class_names=[d.name for d in class_dirs],
-        extra={"format": "image_folder", "n_files": len(files)},
-        channels_first=True,
-    )
+    return np.stack(arrays)

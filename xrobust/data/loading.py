@@ -85,6 +85,14 @@ def load_dataset(
                 f"a target column (--target, Python: target=) applies to CSV files, not the built-in {name_or_path!r}"
             )
         return DATASETS.get(name_or_path)(size=size, test_fraction=test_fraction, seed=seed)
+    p = _existing_path(name_or_path)
+    if p.is_file():
+        return _load_file(p, size=size, test_fraction=test_fraction, seed=seed, target=target)
+    return _load_folder(p, size=size, test_fraction=test_fraction, seed=seed, target=target)
+
+
+def _existing_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """The path, checked to exist (a misspelt built-in name gets the close matches)."""
     try:
         raw = os.fspath(name_or_path)
     except TypeError as exc:
@@ -101,27 +109,38 @@ def load_dataset(
             except ConfigError as exc:
                 raise ConfigError(f"{exc} {_PATH_HINT}.") from None
         raise DataError(f"{p}: no such file or folder. {_PATH_HINT}")
+    return p
 
+
+def _load_file(
+    p: Path, *, size: int | None, test_fraction: float, seed: int, target: str | None
+) -> DatasetBundle:
+    """A file, by its suffix (or IDX name)."""
     suffix = p.suffix.lower()
-    if p.is_file():
-        if target is not None and suffix not in (".csv", ".tsv"):
-            raise ConfigError(
-                f"a target column (--target, Python: target=) applies to CSV files, not {p}"
-            )
-        if suffix == ".npz":
-            return load_npz(p, size=size, test_fraction=test_fraction, seed=seed)
-        if suffix in (".csv", ".tsv"):
-            if size is not None:
-                raise ConfigError(
-                    f"an image size (--size, Python: size=) applies to image data; {p} is a CSV table"
-                )
-            return load_csv(p, target=target, test_fraction=test_fraction, seed=seed)
-        if is_idx_name(p.name) or "idx" in p.name.lower():
-            return load_idx(p, size=size, test_fraction=test_fraction, seed=seed)
-        raise DataError(
-            f"{p}: unsupported file type {suffix or '(no suffix)'!r}; expected .npz, .csv, "
-            "an IDX images file, or a folder"
+    if target is not None and suffix not in (".csv", ".tsv"):
+        raise ConfigError(
+            f"a target column (--target, Python: target=) applies to CSV files, not {p}"
         )
+    if suffix == ".npz":
+        return load_npz(p, size=size, test_fraction=test_fraction, seed=seed)
+    if suffix in (".csv", ".tsv"):
+        if size is not None:
+            raise ConfigError(
+                f"an image size (--size, Python: size=) applies to image data; {p} is a CSV table"
+            )
+        return load_csv(p, target=target, test_fraction=test_fraction, seed=seed)
+    if is_idx_name(p.name) or "idx" in p.name.lower():
+        return load_idx(p, size=size, test_fraction=test_fraction, seed=seed)
+    raise DataError(
+        f"{p}: unsupported file type {suffix or '(no suffix)'!r}; expected .npz, .csv, "
+        "an IDX images file, or a folder"
+    )
+
+
+def _load_folder(
+    p: Path, *, size: int | None, test_fraction: float, seed: int, target: str | None
+) -> DatasetBundle:
+    """A folder of IDX files, or of one subfolder of images per class."""
     if target is not None:
         raise ConfigError(
             f"a target column (--target, Python: target=) applies to CSV files, not the folder {p}"

@@ -121,6 +121,33 @@ def load_npz(
     """
     p = _existing(path, "an .npz archive")
     source = str(p)
+    arrays = _read_arrays(p, source)
+    xs, ys = _layout(arrays, source)
+    class_names = (
+        _strings(arrays["class_names"], "class_names", source) if "class_names" in arrays else None
+    )
+    feature_names = (
+        _strings(arrays["feature_names"], "feature_names", source)
+        if "feature_names" in arrays
+        else None
+    )
+    return _array_bundle(
+        name=name or p.stem,
+        source=source,
+        xs=xs,
+        ys=ys,
+        test_fraction=test_fraction,
+        seed=seed,
+        size=size,
+        class_names=class_names,
+        feature_names=feature_names,
+        standardize=standardize,
+        extra={"format": "npz"},
+    )
+
+
+def _read_arrays(p: Any, source: str) -> dict[str, Any]:
+    """The archive's arrays by lower-case key (no pickled objects), or a DataError."""
     if p.is_dir():
         raise DataError(f"{source}: is a folder; expected an .npz file")
     arrays: dict[str, Any] = {}
@@ -154,7 +181,12 @@ def load_npz(
         raise DataError(f"{source}: corrupt .npz archive ({exc})") from exc
     except MemoryError as exc:
         raise DataError(f"{source}: too large to load into memory") from exc
+    return arrays
 
+
+def _layout(arrays: dict[str, Any], source: str) -> tuple[list[Any], list[Any]]:
+    """``(xs, ys)`` of the archive's layout: ``[x], [y]`` or the train and test splits
+    (unknown keys are warned about)."""
     split_keys = {"x_train", "y_train", "x_test", "y_test"}
     has_xy = "x" in arrays or "y" in arrays
     has_split = bool(split_keys & arrays.keys())
@@ -178,25 +210,6 @@ def load_npz(
         )
     unknown = sorted(arrays.keys() - known - set(_OPTIONAL))
     if unknown:
-        warnings.warn(f"{source}: ignoring unknown key(s) {unknown}", stacklevel=2)
-    class_names = (
-        _strings(arrays["class_names"], "class_names", source) if "class_names" in arrays else None
-    )
-    feature_names = (
-        _strings(arrays["feature_names"], "feature_names", source)
-        if "feature_names" in arrays
-        else None
-    )
-    return _array_bundle(
-        name=name or p.stem,
-        source=source,
-        xs=xs,
-        ys=ys,
-        test_fraction=test_fraction,
-        seed=seed,
-        size=size,
-        class_names=class_names,
-        feature_names=feature_names,
-        standardize=standardize,
-        extra={"format": "npz"},
-    )
+        # stacklevel 3: the warning points at load_npz's caller, as before
+        warnings.warn(f"{source}: ignoring unknown key(s) {unknown}", stacklevel=3)
+    return xs, ys

@@ -113,7 +113,6 @@ def load_for_model(
             images of another size without ``resize``.
     """
     from xrobust.data.csv_file import load_csv
-    from xrobust.data.loading import load_dataset
 
     src = os.fspath(data) if data is not None else default_source(spec)
     split = _split_args(spec) if data is None or str(src) == spec.extra.get("source") else {}
@@ -127,30 +126,7 @@ def load_for_model(
             raise DataError(f"{src}: a CSV table, but the model takes images {spec.input_shape}")
         bundle = load_csv(src, target=target, schema=spec, **split)
     else:
-        kwargs: dict[str, Any] = dict(split)
-        if target is not None:
-            kwargs["target"] = target  # load_dataset refuses it for non-CSV data, clearly
-        builtin = isinstance(src, str) and src in DATASETS
-        if spec.modality == "image" and len(spec.input_shape) == 3 and builtin:
-            h, w = spec.input_shape[1:]  # a built-in is served at the size it was trained at
-            try:
-                bundle = load_dataset(src, size=h if h == w else (h, w), **kwargs)
-            except ConfigError as exc:
-                if "size" not in str(exc):
-                    raise
-                bundle = load_dataset(src, **kwargs)
-        elif spec.modality == "image" and len(spec.input_shape) == 3:
-            bundle = _images_at_size(src, spec, kwargs, resize)
-        else:
-            bundle = load_dataset(src, **kwargs)
-        if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
-            raise DataError(
-                f"{src}: inputs of shape {tuple(bundle.spec.input_shape)}, but the model takes "
-                f"{tuple(spec.input_shape)}"
-            )
-        bundle = _match_classes(bundle, spec, str(src))
-        if spec.modality == "tabular":
-            _match_features(bundle.spec, spec, str(src))
+        bundle = _load_not_csv(src, spec, split, target, resize)
     if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
         raise DataError(
             f"{src}: inputs of shape {tuple(bundle.spec.input_shape)}, but the model takes "
@@ -158,6 +134,40 @@ def load_for_model(
         )
     if spec.modality == "tabular":
         bundle = _check_range(bundle, spec, str(src), strict_range)
+    return bundle
+
+
+def _load_not_csv(
+    src: Any, spec: DatasetSpec, split: dict[str, Any], target: str | None, resize: bool
+) -> DatasetBundle:
+    """A built-in or a user's non-CSV data, checked against the model's shape, classes
+    and (tabular) features."""
+    from xrobust.data.loading import load_dataset
+
+    kwargs: dict[str, Any] = dict(split)
+    if target is not None:
+        kwargs["target"] = target  # load_dataset refuses it for non-CSV data, clearly
+    builtin = isinstance(src, str) and src in DATASETS
+    if spec.modality == "image" and len(spec.input_shape) == 3 and builtin:
+        h, w = spec.input_shape[1:]  # a built-in is served at the size it was trained at
+        try:
+            bundle = load_dataset(src, size=h if h == w else (h, w), **kwargs)
+        except ConfigError as exc:
+            if "size" not in str(exc):
+                raise
+            bundle = load_dataset(src, **kwargs)
+    elif spec.modality == "image" and len(spec.input_shape) == 3:
+        bundle = _images_at_size(src, spec, kwargs, resize)
+    else:
+        bundle = load_dataset(src, **kwargs)
+    if tuple(bundle.spec.input_shape) != tuple(spec.input_shape):
+        raise DataError(
+            f"{src}: inputs of shape {tuple(bundle.spec.input_shape)}, but the model takes "
+            f"{tuple(spec.input_shape)}"
+        )
+    bundle = _match_classes(bundle, spec, str(src))
+    if spec.modality == "tabular":
+        _match_features(bundle.spec, spec, str(src))
     return bundle
 
 

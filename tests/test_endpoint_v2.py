@@ -297,10 +297,14 @@ def _binary_answer(tensor: dict, data: bytes) -> bytes:
         (12, np.zeros(2, "<f4").tobytes(), "v2-binary", "less binary data"),
         (12, np.zeros(4, "<f4").tobytes(), "v2-binary", "4 bytes .* no output claims"),
         (12, np.zeros(3, "<f4").tobytes(), "v2", "binary data .*not asked for"),
+        (None, b"\n", "v2", None),  # a JSON answer with a line break after it
+        (None, b" \n", "v2-binary", None),
     ],
 )
 def test_binary_answers_are_checked(size, data, protocol, match, start, clients) -> None:
     t = {"name": "y", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": size}}
+    if size is None:
+        t = {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": [0, 0, 0]}
     body = _binary_answer(t, data)
     server = start(lambda a: (_ for _ in ()).throw(serving.Reply(200, body)), protocol="v2")
     clf = _clf(clients, server.url, protocol=protocol)

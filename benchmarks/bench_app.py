@@ -110,10 +110,9 @@ MARKS = {
 
 def _settle(page, text: str) -> None:
     page.get_by_text(text, exact=False).first.wait_for(timeout=180_000)
+    # the script has finished when the running icon (beside "Stop") is gone
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        ".innerText.includes('Running')",
+        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')",
         timeout=180_000,
     )
 

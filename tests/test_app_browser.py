@@ -57,11 +57,17 @@ PAGES = {
 def _settle(page, text: str) -> None:
     page.wait_for_selector('[data-testid="stApp"]', timeout=90_000)
     page.get_by_text(text, exact=False).first.wait_for(timeout=90_000)
-    # the script has finished when the "running" indicator is gone
+    # the script has finished when the running icon (beside "Stop", top right) is gone; its
+    # text is "Stop", so an innerText test for "Running" never waited
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=90_000,
+        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')",
+        timeout=180_000,
+    )
+    # images and charts arrive after the script's last element
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
+        " && [...document.images].every(i => i.complete)",
+        timeout=60_000,
     )
     page.wait_for_timeout(300)
 

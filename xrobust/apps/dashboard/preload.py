@@ -17,6 +17,7 @@ the work themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -71,8 +72,13 @@ def warm(preset: str | None = None, runtime_timeout: float = 60.0) -> bool:
     name = _demo_name(preset)
     if name is None or not resources.demo_is_trained(name):
         return False
-    model = sources.demo_handle(name)
-    data = sources.builtin_handle(model.default_data or model.spec.name, model.spec)
+    shared = sources.demo_handle(name)
+    data = sources.builtin_handle(shared.default_data or shared.spec.name, shared.spec)
+    # a classifier of its own: classifiers count queries per object, and a page opened
+    # meanwhile must not count the warm-up's (the cached report is keyed on model.key)
+    from xrobust.models import as_classifier
+
+    model = dataclasses.replace(shared, classifier=as_classifier(shared.model, spec=shared.spec))
     if not _wait_for_runtime(runtime_timeout):
         return False
     norm, n = resources.norms()[0], resources.overview_n(model.differentiable)

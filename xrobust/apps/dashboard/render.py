@@ -21,6 +21,7 @@ __all__ = [
     "gradient_note",
     "heat_tile",
     "image_tile",
+    "matrix_columns",
     "partial_note",
     "perturbation_tile",
     "randomisation_failed",
@@ -217,6 +218,17 @@ def flip_matrix(confusion: np.ndarray, names: Any) -> Any:
         .apply(lambda _: pd.DataFrame(diag, index=labels, columns=labels), axis=None)
         .format(lambda v: f"{v}" if v else "·")
     )
+
+
+def matrix_columns(names: Any) -> dict[str, Any]:
+    """Narrow, equal columns for :func:`flip_matrix` (every class fits the page's column);
+    long class names stay whole in the header's tooltip."""
+    labels = [str(n) for n in names]
+    width = max(30, min(90, 9 * max(len(n) for n in labels) + 12))
+    return {
+        "_index": st.column_config.Column("↓ →", width=width + 10, help="true ↓, adversarial →"),
+        **{n: st.column_config.Column(n, width=width, help=f"flipped to {n}") for n in labels},
+    }
 
 
 def selected_cell(event: Any, names: Any) -> tuple[int, int] | None:

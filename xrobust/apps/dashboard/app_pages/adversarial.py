@@ -114,7 +114,7 @@ m[4].metric("Attack time", f"{res['time_s']:.2f} s")
 m[5].metric("Model queries", f"{res['queries']:,}", help="rows the attack asked the model about")
 
 x_np = x.numpy()
-left, right = st.columns([3, 2], gap="large")
+left, right = st.columns([3, 2], gap="medium")
 with right:
     # ---------------------------------------------------------------- confusion of flips
     st.subheader("Which class flips to which")
@@ -130,6 +130,7 @@ with right:
         on_select="rerun",
         selection_mode="single-cell",
         width="content",
+        column_config=render.matrix_columns(names),
     )
     cell = render.selected_cell(event, names)
     if not (conf.sum() - np.trace(conf)):

@@ -215,8 +215,9 @@ def test_bad_options_are_clear(aws, digits) -> None:
         as_classifier(f"sagemaker://{NAME}", digits.spec, regoin=REGION)
     with pytest.raises(ConfigError, match="'eu west' is not an AWS region name"):
         as_classifier(f"sagemaker://{NAME}", digits.spec, region="eu west")
-    with pytest.raises(ConfigError, match="protocol 'v2' is not offered for SageMaker"):
-        as_classifier(f"sagemaker://{NAME}", digits.spec, protocol="v2")
+    for v2 in ("v2", "v2-binary"):
+        with pytest.raises(ConfigError, match=f"protocol '{v2}' .* is not offered for SageMaker"):
+            as_classifier(f"sagemaker://{NAME}", digits.spec, protocol=v2)
     with pytest.raises(ConfigError, match="profile 'nobody' is not in the AWS config"):
         as_classifier(f"sagemaker://{NAME}", digits.spec, profile="nobody")
     clf = as_classifier(

@@ -50,6 +50,7 @@ from typing import Any
 
 from xrobust.errors import ConfigError
 from xrobust.models.endpoint import (
+    V2_PROTOCOLS,
     EndpointClassifier,
     _Attempt,
     _secret_pattern,
@@ -150,9 +151,9 @@ class SageMakerClassifier(EndpointClassifier):
         **options: Any,
     ) -> None:
         self.endpoint_name = endpoint_name(endpoint)
-        if str(options.get("protocol", "")).lower() in ("v2", "oip", "kserve-v2"):
+        if str(options.get("protocol", "")).lower() in V2_PROTOCOLS:
             raise ConfigError(
-                "protocol 'v2' is not offered for SageMaker endpoints (its readiness and "
+                f"protocol {options['protocol']!r} (the Open Inference Protocol) is not offered for SageMaker endpoints (its readiness and "
                 "metadata calls are not SageMaker calls); use protocol 'instances' (the "
                 "TF-Serving container's JSON, the default), 'inputs' or 'json' with "
                 "request_key / response_key"

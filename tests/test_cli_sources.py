@@ -123,7 +123,7 @@ def test_explain_and_audit_on_an_endpoint(run_and_onnx, tmp_path, capsys, monkey
         assert rc == 0, text
         rep = json.loads((out / "report.json").read_text())
         assert rep["queries"]["total"] == server.rows_received
-        assert f"queries: {server.rows_received}" in text
+        assert f"queries: {server.rows_received:,}" in text
     for f in out.iterdir():
         assert "s3cret-value" not in f.read_text(errors="replace")
 

@@ -361,8 +361,8 @@ def _run_audit(args: argparse.Namespace, cfg: Any, ctx: Any, audit: Any) -> int:
                 print(f"{k}: {v}")
             q = report.queries
             if q.get("total"):
-                budget = f" of a budget of {q['budget']}" if q.get("budget") else ""
-                print(f"queries: {q['total']}{budget}")
+                budget = f" of a budget of {q['budget']:,}" if q.get("budget") else ""
+                print(f"queries: {q['total']:,}{budget}")
             for name, sec in report.sections.items():
                 if sec.status in ("partial", "not_available", "error"):
                     print(f"{name}: {sec.status}: {sec.reason}")

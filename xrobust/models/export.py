@@ -458,6 +458,39 @@ def export_onnx(
             than ``tol`` (no file is left).
         CheckpointError: the run directory cannot be loaded.
     """
+    batch_size = _check_batch_args(dynamic_batch, batch_size, tol)
+    want_opset = _check_opset(opset)
+    out = _check_output(path)
+    module, spec = _resolve(model_or_run, allow_incomplete)
+    input_shape, spec = _input_shape(input_shape, spec)
+    stats = _standardization(spec)
+    net = _export_net(module, stats)
+    if not dynamic_batch:  # before any batch of that size is made
+        _check_fixed_batch_of(net, input_shape, int(batch_size))  # type: ignore[arg-type]
+    x, how = _check_inputs(spec, input_shape, check_x, rows, seed, stats)
+    record = _metadata(spec, input_shape, stats, dynamic_batch, batch_size, want_opset)
+    diff, found_opset, names = _write_verified(
+        net, out, x, how, record, want_opset, dynamic_batch, batch_size, tol
+    )
+    return ExportResult(
+        path=str(out),
+        input_shape=input_shape,
+        dynamic_batch=dynamic_batch,
+        batch_size=None if dynamic_batch else int(batch_size),  # type: ignore[arg-type]
+        opset=found_opset,
+        input_name=names[0],
+        output_name=names[1],
+        max_abs_diff=diff,
+        rows_checked=len(x),
+        check_inputs=how,
+        tol=float(tol),
+        preprocessing_embedded=stats is not None,
+        metadata=record,
+    )
+
+
+def _check_batch_args(dynamic_batch: bool, batch_size: Any, tol: Any) -> int | None:
+    """The batch size (1 by default for a fixed batch), checked with ``tol``."""
     if not dynamic_batch and batch_size is None:
         batch_size = 1
     if batch_size is not None and (
@@ -475,21 +508,33 @@ def export_onnx(
         raise ConfigError("batch_size fixes the batch: give it with dynamic_batch=False")
     if not tol > 0:
         raise ConfigError(f"tol must be > 0, got {tol!r}")
-    want_opset = _check_opset(opset)
+    return batch_size
+
+
+def _check_output(path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"the output file must end in .onnx, got {str(out)!r}")
     if out.is_dir():
         raise ConfigError(f"{str(out)!r} is a folder; expected a file name")
-    module, spec = _resolve(model_or_run, allow_incomplete)
+    return out
+
+
+def _input_shape(input_shape: tuple[int, ...] | None, spec: Any) -> tuple[tuple[int, ...], Any]:
+    """The input shape (default: the run's) and the spec, None when the shape is another
+    than the run's (its schema then does not describe the file)."""
     if input_shape is None:
         input_shape = None if spec is None else tuple(spec.input_shape)
     if input_shape is None:
         raise ConfigError("input_shape is needed to export a plain module (e.g. (1, 28, 28))")
     input_shape = tuple(int(s) for s in input_shape)
     if spec is not None and tuple(spec.input_shape) != input_shape:
-        spec = None  # another input than the run's: its schema does not describe the file
-    stats = _standardization(spec)
+        spec = None
+    return input_shape, spec
+
+
+def _export_net(module: nn.Module, stats: tuple[list[float], list[float]] | None) -> nn.Module:
+    """A frozen eval-mode CPU copy of the module, behind the run's standardisation if any."""
     pre = None
     if stats is not None:
         from xrobust.models.normalize import Normalize
@@ -498,24 +543,38 @@ def export_onnx(
     net = _ExportWrapper(copy.deepcopy(module).cpu().eval(), pre)
     for p in net.parameters():
         p.requires_grad_(False)
-    if not dynamic_batch:  # before any batch of that size is made
-        probe = torch.zeros(1, *input_shape)
-        try:
-            row = _row_bytes(net, probe)
-        except Exception:  # the export itself will say what is wrong with the model
-            row = 4 * int(np.prod(input_shape))
-        _check_fixed_batch(int(batch_size), row)  # type: ignore[arg-type]
-    x, how = _check_inputs(spec, input_shape, check_x, rows, seed, stats)
+    return net
 
+
+def _check_fixed_batch_of(net: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> None:
+    probe = torch.zeros(1, *input_shape)
+    try:
+        row = _row_bytes(net, probe)
+    except Exception:  # the export itself will say what is wrong with the model
+        row = 4 * int(np.prod(input_shape))
+    _check_fixed_batch(batch_size, row)
+
+
+def _write_verified(
+    net: nn.Module,
+    out: Path,
+    x: torch.Tensor,
+    how: str,
+    record: dict[str, Any],
+    want_opset: int,
+    dynamic_batch: bool,
+    batch_size: int | None,
+    tol: float,
+) -> tuple[float, int | None, tuple[str, str]]:
+    """Export to a temporary file beside ``out``, verify it with onnxruntime on ``x``, and
+    move it into place only if it passes (nothing is left otherwise)."""
     example_rows = 2 if dynamic_batch else int(batch_size)  # type: ignore[arg-type]
     example = x[:example_rows]
     if len(example) < example_rows:
         example = torch.cat([example] * (example_rows // len(example) + 1))[:example_rows]
-
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
-    record = _metadata(spec, input_shape, stats, dynamic_batch, batch_size, want_opset)
     try:
         _export(net, example, tmp, want_opset, dynamic_batch)
         _write_metadata(tmp, record)
@@ -535,21 +594,7 @@ def export_onnx(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return ExportResult(
-        path=str(out),
-        input_shape=input_shape,
-        dynamic_batch=dynamic_batch,
-        batch_size=None if dynamic_batch else int(batch_size),  # type: ignore[arg-type]
-        opset=found_opset,
-        input_name=names[0],
-        output_name=names[1],
-        max_abs_diff=diff,
-        rows_checked=len(x),
-        check_inputs=how,
-        tol=float(tol),
-        preprocessing_embedded=stats is not None,
-        metadata=record,
-    )
+    return diff, found_opset, names
 
 
 def _verify(

@@ -139,6 +139,12 @@ def assert_robust(
     bnd = _default_bounds(x, bnd)
     atk = get_attack(attack, model, eps=eps, norm=norm, bounds=bnd, seed=seed, **attack_kwargs)
     res = atk.run_loader((x, y), batch_size=batch_size)
+    _check_gate(res, atk, attack, min_accuracy)
+    return res
+
+
+def _check_gate(res: Any, atk: Any, attack: str, min_accuracy: float) -> None:
+    """Fail an incomplete or too weak result; warn that a query-only result is a bound."""
     acc = res.robust_accuracy
     if getattr(res, "partial", False):
         raise AssertionError(
@@ -162,9 +168,8 @@ def assert_robust(
             f"{attack} is a query-only attack: robust accuracy {acc:.4f} is an upper bound "
             "(a white-box attack such as apgd may find adversarial examples it did not)",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # assert_robust's caller, as before
         )
-    return res
 
 
 def assert_accuracy(

@@ -6,6 +6,7 @@ import csv
 import logging
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,20 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGETS = ("target", "label")
 
 
+def _integer_labels(values: list[str]) -> list[int] | None:
+    """The values as integers when all are ("3", "-1", "2.0"), else None."""
+    ints: list[int] = []
+    for v in values:
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        if not math.isfinite(f) or f != int(f):
+            return None
+        ints.append(int(f))
+    return ints
+
+
 def _labels_from_strings(
     values: list[str], source: str, column: str
 ) -> tuple[np.ndarray, list[str]]:
@@ -30,17 +45,7 @@ def _labels_from_strings(
     All-integer values (``"3"``, ``"-1"``, ``"2.0"``) sort numerically and are named by
     their integer; anything else sorts as text.
     """
-    ints: list[int] | None = []
-    for v in values:
-        try:
-            f = float(v)
-        except ValueError:
-            ints = None
-            break
-        if not math.isfinite(f) or f != int(f):
-            ints = None
-            break
-        ints.append(int(f))
+    ints = _integer_labels(values)
     if ints is not None:
         uniq = sorted(set(ints))
         index = {c: i for i, c in enumerate(uniq)}
@@ -113,45 +118,61 @@ def load_csv(
         feat_cols = _schema_columns(header, feat_cols, schema, source)
     x = _feature_matrix(data, header, feat_cols, source)
     raw_labels = _target_values(data, col, source)
+    table = _Table(p, source, header, col, feat_cols, x, raw_labels)
     if schema is not None:
-        return _with_schema(p, source, x, raw_labels, header, col, feat_cols, schema, name,
-                            test_fraction, seed)  # fmt: skip
-    return _own_bundle(p, source, x, raw_labels, header, col, feat_cols, name,
-                       test_fraction, seed, standardize)  # fmt: skip
+        return _with_schema(table, schema, name, test_fraction, seed)
+    return _own_bundle(table, name, test_fraction, seed, standardize)
+
+
+@dataclass
+class _Table:
+    """A parsed CSV file: where it is from, its header, label column, feature columns
+    (in the order served), feature values and label cells."""
+
+    path: Any
+    source: str
+    header: list[str]
+    col: int
+    feat_cols: list[int]
+    x: np.ndarray
+    raw_labels: list[str]
+
+    def bundle(
+        self,
+        y: np.ndarray,
+        class_names: Any,
+        name: str | None,
+        test_fraction: float,
+        seed: int,
+        **options: Any,
+    ) -> DatasetBundle:
+        """The bundle of these features with labels ``y`` (``options`` for _array_bundle)."""
+        return _array_bundle(
+            name=name or self.path.stem,
+            source=self.source,
+            xs=[self.x],
+            ys=[y],
+            test_fraction=test_fraction,
+            seed=seed,
+            class_names=class_names,
+            feature_names=[self.header[j] for j in self.feat_cols],
+            **options,
+        )
 
 
 def _own_bundle(
-    p: Any,
-    source: str,
-    x: np.ndarray,
-    raw_labels: list[str],
-    header: list[str],
-    col: int,
-    feat_cols: list[int],
-    name: str | None,
-    test_fraction: float,
-    seed: int,
-    standardize: bool,
+    t: _Table, name: str | None, test_fraction: float, seed: int, standardize: bool
 ) -> DatasetBundle:
     """Build the bundle with the file's own classes and (if asked) standardisation."""
-    y, class_names = _labels_from_strings(raw_labels, source, header[col])
+    target = t.header[t.col]
+    y, class_names = _labels_from_strings(t.raw_labels, t.source, target)
     if len(class_names) < 2:
         raise DataError(
-            f"{source}: target column {header[col]!r} has a single value "
+            f"{t.source}: target column {target!r} has a single value "
             f"{class_names[0]!r}; expected at least 2 classes"
         )
-    return _array_bundle(
-        name=name or p.stem,
-        source=source,
-        xs=[x],
-        ys=[y],
-        test_fraction=test_fraction,
-        seed=seed,
-        class_names=class_names,
-        feature_names=[header[j] for j in feat_cols],
-        standardize=standardize,
-        extra={"format": "csv", "target": header[col]},
-    )
+    extra = {"format": "csv", "target": target}
+    return t.bundle(y, class_names, name, test_fraction, seed, standardize=standardize, extra=extra)
 
 
 def _read_table(p: Any, source: str) -> tuple[list[str], list[list[str]]]:
@@ -305,36 +326,16 @@ def _schema_columns(
 
 
 def _with_schema(
-    p: Any,
-    source: str,
-    x: np.ndarray,
-    raw_labels: list[str],
-    header: list[str],
-    col: int,
-    feat_cols: list[int],
-    schema: DatasetSpec,
-    name: str | None,
-    test_fraction: float,
-    seed: int,
+    t: _Table, schema: DatasetSpec, name: str | None, test_fraction: float, seed: int
 ) -> DatasetBundle:
     """Build the bundle with the model's standardisation and class names."""
-    ints: list[str] | None = []
-    for v in raw_labels:
-        try:
-            f = float(v)
-        except ValueError:
-            ints = None
-            break
-        if not math.isfinite(f) or f != int(f):
-            ints = None
-            break
-        ints.append(str(int(f)))
-    keys = ints if ints is not None else raw_labels
+    ints = _integer_labels(t.raw_labels)
+    keys = [str(i) for i in ints] if ints is not None else t.raw_labels
     index = {c: i for i, c in enumerate(schema.class_names)}
     unknown = sorted({k for k in keys if k not in index})
     if unknown:
         raise DataError(
-            f"{source}: target column {header[col]!r} has label(s) {unknown[:5]}"
+            f"{t.source}: target column {t.header[t.col]!r} has label(s) {unknown[:5]}"
             f"{' ...' if len(unknown) > 5 else ''} that the model does not know; its classes "
             f"are {list(schema.class_names)}"
         )
@@ -342,23 +343,21 @@ def _with_schema(
     stats = None
     if schema.extra.get("standardized"):
         mean, std = schema.extra.get("raw_mean"), schema.extra.get("raw_std")
-        nf = x.shape[1]
+        nf = t.x.shape[1]
         if not valid_standardisation(schema.extra, nf):
             raise DataError(
                 f"the model's stored standardisation (raw_mean/raw_std) does not fit its "
-                f"{nf} features; cannot read {source} for it"
+                f"{nf} features; cannot read {t.source} for it"
             )
         stats = (mean, std)
-    return _array_bundle(
-        name=name or p.stem,
-        source=source,
-        xs=[x],
-        ys=[y],
-        test_fraction=test_fraction,
-        seed=seed,
-        class_names=schema.class_names,
-        feature_names=[header[j] for j in feat_cols],
+    extra = {"format": "csv", "target": t.header[t.col], "schema": "model"}
+    return t.bundle(
+        y,
+        schema.class_names,
+        name,
+        test_fraction,
+        seed,
         standardize=False,
         stats=stats,
-        extra={"format": "csv", "target": header[col], "schema": "model"},
+        extra=extra,
     )

@@ -694,8 +694,6 @@ def model_randomisation_check(
         >>> r.layers
         ['2', '0']
     """
-    from xrobust.explain import get_explainer
-
     if not isinstance(model, nn.Module):
         raise ModelError("the randomisation check needs a torch.nn.Module to randomise")
     x = _check_input(x)
@@ -706,17 +704,49 @@ def model_randomisation_check(
     if t.ndim != 1:
         raise DataError("the randomisation check needs one target per example")
 
-    if callable(method) and not isinstance(method, str):
-        fn: ExplainFn = method
-        name = getattr(method, "__name__", "custom")
-    else:
-        name = str(method)
-
-        def fn(m: nn.Module, inp: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-            return get_explainer(name, m, **params).explain(inp, tt, seed=seed).attributions
-
+    fn, name = _explain_fn(method, params, seed)
     with _eval_mode(model):
         ref = fn(model, xd, t).detach()
+    names, rhos, overlaps = _cascade(model, fn, ref, xd, t, k, seed, device)
+    return SanityCheckResult(
+        method=name,
+        layers=names,
+        spearman=rhos,
+        topk_overlap=overlaps,
+        threshold=threshold,
+        passed=bool(rhos[-1] < threshold),
+    )
+
+
+def _explain_fn(
+    method: str | ExplainFn, params: dict[str, Any], seed: int
+) -> tuple[ExplainFn, str]:
+    """``f(model, x, target) -> maps`` for an explainer name (with its options) or a
+    function, and the method's name."""
+    if callable(method) and not isinstance(method, str):
+        return method, getattr(method, "__name__", "custom")
+    from xrobust.explain import get_explainer
+
+    name = str(method)
+
+    def fn(m: nn.Module, inp: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        return get_explainer(name, m, **params).explain(inp, tt, seed=seed).attributions
+
+    return fn, name
+
+
+def _cascade(
+    model: nn.Module,
+    fn: ExplainFn,
+    ref: torch.Tensor,
+    xd: torch.Tensor,
+    t: torch.Tensor,
+    k: int | float,
+    seed: int,
+    device: torch.device,
+) -> tuple[list[str], list[float], list[float]]:
+    """Randomise a copy's parameterised layers from the output down; after each, the
+    layer's name and the maps' similarity (Spearman, top-k overlap) to ``ref``."""
     clone = copy.deepcopy(model).eval()
     layers = list(reversed(_param_layers(clone)))
     if not layers:
@@ -729,14 +759,7 @@ def model_randomisation_check(
             names.append(lname)
             rhos.append(sim.mean_spearman)
             overlaps.append(sim.mean_topk_overlap)
-    return SanityCheckResult(
-        method=name,
-        layers=names,
-        spearman=rhos,
-        topk_overlap=overlaps,
-        threshold=threshold,
-        passed=bool(rhos[-1] < threshold),
-    )
+    return names, rhos, overlaps
 
 
 # ------------------------------------------------------------------ stability under attack

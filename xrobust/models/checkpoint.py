@@ -161,6 +161,27 @@ def save_checkpoint(
         arch_kwargs = info.get("kwargs", {}) if arch == info.get("name") else {}
     weights = save(state_dict_of(model), metadata={"format": FORMAT})
     atomic_write_bytes(out / WEIGHTS_NAME, weights)
+    meta = _checkpoint_meta(
+        model, spec, arch, arch_kwargs, train_config, metrics, extra, training, weights
+    )
+    try:
+        return atomic_write_json(out / META_NAME, _seal(meta))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
+
+
+def _checkpoint_meta(
+    model: nn.Module,
+    spec: DatasetSpec | None,
+    arch: str | None,
+    arch_kwargs: dict[str, Any] | None,
+    train_config: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    extra: dict[str, Any] | None,
+    training: dict[str, Any] | None,
+    weights: bytes,
+) -> dict[str, Any]:
+    """The content of ``model.json`` (before sealing) for the serialised ``weights``."""
     normalization = None
     if spec is not None and spec.mean is not None:
         normalization = {"mean": list(spec.mean), "std": list(spec.std or ())}
@@ -181,10 +202,7 @@ def save_checkpoint(
         "training": {"completed": True, **(training or {})},
         **({"extra": extra} if extra else {}),
     }
-    try:
-        return atomic_write_json(out / META_NAME, _seal(meta))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
+    return meta
 
 
 def _meta_path(path: str | Path) -> Path:
@@ -212,6 +230,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         CheckpointError: the metadata is missing, not JSON, or lacks required fields.
     """
     meta_path = _meta_path(path)
+    meta = _read_json(meta_path)
+    _check_format(meta, meta_path)
+    _check_integrity(meta, meta_path)
+    _check_weights_entry(meta, meta_path)
+    meta["_path"] = str(meta_path)
+    return meta
+
+
+def _read_json(meta_path: Path) -> dict[str, Any]:
+    """The metadata file's JSON object."""
     if not meta_path.is_file():
         raise CheckpointError(
             f"checkpoint metadata {str(meta_path)!r} is missing; a checkpoint is a run directory "
@@ -225,6 +253,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint metadata {str(meta_path)!r} is not a JSON object")
+    return meta
+
+
+def _check_format(meta: dict[str, Any], meta_path: Path) -> None:
+    """The required fields, the format name and its version."""
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(
@@ -239,6 +272,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"checkpoint {str(meta_path)!r} has format version {meta['format_version']!r}; "
             f"this xrobust reads version {FORMAT_VERSION}"
         )
+
+
+def _check_integrity(meta: dict[str, Any], meta_path: Path) -> None:
+    """The metadata's SHA-256 seal matches its content."""
     integ = meta["integrity"]
     if not (isinstance(integ, dict) and isinstance(integ.get("sha256"), str)):
         raise CheckpointError(
@@ -257,6 +294,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             "names, normalisation, bounds, ...); refusing to load it. Retrain, or restore the "
             "original model.json"
         )
+
+
+def _check_weights_entry(meta: dict[str, Any], meta_path: Path) -> None:
+    """The weights entry names a plain file beside the metadata, with a hash."""
     w = meta["weights"]
     if not (
         isinstance(w, dict) and isinstance(w.get("file"), str) and isinstance(w.get("sha256"), str)
@@ -267,8 +308,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"checkpoint metadata {str(meta_path)!r}: weights file must be a plain file name, "
             f"got {w['file']!r}"
         )
-    meta["_path"] = str(meta_path)
-    return meta
 
 
 def _read_weights(meta: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -340,6 +379,19 @@ def load_run(
     """
     meta = read_metadata(path)
     where = meta["_path"]
+    _check_finished(meta, where, allow_incomplete)
+    spec = _rebuildable_spec(meta, where)
+    model = _rebuild(meta, spec, where)
+    model.to(resolve_device(device)).eval()
+    from xrobust.data.schema import MODEL_SPEC_ATTR
+
+    setattr(model, MODEL_SPEC_ATTR, spec.to_dict())  # read back by data.schema.spec_of
+    meta.pop("_path", None)
+    return LoadedRun(model=model, spec=spec, metadata=meta, path=Path(where).parent)
+
+
+def _check_finished(meta: dict[str, Any], where: str, allow_incomplete: bool) -> None:
+    """Refuse (or, if allowed, warn about) the checkpoint of an unfinished run."""
     status = meta.get("training")
     if isinstance(status, dict) and status.get("completed") is False:
         at = ""
@@ -354,7 +406,12 @@ def load_run(
                 f"{msg}. Finish it with `xrobust train ... --out {Path(where).parent} --resume`, "
                 "or load it anyway with allow_incomplete=True (CLI: --allow-incomplete)"
             )
-        warnings.warn(f"{msg}; loading it because allow_incomplete=True", stacklevel=2)
+        # stacklevel 3: the warning points at load_run's caller, as before
+        warnings.warn(f"{msg}; loading it because allow_incomplete=True", stacklevel=3)
+
+
+def _rebuildable_spec(meta: dict[str, Any], where: str) -> DatasetSpec:
+    """The dataset spec, checked with the architecture for a rebuild by name."""
     if meta["architecture"] is None:
         raise CheckpointError(
             f"checkpoint {where!r} holds weights of a custom model ({meta.get('model_class')}); "
@@ -374,6 +431,11 @@ def load_run(
         )
     if not isinstance(meta["arch_kwargs"], dict):
         raise CheckpointError(f"checkpoint {where!r}: 'arch_kwargs' must be an object")
+    return spec
+
+
+def _rebuild(meta: dict[str, Any], spec: DatasetSpec, where: str) -> nn.Module:
+    """The registered architecture built for ``spec`` with the checked weights."""
     state = _read_weights(meta)
     try:
         model = build_model(meta["architecture"], spec, **meta["arch_kwargs"])
@@ -387,12 +449,7 @@ def load_run(
             f"checkpoint {where!r}: weights do not fit architecture {meta['architecture']!r} "
             f"with {meta['arch_kwargs']}: {msg[:400]}"
         ) from exc
-    model.to(resolve_device(device)).eval()
-    from xrobust.data.schema import MODEL_SPEC_ATTR
-
-    setattr(model, MODEL_SPEC_ATTR, spec.to_dict())  # read back by data.schema.spec_of
-    meta.pop("_path", None)
-    return LoadedRun(model=model, spec=spec, metadata=meta, path=Path(where).parent)
+    return model
 
 
 def _check_consistent(meta: dict[str, Any], spec: DatasetSpec, where: str) -> None:

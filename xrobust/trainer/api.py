@@ -63,15 +63,7 @@ def train(
     from xrobust.models import build_model
 
     cfg = config if config is not None else TrainConfig()
-    if isinstance(data, DatasetBundle):
-        if data_kwargs and any(v is not None for v in data_kwargs.values()):
-            raise ConfigError("data_kwargs apply when data is a name or path, not a loaded bundle")
-        bundle = data
-    else:
-        from xrobust.data import load_dataset
-
-        kwargs = {k: v for k, v in (data_kwargs or {}).items() if v is not None}
-        bundle = load_dataset(str(data) if isinstance(data, Path) else data, **kwargs)
+    bundle = _bundle_of(data, data_kwargs)
     seed_everything(cfg.seed)
     model = build_model(model_name, bundle.spec, **(model_kwargs or {}))
     trainer = Trainer(model, cfg, spec=bundle.spec)
@@ -93,3 +85,17 @@ def train(
 
     setattr(trainer.model, MODEL_SPEC_ATTR, bundle.spec.to_dict())  # read by schema.spec_of
     return trainer.model, history
+
+
+def _bundle_of(
+    data: str | os.PathLike[str] | DatasetBundle, data_kwargs: dict[str, Any] | None
+) -> DatasetBundle:
+    """The loaded bundle, or the dataset of that name or path loaded with ``data_kwargs``."""
+    if isinstance(data, DatasetBundle):
+        if data_kwargs and any(v is not None for v in data_kwargs.values()):
+            raise ConfigError("data_kwargs apply when data is a name or path, not a loaded bundle")
+        return data
+    from xrobust.data import load_dataset
+
+    kwargs = {k: v for k, v in (data_kwargs or {}).items() if v is not None}
+    return load_dataset(str(data) if isinstance(data, Path) else data, **kwargs)

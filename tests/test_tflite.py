@@ -351,3 +351,36 @@ def test_cli_audits_the_tflite_beside_its_source_from_toml(art, tmp_path, capsys
     assert f"the source model {missing!r} (deployed.source, --source) does not exist" in (
         capsys.readouterr().err
     )
+
+
+def test_litert_delegate_banner_is_kept_out_of_stderr(art) -> None:
+    """LiteRT's C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate" on the
+    process's stderr when an interpreter first runs, whatever TF_CPP_MIN_LOG_LEVEL says: the
+    classifier holds it back, and passes on what else was written meanwhile."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from xrobust.data import as_tensors, load_dataset\n"
+        "from xrobust.models import as_classifier\n"
+        "from xrobust.models.tflite import _without_delegate_banner\n"
+        "if sys.argv[2] == 'bare':  # LiteRT alone, as the control: it prints once a process\n"
+        "    from ai_edge_litert.interpreter import Interpreter\n"
+        "    raw = Interpreter(model_path=sys.argv[1]); raw.allocate_tensors(); raw.invoke()\n"
+        "ds = load_dataset('digits', size=8)\n"
+        "x, _ = as_tensors(ds.test, limit=5)\n"
+        "clf = as_classifier(sys.argv[1], spec=ds.spec)\n"
+        "clf.scores(x); clf.scores(x[:3])\n"
+        "with _without_delegate_banner():\n"
+        "    os.write(2, b'kept line\\n')\n"
+    )
+    for path in (art["float"], art["int8"]):
+        for how, banners in (("bare", 1), ("xrobust", 0)):
+            r = subprocess.run(
+                [sys.executable, "-c", script, str(path), how],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr[-2000:]
+            assert "kept line" in r.stderr
+            assert r.stderr.count("XNNPACK delegate") == banners, (how, r.stderr)

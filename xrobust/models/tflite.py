@@ -37,8 +37,11 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +244,7 @@ class TFLiteClassifier(Classifier):
         self._pool: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._pool_lock = threading.Lock()
         self._spare = first  # the first interpreter serves the first batch size
+        self._invoked: set[int] = set()  # interpreters that have run once
         super().__init__(
             name=label,
             input_shape=shape,
@@ -370,7 +374,7 @@ class TFLiteClassifier(Classifier):
     # ------------------------------------------------------------------ answers
     def _interpreter(self, n: int) -> Any:
         """The interpreter sized for ``n`` rows (made and kept on first use)."""
-        with self._pool_lock:
+        with self._pool_lock, _without_delegate_banner():
             if n in self._pool:
                 self._pool.move_to_end(n)
                 return self._pool[n]
@@ -391,7 +395,8 @@ class TFLiteClassifier(Classifier):
                 runner = interp.get_signature_runner(self.signature)
             self._pool[n] = (interp, runner, threading.Lock())
             while len(self._pool) > MAX_INTERPRETERS:
-                self._pool.popitem(last=False)
+                _, (gone, _, _) = self._pool.popitem(last=False)
+                self._invoked.discard(id(gone))
             return self._pool[n]
 
     def model_input_shape_for(self, n: int) -> list[int]:
@@ -406,8 +411,10 @@ class TFLiteClassifier(Classifier):
 
     def _invoke(self, arr: np.ndarray) -> np.ndarray:
         interp, runner, lock = self._interpreter(int(arr.shape[0]))
+        first = id(interp) not in self._invoked  # LiteRT prints its banner on a first run
         try:
-            with lock:
+            with lock, _without_delegate_banner() if first else contextlib.nullcontext():
+                self._invoked.add(id(interp))
                 if runner is not None:
                     return np.array(runner(**{self.input_key: arr})[self.output_key])
                 interp.set_tensor(self._in_index, arr)
@@ -604,3 +611,38 @@ def load_for_tflite(
         raw_features=raw_features,
     )  # fmt: skip
     return bundle
+
+
+#: what LiteRT's C++ runtime prints to stderr (not through Python's logging, whatever
+#: TF_CPP_MIN_LOG_LEVEL says) when it first allocates an interpreter's tensors
+_BANNER = "INFO: Created TensorFlow Lite XNNPACK delegate"
+
+
+@contextlib.contextmanager
+def _without_delegate_banner():
+    """Hold back LiteRT's XNNPACK banner from stderr (everything else written meanwhile,
+    by any thread, is passed on once the block ends); shown at DEBUG level (``-v``)."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedded or redirected interpreter)
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [
+                ln for ln in held.read().splitlines(True) if not ln.startswith(_BANNER.encode())
+            ]
+            if kept:
+                os.write(2, b"".join(kept))

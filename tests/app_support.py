@@ -70,11 +70,19 @@ def demo_run(name: str = "digits") -> object:
 
 
 @pytest.fixture(scope="module")
-def demo_onnx(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits demo model exported to ONNX (a black box for the same data)."""
+def demo_onnx(demo_cache: Path) -> Path:
+    """The digits demo model exported to ONNX (a black box for the same data). It is kept
+    beside the cached demo (named by its weights' hash), not in a pytest temporary folder:
+    concurrent pytest sessions prune each other's old temporary folders, and a server
+    started on a deleted file shows an error instead of the pages."""
     from xrobust.models.export import export_onnx
 
     run = demo_run()
-    path = tmp_path_factory.mktemp("demo_onnx") / "demo.onnx"
-    export_onnx(run.model, path, tuple(run.spec.input_shape))
+    sha = run.metadata["weights"]["sha256"][:16]
+    path = demo_cache / "onnx" / f"digits-{sha}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.stem}.{os.getpid()}.onnx"
+        export_onnx(run.model, tmp, tuple(run.spec.input_shape))
+        os.replace(tmp, path)
     return path

@@ -146,9 +146,17 @@ def _app(env: dict[str, str], tmp_path: Path, model: str):
 
 
 def _visit_all(page, base: str, what: str, shots: Path | None = None) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for url, text in PAGES.items():
         page.goto(f"{base}/{url}", wait_until="domcontentloaded")
-        _settle(page, text)
+        try:
+            _settle(page, text)
+        except PlaywrightTimeout as exc:  # say which page of which source, and what it shows
+            shown = page.inner_text("body")[:1500]
+            raise AssertionError(
+                f"{what} /{url}: {text!r} never settled; the page: {shown}"
+            ) from exc
         assert page.locator('[data-testid="stException"]').count() == 0, (what, url)
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0, (what, url)
         if shots is not None:
@@ -156,12 +164,12 @@ def _visit_all(page, base: str, what: str, shots: Path | None = None) -> None:
 
 
 def _screenshot(page, path: Path) -> None:
-    """The page down to its last element (at most 2400 px), as a small PNG."""
+    """The page down to its last element (at most 1700 px), as a small PNG."""
     height = page.evaluate(
         "() => Math.ceil(document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight"
         " || document.body.scrollHeight)"
     )
-    page.set_viewport_size({"width": 1400, "height": max(900, min(int(height) + 40, 2400))})
+    page.set_viewport_size({"width": 1400, "height": max(900, min(int(height) + 40, 1700))})
     page.wait_for_timeout(300)
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))

@@ -24,12 +24,18 @@ The algorithm follows the paper and the authors' code (Jianbo-Lab/HSJA):
 4. **Step.** A geometric search from ``dist / sqrt(t)``, halving until the step along
    the estimate (its sign for Linf) stays adversarial; then back to 2.
 
-Batching: every query phase serves all active examples in one ``ctx.forward`` (the
-gradient estimate asks ``n_samples x rows`` in calls of the classifier's ``batch_size``:
-256 rows by default, where the digits CNN runs 15% more rows per second than in calls of
-1,024 on a CPU),
-and the step and binary searches are vectorised: each round asks only about the rows
-still searching, so that the per-example query counts are exact.
+Batching: every query round serves all active examples at once, and the step and
+binary searches are vectorised: each round asks only about the rows still searching, so
+that the per-example query counts are exact. A torch model is asked in passes of the
+classifier's ``batch_size`` (256 rows by default, where the digits CNN runs 15% more rows
+per second than in passes of 1,024 on a CPU); a black box (ONNX, a function, an HTTP
+endpoint) gets each round in one call, which its classifier splits into requests of its
+``batch_size`` rows: an endpoint keeps ``concurrency`` of them in flight, so that the
+gradient estimate's ``n_samples x rows`` cost about ``rows / (batch_size x concurrency)``
+round trips instead of one per request. The rounds of one example are sequential (a
+bisection step depends on the last answer): an iteration costs the gradient estimate's
+round trips, one or a few of the step search and about ``log2(1 / theta)`` of the binary
+search (15 on 28 x 28 images), whatever the number of examples.
 
 Budget: ``queries`` per example, the clean forward pass included; an example stops
 when its budget cannot pay for the next phase, and keeps the smallest adversarial
@@ -210,7 +216,9 @@ class HopSkipJump(Attack):
         return self._outcome(ctx, b, st)
 
     # -------------------------------------------------------------- queries
-    def _ask(self, ctx: AttackContext, b: Batch, st: _State, rows: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _ask(
+        self, ctx: AttackContext, b: Batch, st: _State, rows: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decisions (goal met) and predictions at ``z``, whose row k is a point for row
         ``rows[k]`` of the batch; counted per example."""
         n = int(z.shape[0])
@@ -219,17 +227,25 @@ class HopSkipJump(Attack):
             return e.bool(), e
         if not budget_allows(ctx, n, self.name):
             raise _Stop
-        preds = []
-        chunk = ctx.classifier.batch_size  # the source's rows per call (256 by default)
-        for i in range(0, n, chunk):
-            r = rows[i : i + chunk]
-            preds.append(ctx.forward(z[i : i + chunk], b.origin[r]).argmax(1))
-        pred = torch.cat(preds)
+        if ctx.model is None:
+            # a black box: one call with every row of the round, which its classifier
+            # splits into its own requests (``batch_size`` rows each) and an endpoint
+            # keeps ``concurrency`` of in flight
+            pred = ctx.forward(z, b.origin[rows]).argmax(1)
+        else:
+            preds = []
+            chunk = ctx.classifier.batch_size  # the model's rows per pass (256 by default)
+            for i in range(0, n, chunk):
+                r = rows[i : i + chunk]
+                preds.append(ctx.forward(z[i : i + chunk], b.origin[r]).argmax(1))
+            pred = torch.cat(preds)
         st.used.index_add_(0, rows, torch.ones_like(rows))
         tgt = None if b.target is None else b.target[rows]
         return ctx.is_success(pred, b.y[rows], tgt), pred
 
-    def _afford(self, st: _State, rows: torch.Tensor, n: int = 1, *, final: bool = False) -> torch.Tensor:
+    def _afford(
+        self, st: _State, rows: torch.Tensor, n: int = 1, *, final: bool = False
+    ) -> torch.Tensor:
         """The rows among ``rows`` whose search budget (or, ``final``, whole budget) pays
         for ``n`` more queries each."""
         cap = self.config.queries if final else self._cap()
@@ -298,7 +314,12 @@ class HopSkipJump(Attack):
         st.dist[rows] = self.norm.measure(st.x_adv[rows] - x0)
 
     def _other_examples(
-        self, ctx: AttackContext, b: Batch, st: _State, noise: torch.Tensor, noise_pred: torch.Tensor
+        self,
+        ctx: AttackContext,
+        b: Batch,
+        st: _State,
+        noise: torch.Tensor,
+        noise_pred: torch.Tensor,
     ) -> None:
         """Start rows without an adversarial from the nearest other example of the batch
         whose label meets the goal (another label; the target, when targeted), checked by
@@ -312,7 +333,11 @@ class HopSkipJump(Attack):
         dist = self.norm.measure(
             (b.x[todo][:, None] - b.x[None]).reshape(todo.numel() * len(b), *b.x.shape[1:])
         ).reshape(todo.numel(), len(b))
-        fits = goal[None] != b.y[todo][:, None] if b.target is None else b.y[None] == goal[todo][:, None]
+        fits = (
+            goal[None] != b.y[todo][:, None]
+            if b.target is None
+            else b.y[None] == goal[todo][:, None]
+        )
         dist = torch.where(fits, dist, torch.full_like(dist, float("inf")))
         order = dist.argsort(1)
         for k in range(min(OTHER_TRIES, len(b))):
@@ -356,7 +381,9 @@ class HopSkipJump(Attack):
         st.pred_adv[rows] = pred_hi
         st.dist[rows] = self.norm.measure(out - x0)
 
-    def _iteration(self, ctx: AttackContext, b: Batch, st: _State, live: torch.Tensor, t: int) -> None:
+    def _iteration(
+        self, ctx: AttackContext, b: Batch, st: _State, live: torch.Tensor, t: int
+    ) -> None:
         cfg = self.config
         n_t = min(int(cfg.init_evals * math.sqrt(t)), cfg.max_evals)
         # each example keeps enough of its budget for one step and a binary search
@@ -392,7 +419,13 @@ class HopSkipJump(Attack):
         self._keep_best(b, st, live)
 
     def _gradient(
-        self, ctx: AttackContext, b: Batch, st: _State, live: torch.Tensor, n_rows: torch.Tensor, t: int
+        self,
+        ctx: AttackContext,
+        b: Batch,
+        st: _State,
+        live: torch.Tensor,
+        n_rows: torch.Tensor,
+        t: int,
     ) -> torch.Tensor:
         """The estimated boundary normal (unit L2 norm) at ``st.x_adv[live]``, from
         ``n_rows[k]`` directions for row k, all asked about in one batched query."""
@@ -428,9 +461,7 @@ class HopSkipJump(Attack):
         mean = fval.sum(1) / nv
         # all +1: the mean direction; all -1: its opposite; else baseline-corrected
         centred = torch.where(valid, fval - mean[:, None], torch.zeros_like(fval))
-        weights = torch.where(
-            (mean.abs() == 1)[:, None], fval.sign() * valid.to(dt), centred
-        )
+        weights = torch.where((mean.abs() == 1)[:, None], fval.sign() * valid.to(dt), centred)
         grad = (weights.reshape(*weights.shape, *([1] * len(shape))) * rv).sum(1) / _rows(nv, xa)
         return grad / _rows(grad.flatten(1).norm(dim=1).clamp_min(1e-12), xa)
 

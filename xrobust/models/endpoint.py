@@ -89,6 +89,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import logging
@@ -1230,15 +1231,25 @@ _PLACEHOLDER = "\x00xrobust-batch\x00"
 
 
 def _rows_json(arr: np.ndarray) -> list[str]:
-    """Each row of ``arr`` (n, ...) as JSON text (nested lists of numbers)."""
+    """Each row of ``arr`` (n, ...) as JSON text (nested lists of numbers, each written
+    ``%.9g``). A row is one ``%`` of a template made once per shape: the formatting runs
+    in C, about 3x faster than one ``format`` call per value, and holds the GIL that much
+    less while other requests are in flight."""
     n = arr.shape[0]
     if arr.size == 0 or arr.ndim == 1:
         return [json.dumps(r) if arr.ndim > 1 else f"{r:.9g}" for r in arr.tolist()]
-    items = list(map("{:.9g}".format, arr.ravel().tolist()))
-    for size in reversed(arr.shape[1:]):  # innermost axis first: group into lists
+    template = _row_template(tuple(arr.shape[1:]))
+    return [template % tuple(r) for r in arr.reshape(n, -1).tolist()]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_template(shape: tuple[int, ...]) -> str:
+    """The JSON of one row of ``shape`` with ``%.9g`` in place of every value."""
+    items = ["%.9g"] * math.prod(shape)
+    for size in reversed(shape):  # innermost axis first: group into lists
         items = ["[" + ",".join(items[i : i + size]) + "]" for i in range(0, len(items), size)]
-    assert len(items) == n
-    return items
+    assert len(items) == 1
+    return items[0]
 
 
 def _path(key: str, what: str, *, allow_index: bool) -> list[str | int]:

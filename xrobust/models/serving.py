@@ -29,8 +29,14 @@ What it speaks:
   raise :class:`Reply` to answer anything at all (a 429 with ``Retry-After``, malformed
   JSON, ...): that is how the tests exercise a client's error handling.
 
-Counters (:attr:`ServingHandle.rows_received`, :attr:`ServingHandle.requests`) count the
-rows and requests whose whole JSON body arrived, before ``predict_fn`` runs.
+Counters (:attr:`ServingHandle.rows_received`, :attr:`ServingHandle.requests`,
+:attr:`ServingHandle.request_rows`) count the rows and requests whose whole JSON body
+arrived, before ``predict_fn`` runs.
+
+``latency`` (seconds) delays every predict answer by that much, in the request's own
+thread, as a network round trip would: requests in flight together wait together. The
+benchmarks use it to measure how many round trips an attack costs
+(``benchmarks/bench_requests.py``).
 
 Example:
     >>> import numpy as np
@@ -47,6 +53,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -103,6 +110,8 @@ class ServingHandle:
         self._lock = threading.Lock()
         self.rows_received = 0
         self.requests = 0
+        #: the rows of each predict request, in the order their bodies arrived.
+        self.request_rows: list[int] = []
         #: the headers of the last predict request (for tests: check what arrived).
         self.last_headers: dict[str, str] = {}
         #: the parsed JSON body of the last predict request.
@@ -112,12 +121,14 @@ class ServingHandle:
         with self._lock:
             self.rows_received += rows
             self.requests += 1
+            self.request_rows.append(rows)
             self.last_headers, self.last_body = headers, doc
 
     def reset(self) -> None:
         """Set the counters back to zero."""
         with self._lock:
             self.rows_received = self.requests = 0
+            self.request_rows = []
 
     def close(self) -> None:
         """Stop serving and free the port (waits for the serving thread)."""
@@ -150,6 +161,7 @@ def serve(
     protocol: str = "v1",
     metadata: Mapping[str, Any] | None = None,
     ready: bool = True,
+    latency: float = 0.0,
 ) -> ServingHandle:
     """Serve ``predict_fn`` over the TF Serving REST protocol, in a background thread.
 
@@ -173,6 +185,9 @@ def serve(
         metadata: V2 only: the model's metadata answer (default: name, platform, and no
             declared inputs or outputs, as a KServe custom model answers).
         ready: V2 only: whether the model says it is ready.
+        latency: seconds each predict request waits before it is answered (in its own
+            thread, so requests in flight together overlap), to stand for a network
+            round trip; 0 (default): none.
 
     Returns:
         A :class:`ServingHandle`; close it (or use ``with``) to stop the server.
@@ -181,6 +196,9 @@ def serve(
         raise ValueError("give both request_key and response_key, or neither")
     if protocol not in ("v1", "v2"):
         raise ValueError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
+    number = isinstance(latency, (int, float)) and not isinstance(latency, bool)
+    if not number or not 0 <= latency < 3600:
+        raise ValueError(f"latency must be a number of seconds from 0 to 3600, got {latency!r}")
     v2 = _V2(model_name, output_name, metadata, ready) if protocol == "v2" else None
     extra = dict(extra_fields or {})
     predict_fn = _as_predict_fn(predict_fn)
@@ -238,6 +256,8 @@ def serve(
                 self._send(413, {"error": f"request body over {_MAX_BODY} bytes"})
                 return
             raw = self.rfile.read(int(length))
+            if latency:
+                time.sleep(latency)  # the round trip, overlapping with other requests'
             if v2 is not None:
                 self._send(
                     *v2.post(self.path.partition("?")[0], raw, handle_box[0], self, predict_fn)

@@ -193,7 +193,7 @@ def curves_chart(x: Any, lines: dict[str, Any], x_title: str, y_title: str) -> A
                 "series:N",
                 title=None,
                 sort=list(lines),
-                legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
+                legend=alt.Legend(orient="bottom", columns=3, labelLimit=0),
             ),
             tooltip=[alt.Tooltip("series:N"), alt.Tooltip("x:Q", title=x_title), "value:Q"],
         )

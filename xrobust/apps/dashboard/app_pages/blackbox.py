@@ -124,15 +124,13 @@ if x_adv is not None:
         )
         queries["directions"] = conf["queries"]
         rnd = conf["random"]  # (k, N, M)
-        st.line_chart(
-            {
-                f"eps ({norm})": list(mags),
-                "adversarial direction (mean)": conf["adversarial"].mean(0),
-                "random directions (mean)": rnd.mean((0, 1)),
-                "random directions (lowest)": rnd.min(0).mean(0),
-            },
-            x=f"eps ({norm})",
-            y_label="probability of the true class",
+        lines = {
+            "adversarial direction (mean)": conf["adversarial"].mean(0),
+            "random directions (mean)": rnd.mean((0, 1)),
+            "random directions (lowest)": rnd.min(0).mean(0),
+        }
+        st.altair_chart(
+            render.curves_chart(mags, lines, f"eps ({norm})", "probability of the true class")
         )
         st.caption(
             f"Mean over {n} examples of p(true class) at x + eps·d, d a unit {norm} direction "
@@ -160,7 +158,7 @@ if cnames:
         )
         queries["corruptions"] = cor["queries"]
         acc = {name_: (cor["pred"][name_] == y_np).mean(1) for name_ in cnames}
-        st.line_chart({"severity": cor["severities"], **acc}, x="severity", y_label="accuracy")
+        st.altair_chart(render.curves_chart(cor["severities"], acc, "severity", "accuracy"))
         decisions = {
             "corruption": list(cnames),
             **{

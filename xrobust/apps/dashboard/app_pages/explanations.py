@@ -139,10 +139,8 @@ if rows:
     for row in rows:
         if row.get("sanity check") == "FAIL":
             render.randomisation_failed(row["method"], row["randomised Spearman"], threshold)
-    st.line_chart(
-        {"fraction removed": fractions, **deletion},
-        x="fraction removed",
-        y_label=f"p({names[target]})",
+    st.altair_chart(
+        render.curves_chart(fractions, deletion, "fraction removed", f"p({names[target]})")
     )
 
 # ---------------------------------------------------------------- tabular: global importance

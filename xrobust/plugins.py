@@ -13,7 +13,8 @@ registered. In a plugin's ``pyproject.toml``::
 ``xrobust.datasets`` entries are dataset factories (called as
 ``f(size=..., test_fraction=..., seed=...)``, returning a ``DatasetBundle``) and
 ``xrobust.models`` entries architecture factories (``f(spec, **options)`` returning an
-``nn.Module``), like the built-in ones.
+``nn.Module``), like the built-in ones; ``xrobust.audit_sections`` entries are
+:class:`xrobust.audit.section.Section` subclasses (audit sections).
 
 The rules:
 
@@ -37,7 +38,7 @@ Example:
     >>> ATTACKS.source("pgd")
     'built-in'
     >>> sorted(GROUPS)
-    ['attack', 'dataset', 'explainer', 'model']
+    ['attack', 'dataset', 'explainer', 'model', 'section']
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ GROUPS: dict[str, Group] = {
     ),
     "dataset": Group("xrobust.datasets", "xrobust.data:DATASETS"),
     "model": Group("xrobust.models", "xrobust.models:MODELS"),
+    "section": Group(
+        "xrobust.audit_sections", "xrobust.audit.sections:SECTIONS", "xrobust.audit.section:Section"
+    ),
 }
 
 

@@ -55,6 +55,8 @@ class Runtime:
     progress: ProgressFn | None = None
     dist: DistContext = field(default_factory=DistContext)
     amp: torch.dtype | None = None
+    #: the model the audited one came from (``audit(..., source=)``), or None
+    source: Any = None
     cache: dict[Any, Any] = field(default_factory=dict)
     _logits: torch.Tensor | None = None
     #: why the query budget stopped the audit (the sections after it are skipped)

@@ -314,7 +314,10 @@ class AuditConfig:
         output_name: for an ONNX model or an endpoint with several outputs, the one holding
             the class scores (``--output-name`` on the command line overrides it).
         clean / adversarial / corruption / explanations / deployed / sanity / requirements:
-            sections.
+            the built-in sections' options.
+        extra: the options of registered (non built-in) sections, by section name
+            (:mod:`xrobust.audit.section`); in dicts and TOML they sit beside the built-in
+            ones (``[entropy]``), and :meth:`section_config` reads them.
 
     Example:
         >>> cfg = AuditConfig(seed=1)
@@ -335,14 +338,18 @@ class AuditConfig:
     deployed: DeployedConfig = field(default_factory=DeployedConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
     requirements: RequirementsConfig = field(default_factory=RequirementsConfig)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (inverse of :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict (inverse of :meth:`from_dict`); registered sections' options
+        beside the built-in ones."""
+        d = dataclasses.asdict(self)
+        d.update(d.pop("extra"))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AuditConfig:
@@ -360,8 +367,23 @@ class AuditConfig:
         return dataclasses.replace(self, **changes)
 
     def enabled(self, section: str) -> bool:
-        """Whether ``section`` (one of :data:`SECTIONS`) runs."""
-        return bool(getattr(self, section).enabled)
+        """Whether ``section`` (a registered section's name) runs."""
+        return bool(self.section_config(section).enabled)
+
+    def section_config(self, section: str) -> Any:
+        """The options of ``section``: a built-in field, a registered section's entry of
+        :attr:`extra`, or that section's defaults.
+
+        Raises:
+            ConfigError: no section of that name is registered.
+        """
+        if section in SECTIONS:
+            return getattr(self, section)
+        if section in self.extra:
+            return self.extra[section]
+        from xrobust.audit.section import get_section
+
+        return get_section(section).config()
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -383,6 +405,11 @@ class AuditConfig:
         self._check_requirements_can_be_measured()
         self._check_names()
         self._check_deployed()
+        for name, opts in self.extra.items():
+            if hasattr(opts, "validate"):
+                opts.validate()
+            elif not dataclasses.is_dataclass(opts):
+                raise ConfigError(f"{name}: section options must be a table, got {opts!r}")
 
     def _check_deployed(self) -> None:
         """The deployed section's source, counts, norm, eps and attacks."""
@@ -645,6 +672,8 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     if cls is AdversarialConfig:
         d = _migrate(d, prefix)
     kwargs: dict[str, Any] = {}
+    if cls is AuditConfig:
+        d, kwargs["extra"] = _registered_sections(d, set(fields))
     for key, value in d.items():
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=2, cutoff=0.5)
@@ -658,6 +687,33 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     except TypeError as exc:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
     return obj
+
+
+def _registered_sections(
+    d: dict[str, Any], known: set[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tables of registered (non built-in) sections split off ``d``, each built as its
+    section's config dataclass; other keys stay for the unknown-key error."""
+    if "extra" in d:
+        raise ConfigError(
+            "unknown config key 'extra'; a registered section's options are a table named "
+            "after the section, e.g. [entropy]"
+        )
+    unknown = [k for k in d if k not in known]
+    if not unknown:
+        return d, {}
+    from xrobust.audit.section import SECTIONS as REGISTERED
+    from xrobust.audit.section import get_section
+
+    extra = {}
+    for key in unknown:
+        if key in SECTIONS or key not in REGISTERED:
+            continue
+        section = get_section(key)
+        if not isinstance(d[key], dict):
+            raise ConfigError(f"{key} must be a table, got {d[key]!r}")
+        extra[section.name] = _build(section.config, d[key], key + ".")
+    return {k: v for k, v in d.items() if k not in extra}, extra
 
 
 def _migrate(d: dict[str, Any], prefix: str) -> dict[str, Any]:

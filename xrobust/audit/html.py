@@ -24,20 +24,23 @@ from xrobust.audit import figures as F
 from xrobust.audit.advice import explanation_checks, likely_cause, what_to_try
 from xrobust.audit.markdown import count, headline, minimal_summary
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
+from xrobust.audit.section import Section
 
-__all__ = ["SECTION_TITLES", "render_html"]
+__all__ = [
+    "adversarial_html",
+    "clean_html",
+    "corruption_html",
+    "escape",
+    "explanations_html",
+    "figure",
+    "render_html",
+    "requirements_html",
+    "sanity_html",
+    "section_titles",
+    "table",
+]
 
 log = logging.getLogger(__name__)
-
-SECTION_TITLES = {
-    "clean": "1. Clean performance",
-    "adversarial": "2. Adversarial robustness",
-    "corruption": "3. Corruption robustness",
-    "explanations": "4. Explanations",
-    "sanity": "5. Evaluation sanity checks",
-    "requirements": "6. Requirements",
-    "deployed": "7. Deployed model beside its source",  # only when a source was given
-}
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
@@ -120,7 +123,7 @@ def _names(report: AuditReport) -> list[str]:
 
 
 # ---------------------------------------------------------------------- sections
-def _clean(s: SectionResult, report: AuditReport) -> str:
+def clean_html(s: SectionResult, report: AuditReport) -> str:
     d = s.data
     names = _names(report)
     pc = d["per_class"]
@@ -151,7 +154,7 @@ def _clean(s: SectionResult, report: AuditReport) -> str:
     return "".join(out)
 
 
-def _adversarial(s: SectionResult, report: AuditReport) -> str:
+def adversarial_html(s: SectionResult, report: AuditReport) -> str:
     d = s.data
     names = _names(report)
     out = [
@@ -297,20 +300,7 @@ def _threat_figures(
     ]
     qc = nd.get("query_curves") or {}
     if qc:
-        figs.append(
-            _figure(
-                lambda qc=qc, norm=norm: F.query_curves(qc, clean_accuracy, norm),
-                "Robust accuracy against the queries an attacker spends per example "
-                "(median for successful examples: "
-                + ", ".join(
-                    f"{_e(a)} {c['median_queries_successful']:g}"
-                    for a, c in qc.items()
-                    if c.get("median_queries_successful") is not None
-                )
-                + ").",
-                f"queries {norm}",
-            )
-        )
+        figs.append(_query_figure(qc, clean_accuracy, norm))
     mp = nd.get("minimal_perturbation")
     if mp:
         figs.append(
@@ -324,6 +314,21 @@ def _threat_figures(
     out.append('<div class="figs">' + "".join(figs) + "</div>")
     out += _vulnerable(nd.get("vulnerable") or [], names, norm)
     return out
+
+
+def _query_figure(qc: dict[str, Any], clean_accuracy: float, norm: str) -> str:
+    """Robust accuracy against the queries spent per example, per query-only attack."""
+    medians = ", ".join(
+        f"{_e(a)} {c['median_queries_successful']:g}"
+        for a, c in qc.items()
+        if c.get("median_queries_successful") is not None
+    )
+    return _figure(
+        lambda: F.query_curves(qc, clean_accuracy, norm),
+        "Robust accuracy against the queries an attacker spends per example "
+        f"(median for successful examples: {medians}).",
+        f"queries {norm}",
+    )
 
 
 def _vulnerable(vul: list[dict[str, Any]], names: list[str], norm: str) -> list[str]:
@@ -367,7 +372,7 @@ def _close(a: Any, b: Any, rel: float = 0.01) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b))
 
 
-def _corruption(s: SectionResult, report: AuditReport) -> str:
+def corruption_html(s: SectionResult, report: AuditReport) -> str:
     d = s.data
     rows = [
         [_e(n), *[_fmt(a) for a in r["accuracy"]], _fmt(r["mean_accuracy"]), _e(r["description"])]
@@ -402,7 +407,7 @@ def _corruption(s: SectionResult, report: AuditReport) -> str:
     return "".join(out)
 
 
-def _explanations(s: SectionResult, report: AuditReport) -> str:
+def explanations_html(s: SectionResult, report: AuditReport) -> str:
     d = s.data
     names = _names(report)
     if not d.get("methods"):
@@ -507,7 +512,7 @@ def _checks(checks: list[CheckResult], why_label: str) -> str:
     return _table(head, rows, raw=True)
 
 
-def _sanity(s: SectionResult, report: AuditReport) -> str:
+def sanity_html(s: SectionResult, report: AuditReport) -> str:
     return (
         f"<p>After Carlini et al. (arXiv:1902.06705) and AutoAttack: signs that the robustness "
         f"numbers above are inflated by gradient masking or a broken evaluation "
@@ -515,32 +520,45 @@ def _sanity(s: SectionResult, report: AuditReport) -> str:
     )
 
 
-def _requirements(s: SectionResult, report: AuditReport) -> str:
+def requirements_html(s: SectionResult, report: AuditReport) -> str:
     if not report.requirements:
         return '<p class="note">No requirement configured.</p>'
     return _checks(report.requirements, "requirement")
 
 
-def _deployed(s: SectionResult, report: AuditReport) -> str:
-    from xrobust.audit.sections.deployed_render import html_body
-
-    return html_body(s, report)
+#: the helpers a section's :meth:`~xrobust.audit.section.Section.html` builds with
+escape, table, figure = _e, _table, _figure
 
 
-_RENDER = {
-    "clean": _clean,
-    "adversarial": _adversarial,
-    "corruption": _corruption,
-    "explanations": _explanations,
-    "sanity": _sanity,
-    "requirements": _requirements,
-    "deployed": _deployed,
-}
+def _shown(report: AuditReport) -> list[Section]:
+    """The sections the page shows, in report order: every registered one that is always
+    shown or ran, then any the report holds that this installation does not know."""
+    from xrobust.audit.section import list_sections, report_order
+
+    shown = [c() for c in report_order() if c.always_shown or c.name in report.sections]
+    known = set(list_sections())
+    return shown + [_Unknown(n) for n in report.sections if n not in known]
 
 
-def _section(name: str, report: AuditReport) -> str:
+class _Unknown(Section):
+    """A section of a report whose section is not registered here: its data as a table."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+
+
+def section_titles(report: AuditReport) -> dict[str, str]:
+    """The shown sections' headings, numbered in report order ("1. Clean performance")."""
+    return _numbered(_shown(report))
+
+
+def _numbered(shown: list[Section]) -> dict[str, str]:
+    return {s.name: f"{i}. {s.title or s.name}" for i, s in enumerate(shown, 1)}
+
+
+def _section(section: Section, title: str, report: AuditReport) -> str:
+    name = section.name
     s = report.section(name)
-    title = SECTION_TITLES.get(name, name)
     head = f'<section id="{_e(name)}" data-status="{_e(s.status)}"><h2>{_e(title)}</h2>'
     skipped = _skipped_parts(s)
     if s.status not in ("ok", "partial") or (s.status == "partial" and not s.data):
@@ -557,7 +575,7 @@ def _section(name: str, report: AuditReport) -> str:
             f'<p class="note"><b>Partial</b>: {_e(s.reason)}. The figures below cover what ran.</p>'
         )
     try:
-        body = _RENDER[name](s, report)
+        body = section.html(s, report)
     except Exception as exc:  # a malformed section must not lose the rest of the report
         log.warning("rendering section %s failed", name, exc_info=True)
         body = f'<p class="note">This section could not be rendered: {_e(type(exc).__name__)}: {_e(exc)}</p>'
@@ -590,7 +608,7 @@ def _missing(missing: list[str]) -> str:
     return f'<div class="missing" id="missing"><p>Missing evidence:</p><ul>{items}</ul></div>'
 
 
-def _attention(report: AuditReport) -> str:
+def _attention(report: AuditReport, titles: dict[str, str]) -> str:
     """Under the summary: every check that warned or failed, linked to where it is
     explained, so that the headline's counts and the body name the same checks."""
     where = [
@@ -603,7 +621,7 @@ def _attention(report: AuditReport) -> str:
     ]
     items = [
         f'<li>{_badge(c.status)} <a href="#{sec}">{_e(label)}</a> '
-        f"({_e(SECTION_TITLES[sec])}{_e(extra)}): {_e(c.message)}</li>"
+        f"({_e(titles.get(sec, sec))}{_e(extra)}): {_e(c.message)}</li>"
         for c, label, sec, extra in where
         if c.status in ("warn", "fail")
     ]
@@ -676,11 +694,12 @@ def render_html(report: AuditReport) -> str:
         src = (report.model.get("classifier") or {}).get("source", "")
         budget = f" of a budget of {count(q['budget'])}" if q.get("budget") else ""
         meta += f" {_e(src)} model asked about {count(int(q['total']))} rows{_e(budget)}."
-    shown = [k for k in SECTION_TITLES if k != "deployed" or k in report.sections]
-    nav = "".join(f'<a href="#{k}">{_e(SECTION_TITLES[k])}</a>' for k in shown)
+    shown = _shown(report)
+    titles = _numbered(shown)
+    nav = "".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in titles.items())
     summary = _table(["measure", "value"], [[k, v] for k, v in headline(report)])
-    summary += _attention(report)
-    body = "".join(_section(n, report) for n in shown)
+    summary += _attention(report, titles)
+    body = "".join(_section(s, titles[s.name], report) for s in shown)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">

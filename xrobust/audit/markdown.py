@@ -16,6 +16,10 @@ from xrobust.audit.advice import explanation_checks, likely_cause, what_to_try
 from xrobust.audit.report import AuditReport, CheckResult
 
 __all__ = [
+    "adversarial_rows",
+    "check_rows",
+    "clean_rows",
+    "corruption_rows",
     "count",
     "headline",
     "minimal_summary",
@@ -29,44 +33,64 @@ _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️", "not_
 
 def headline(report: AuditReport) -> list[tuple[str, str]]:
     """(label, value) pairs of the key numbers: clean accuracy, worst-case robust accuracy
-    at each norm's headline eps, ECE, mean corruption accuracy, checks and requirements."""
-    rows: list[tuple[str, str]] = []
-    clean = report.sections.get("clean")
-    if clean is not None and clean.ok:
-        rows.append(
-            ("Clean accuracy", f"{clean.data['accuracy']:.4f} (n={count(clean.data['n'])})")
-        )
-        rows.append(("Expected calibration error", f"{clean.data['calibration']['ece']:.4f}"))
-    adv = report.sections.get("adversarial")
-    if adv is not None and adv.ok:
-        for norm, nd in adv.data["norms"].items():
-            k = _index(nd["eps"], nd["headline_eps"])
-            worst = nd["curves"]["worst"]["robust_accuracy"][k]
-            attacks = ", ".join(a for a in nd["curves"] if a != "worst")
-            rows.append(
-                (
-                    f"Robust accuracy, {norm} eps={nd['headline_eps']:g}",
-                    robust_value(worst, nd) + f", worst case over {attacks} "
-                    f"(n={count(adv.data['n'])}{_broken_by(nd)})",
-                )
-            )
-            mp = nd.get("minimal_perturbation")
-            if mp:
-                rows.append((f"Median minimal perturbation, {norm}", minimal_summary(mp)))
-    corr = report.sections.get("corruption")
-    if corr is not None and corr.ok and corr.data.get("mean_corruption_accuracy") is not None:
-        rows.append(("Mean corruption accuracy", f"{corr.data['mean_corruption_accuracy']:.4f}"))
-    from xrobust.audit.sections.deployed_render import markdown_rows
+    at each norm's headline eps, ECE, mean corruption accuracy, checks and requirements;
+    each section's :meth:`~xrobust.audit.section.Section.summary` rows, in summary order."""
+    from xrobust.audit.section import report_order
 
-    rows += markdown_rows(report)  # the deployed model beside its source, when it ran
-    if report.sanity_checks:
-        rows.append(("Sanity checks", _counts(report.sanity_checks)))
-    explained = explanation_checks(report)
-    if explained:  # the randomisation check of each explanation method; no requirement
-        rows.append(("Explanation checks", _counts(explained) + " (not required)"))
-    if report.requirements:
-        rows.append(("Requirements", _counts(report.requirements)))
+    def where(c: Any) -> tuple[float, str]:
+        return (c.place if c.summary_place is None else c.summary_place, c.name)
+
+    rows: list[tuple[str, str]] = []
+    for cls in sorted(report_order(), key=where):
+        rows += cls().summary(report)
     return rows
+
+
+def clean_rows(report: AuditReport) -> list[tuple[str, str]]:
+    """Clean accuracy and calibration error."""
+    clean = report.sections.get("clean")
+    if clean is None or not clean.ok:
+        return []
+    return [
+        ("Clean accuracy", f"{clean.data['accuracy']:.4f} (n={count(clean.data['n'])})"),
+        ("Expected calibration error", f"{clean.data['calibration']['ece']:.4f}"),
+    ]
+
+
+def adversarial_rows(report: AuditReport) -> list[tuple[str, str]]:
+    """Worst-case robust accuracy at each norm's headline eps, and the minimal perturbation."""
+    rows: list[tuple[str, str]] = []
+    adv = report.sections.get("adversarial")
+    if adv is None or not adv.ok:
+        return rows
+    for norm, nd in adv.data["norms"].items():
+        k = _index(nd["eps"], nd["headline_eps"])
+        worst = nd["curves"]["worst"]["robust_accuracy"][k]
+        attacks = ", ".join(a for a in nd["curves"] if a != "worst")
+        rows.append(
+            (
+                f"Robust accuracy, {norm} eps={nd['headline_eps']:g}",
+                robust_value(worst, nd) + f", worst case over {attacks} "
+                f"(n={count(adv.data['n'])}{_broken_by(nd)})",
+            )
+        )
+        mp = nd.get("minimal_perturbation")
+        if mp:
+            rows.append((f"Median minimal perturbation, {norm}", minimal_summary(mp)))
+    return rows
+
+
+def corruption_rows(report: AuditReport) -> list[tuple[str, str]]:
+    """Mean accuracy over the corruptions."""
+    corr = report.sections.get("corruption")
+    if corr is None or not corr.ok or corr.data.get("mean_corruption_accuracy") is None:
+        return []
+    return [("Mean corruption accuracy", f"{corr.data['mean_corruption_accuracy']:.4f}")]
+
+
+def check_rows(label: str, checks: list[CheckResult], note: str = "") -> list[tuple[str, str]]:
+    """One row counting ``checks`` by status (none when there are none)."""
+    return [(label, _counts(checks) + note)] if checks else []
 
 
 def robust_value(acc: float, nd: dict[str, Any]) -> str:
@@ -189,6 +213,7 @@ def render_markdown(report: AuditReport) -> str:
     lines += _check_table("Requirements", "Requirement", report.requirements)
     lines += _check_table("Evaluation sanity checks", "Check", report.sanity_checks)
     lines += _check_table("Explanation checks (not required)", "Check", explanation_checks(report))
+    lines += _section_lines(report)
     off = [s for s in report.sections.values() if s.status != "ok"]
     if off:
         lines += [
@@ -197,6 +222,16 @@ def render_markdown(report: AuditReport) -> str:
             + "; ".join(f"{s.name} ({s.status}: {_cell(s.reason)})" for s in off),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _section_lines(report: AuditReport) -> list[str]:
+    """The Markdown lines of the sections that add their own (none of the built-ins)."""
+    from xrobust.audit.section import report_order
+
+    lines: list[str] = []
+    for cls in report_order(list(report.sections)):
+        lines += cls().markdown(report.sections[cls.name], report)
+    return lines
 
 
 def _check_table(title: str, what: str, checks: list[CheckResult]) -> list[str]:

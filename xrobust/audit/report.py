@@ -390,6 +390,20 @@ def load_report(path: str | os.PathLike[str], *, check: bool = True) -> AuditRep
 
 
 def report_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of ``report.json``, as shipped in the package."""
+    """The JSON Schema (draft 2020-12) of ``report.json``: the one shipped in the package,
+    with the registered sections' names and schemas (:attr:`Section.schema
+    <xrobust.audit.section.Section.schema>`) under ``sections``."""
     text = resources.files("xrobust.audit").joinpath("report.schema.json").read_text("utf-8")
-    return json.loads(text)
+    schema = json.loads(text)
+    from xrobust.audit.section import get_section, list_sections
+
+    sections = schema["properties"]["sections"]
+    sections["propertyNames"] = {"enum": list_sections()}
+    sections["properties"] = {}
+    for name in list_sections():
+        frag = get_section(name).schema
+        if isinstance(frag, dict):  # a registered section's own fragment, kept in $defs
+            schema["$defs"][f"section:{name}"] = frag
+            frag = f"#/$defs/section:{name}"
+        sections["properties"][name] = {"$ref": frag or "#/$defs/section"}
+    return schema

@@ -9,7 +9,6 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,6 +19,7 @@ from xrobust._modelstate import eval_mode
 from xrobust.audit._runtime import ProgressFn, Runtime
 from xrobust.audit.config import SECTIONS, AuditConfig
 from xrobust.audit.report import AuditReport, CheckResult, SectionResult
+from xrobust.audit.section import Section, get_section, list_sections
 from xrobust.data.spec import DatasetBundle
 from xrobust.device import amp_dtype, maybe_tune_allocator, resolve_device
 from xrobust.errors import ConfigError, DataError, ModelError, QueryBudgetExhausted, XRobustError
@@ -91,15 +91,59 @@ def audit(
         >>> report.save("reports/run")  # doctest: +SKIP
     """
     t_start = time.perf_counter()
+    cfg = _config(config, source)
+    bundle = _resolve_dataset(dataset, model if isinstance(model, nn.Module) else None)
+    timings: dict[str, float] = {}
+    rt = _runtime(model, bundle, cfg, progress, source, timings)
+    report = AuditReport()
+    with eval_mode(rt.model):
+        clean_queries = _clean_predictions(rt, timings)
+        for cls in _sections():
+            section = cls()
+            if not section.applies(rt):
+                continue
+            result = _run_section(rt, section, report)
+            _keep(report, section, result)
+            timings[result.name] = result.seconds
+    timings["total"] = round(time.perf_counter() - t_start, 4)
+    return _finish(report, model, bundle, rt, timings, clean_queries, title, model_info)
+
+
+# ---------------------------------------------------------------------- steps
+def _sections() -> list[type[Section]]:
+    """The registered sections in the order they run."""
+    return [get_section(n) for n in list_sections()]
+
+
+def _config(config: AuditConfig | None, source: Any) -> AuditConfig:
+    """The validated config, with the defaults of registered sections it does not set
+    (so the report records every option that ran); every section checks its inputs."""
     cfg = config if config is not None else AuditConfig()
     if not isinstance(cfg, AuditConfig):
         raise ConfigError(f"config must be an AuditConfig, got {type(cfg).__name__}")
     cfg.validate()
-    if cfg.deployed.enabled and (source is not None or cfg.deployed.source is not None):
-        from xrobust.audit.sections.deployed import check_source
+    missing = {
+        cls.name: cls.config()
+        for cls in _sections()
+        if cls.name not in SECTIONS and cls.name not in cfg.extra
+    }
+    if missing:
+        cfg = cfg.replace(extra={**missing, **cfg.extra})
+    for cls in _sections():
+        cls().check_inputs(cfg, source)  # before any work
+    return cfg
 
-        check_source(source if source is not None else cfg.deployed.source)  # before any work
-    bundle = _resolve_dataset(dataset, model if isinstance(model, nn.Module) else None)
+
+def _runtime(
+    model: Any,
+    bundle: DatasetBundle,
+    cfg: AuditConfig,
+    progress: ProgressFn | None,
+    source: Any,
+    timings: dict[str, float],
+) -> Runtime:
+    """The shared runtime: the classifier on its device, checked against the data, and the
+    test split as tensors."""
     spec = bundle.spec
     device = resolve_device(cfg.device)
     dist = distributed.current(device)
@@ -109,17 +153,13 @@ def audit(
     maybe_tune_allocator(device)  # on the CPU, as the CLI does (unless malloc is configured)
     # data and model must agree before any query is spent
     clf.check_data(tuple(spec.input_shape), spec.num_classes, f"dataset {spec.name!r}")
-    timings: dict[str, float] = {}
-
     t0 = time.perf_counter()
     x, y = _tensors(bundle.test, "test")
     if len(x) == 0:
         raise DataError(f"dataset {spec.name!r} has an empty test split: nothing to audit")
     train_mean, feature_std = _train_stats(bundle)
     timings["load_data"] = round(time.perf_counter() - t0, 4)
-
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-    rt = Runtime(
+    return Runtime(
         model=clf.module if clf.module is not None else clf,
         classifier=clf,
         spec=spec,
@@ -127,116 +167,79 @@ def audit(
         device=device,
         x=x,
         y=y,
-        order=order,
+        order=torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed)),
         train_mean=train_mean,
         feature_std=feature_std,
         progress=progress,
         dist=dist,
         amp=amp_dtype(device, cfg.amp),
+        source=source,
     )
-    sections: dict[str, SectionResult] = {}
-    sanity: list[CheckResult] = []
-    requirements: list[CheckResult] = []
-    q0 = clf.queries
-    with eval_mode(rt.model):
-        t0 = time.perf_counter()
-        try:
-            _check_outputs(rt)
-            rt.clean_logits()
-        except QueryBudgetExhausted as exc:
-            raise ConfigError(
-                f"the query budget of {exc.budget} does not cover the clean predictions of "
-                f"the {len(x)} test examples (every section needs them); raise the budget"
-            ) from exc
-        timings["clean_predictions"] = round(time.perf_counter() - t0, 4)
-        clean_queries = _all_ranks(rt, clf.queries - q0)
 
-        from xrobust.audit.sections import (
-            adversarial,
-            clean,
-            corruption,
-            explanations,
-            sanity_checks,
-        )
 
-        runners: dict[str, Callable[[Runtime], dict[str, Any]]] = {
-            "clean": clean.run_clean,
-            "adversarial": lambda r: adversarial.run_adversarial(r),
-            "corruption": corruption.run_corruption,
-            "explanations": lambda r: explanations.run_explanations(r, sections.get("adversarial")),
-        }
-        for name in ("clean", "adversarial", "corruption", "explanations"):
-            sections[name] = _run_section(rt, name, runners[name])
-            timings[name] = sections[name].seconds
-        if source is not None or cfg.deployed.source is not None:  # evidence, not a requirement
-            from xrobust.audit.sections.deployed import run_deployed
+def _clean_predictions(rt: Runtime, timings: dict[str, float]) -> int:
+    """The clean outputs every section shares; returns the queries they took."""
+    q0 = rt.classifier.queries
+    t0 = time.perf_counter()
+    try:
+        _check_outputs(rt)
+        rt.clean_logits()
+    except QueryBudgetExhausted as exc:
+        raise ConfigError(
+            f"the query budget of {exc.budget} does not cover the clean predictions of "
+            f"the {len(rt.x)} test examples (every section needs them); raise the budget"
+        ) from exc
+    timings["clean_predictions"] = round(time.perf_counter() - t0, 4)
+    return _all_ranks(rt, rt.classifier.queries - q0)
 
-            sections["deployed"] = _run_section(rt, "deployed", lambda r: run_deployed(r, source))
-            timings["deployed"] = sections["deployed"].seconds
 
-        t0 = time.perf_counter()
-        if cfg.sanity.enabled:
-            sres = _run_section(
-                rt, "sanity", lambda r: sanity_checks.run_sanity(r, sections.get("adversarial"))
-            )
-            sanity = [CheckResult.from_dict(c) for c in sres.data.pop("checks", [])]
-            sres.data["attack_warnings"] = [
-                {"attack": a, "message": m} for m, a in rt.cache.get("attack_warnings", {}).items()
-            ]
-            sections["sanity"] = sres
-        else:
-            sections["sanity"] = SectionResult("sanity", "skipped", "switched off in the config")
-        timings["sanity"] = round(time.perf_counter() - t0, 4)
+def _keep(report: AuditReport, section: Section, result: SectionResult) -> None:
+    """Add a section's result to the report; its checks go to the report's list."""
+    report.sections[result.name] = result
+    if section.checks is not None:
+        target: list[CheckResult] = getattr(report, section.checks)
+        for c in result.data.pop("checks", []):
+            target.append(c if isinstance(c, CheckResult) else CheckResult.from_dict(c))
 
-        from xrobust.audit.sections.requirements import evaluate_requirements
 
-        if cfg.requirements.enabled:
-            requirements = evaluate_requirements(cfg, sections, sanity)
-            sections["requirements"] = SectionResult(
-                "requirements",
-                "ok",
-                data={
-                    "n": len(requirements),
-                    "failed": sum(r.status == "fail" for r in requirements),
-                    "not_evaluated": sum(r.status == "not_evaluated" for r in requirements),
-                },
-            )
-        else:
-            sections["requirements"] = SectionResult(
-                "requirements", "skipped", "switched off in the config"
-            )
-
-    timings["total"] = round(time.perf_counter() - t_start, 4)
+def _finish(
+    report: AuditReport,
+    model: Any,
+    bundle: DatasetBundle,
+    rt: Runtime,
+    timings: dict[str, float],
+    clean_queries: int,
+    title: str | None,
+    model_info: dict[str, Any] | None,
+) -> AuditReport:
+    """The report's description of the run: model, data, config, seeds, versions,
+    environment, timings and queries."""
+    clf, spec, sections = rt.classifier, rt.spec, report.sections
     info = _model_info(model, clf)
     info.update(model_info or {})
     per_section = {"clean_predictions": clean_queries}
     per_section.update({k: v.queries for k, v in sections.items() if v.queries})
-    queries = {
+    report.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    report.title = title or f"xrobust audit of {info.get('name', info['class'])} on {spec.name}"
+    report.model = info
+    report.dataset = {"spec": spec.to_dict(), "n_test": len(rt.x), "n_train": _len(bundle.train)}
+    report.config = rt.config.to_dict()
+    report.seeds = {"audit": rt.config.seed}
+    report.versions = _versions()
+    report.environment = {
+        "device": str(rt.device),
+        "world_size": rt.dist.world_size,
+        "threads": torch.get_num_threads(),
+        "amp": str(rt.amp).replace("torch.", "") if rt.amp is not None else None,
+    }
+    report.timings = timings
+    report.queries = {
         "total": clean_queries + sum(v.queries for v in sections.values()),
         "per_section": per_section,
         "budget": clf.query_budget,
         "exhausted": any(v.status == "partial" for v in sections.values()),
     }
-    return AuditReport(
-        created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        title=title or f"xrobust audit of {info.get('name', info['class'])} on {spec.name}",
-        model=info,
-        dataset={"spec": spec.to_dict(), "n_test": len(x), "n_train": _len(bundle.train)},
-        config=cfg.to_dict(),
-        seeds={"audit": cfg.seed},
-        versions=_versions(),
-        environment={
-            "device": str(device),
-            "world_size": dist.world_size,
-            "threads": torch.get_num_threads(),
-            "amp": str(rt.amp).replace("torch.", "") if rt.amp is not None else None,
-        },
-        timings=timings,
-        sections={k: sections[k] for k in SECTIONS if k in sections},
-        sanity_checks=sanity,
-        requirements=requirements,
-        queries=queries,
-    )
+    return report
 
 
 # ---------------------------------------------------------------------- helpers
@@ -268,18 +271,31 @@ def _model_info(model: Any, clf: Classifier) -> dict[str, Any]:
     return info
 
 
-def _run_section(rt: Runtime, name: str, fn: Callable[[Runtime], dict[str, Any]]) -> SectionResult:
-    if not rt.config.enabled(name):
-        return SectionResult(name, "skipped", "switched off in the config")
-    if rt.budget_stop is not None:
-        return SectionResult(
-            name, "skipped", f"the query budget ran out earlier ({rt.budget_stop})"
-        )
+def _unrunnable(rt: Runtime, section: Section) -> str | None:
+    """Why ``section`` is not run (switched off, out of budget, no gradients), or None."""
+    if not rt.config.enabled(section.name):
+        return "switched off in the config"
+    if "queries" in section.needs and rt.budget_stop is not None:
+        return f"the query budget ran out earlier ({rt.budget_stop})"
+    return None
+
+
+def _run_section(rt: Runtime, section: Section, report: AuditReport) -> SectionResult:
+    """One section run under the shared rules: skipped when off or out of budget, not
+    available without what it needs, partial when the budget ran out, "error" when it
+    raised (the audit goes on)."""
+    name = section.name
+    why = _unrunnable(rt, section)
+    if why is not None:
+        return SectionResult(name, "skipped", why)
+    if "gradients" in section.needs and not rt.white_box:
+        why = f"needs input gradients; the model is a black box ({rt.classifier.source})"
+        return SectionResult(name, "not_available", why)
     t0 = time.perf_counter()
     q0 = rt.classifier.queries
     rt.skipped_parts = []
     try:
-        data = fn(rt)
+        data = section.run(rt, report)
         status, reason = "ok", ""
         if isinstance(data, dict) and data.get("_unavailable"):
             status, reason = "not_available", str(data.pop("_unavailable"))

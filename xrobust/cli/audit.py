@@ -120,7 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--skip",
         metavar="SECTIONS",
         help="comma-separated sections to switch off (clean, adversarial, corruption, "
-        "explanations, deployed, sanity, requirements)",
+        "explanations, deployed, sanity, requirements, and any registered section)",
     )
     r = p.add_argument_group(
         "requirements (exit status 0 passed, 1 a requirement failed, 3 incomplete: "
@@ -190,8 +190,8 @@ def _floats(v: str, opt: str) -> list[float]:
 def build_config(args: argparse.Namespace) -> Any:
     """The AuditConfig from --config (or the demo's) with the flags applied."""
     from xrobust.audit import AuditConfig, load_config
-    from xrobust.audit.config import SECTIONS
     from xrobust.audit.demo import demo_config
+    from xrobust.audit.section import list_sections
 
     if args.config:
         base = load_config(args.config)
@@ -223,12 +223,13 @@ def build_config(args: argparse.Namespace) -> Any:
         adv["steps"] = args.steps
     if args.methods is not None:
         d["explanations"]["methods"] = _names(args.methods, "--methods")
+    sections = list_sections()
     for s in _csv(args.skip or ""):
-        if s not in SECTIONS:
+        if s not in sections:
             raise ConfigError(
-                f"--skip: unknown section {s!r}; expected some of {', '.join(SECTIONS)}"
+                f"--skip: unknown section {s!r}; expected some of {', '.join(sections)}"
             )
-        d[s]["enabled"] = False
+        d.setdefault(s, {})["enabled"] = False
     req = d["requirements"]
     if args.no_sanity_requirement:
         req["sanity_checks_pass"] = False

@@ -33,6 +33,9 @@ from xrobust.audit._attacks import (
     run_attack,
 )
 from xrobust.audit._runtime import Runtime, chunk_seed, default_eps, to_list
+from xrobust.audit.config import AdversarialConfig
+from xrobust.audit.report import AuditReport, SectionResult
+from xrobust.audit.section import Section, register_section
 
 __all__ = ["attack_seed", "eps_grid", "run_adversarial", "strongest_attack"]
 
@@ -162,20 +165,37 @@ def _one_norm(rt: Runtime, norm: str, idx: torch.Tensor, attacks: list[str]) -> 
         "vulnerable": [],
         "query_curves": _query_curves(rt, a.attacks, grids, results, head),
     }
-    if a.minimal_perturbation and not rt.white_box:
-        from xrobust.attacks import ATTACKS
-
-        mm = a.black_box_minimal
-        if mm in ATTACKS and bool((at_head.pred_clean == at_head.y).any()):
-            # a decision-based minimum-norm attack: one run, no bisection
-            out["minimal_perturbation"], out["vulnerable"] = _minimal(rt, mm, norm, full, idx)
-        elif mm not in ATTACKS:
-            rt.skip_part(f"minimal perturbation ({norm})", f"{mm!r} is not registered")
-    elif a.minimal_perturbation and bool((at_head.pred_clean == at_head.y).any()):
-        out["minimal_perturbation"], out["vulnerable"] = _minimal(
-            rt, minimal_attack, norm, grid, idx
-        )
+    if a.minimal_perturbation:
+        any_correct = bool((at_head.pred_clean == at_head.y).any())
+        _add_minimal(rt, out, norm, idx, any_correct, minimal_attack, grid, full)
     return out
+
+
+def _add_minimal(
+    rt: Runtime,
+    out: dict[str, Any],
+    norm: str,
+    idx: torch.Tensor,
+    any_correct: bool,
+    white_attack: str,
+    grid: list[float],
+    full: list[float],
+) -> None:
+    """The minimal perturbation and most vulnerable examples into ``out``: on a white box
+    by the strongest attack over the curve's grid, on a black box by the
+    decision-based minimum-norm attack over the full grid (one run, no bisection)."""
+    if rt.white_box:
+        if any_correct:
+            minimal = _minimal(rt, white_attack, norm, grid, idx)
+            out["minimal_perturbation"], out["vulnerable"] = minimal
+        return
+    from xrobust.attacks import ATTACKS
+
+    mm = rt.config.adversarial.black_box_minimal
+    if mm in ATTACKS and any_correct:
+        out["minimal_perturbation"], out["vulnerable"] = _minimal(rt, mm, norm, full, idx)
+    elif mm not in ATTACKS:
+        rt.skip_part(f"minimal perturbation ({norm})", f"{mm!r} is not registered")
 
 
 #: attacks at AutoAttack's strength: a worst case including one is a measurement
@@ -197,15 +217,20 @@ def _label_bounds(
         if ATTACKS.get(n).requires_gradients:
             c["bound"], c["bound_note"] = "measured", f"white-box attack {n}"
         else:
-            c["bound"], c["bound_note"] = "upper", f"query-only attack {n}, {_queries_per_example(c)}"
+            c["bound"], c["bound_note"] = (
+                "upper",
+                f"query-only attack {n}, {_queries_per_example(c)}",
+            )
     white = [n for n in attacks if curves[n]["bound"] == "measured"]
     query = [n for n in attacks if curves[n]["bound"] == "upper"]
     w = curves["worst"]
     strong = [n for n in white if n in _AUTOATTACK_STRENGTH]
     if strong and any(grids[n] == grid for n in white):
         w["bound"] = "measured"
-        w["bound_note"] = "white-box attacks " + ", ".join(white) + (
-            f" (with query-only {', '.join(query)})" if query else ""
+        w["bound_note"] = (
+            "white-box attacks "
+            + ", ".join(white)
+            + (f" (with query-only {', '.join(query)})" if query else "")
         )
     elif white:
         # single-step or few-step attacks only: what they did not break may still break
@@ -216,9 +241,12 @@ def _label_bounds(
         )
     else:
         w["bound"] = "upper"
-        w["bound_note"] = "query-only attacks: " + "; ".join(
-            f"{n}, {_queries_per_example(curves[n])}" for n in query
-        ) if query else "no white-box attack ran at every eps"
+        w["bound_note"] = (
+            "query-only attacks: "
+            + "; ".join(f"{n}, {_queries_per_example(curves[n])}" for n in query)
+            if query
+            else "no white-box attack ran at every eps"
+        )
 
 
 def _queries_per_example(curve: dict[str, Any]) -> str:
@@ -365,56 +393,12 @@ def _minimal(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``minimal_perturbation`` with ``attack`` (bisection up to the largest grid eps),
     chunk by chunk; each chunk also hands back its most vulnerable examples."""
-    from xrobust.attacks.evaluation import MinimalPerturbation, minimal_perturbation
-    from xrobust.attacks.norms import get_norm
+    from xrobust.attacks.evaluation import MinimalPerturbation
 
     a = rt.config.adversarial
-    eps_max = grid[-1]
-    store_x = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
-    measure = get_norm(norm).measure
 
     def one(i: int, c: torch.Tensor) -> tuple[Any, list[dict[str, Any]]]:
-        kw = attack_kwargs(rt, attack, norm)
-        kw["seed"] = chunk_seed(rt.config.seed, f"minimal:{norm}:{attack}", i)
-        xs, ys = rt.x[c], rt.y[c]
-        r = minimal_perturbation(
-            rt.classifier,
-            xs.to(rt.device),
-            ys.to(rt.device),
-            attack,
-            eps_max=eps_max,
-            bisection_steps=a.bisection_steps,
-            **kw,
-        )
-        r = dataclasses.replace(
-            r,
-            eps=r.eps.detach().cpu(),
-            x_adv=r.x_adv.detach().float().cpu(),
-            found=r.found.cpu(),
-            clean_wrong=r.misclassified_clean(),
-        )
-        clean = rt.clean_logits()[c].argmax(1)
-        pick = [
-            j
-            for j in sorted(range(len(c)), key=lambda j: float(r.eps[j]))
-            if bool(r.found[j]) and float(r.eps[j]) > 0 and bool(clean[j] == ys[j])
-        ][: a.n_vulnerable]
-        rows: list[dict[str, Any]] = []
-        if pick:
-            pred_adv = rt.forward(r.x_adv[pick]).argmax(1).tolist()
-            for j, pa in zip(pick, pred_adv):
-                delta = r.x_adv[j] - xs[j]
-                row = {
-                    "index": int(c[j]),
-                    "attack": attack,
-                    "label": int(ys[j]),
-                    "pred_clean": int(clean[j]),
-                    "pred_adv": int(pa),
-                    "eps": round(float(r.eps[j]), 6),
-                    "perturbation_norm": round(float(measure(delta.unsqueeze(0))[0]), 6),
-                }
-                rows.append(_with_images(rt, row, xs[j], r.x_adv[j], store_x))
-        return r, rows
+        return _minimal_chunk(rt, attack, norm, grid[-1], i, c)
 
     parts = rt.map_chunks(f"minimal:{norm}:{attack}", idx, one)
     first = parts[0][0]
@@ -431,22 +415,97 @@ def _minimal(
         stop_reason=next((p.stop_reason for p, _ in parts if p.stop_reason), None),
     )
     rows = sorted((r for _, rs in parts for r in rs), key=lambda r: (r["eps"], r["index"]))
-    d = joined.to_dict()
+    return _minimal_labels(joined, attack, a.bisection_steps), rows[: a.n_vulnerable]
+
+
+def _minimal_chunk(
+    rt: Runtime, attack: str, norm: str, eps_max: float, i: int, c: torch.Tensor
+) -> tuple[Any, list[dict[str, Any]]]:
+    """One chunk's minimal perturbations, and its most vulnerable examples correct clean."""
+    from xrobust.attacks.evaluation import minimal_perturbation
+
+    a = rt.config.adversarial
+    kw = attack_kwargs(rt, attack, norm)
+    kw["seed"] = chunk_seed(rt.config.seed, f"minimal:{norm}:{attack}", i)
+    xs, ys = rt.x[c], rt.y[c]
+    r = minimal_perturbation(
+        rt.classifier,
+        xs.to(rt.device),
+        ys.to(rt.device),
+        attack,
+        eps_max=eps_max,
+        bisection_steps=a.bisection_steps,
+        **kw,
+    )
+    r = dataclasses.replace(
+        r,
+        eps=r.eps.detach().cpu(),
+        x_adv=r.x_adv.detach().float().cpu(),
+        found=r.found.cpu(),
+        clean_wrong=r.misclassified_clean(),
+    )
+    clean = rt.clean_logits()[c].argmax(1)
+    pick = [
+        j
+        for j in sorted(range(len(c)), key=lambda j: float(r.eps[j]))
+        if bool(r.found[j]) and float(r.eps[j]) > 0 and bool(clean[j] == ys[j])
+    ][: a.n_vulnerable]
+    return r, _vulnerable_rows(rt, attack, norm, r, c, clean, pick)
+
+
+def _vulnerable_rows(
+    rt: Runtime,
+    attack: str,
+    norm: str,
+    r: Any,
+    c: torch.Tensor,
+    clean: torch.Tensor,
+    pick: list[int],
+) -> list[dict[str, Any]]:
+    """The rows of the examples ``pick`` of chunk ``c`` (their images when small)."""
+    from xrobust.attacks.norms import get_norm
+
+    if not pick:
+        return []
+    xs, ys = rt.x[c], rt.y[c]
+    store_x = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
+    measure = get_norm(norm).measure
+    rows: list[dict[str, Any]] = []
+    pred_adv = rt.forward(r.x_adv[pick]).argmax(1).tolist()
+    for j, pa in zip(pick, pred_adv):
+        delta = r.x_adv[j] - xs[j]
+        row = {
+            "index": int(c[j]),
+            "attack": attack,
+            "label": int(ys[j]),
+            "pred_clean": int(clean[j]),
+            "pred_adv": int(pa),
+            "eps": round(float(r.eps[j]), 6),
+            "perturbation_norm": round(float(measure(delta.unsqueeze(0))[0]), 6),
+        }
+        rows.append(_with_images(rt, row, xs[j], r.x_adv[j], store_x))
+    return rows
+
+
+def _minimal_labels(joined: Any, attack: str, bisection_steps: int) -> dict[str, Any]:
+    """The joined result as JSON, with what it is (bound) and how it was found (method)."""
     from xrobust.attacks import ATTACKS
 
+    d = joined.to_dict()
     if not ATTACKS.get(attack).requires_gradients:
         d["bound"] = "upper"
-        d["bound_note"] = f"query-only attack {attack}: the radii found bound the smallest from above"
+        d["bound_note"] = (
+            f"query-only attack {attack}: the radii found bound the smallest from above"
+        )
     else:
         d["bound"] = "measured"
     if getattr(ATTACKS.get(attack), "minimizes_norm", False):
         d["method"] = f"{attack}, a minimum-norm attack: the smallest adversarial of one run"
     else:
         d["method"] = (
-            f"bisection with {attack} ({a.bisection_steps} steps, tolerance "
-            f"{joined.tolerance:.3g})"
+            f"bisection with {attack} ({bisection_steps} steps, tolerance {joined.tolerance:.3g})"
         )
-    return d, rows[: a.n_vulnerable]
+    return d
 
 
 def _with_images(
@@ -464,3 +523,28 @@ def _with_images(
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@register_section
+class AdversarialSection(Section):
+    """Robust accuracy per attack, norm and eps, with its bound, per class and per query."""
+
+    name = "adversarial"
+    title = "Adversarial robustness"
+    config = AdversarialConfig
+    order, place = 20.0, 2.0
+    schema = "#/$defs/adversarial_section"
+    always_shown = True
+
+    def run(self, rt: Runtime, report: AuditReport) -> dict[str, Any]:
+        return run_adversarial(rt)
+
+    def html(self, s: SectionResult, report: AuditReport) -> str:
+        from xrobust.audit.html import adversarial_html
+
+        return adversarial_html(s, report)
+
+    def summary(self, report: AuditReport) -> list[tuple[str, str]]:
+        from xrobust.audit.markdown import adversarial_rows
+
+        return adversarial_rows(report)

@@ -7,6 +7,9 @@ from typing import Any
 import torch
 
 from xrobust.audit._runtime import Runtime, to_list
+from xrobust.audit.config import CleanConfig
+from xrobust.audit.report import AuditReport, SectionResult
+from xrobust.audit.section import Section, register_section
 
 __all__ = ["calibration", "confusion_matrix", "per_class_metrics", "run_clean"]
 
@@ -84,3 +87,28 @@ def run_clean(rt: Runtime) -> dict[str, Any]:
         "confusion_matrix": cm.tolist(),
         "calibration": calibration(probs, y, rt.config.clean.ece_bins),
     }
+
+
+@register_section
+class CleanSection(Section):
+    """Clean accuracy, per-class metrics, the confusion matrix and calibration."""
+
+    name = "clean"
+    title = "Clean performance"
+    config = CleanConfig
+    order, place = 10.0, 1.0
+    schema = "#/$defs/clean_section"
+    always_shown = True
+
+    def run(self, rt: Runtime, report: AuditReport) -> dict[str, Any]:
+        return run_clean(rt)
+
+    def html(self, s: SectionResult, report: AuditReport) -> str:
+        from xrobust.audit.html import clean_html
+
+        return clean_html(s, report)
+
+    def summary(self, report: AuditReport) -> list[tuple[str, str]]:
+        from xrobust.audit.markdown import clean_rows
+
+        return clean_rows(report)

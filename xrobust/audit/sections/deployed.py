@@ -37,6 +37,9 @@ import torch
 
 from xrobust.audit._attacks import attack_kwargs
 from xrobust.audit._runtime import Runtime, chunk_seed
+from xrobust.audit.config import DeployedConfig
+from xrobust.audit.report import AuditReport, SectionResult
+from xrobust.audit.section import Section, register_section
 from xrobust.audit.sections.adversarial import _jsonable
 from xrobust.errors import ConfigError, ModelError
 
@@ -443,3 +446,35 @@ def compare_deployed(
         d[name]["enabled"] = False
     d["deployed"]["enabled"] = True
     return audit(deployed, dataset, AuditConfig.from_dict(d), source=source, **audit_kwargs)
+
+
+@register_section
+class DeployedSection(Section):
+    """The deployed model beside its source; only when a source is given (evidence, no
+    requirement reads it)."""
+
+    name = "deployed"
+    title = "Deployed model beside its source"
+    config = DeployedConfig
+    order, place, summary_place = 50.0, 7.0, 3.5
+    schema = "#/$defs/deployed_section"
+
+    def applies(self, rt: Runtime) -> bool:
+        return rt.source is not None or rt.config.deployed.source is not None
+
+    def check_inputs(self, config: Any, source: Any) -> None:
+        if config.deployed.enabled and (source is not None or config.deployed.source is not None):
+            check_source(source if source is not None else config.deployed.source)
+
+    def run(self, rt: Runtime, report: AuditReport) -> dict[str, Any]:
+        return run_deployed(rt, rt.source)
+
+    def html(self, s: SectionResult, report: AuditReport) -> str:
+        from xrobust.audit.sections.deployed_render import html_body
+
+        return html_body(s, report)
+
+    def summary(self, report: AuditReport) -> list[tuple[str, str]]:
+        from xrobust.audit.sections.deployed_render import markdown_rows
+
+        return markdown_rows(report)

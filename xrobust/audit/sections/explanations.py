@@ -16,7 +16,9 @@ import torch
 
 from xrobust.audit._attacks import attacks_for, attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, to_list
-from xrobust.audit.report import SectionResult
+from xrobust.audit.config import ExplanationConfig
+from xrobust.audit.report import AuditReport, SectionResult
+from xrobust.audit.section import Section, register_section
 from xrobust.audit.sections.adversarial import eps_grid
 
 __all__ = ["run_explanations"]
@@ -69,41 +71,13 @@ def _reduce(a: torch.Tensor, modality: str) -> torch.Tensor:
 
 
 def _run(rt: Runtime) -> dict[str, Any]:
-    import xrobust.explain as E
-
     cfg = rt.config.explanations
-    pool = rt.sample(max(cfg.n, cfg.n_metrics) * 3)
-    pred = rt.clean_logits()[pool].argmax(1)
-    pool = pool[pred == rt.y[pool]]
-    # the examples shown: one per class first (diverse), then in sample order
-    first: list[int] = []
-    seen: set[int] = set()
-    for j, lab in enumerate(rt.y[pool].tolist()):
-        if lab not in seen and len(first) < cfg.n:
-            seen.add(lab)
-            first.append(j)
-    rest = [j for j in range(len(pool)) if j not in set(first)]
-    pool = pool[torch.tensor(first + rest, dtype=torch.long)][: max(cfg.n, cfg.n_metrics)]
+    pool = _pool(rt)
     if len(pool) == 0:
         return {"n": 0, "methods": {}, "note": "no correctly classified example to explain"}
     x, y = rt.x[pool], rt.y[pool]
-    seed = rt.config.seed
     notes: list[str] = []
-    # adversarial versions at the headline eps of the configured norm
-    x_adv = None
-    pred_adv = None
-    eps = None
-    why = attacks_unavailable()
-    usable = [] if why else attacks_for(rt, [cfg.attack])
-    if why:
-        notes.append(f"adversarial attributions not available: {why}")
-    elif not usable:
-        notes.append(f"adversarial attributions not available: {cfg.attack} cannot run here")
-    else:
-        _, eps = eps_grid(rt, cfg.norm)
-        attack = usable[0]
-        res = run_attack(rt, attack, cfg.norm, eps, x, y, seed=seed)
-        x_adv, pred_adv = res.x_adv, res.pred_adv
+    x_adv, pred_adv, eps, attack = _adversarial(rt, x, y, notes)
     show = min(cfg.n, len(pool))
     store = math.prod(rt.spec.input_shape) <= _MAX_EXAMPLE_NUMEL
     examples: list[dict[str, Any]] = []
@@ -117,34 +91,14 @@ def _run(rt: Runtime) -> dict[str, Any]:
                 row["x_adv"] = to_list(x_adv[j].mean(0), 4)
         examples.append(row)
     methods: dict[str, Any] = {}
-    model = rt.classifier  # white-box methods differentiate through its module
     metrics = _metrics_module()
     names = _methods(rt)
     for m in names:
-        md: dict[str, Any] = {}
-        e_clean = E.explain(
-            model, x[:show].to(rt.device), target=y[:show].to(rt.device), method=m, seed=seed
-        )
-        a_clean = _reduce(e_clean.attributions.detach().float().cpu(), rt.spec.modality)
-        a_adv = None
-        if x_adv is not None:
-            # explain the class the model now predicts: why it was fooled
-            e_adv = E.explain(
-                model,
-                x_adv[:show].to(rt.device),
-                target=pred_adv[:show].to(rt.device),
-                method=m,
-                seed=seed,
-            )
-            a_adv = _reduce(e_adv.attributions.detach().float().cpu(), rt.spec.modality)
-        if store:
-            md["clean"] = [to_list(a_clean[j], 5) for j in range(show)]
-            if a_adv is not None:
-                md["adversarial"] = [to_list(a_adv[j], 5) for j in range(show)]
+        md = _attributions(rt, m, x[:show], y[:show], x_adv, pred_adv, store)
         if metrics is None:
             md["metrics_note"] = "xrobust.explain.metrics is not available in this installation"
         else:
-            md.update(_quality(rt, metrics, m, x, y, x_adv, seed))
+            md.update(_quality(rt, metrics, m, x, y, x_adv, rt.config.seed))
         methods[m] = md
         rt.report("explanations", len(methods), len(names))
     return {
@@ -152,12 +106,84 @@ def _run(rt: Runtime) -> dict[str, Any]:
         "n_metrics": len(pool),
         "norm": cfg.norm,
         "eps": eps,
-        "attack": None if x_adv is None else usable[0],
+        "attack": attack,
         "feature_names": list(rt.spec.feature_names) if rt.spec.feature_names else None,
         "examples": examples,
         "methods": methods,
         "notes": notes,
     }
+
+
+def _pool(rt: Runtime) -> torch.Tensor:
+    """Correctly classified examples of the seeded sample: one per class first (diverse),
+    then in sample order."""
+    cfg = rt.config.explanations
+    pool = rt.sample(max(cfg.n, cfg.n_metrics) * 3)
+    pred = rt.clean_logits()[pool].argmax(1)
+    pool = pool[pred == rt.y[pool]]
+    first: list[int] = []
+    seen: set[int] = set()
+    for j, lab in enumerate(rt.y[pool].tolist()):
+        if lab not in seen and len(first) < cfg.n:
+            seen.add(lab)
+            first.append(j)
+    rest = [j for j in range(len(pool)) if j not in set(first)]
+    return pool[torch.tensor(first + rest, dtype=torch.long)][: max(cfg.n, cfg.n_metrics)]
+
+
+def _adversarial(
+    rt: Runtime, x: torch.Tensor, y: torch.Tensor, notes: list[str]
+) -> tuple[torch.Tensor | None, torch.Tensor | None, float | None, str | None]:
+    """Adversarial versions at the headline eps of the configured norm: (x_adv, pred_adv,
+    eps, attack), all None (with a note) when no attack can run."""
+    cfg = rt.config.explanations
+    why = attacks_unavailable()
+    usable = [] if why else attacks_for(rt, [cfg.attack])
+    if why:
+        notes.append(f"adversarial attributions not available: {why}")
+        return None, None, None, None
+    if not usable:
+        notes.append(f"adversarial attributions not available: {cfg.attack} cannot run here")
+        return None, None, None, None
+    _, eps = eps_grid(rt, cfg.norm)
+    res = run_attack(rt, usable[0], cfg.norm, eps, x, y, seed=rt.config.seed)
+    return res.x_adv, res.pred_adv, eps, usable[0]
+
+
+def _attributions(
+    rt: Runtime,
+    method: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_adv: torch.Tensor | None,
+    pred_adv: torch.Tensor | None,
+    store: bool,
+) -> dict[str, Any]:
+    """One method's attributions of the examples shown, clean (target: the label) and
+    adversarial (target: the fooled prediction), stored when the inputs are small."""
+    import xrobust.explain as E
+
+    show, seed = len(x), rt.config.seed
+    model = rt.classifier  # white-box methods differentiate through its module
+    e_clean = E.explain(model, x.to(rt.device), target=y.to(rt.device), method=method, seed=seed)
+    a_clean = _reduce(e_clean.attributions.detach().float().cpu(), rt.spec.modality)
+    a_adv = None
+    if x_adv is not None and pred_adv is not None:
+        # explain the class the model now predicts: why it was fooled
+        e_adv = E.explain(
+            model,
+            x_adv[:show].to(rt.device),
+            target=pred_adv[:show].to(rt.device),
+            method=method,
+            seed=seed,
+        )
+        a_adv = _reduce(e_adv.attributions.detach().float().cpu(), rt.spec.modality)
+    md: dict[str, Any] = {}
+    if store:
+        md["clean"] = [to_list(a_clean[j], 5) for j in range(show)]
+        if a_adv is not None:
+            md["adversarial"] = [to_list(a_adv[j], 5) for j in range(show)]
+    return md
 
 
 def _metrics_module() -> Any:
@@ -292,3 +318,30 @@ def _stability(
         "topk_overlap_fooled": mean(r.topk_overlap, fooled),
         "spearman_fooled": mean(r.spearman, fooled),
     }
+
+
+@register_section
+class ExplanationsSection(Section):
+    """Clean and adversarial attributions, their quality metrics and the randomisation
+    check (reads the adversarial section's headline eps)."""
+
+    name = "explanations"
+    title = "Explanations"
+    config = ExplanationConfig
+    order, place, summary_place = 40.0, 4.0, 5.5
+    always_shown = True
+
+    def run(self, rt: Runtime, report: AuditReport) -> dict[str, Any]:
+        return run_explanations(rt, report.sections.get("adversarial"))
+
+    def html(self, s: SectionResult, report: AuditReport) -> str:
+        from xrobust.audit.html import explanations_html
+
+        return explanations_html(s, report)
+
+    def summary(self, report: AuditReport) -> list[tuple[str, str]]:
+        from xrobust.audit.advice import explanation_checks
+        from xrobust.audit.markdown import check_rows
+
+        # the randomisation check of each explanation method; no requirement
+        return check_rows("Explanation checks", explanation_checks(report), " (not required)")

@@ -16,7 +16,9 @@ import torch
 
 from xrobust.audit._attacks import attack_fields, attack_kwargs, attacks_unavailable, run_attack
 from xrobust.audit._runtime import Runtime, chunk_seed
-from xrobust.audit.report import CheckResult, SectionResult
+from xrobust.audit.config import SanityConfig
+from xrobust.audit.report import AuditReport, CheckResult, SectionResult
+from xrobust.audit.section import Section, register_section
 from xrobust.audit.sections.adversarial import eps_grid
 from xrobust.validation import output_determinism, probability_kind
 
@@ -454,3 +456,32 @@ def _black_box(rt: Runtime, x: torch.Tensor, y: torch.Tensor, tol: float) -> dic
         msg += f"; the black box is stronger by {gap:.3f} at {worst['norm']}: gradients masked?"
     status = "pass" if gap <= tol else "warn"
     return _res(name, status, msg, rows=rows, white_box_attack=wb, black_box_attack=bb)
+
+
+@register_section
+class SanitySection(Section):
+    """The evaluation sanity checks (they read the adversarial section's curves); the
+    checks go to ``report.sanity_checks``, the warnings the attacks gave beside them."""
+
+    name = "sanity"
+    title = "Evaluation sanity checks"
+    config = SanityConfig
+    order, place = 60.0, 5.0
+    checks = "sanity_checks"
+    always_shown = True
+
+    def run(self, rt: Runtime, report: AuditReport) -> dict[str, Any]:
+        data = run_sanity(rt, report.sections.get("adversarial"))
+        warned = rt.cache.get("attack_warnings", {})
+        data["attack_warnings"] = [{"attack": a, "message": m} for m, a in warned.items()]
+        return data
+
+    def html(self, s: SectionResult, report: AuditReport) -> str:
+        from xrobust.audit.html import sanity_html
+
+        return sanity_html(s, report)
+
+    def summary(self, report: AuditReport) -> list[tuple[str, str]]:
+        from xrobust.audit.markdown import check_rows
+
+        return check_rows("Sanity checks", report.sanity_checks)

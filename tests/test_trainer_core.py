@@ -274,16 +274,23 @@ def test_adversarial_call_site(bc, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_real_adversarial_training_is_reported_and_deterministic(bc) -> None:
     pytest.importorskip("xrobust.trainer.adversarial")
+    from dataclasses import replace
+
     train, _ = bc
     cfg = _cfg(epochs=2, adversarial="pgd", adv_eps=0.5, adv_steps=3)
+    # the standardised features reach 11.96: bounds that hold them (the loaders' own
+    # tabular bounds always do); bounds the data leaves are refused, not silently clipped
+    spec = replace(SPEC, bounds=(-20.0, 20.0))
     runs = []
     for _ in range(2):
         m = _model()
-        hist = Trainer(m, cfg, spec=SPEC).fit(train, progress=False)
+        hist = Trainer(m, cfg, spec=spec).fit(train, progress=False)
         runs.append(_weights(m))
     assert _same(runs[0], runs[1])  # the attack's random starts follow the trainer's seed
     last = hist.records[-1]
     assert last.train_adv_acc is not None and 0.0 <= last.train_adv_acc < last.train_acc
+    with pytest.raises(DataError, match=r"outside the attack's bounds \(-10.0, 10.0\)"):
+        Trainer(_model(), cfg, spec=SPEC).fit(train, progress=False)
 
 
 def test_workers_give_the_same_weights_and_fresh_runs_drop_old_state(bc, tmp_path: Path) -> None:

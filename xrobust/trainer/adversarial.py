@@ -21,7 +21,9 @@ frozen (no weight gradient is computed during generation) for the generation; it
 and ``requires_grad`` flags are then restored and the training loss is computed in the
 mode the model was in. The attack's random starts use its own generator, seeded from
 torch's global one (or ``generator``), so ``seed_everything`` makes a run repeatable and
-a resumed run continues the same draws. Inputs (N, ...) within ``bounds``.
+a resumed run continues the same draws. Inputs (N, ...) within ``bounds``: a batch
+outside them is refused with a :class:`~xrobust.errors.DataError` naming its range (the
+loaders' bounds always hold their data).
 
 Example:
     >>> import torch

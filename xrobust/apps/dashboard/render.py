@@ -183,11 +183,13 @@ def curves_chart(x: Any, lines: dict[str, Any], x_title: str, y_title: str) -> A
         for label, values in lines.items()
         for xv, v in zip(x, values, strict=True)
     ]
+    whole = all(float(v).is_integer() for v in x)  # severities: no 1.2, 1.4, ... ticks
+    axis = alt.Axis(tickMinStep=1, format="d") if whole else alt.Axis()
     return (
         alt.Chart(pd.DataFrame(rows))
         .mark_line(point=True)
         .encode(
-            x=alt.X("x:Q", title=x_title),
+            x=alt.X("x:Q", title=x_title, axis=axis),
             y=alt.Y("value:Q", title=y_title, scale=alt.Scale(domain=[0, 1])),
             color=alt.Color(
                 "series:N",

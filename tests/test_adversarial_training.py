@@ -102,22 +102,6 @@ def test_pgd_at_small_cnn_is_robust_on_digits() -> None:
     assert st2.robust_accuracy < 0.10
 
 
-class _Crashing(torch.utils.data.Dataset):
-    """Item-by-item dataset that raises after ``fail_after`` reads (interrupts a fit)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, fail_after: int | None = None) -> None:
-        self.x, self.y, self.fail_after, self.reads = x, y, fail_after, 0
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.reads += 1
-        if self.fail_after is not None and self.reads > self.fail_after:
-            raise RuntimeError("simulated crash")
-        return self.x[i], self.y[i]
-
-
 @pytest.mark.parametrize("method", ["pgd", "fgsm", "trades"])
 def test_adversarial_resume_reaches_the_same_weights(tmp_path, method) -> None:
     """The attack's random starts are drawn from a seed taken from torch's global RNG,
@@ -137,14 +121,18 @@ def test_adversarial_resume_reaches_the_same_weights(tmp_path, method) -> None:
         torch.manual_seed(seed)
         return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
 
+    data = torch.utils.data.TensorDataset(x, y)
+
+    def crash(stage: str, done: int, total: int) -> None:  # after step 3 of epoch 2
+        if stage.startswith("epoch 2/") and done == 3:
+            raise RuntimeError("simulated crash")
+
     ref = model()
-    Trainer(ref, cfg).fit(_Crashing(x, y), progress=False)
+    Trainer(ref, cfg).fit(data, progress=False)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Trainer(model(), cfg).fit(
-            _Crashing(x, y, fail_after=96 + 3 * 16 + 5), out_dir=tmp_path, progress=False
-        )
+        Trainer(model(), cfg).fit(data, out_dir=tmp_path, progress=crash)
     fresh = model(seed=99)  # another init: everything must come from the state
-    hist = Trainer(fresh, cfg).fit(_Crashing(x, y), out_dir=tmp_path, resume=True, progress=False)
+    hist = Trainer(fresh, cfg).fit(data, out_dir=tmp_path, resume=True, progress=False)
     assert hist.resumed_from == (1, 2)
     for (k, a), b in zip(ref.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), k

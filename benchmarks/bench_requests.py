@@ -34,6 +34,7 @@ import collections
 import contextlib
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -189,13 +190,14 @@ def bench_hsj(server: Server, x, y, queries: int, art_iters: int, skip_art: bool
         server.stats()
 
 
-def bench_audit(server: Server, n: int) -> None:
+def bench_audit(server: Server, n: int, cli: str | None) -> None:
     print(f"\nxrobust audit --endpoint URL --data digits --n {n} (the default black-box audit)\n")
     row("requests", "rows per request", "rows", "seconds", "exit")
     print("|---|---|---|---|---|")
     server.stats()
     with tempfile.TemporaryDirectory() as out:
-        cmd = [str(Path(sys.executable).parent / "xrobust"), "audit", "--endpoint", server.url,
+        xr = shlex.split(cli) if cli else [str(Path(sys.executable).parent / "xrobust")]
+        cmd = [*xr, "audit", "--endpoint", server.url,
                "--data", "digits", "--n", str(n), "--out", out, "--no-progress",
                "--endpoint-protocol", server.protocol]  # fmt: skip
         t = time.perf_counter()
@@ -216,6 +218,7 @@ def main() -> None:
     ap.add_argument("--art-iters", type=int, default=5)
     ap.add_argument("--skip-art", action="store_true")
     ap.add_argument("--audit-n", type=int, default=16)
+    ap.add_argument("--cli", help="the xrobust command the audit runs (default: the venv's)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--protocol", choices=("instances", "v2-binary"), default="instances",
                     help="TF Serving JSON (default) or the Open Inference Protocol's binary "
@@ -243,7 +246,7 @@ def main() -> None:
                 bench_hsj(server, x[: args.n], y[: args.n], args.queries, args.art_iters,
                           args.skip_art)  # fmt: skip
             if "audit" in only:
-                bench_audit(server, args.audit_n)
+                bench_audit(server, args.audit_n, args.cli)
         print(f"\n(load {os.getloadavg()[0]:.1f} at the end)")
 
 

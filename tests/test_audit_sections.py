@@ -8,6 +8,7 @@ histogram of the prediction entropy, and the mean input-gradient norm of the los
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from xrobust import plugins
 from xrobust.audit import AuditConfig, audit, load_config, load_report
 from xrobust.audit.html import render_html, section_titles, table
 from xrobust.audit.markdown import render_markdown
-from xrobust.audit.report import report_schema
+from xrobust.audit.report import AuditReport, SectionResult, report_schema
 from xrobust.audit.section import (
     SECTIONS,
     Section,
@@ -195,7 +196,9 @@ def test_it_is_saved_validated_and_rendered(report, tmp_path) -> None:
 
 def test_its_schema_fragment_validates_its_data(report) -> None:
     schema = report_schema()
-    assert "entropy" in schema["properties"]["sections"]["propertyNames"]["enum"]
+    assert schema["properties"]["sections"]["properties"]["entropy"] == {
+        "$ref": "#/$defs/section:entropy"
+    }
     good = report.to_dict()
     validate_report(good)
     bad = report.to_dict()
@@ -297,3 +300,39 @@ def test_an_installed_package_adds_a_section(tmp_path, monkeypatch) -> None:
         sys.modules.pop("xrobust_support_plugin", None)
         plugins.reload()
     assert "support" not in list_sections()
+
+
+def test_a_section_this_installation_does_not_know_still_renders(report, tmp_path) -> None:
+    """A report written with a section registered elsewhere (a script, a plugin not
+    installed here) loads, and its data is shown as a table under its name."""
+    d = report.to_dict()
+    d["sections"]["support"] = {"name": "support", "status": "ok", "reason": "", "seconds": 0.1,
+                                "data": {"counts": [3, 4]}, "queries": 0}  # fmt: skip
+    (tmp_path / "report.json").write_text(json.dumps(d), encoding="utf-8")
+    again = load_report(tmp_path)
+    page = render_html(again)
+    assert "<h2>9. support</h2><table><thead><tr><th>measure</th><th>value</th></tr>" in page
+    assert "<td>counts</td><td>3, 4</td>" in page
+
+
+class _Broken(Section):
+    name = "broken"
+
+    def html(self, s, report):
+        raise KeyError("no such number")
+
+    def summary(self, report):
+        raise KeyError("no such number")
+
+
+def test_a_section_that_cannot_render_loses_nothing_else(report) -> None:
+    register_section(_Broken)
+    try:
+        rep = AuditReport.from_dict(report.to_dict())
+        rep.sections["broken"] = SectionResult("broken", "ok", data={"x": 1})
+        page = render_html(rep)
+        assert "This section could not be rendered: KeyError" in page
+        assert "Mean prediction entropy" in page and "Clean accuracy" in page
+        assert "| Mean prediction entropy |" in render_markdown(rep)
+    finally:
+        SECTIONS.unregister("broken")

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -28,6 +29,8 @@ __all__ = [
     "verdict_line",
 ]
 
+log = logging.getLogger(__name__)
+
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️", "not_evaluated": "❔"}
 
 
@@ -42,8 +45,18 @@ def headline(report: AuditReport) -> list[tuple[str, str]]:
 
     rows: list[tuple[str, str]] = []
     for cls in sorted(report_order(), key=where):
-        rows += cls().summary(report)
+        rows += _guarded(lambda c=cls: c().summary(report), cls.name, "summary rows")
     return rows
+
+
+def _guarded(make: Any, name: str, what: str) -> list[Any]:
+    """A section's rows or lines; one whose renderer breaks on a malformed report is left
+    out (and logged), so that it cannot lose the rest of the report."""
+    try:
+        return list(make())
+    except Exception:
+        log.warning("the %s of section %s could not be rendered", what, name, exc_info=True)
+        return []
 
 
 def clean_rows(report: AuditReport) -> list[tuple[str, str]]:
@@ -230,7 +243,8 @@ def _section_lines(report: AuditReport) -> list[str]:
 
     lines: list[str] = []
     for cls in report_order(list(report.sections)):
-        lines += cls().markdown(report.sections[cls.name], report)
+        s = report.sections[cls.name]
+        lines += _guarded(lambda c=cls, s=s: c().markdown(s, report), cls.name, "Markdown")
     return lines
 
 

@@ -11,7 +11,6 @@ and the gallery follows, and each page is saved as a screenshot (into
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,19 +22,15 @@ from pathlib import Path
 
 import pytest
 from app_support import demo_cache, demo_onnx  # noqa: F401
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from browser_support import browser_available, launch, shrink
 
 
 def _available() -> bool:
-    if not os.path.exists(CHROMIUM):
-        return False
     try:
-        import playwright.sync_api  # noqa: F401
         import streamlit  # noqa: F401
     except ImportError:
         return False
-    return True
+    return browser_available()
 
 
 def _free_port() -> int:
@@ -70,15 +65,6 @@ def _settle(page, text: str) -> None:
         timeout=60_000,
     )
     page.wait_for_timeout(300)
-
-
-def _shrink(path: Path) -> None:
-    """Re-save a screenshot with a 128-colour palette (a small PNG for the README)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        small = im.convert("RGB").quantize(colors=128)
-    small.save(path, optimize=True)
 
 
 def _until(cond, seconds: float) -> None:
@@ -173,7 +159,7 @@ def _screenshot(page, path: Path) -> None:
     page.wait_for_timeout(300)
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))
-    _shrink(path)
+    shrink(path, colors=128)
     page.set_viewport_size({"width": 1400, "height": 2200})
 
 
@@ -205,19 +191,7 @@ def test_dashboard_in_a_real_browser(demo_cache, demo_onnx, start, tmp_path) -> 
     )
     server = start(demo_run().model, model_name="digits")  # the endpoint, on 127.0.0.1
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch(p)
         try:
             for what, model in (
                 ("demo", "demo"),

@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model",
         metavar="SOURCE",
         help="preselected model: 'demo' (digits), 'demo:digits_robust', 'demo:breast_cancer', "
-        "a run folder written by `xrobust train`, an .onnx file or an endpoint URL",
+        "a run folder written by `xrobust train`, an .onnx or .tflite file, or an endpoint "
+        "URL (http(s):// or sagemaker://)",
     )
     p.add_argument(
         "--data",
@@ -134,14 +135,18 @@ def _check_model(model: str | None) -> None:
     """Refuse a --model the sidebar cannot preselect, before the server starts."""
     if not model or model == "demo" or model.startswith(("demo:", "http://", "https://")):
         return
-    if model.lower().endswith(".onnx"):
-        if not os.path.isfile(model):
-            raise ConfigError(f"--model {model!r}: no such .onnx file")
+    if model.startswith("sagemaker://"):
         return
+    for suffix in (".onnx", ".tflite"):
+        if model.lower().endswith(suffix):
+            if not os.path.isfile(model):
+                raise ConfigError(f"--model {model!r}: no such {suffix} file")
+            return
     if not os.path.isdir(model):
         raise ConfigError(
             f"--model {model!r}: no such run folder; give 'demo', 'demo:NAME', a folder "
-            "written by `xrobust train --out DIR`, an .onnx file or an endpoint URL"
+            "written by `xrobust train --out DIR`, an .onnx or .tflite file or an endpoint URL "
+            "(http(s):// or sagemaker://)"
         )
 
 

@@ -131,20 +131,48 @@ def onnx_classifier(
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
+def tflite_classifier(
+    path: str,
+    sha256: str,
+    _bundle: Any,
+    data_key: str,
+    query_budget: int | None,
+    name: str | None = None,
+    signature: str | None = None,
+    output: str | None = None,
+) -> Any:
+    """``as_classifier(path, spec=bundle.spec)`` for a TensorFlow Lite file (LiteRT; float
+    or quantized), checked against the data's shape and classes before any query.
+
+    Raises:
+        DataError / ModelError: the file does not fit the data (both shapes named).
+    """
+    from xrobust.models import as_classifier
+
+    spec = _bundle.spec
+    options = {k: v for k, v in (("signature", signature), ("output_name", output)) if v}
+    clf = as_classifier(path, spec=spec, name=name, **options)
+    clf.check_data(tuple(spec.input_shape), spec.num_classes, f"data {spec.name!r}")
+    clf.set_budget(query_budget)
+    return clf
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
 def endpoint_classifier(
     url: str,
     protocol: str,
-    headers_env: tuple[tuple[str, str], ...],
+    access: tuple[tuple[str, str], ...],
     timeout: float,
     _bundle: Any,
     data_key: str,
     query_budget: int | None,
     output: str | None = None,
 ) -> Any:
-    """``as_classifier(url, spec=bundle.spec, protocol=..., headers_env=..., timeout=...)``,
-    checked with one query on the data's first test row (so that a mismatch shows in the
-    sidebar). ``headers_env`` maps header names to environment variable names; the values
-    are read by the classifier for each request.
+    """``as_classifier(url, spec=bundle.spec, protocol=..., timeout=..., ...)``, checked
+    with one query on the data's first test row (so that a mismatch shows in the sidebar).
+    ``access`` holds ``("header:NAME", ENV_VAR)`` pairs (the header's value is read from
+    that environment variable for each request) or, for ``sagemaker://`` URLs, ``region``
+    and ``endpoint_url``.
 
     Raises:
         ConfigError: a header's environment variable is not set (it is named).
@@ -154,10 +182,13 @@ def endpoint_classifier(
     from xrobust.models import as_classifier
 
     spec = _bundle.spec
-    clf = as_classifier(
-        url, spec=spec, protocol=protocol, headers_env=dict(headers_env), timeout=timeout,
-        **({"output_name": output} if output else {}),
-    )  # fmt: skip
+    headers = {k.removeprefix("header:"): v for k, v in access if k.startswith("header:")}
+    options = {k: v for k, v in access if not k.startswith("header:")}
+    if headers:
+        options["headers_env"] = headers
+    if output:
+        options["output_name"] = output
+    clf = as_classifier(url, spec=spec, protocol=protocol, timeout=timeout, **options)
     x, _ = as_tensors(_bundle.test, limit=1)
     clf.scores(x)
     clf.set_budget(query_budget)

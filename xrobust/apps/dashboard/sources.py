@@ -53,6 +53,8 @@ ENV_MAX_UPLOAD_MB = "XROBUST_APP_MAX_UPLOAD_MB"
 _DEFAULT_MAX_MB = 50.0
 #: an example predict URL (TF Serving's REST port 8500 style, never the app's own 8501)
 ENDPOINT_PLACEHOLDER = "http://127.0.0.1:8500/v1/models/NAME:predict"
+#: the URL schemes of the endpoint source
+ENDPOINT_SCHEMES = ("http://", "https://", "sagemaker://")
 
 
 @dataclass
@@ -362,43 +364,59 @@ def _onnx2torch_available() -> bool:
     return True
 
 
-def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
-    given = bool(preset and preset.lower().endswith(".onnx"))  # xrobust app --model F.onnx
+@dataclass
+class _ModelFile:
+    """A model file picked in the sidebar (uploaded into the app's folder, or a path)."""
+
+    path: str
+    digest: str
+    name: str
+
+
+def _model_file(
+    prefix: str, preset: str | None, kind: str, title: str, hint: str
+) -> _ModelFile | None:
+    """The ``.{kind}`` file the user uploads or names by path (``xrobust app --model F``
+    opens on the path), size-checked; None (with a message) until there is one."""
+    suffix = f".{kind}"
+    given = bool(preset and preset.lower().endswith(suffix))
     how = st.radio(
-        "ONNX file", ["Upload", "Path"], index=int(given), horizontal=True, key=f"{prefix}onnx_how"
+        title, ["Upload", "Path"], index=int(given), horizontal=True, key=f"{prefix}{kind}_how"
     )
     if how == "Upload":
-        f = uploader("model.onnx", type=["onnx"], key=f"{prefix}onnx_upload")
+        f = uploader(f"model{suffix}", type=[kind], key=f"{prefix}{kind}_upload")
         if f is None:
-            st.info("Upload an .onnx file (a TensorFlow, CNTK, scikit-learn or torch export).")
+            st.info(f"Upload a {suffix} file ({hint}).")
             return None
         if _too_big(f.name, f.size):
             return None
         blob = f.getvalue()
         digest = _sha256(blob)
-        path = _upload_dir(digest) / "model.onnx"
+        path = _upload_dir(digest) / f"model{suffix}"
         if not path.exists():
             path.write_bytes(blob)
-        shown = f"onnx {f.name}"
-        fname = f.name
-    else:
-        text = st.text_input(
-            "ONNX file on this machine",
-            value=preset if preset and preset.lower().endswith(".onnx") else "",
-            key=f"{prefix}onnx_path",
-        )
-        if not text.strip():
-            st.info("Enter the path of an .onnx file on the machine running the app.")
-            return None
-        path = Path(text.strip()).expanduser()
-        if not path.is_file() or path.suffix.lower() != ".onnx":
-            st.error(f"{path}: no such .onnx file. Give an .onnx file on this machine.")
-            return None
-        if _too_big(path.name, path.stat().st_size):
-            return None
-        digest = _sha256(path.read_bytes())
-        shown = f"onnx {path.name}"
-        fname = path.name
+        return _ModelFile(str(path.resolve()), digest, f.name)
+    text = st.text_input(
+        f"{title} on this machine", value=preset if given else "", key=f"{prefix}{kind}_path"
+    )
+    if not text.strip():
+        st.info(f"Enter the path of a {suffix} file on the machine running the app.")
+        return None
+    path = Path(text.strip()).expanduser()
+    if not path.is_file() or path.suffix.lower() != suffix:
+        st.error(f"{path}: no such {suffix} file. Give a {suffix} file on this machine.")
+        return None
+    if _too_big(path.name, path.stat().st_size):
+        return None
+    return _ModelFile(str(path.resolve()), _sha256(path.read_bytes()), path.name)
+
+
+def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
+    picked = _model_file(
+        prefix, preset, "onnx", "ONNX file", "a TensorFlow, CNTK, scikit-learn or torch export"
+    )
+    if picked is None:
+        return None
     white = False
     if _onnx2torch_available():
         white = st.toggle(
@@ -412,15 +430,16 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
         st.caption("Black box (onnx2torch is not installed: gradient methods are off).")
     output = _output_input(prefix, "onnx")
     budget = _budget_input(prefix)
-    fpath = str(path.resolve())
+    shown, key = f"onnx {picked.name}", f"onnx:{picked.digest}:white={white}:out={output}"
 
     def build(data: DataHandle) -> ModelHandle | None:
         from xrobust.apps.dashboard import resources
 
         try:
             clf, diff = resources.onnx_classifier(
-                fpath, digest, data.bundle, data.key, white, budget, fname, output
-            )
+                picked.path, picked.digest, data.bundle, data.key, white, budget, picked.name,
+                output,
+            )  # fmt: skip
         except XRobustError as exc:
             st.error(f"The ONNX model does not fit the data {data.label!r}: {exc}")
             return None
@@ -429,10 +448,66 @@ def _pick_onnx(prefix: str, preset: str | None) -> ModelHandle | None:
             notes.append(
                 f"white-box (onnx2torch): max |torch - onnxruntime| = {diff:.3g} on the data"
             )
-        handle = _unbound("onnx", shown, f"onnx:{digest}:white={white}:out={output}", build)
-        return _bound(handle, data, clf, budget, notes)
+        return _bound(_unbound("onnx", shown, key, build), data, clf, budget, notes)
 
-    return _unbound("onnx", shown, f"onnx:{digest}:white={white}:out={output}", build)
+    return _unbound("onnx", shown, key, build)
+
+
+def _litert_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ai_edge_litert") is not None
+
+
+def _pick_tflite(prefix: str, preset: str | None) -> ModelHandle | None:
+    if not _litert_available():
+        st.error(
+            "TensorFlow Lite models need Google's LiteRT interpreter: "
+            "pip install 'xrobust[tflite]' (ai-edge-litert), then restart the app."
+        )
+        return None
+    picked = _model_file(
+        prefix, preset, "tflite", "TensorFlow Lite file", "float or int8/uint8 quantized"
+    )
+    if picked is None:
+        return None
+    signature = (
+        st.text_input(
+            "Signature (when the file has several)",
+            value="",
+            key=f"{prefix}tflite_signature",
+            help="the signature to run, e.g. serving_default; a file with several signatures "
+            "is refused until one is named",
+        ).strip()
+        or None
+    )
+    output = _output_input(prefix, "tflite")
+    budget = _budget_input(prefix)
+    shown = f"tflite {picked.name}"
+    key = f"tflite:{picked.digest}:sig={signature}:out={output}"
+
+    def build(data: DataHandle) -> ModelHandle | None:
+        from xrobust.apps.dashboard import resources
+
+        try:
+            clf = resources.tflite_classifier(
+                picked.path, picked.digest, data.bundle, data.key, budget, picked.name,
+                signature, output,
+            )  # fmt: skip
+        except XRobustError as exc:
+            st.error(f"The TensorFlow Lite model does not fit the data {data.label!r}: {exc}")
+            return None
+        info = clf.describe()
+        notes = []
+        if info.get("quantized"):
+            t = info.get("input_tensor", {})
+            notes.append(
+                f"quantized: {t.get('dtype')} input (scale {t.get('scale', 0):.4g}, "
+                f"zero point {t.get('zero_point')})"
+            )
+        return _bound(_unbound("tflite", shown, key, build), data, clf, budget, notes)
+
+    return _unbound("tflite", shown, key, build)
 
 
 def _output_input(prefix: str, kind: str) -> str | None:
@@ -448,25 +523,32 @@ def _output_input(prefix: str, kind: str) -> str | None:
     return name or None
 
 
-def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
-    url = st.text_input(
-        "Endpoint URL",
-        value=preset if preset and preset.startswith(("http://", "https://")) else "",
-        key=f"{prefix}url",
-        placeholder=ENDPOINT_PLACEHOLDER,
-    )
-    if not url.strip():
-        st.info("Enter the predict URL of a TF Serving / Vertex AI / JSON endpoint.")
-        return None
-    from xrobust.models.endpoint import safe_url
+#: what each endpoint protocol sends, for the sidebar's help
+_PROTOCOL_HELP = (
+    'instances: {"instances": rows} (TF Serving, Vertex AI, SageMaker TF containers); '
+    'inputs: {"inputs": columns}; v2: the Open Inference Protocol (KServe, Triton, MLServer; '
+    "URL http://HOST:PORT/v2/models/NAME); v2-binary: V2 with raw tensor bytes (KServe, Triton)"
+)
 
-    url = url.strip()
-    protocol = st.selectbox(
-        "Protocol",
-        ["instances", "inputs"],
-        key=f"{prefix}protocol",
-        help='instances: {"instances": rows} (TF Serving / Vertex); inputs: columnar',
-    )
+
+def _endpoint_access(prefix: str, url: str) -> tuple[tuple[str, str], ...] | None:
+    """How requests are authorised: header values from environment variables for HTTP(S)
+    endpoints, the AWS region (and an endpoint URL override) for ``sagemaker://`` ones,
+    whose requests are signed from the app process's AWS credentials."""
+    if url.startswith("sagemaker://"):
+        st.caption("Signed with SigV4 from the AWS credentials of the app's process.")
+        region = st.text_input(
+            "AWS region",
+            value=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
+            key=f"{prefix}aws_region",
+        ).strip()
+        override = st.text_input(
+            "Endpoint URL override (optional)",
+            value="",
+            key=f"{prefix}aws_endpoint_url",
+            help="a VPC endpoint or a local SageMaker-compatible server",
+        ).strip()
+        return tuple((k, v) for k, v in (("region", region), ("endpoint_url", override)) if v)
     headers = st.text_area(
         "Headers from environment variables",
         value="",
@@ -475,11 +557,6 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
         help="one NAME=ENV_VAR per line: the value is read from that environment variable "
         "of the app's process, never typed here or shown",
     )
-    timeout = st.number_input(
-        "Timeout (seconds per request)", 0.5, 600.0, 30.0, key=f"{prefix}timeout"
-    )
-    output = _output_input(prefix, "endpoint")
-    budget = _budget_input(prefix)
     from xrobust.models.endpoint import parse_headers_env
 
     try:
@@ -487,9 +564,41 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
     except XRobustError as exc:
         st.error(f"Headers: {exc}")
         return None
-    options = tuple(sorted(headers_env.items()))
+    return tuple(sorted(("header:" + k, v) for k, v in headers_env.items()))
+
+
+def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
+    url = st.text_input(
+        "Endpoint URL",
+        value=preset if preset and preset.startswith(ENDPOINT_SCHEMES) else "",
+        key=f"{prefix}url",
+        placeholder=ENDPOINT_PLACEHOLDER,
+    )
+    if not url.strip():
+        st.info(
+            "Enter the URL of a TF Serving / Vertex AI / JSON endpoint, an Open Inference "
+            "Protocol model (…/v2/models/NAME) or sagemaker://ENDPOINT_NAME."
+        )
+        return None
+    from xrobust.models.endpoint import URL_PROTOCOLS, safe_url
+
+    url = url.strip()
+    sagemaker = url.startswith("sagemaker://")
+    choices = ["instances", "inputs"] if sagemaker else list(URL_PROTOCOLS)
+    guess = 2 if "/v2/models/" in url and not sagemaker else 0
+    protocol = st.selectbox(
+        "Protocol", choices, index=guess, key=f"{prefix}protocol", help=_PROTOCOL_HELP
+    )
+    access = _endpoint_access(prefix, url)
+    if access is None:
+        return None
+    timeout = st.number_input(
+        "Timeout (seconds per request)", 0.5, 600.0, 30.0, key=f"{prefix}timeout"
+    )
+    output = _output_input(prefix, "endpoint")
+    budget = _budget_input(prefix)
     # the URL hashed (its query string may hold a key); header variable names, no values
-    key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{options}:{float(timeout)}:{output}"
+    key = f"endpoint:{_sha256(url.encode())[:32]}:{protocol}:{access}:{float(timeout)}:{output}"
     shown = f"endpoint {safe_url(url)}"
     short = f"endpoint {short_url(url)}"
 
@@ -498,7 +607,7 @@ def _pick_endpoint(prefix: str, preset: str | None) -> ModelHandle | None:
 
         try:
             clf = resources.endpoint_classifier(
-                url, protocol, options, float(timeout), data.bundle, data.key, budget, output
+                url, protocol, access, float(timeout), data.bundle, data.key, budget, output
             )
         except XRobustError as exc:
             st.error(f"The endpoint could not be used with the data {data.label!r}: {exc}")
@@ -535,6 +644,7 @@ MODEL_SOURCES: list[ModelSource] = [
     ModelSource("run", "Run folder", _pick_run),
     ModelSource("upload", "Upload checkpoint", _pick_upload),
     ModelSource("onnx", "ONNX file", _pick_onnx),
+    ModelSource("tflite", "TensorFlow Lite file", _pick_tflite),
     ModelSource("endpoint", "HTTP endpoint", _pick_endpoint),
 ]
 
@@ -558,10 +668,10 @@ def pick_model(prefix: str = "m_", preset: str | None = None) -> ModelHandle | N
     index = 0
     if preset:
         name = "demo" if preset.startswith("demo") else "run"
-        if preset.startswith(("http://", "https://")):
+        if preset.startswith(ENDPOINT_SCHEMES):
             name = "endpoint"
-        elif preset.lower().endswith(".onnx"):
-            name = "onnx"
+        elif preset.lower().endswith((".onnx", ".tflite")):
+            name = preset.lower().rsplit(".", 1)[1]
         index = [s.name for s in MODEL_SOURCES].index(name)
     label = st.radio("Model source", labels, index=index, key=f"{prefix}source")
     src = MODEL_SOURCES[labels.index(label)]

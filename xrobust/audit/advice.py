@@ -19,7 +19,10 @@ from typing import Any
 
 from xrobust.audit.report import AuditReport, CheckResult
 
-__all__ = ["RANDOMISATION_WHY", "explanation_checks", "likely_cause", "what_to_try"]
+__all__ = [
+    "RANDOMISATION_WHY", "explanation_checks", "likely_cause", "randomisation_advice",
+    "what_to_try",
+]  # fmt: skip
 
 #: the next step for each sanity check that warns or fails (section 5)
 _SANITY = {
@@ -128,8 +131,7 @@ def explanation_checks(report: AuditReport) -> list[CheckResult]:
     for method, rz in ran.items():
         details: dict[str, Any] = {"method": method}
         if rz["status"] != "pass":
-            details["cause"] = _randomisation_cause(method)
-            details["try"] = _randomisation_try(method, passing)
+            details["cause"], details["try"] = randomisation_advice(method, passing)
         out.append(
             CheckResult(
                 f"randomisation[{method}]", rz["status"], rz.get("message", ""),
@@ -137,6 +139,13 @@ def explanation_checks(report: AuditReport) -> list[CheckResult]:
             )
         )  # fmt: skip
     return out
+
+
+def randomisation_advice(method: str, passing: list[str] | tuple[str, ...] = ()) -> tuple[str, str]:
+    """(likely cause, what to try) for explainer ``method`` failing the randomisation
+    check, given the methods that passed it on the same model (the report and the
+    dashboard's explanations page say the same)."""
+    return _randomisation_cause(method), _randomisation_try(method, list(passing))
 
 
 def _randomisation_cause(method: str) -> str:

@@ -252,28 +252,6 @@ def clear_selection(key: str) -> None:
 
 
 #: what to try when a sanity check warns or fails (its ``why`` says what it means)
-TRY = {
-    "deterministic_outputs": "put the model in eval mode (dropout, batch norm) and remove "
-    "random input transforms; for a randomised defence, attack the expectation (EOT).",
-    "logits_not_probabilities": "give the model's logits (drop the final softmax); for an "
-    "ONNX file or endpoint, name the pre-softmax output in 'Output name'.",
-    "finite_nonzero_gradients": "remove input quantisation or non-differentiable "
-    "preprocessing from the model, or judge it by a query-only attack (Square).",
-    "iterative_beats_single_step": "raise the attack's steps, check its step size, and "
-    "confirm with a query-only attack (Square).",
-    "accuracy_decreases_with_eps": "raise the steps and restarts, and add a query-only "
-    "attack: the attack missed adversarial examples that exist.",
-    "large_eps_breaks_model": "check that the data's bounds are the model's input range, "
-    "and raise the steps; add a query-only attack.",
-    "attack_converged": "raise the steps and restarts until robust accuracy stops moving, "
-    "and report that figure.",
-    "attack_beats_random_noise": "look for gradient masking (softmax outputs, quantised "
-    "inputs) and judge the model by a query-only attack (Square).",
-    "black_box_not_stronger": "trust the query-only figure and remove what masks the "
-    "gradients (softmax outputs, quantisation, non-differentiable steps).",
-}
-
-
 def sanity_badges(checks: list[dict[str, Any]], per_row: int = 3) -> None:
     """The sanity checks as badges with their message; a warning or failure also says why
     the check matters and what to try."""
@@ -284,24 +262,33 @@ def sanity_badges(checks: list[dict[str, Any]], per_row: int = 3) -> None:
             st.badge(f"{c['name']}: {c['status']}", icon=icon, color=colour)
             st.caption(c["message"])
             if c["status"] in ("warn", "fail"):
-                hint = TRY.get(c["name"], "see the sanity section of the full audit's report.")
+                hint = _what_to_try(c) or "see the sanity section of the full audit's report."
                 st.caption(f"**Why it matters:** {c.get('why') or 'see the report.'}  \n"
                            f"**What to try:** {hint}")  # fmt: skip
 
 
-def randomisation_failed(method: str, spearman: float, threshold: float) -> None:
-    """Explain a failed model-randomisation check (Adebayo et al.) of ``method``."""
+def _what_to_try(check: dict[str, Any]) -> str:
+    """The report's next step for a sanity check that warns or fails (one text for both)."""
+    from xrobust.audit.advice import what_to_try
+    from xrobust.audit.report import CheckResult
+
+    return what_to_try(CheckResult(check["name"], check["status"], check.get("message", "")))
+
+
+def randomisation_failed(
+    method: str, spearman: float, threshold: float, passing: list[str] | tuple[str, ...] = ()
+) -> None:
+    """Explain a failed model-randomisation check (Adebayo et al.) of ``method``, with the
+    report's words (``xrobust.audit.advice``); ``passing``: the methods that passed it."""
+    from xrobust.audit.advice import RANDOMISATION_WHY, randomisation_advice
+
+    cause, attempt = randomisation_advice(method, passing)
     st.warning(
         f"**{method} failed the randomisation check** (rank correlation {spearman:.2f} with "
         f"its maps on the trained model after every layer was re-initialised; it passes "
         f"below {threshold:g}).  \n"
-        "**What it means:** the maps barely change when the model forgets what it learned, so "
-        "they show the input more than the model's reasoning. Methods that multiply by the "
-        "input (integrated gradients and input x gradient with a zero baseline) often keep "
-        "the input's outline on a random model.  \n"
-        "**What to try:** read these maps as 'where the input has signal', not 'what the "
-        "model uses'; compare with a method that passes (saliency, gradcam); for integrated "
-        "gradients, try another baseline (e.g. `baselines='uniform'` through "
-        "`xrobust.explain.explain`) and check that the maps pass before relying on them.",
+        f"**What it means:** {RANDOMISATION_WHY}  \n"
+        f"**Likely cause:** {cause}  \n"
+        f"**What to try:** {attempt}",
         icon=":material/warning:",
     )

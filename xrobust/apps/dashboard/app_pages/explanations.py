@@ -136,9 +136,12 @@ for m, a in maps.items():
     fractions = met["deletion"]["fractions"]
 if rows:
     st.dataframe(rows, hide_index=True)
+    passed = [row["method"] for row in rows if row.get("sanity check") == "pass"]
     for row in rows:
         if row.get("sanity check") == "FAIL":
-            render.randomisation_failed(row["method"], row["randomised Spearman"], threshold)
+            render.randomisation_failed(
+                row["method"], row["randomised Spearman"], threshold, passed
+            )
     st.altair_chart(
         render.curves_chart(fractions, deletion, "fraction removed", f"p({names[target]})")
     )

@@ -30,6 +30,7 @@ from torch import nn
 
 from xrobust._modelstate import eval_mode as _eval
 from xrobust.errors import ConfigError, DataError
+from xrobust.norms import Norm, get_norm
 
 __all__ = [
     "QueryCount",
@@ -41,8 +42,6 @@ __all__ = [
     "random_directions",
     "unit_direction",
 ]
-
-_NORMS = ("linf", "l2")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -91,17 +90,13 @@ def predict_proba(model: Any, x: torch.Tensor, *, batch_size: int = 256) -> torc
     return torch.cat(out)
 
 
-def unit_direction(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    """Each row of ``delta`` scaled to norm 1 in ``norm`` ("linf" or "l2"); zero rows stay 0."""
-    if norm not in _NORMS:
-        raise ConfigError(f"unknown norm {norm!r}; expected one of {', '.join(_NORMS)}")
-    flat = delta.reshape(delta.shape[0], -1).float()
-    size = flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
-    size = torch.where(size > 0, size, torch.ones_like(size))
-    return (flat / size[:, None]).reshape(delta.shape)
+def unit_direction(delta: torch.Tensor, norm: str | Norm) -> torch.Tensor:
+    """Each row of ``delta`` scaled to norm 1 in ``norm`` (a name of
+    :func:`xrobust.norms.list_norms` or a norm object); zero rows stay 0."""
+    return get_norm(norm).normalize(delta)
 
 
-def direction_to(x: torch.Tensor, x_to: torch.Tensor, norm: str) -> torch.Tensor:
+def direction_to(x: torch.Tensor, x_to: torch.Tensor, norm: str | Norm) -> torch.Tensor:
     """Unit directions (in ``norm``) from each row of ``x`` towards ``x_to`` (e.g. its
     adversarial example); 0 where the two are equal."""
     if x.shape != x_to.shape:
@@ -109,18 +104,15 @@ def direction_to(x: torch.Tensor, x_to: torch.Tensor, norm: str) -> torch.Tensor
     return unit_direction(x_to.float() - x.float(), norm)
 
 
-def random_directions(x: torch.Tensor, norm: str, k: int, seed: int = 0) -> torch.Tensor:
-    """``k`` random unit directions per example: (k, N, ...). Linf: random signs (a corner
-    of the ball); L2: Gaussian directions scaled to norm 1. Seeded, drawn on the CPU."""
+def random_directions(x: torch.Tensor, norm: str | Norm, k: int, seed: int = 0) -> torch.Tensor:
+    """``k`` random unit directions per example: (k, N, ...), from the norm's
+    :meth:`~xrobust.norms.Norm.random_unit` (Linf: random signs, a corner of the ball;
+    L2: Gaussian directions scaled to norm 1). Seeded, drawn on the CPU."""
+    n = get_norm(norm)
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     g = torch.Generator().manual_seed(int(seed))
-    shape = (k, *x.shape)
-    if norm == "linf":
-        d = torch.randint(0, 2, shape, generator=g).float() * 2 - 1
-        return d
-    d = torch.randn(shape, generator=g)
-    return torch.stack([unit_direction(di, "l2") for di in d])
+    return n.random_unit((k * x.shape[0], *x.shape[1:]), g).reshape(k, *x.shape)
 
 
 def confidence_along(

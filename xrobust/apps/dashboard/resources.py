@@ -256,9 +256,24 @@ def eps_scale(spec: Any) -> float:
 
 def norms() -> list[str]:
     """The norms the attacks support (the library's list)."""
-    from xrobust.attacks import list_norms
+    from xrobust.norms import list_norms
 
     return list_norms()
+
+
+def eps_grid(norm: str, span: float) -> list[float]:
+    """The default eps grid of ``norm`` for inputs of width ``span`` (the library's)."""
+    from xrobust.norms import get_norm
+
+    return get_norm(norm).eps_grid(span)
+
+
+def eps_slider(norm: str, span: float) -> Any:
+    """The default eps slider (max, default, probe) of ``norm`` for inputs of width
+    ``span`` (the library's :class:`xrobust.norms.EpsSlider`)."""
+    from xrobust.norms import get_norm
+
+    return get_norm(norm).eps_slider(span)
 
 
 def supported_attacks(differentiable: bool, num_classes: int) -> list[str]:
@@ -519,8 +534,7 @@ def overview_report(
     audit with only its clean section (what the page shows first)."""
     spec = model.spec
     span = eps_scale(spec)
-    grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
-    eps = [round(g * span, 6) for g in grid]
+    eps = eps_grid(norm, span)
     cfg = quick_audit_config(spec.modality, n, eps, norm, differentiable=model.differentiable)
     if clean_only:
         cfg.adversarial.enabled = False

@@ -32,12 +32,13 @@ c = st.columns([2, 1, 3, 1, 1])
 name = resources.attack_select(c[0], attacks, model.differentiable, "adv_attack")
 opts = resources.attack_options(name)
 norm = c[1].selectbox("Norm", resources.norms(), key="adv_norm")
-eps_max = 0.5 * span if norm == "linf" else 5.0 * span
+slider = resources.eps_slider(norm, span)
+eps_max = slider.max
 eps = c[2].slider(
     "eps",
     min_value=0.0,
     max_value=float(round(eps_max, 4)),
-    value=float(round(0.1 * span if norm == "linf" else 1.0 * span, 4)),
+    value=float(round(slider.default, 4)),
     step=float(round(eps_max / 100, 5)),
     format="%.3f",
     key=f"adv_eps_{norm}",

@@ -27,11 +27,12 @@ st.caption(
 c = st.columns([1, 1, 2, 1])
 n = c[0].select_slider("Examples", [8, 16, 32, 64], value=16, key="bb_n")
 norm = c[1].selectbox("Norm", resources.norms(), key="bb_norm")
+slider = resources.eps_slider(norm, span)
 reach = c[2].slider(
     "Largest eps probed",
     0.0,
-    float(round(0.5 * span if norm == "linf" else 5.0 * span, 4)),
-    float(round(0.3 * span if norm == "linf" else 3.0 * span, 4)),
+    float(round(slider.max, 4)),
+    float(round(slider.probe, 4)),
     key=f"bb_reach_{norm}",
 )
 attacks = resources.supported_attacks(model.differentiable, spec.num_classes)

@@ -50,8 +50,7 @@ name = resources.attack_select(
 norm = c[1].selectbox("Norm", resources.norms(), key="cmp_norm")
 black = not (model_a.differentiable and model_b.differentiable)
 n = c[2].select_slider("Examples", [16, 32, 64, 128], value=16 if black else 64, key="cmp_n")
-grid = [0.025, 0.05, 0.1, 0.2, 0.3] if norm == "linf" else [0.25, 0.5, 1.0, 2.0, 3.0]
-eps_grid = tuple(round(g * span, 6) for g in grid)
+eps_grid = tuple(resources.eps_grid(norm, span))
 eps = c[3].select_slider("eps of the gallery", eps_grid, value=eps_grid[2], key=f"cmp_eps_{norm}")
 x, y, bkey = resources.test_batch(data.bundle, data.key, n)
 x_np = x.numpy()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import xrobust.attacks.norms as attack_norms
+from xrobust.attacks import Square
 from xrobust.errors import ConfigError
 from xrobust.models.inference import random_directions, unit_direction
 from xrobust.norms import NORMS, Linf, get_norm, list_norms
@@ -101,3 +102,7 @@ def test_hsj_scales_follow_the_paper() -> None:
     grad = torch.tensor([[0.5, -2.0, 0.0]])
     assert torch.equal(get_norm("linf").hsj_update(grad), grad.sign())
     assert torch.equal(get_norm("l2").hsj_update(grad), grad)
+
+
+def test_square_knows_its_norms_by_object() -> None:
+    assert set(Square.proposals) == set(NORMS.values())

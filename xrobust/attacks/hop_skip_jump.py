@@ -189,7 +189,7 @@ class HopSkipJump(Attack):
         m, dev = len(b), b.x.device
         d = b.x[0].numel()
         lo, hi = self._range(b.full_x)
-        theta = cfg.gamma * (hi - lo) / (d**1.5 if self.norm.name == "l2" else d**2)
+        theta = cfg.gamma * (hi - lo) / self.norm.hsj_theta_scale(d)
         base = int(torch.randint(0, 2**62, (1,), generator=ctx.generator, device=dev).item())
         seeds = tuple((base + 1_000_003 * i) % (2**62) for i in b.idx.tolist())
         inf = torch.full((m,), float("inf"), dtype=b.x.dtype, device=dev)
@@ -357,12 +357,9 @@ class HopSkipJump(Attack):
         if rows.numel() == 0:
             return
         x0, xa = b.x[rows], st.x_adv[rows]
-        linf = self.norm.name == "linf"
         dist0 = self.norm.measure(xa - x0)
-        high = dist0.clone() if linf else torch.ones_like(dist0)
+        high, thr = self.norm.hsj_search_range(dist0, st.theta)
         low = torch.zeros_like(high)
-        theta = st.theta
-        thr = torch.clamp(dist0 * theta, max=theta) if linf else torch.full_like(high, theta)
         thr = thr.clamp_min(1e-12)
         pred_hi = st.pred_adv[rows].clone()
         while True:
@@ -395,7 +392,7 @@ class HopSkipJump(Attack):
         if live.numel() == 0:
             return
         grad = self._gradient(ctx, b, st, live, n_rows, t)
-        update = grad.sign() if self.norm.name == "linf" else grad
+        update = self.norm.hsj_update(grad)
         # geometric step search: halve until the step stays adversarial
         xa, dist = st.x_adv[live], st.dist[live]
         step = dist / math.sqrt(t)
@@ -435,18 +432,13 @@ class HopSkipJump(Attack):
         d = st.d
         if t == 1:
             delta = torch.full((live.numel(),), 0.1 * (st.hi - st.lo), dtype=dt, device=dev)
-        elif self.norm.name == "l2":
-            delta = math.sqrt(d) * st.theta * st.dist[live]
         else:
-            delta = d * st.theta * st.dist[live]
+            delta = self.norm.hsj_probe_scale(d) * st.theta * st.dist[live]
         delta = delta.clamp_min(1e-12)
         rv = torch.zeros((live.numel(), k_max, *shape), dtype=dt, device=dev)
         for j, (row, n) in enumerate(zip(live.tolist(), n_rows.tolist())):
             g = self._gen(st, row, t)
-            if self.norm.name == "l2":
-                rv[j, :n] = torch.randn((n, *shape), generator=g, device=dev, dtype=dt)
-            else:
-                rv[j, :n] = 2 * torch.rand((n, *shape), generator=g, device=dev, dtype=dt) - 1
+            rv[j, :n] = self.norm.hsj_sample((n, *shape), g, dev, dt)
         flat = rv.flatten(2)
         flat /= flat.norm(dim=2, keepdim=True).clamp_min(1e-12)
         dv = delta.reshape(-1, 1, *([1] * len(shape)))
@@ -516,12 +508,10 @@ class HopSkipJump(Attack):
         return (1 - av) * x0 + av * z
 
     def _toward(self, x0: torch.Tensor, xa: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """The point of the binary search at ``a``: the blend (L2) or ``xa`` clipped to
-        the Linf ball of radius ``a`` (Linf)."""
-        if self.norm.name == "linf":
-            av = _rows(a, x0)
-            return torch.minimum(torch.maximum(xa, x0 - av), x0 + av)
-        return self._blend(x0, xa, a)
+        """The point of the binary search at ``a``: the norm's
+        :meth:`~xrobust.norms.Norm.hsj_toward` (the blend for L2, ``xa`` clipped to the
+        Linf ball of radius ``a`` for Linf)."""
+        return self.norm.hsj_toward(x0, xa, a)
 
     def _clip(self, z: torch.Tensor) -> torch.Tensor:
         bounds = self.config.bounds

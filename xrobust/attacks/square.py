@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -64,6 +66,7 @@ from xrobust.attacks.config import AttackConfig, check_fraction, check_positive_
 from xrobust.attacks.context import AttackContext, Batch, Outcome
 from xrobust.attacks.iterative import keep_better, run_succeeded
 from xrobust.errors import ConfigError, ModelError
+from xrobust.norms import L2, Linf, Norm, get_norm
 
 __all__ = [
     "Square",
@@ -99,6 +102,9 @@ class SquareConfig(AttackConfig):
         check_positive_int("queries", self.queries, minimum=2)
         object.__setattr__(self, "p_init", check_fraction("p_init", self.p_init))
         check_positive_int("restarts", self.restarts)
+        if get_norm(self.norm) not in Square.proposals:
+            known = ", ".join(n.name for n in Square.proposals)
+            raise ConfigError(f"square defines proposals for the norms {known}, not {self.norm!r}")
 
 
 def p_schedule(p_init: float, it: int, n_iters: int) -> float:
@@ -124,9 +130,9 @@ def _rectangle(h: int, w: int) -> torch.Tensor:
     d = torch.zeros(h, w, dtype=torch.float64)
     ch, cw = h // 2, w // 2  # top-left corner of the innermost rectangle
     for k in range(max(h // 2 + 1, w // 2 + 1)):
-        d[max(ch - k, 0) : min(ch - k + 2 * k + 1, h), max(cw - k, 0) : min(cw - k + 2 * k + 1, w)] += (
-            1.0 / (k + 1) ** 2
-        )
+        d[
+            max(ch - k, 0) : min(ch - k + 2 * k + 1, h), max(cw - k, 0) : min(cw - k + 2 * k + 1, w)
+        ] += 1.0 / (k + 1) ** 2
     return d / d.norm()
 
 
@@ -285,7 +291,8 @@ class Square(Attack):
         x = _as_image(b.x)
         eps = b.eps.reshape(-1, 1, 1, 1).to(x.dtype)
         rng = RowStreams(ctx.generator)
-        x_best = self._start(rng, b, x, eps)
+        start, candidate = self.proposals[self.norm]
+        x_best = start(self, rng, b, x, eps)
         scores = ctx.forward(x_best.reshape(b.x.shape), b.origin)
         loss = margin(scores, b.y, b.target, kind)
         pred = scores.argmax(1)
@@ -301,10 +308,7 @@ class Square(Attack):
                 stopped = True
                 break
             p = p_schedule(cfg.p_init, i, cfg.queries)
-            if self.norm.name == "linf":
-                cand = self._linf_candidate(rng, b, live, i, x, x_best, eps, p)
-            else:
-                cand = self._l2_candidate(rng, b, live, i, x, x_best, eps, p)
+            cand = candidate(self, rng, b, live, i, x, x_best, eps, p)
             sc = ctx.forward(cand.reshape(-1, *b.x.shape[1:]), b.origin[live])
             new_loss = margin(sc, b.y[live], _pick(b.target, live), kind)
             steps[live] += 1
@@ -320,18 +324,22 @@ class Square(Attack):
         out.loss = -loss
         return out, stopped
 
-    def _start(self, rng: RowStreams, b: Batch, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def _linf_start(
+        self, rng: RowStreams, b: Batch, x: torch.Tensor, eps: torch.Tensor
+    ) -> torch.Tensor:
         (c, h, w), k = x.shape[1:], len(b)
-        if self.norm.name == "linf":
-            signs = rng.signs(b.idx, 0, c * w, x.dtype).reshape(k, c, w)
-            delta = linf_init(signs, h) * eps
-        else:
-            s = min(h, w) // 5
-            rows, cols = (h // s, w // s) if s >= 1 else (1, 1)
-            signs = rng.signs(b.idx, 0, c * rows * cols, x.dtype).reshape(k, c, rows, cols)
-            transpose = (rng.uniform(b.idx, 1, rows * cols, x.dtype) < 0.5).reshape(k, rows, cols)
-            delta = l2_init(signs, transpose, h, w) * eps
-        return self._clip(x + delta)
+        signs = rng.signs(b.idx, 0, c * w, x.dtype).reshape(k, c, w)
+        return self._clip(x + linf_init(signs, h) * eps)
+
+    def _l2_start(
+        self, rng: RowStreams, b: Batch, x: torch.Tensor, eps: torch.Tensor
+    ) -> torch.Tensor:
+        (c, h, w), k = x.shape[1:], len(b)
+        s = min(h, w) // 5
+        rows, cols = (h // s, w // s) if s >= 1 else (1, 1)
+        signs = rng.signs(b.idx, 0, c * rows * cols, x.dtype).reshape(k, c, rows, cols)
+        transpose = (rng.uniform(b.idx, 1, rows * cols, x.dtype) < 0.5).reshape(k, rows, cols)
+        return self._clip(x + l2_init(signs, transpose, h, w) * eps)
 
     def _clip(self, z: torch.Tensor) -> torch.Tensor:
         bounds = self.config.bounds
@@ -400,6 +408,12 @@ class Square(Attack):
         delta[w1] = new
         scale = el / delta.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, 1, 1, 1)
         return self._clip(xl + delta * scale)
+
+    #: each norm the paper defines: its start and its proposal of one step
+    proposals: ClassVar[dict[Norm, tuple[Callable[..., torch.Tensor], ...]]] = {
+        Linf(): (_linf_start, _linf_candidate),
+        L2(): (_l2_start, _l2_candidate),
+    }
 
 
 def _position(u: torch.Tensor, n: int) -> torch.Tensor:

@@ -43,7 +43,18 @@ import torch
 
 from xrobust.errors import ConfigError
 
-__all__ = ["L2", "NORMS", "Ball", "EpsScale", "EpsSlider", "Linf", "Norm", "get_norm", "list_norms"]
+__all__ = [
+    "L1",
+    "L2",
+    "NORMS",
+    "Ball",
+    "EpsScale",
+    "EpsSlider",
+    "Linf",
+    "Norm",
+    "get_norm",
+    "list_norms",
+]
 
 _TINY = 1e-12
 
@@ -93,6 +104,9 @@ class Norm:
     aliases: ClassVar[tuple[str, ...]] = ()
     #: the radii front ends offer, per unit of input span
     scale: ClassVar[EpsScale]
+    #: the audit's default eps grid: fractions of :meth:`max_radius` over the data range
+    #: ("image") or over a box one median feature spread wide ("tabular")
+    audit_fractions: ClassVar[dict[str, tuple[float, ...]]]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -139,7 +153,7 @@ class Norm:
         """The smallest perturbation (in this norm) moving flat points ``p`` (m, d) onto
         the hyperplanes ``w . z = b`` within ``bounds`` (FAB's projection; see
         :mod:`xrobust._hyperplane`)."""
-        raise NotImplementedError
+        raise self._no_variant("fab")
 
     def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
         """The largest radius that can matter for inputs of ``numel`` values within
@@ -154,16 +168,16 @@ class Norm:
     def hsj_theta_scale(self, d: int) -> float:
         """HopSkipJump's divisor of ``gamma * span`` giving the binary-search threshold
         theta for inputs of ``d`` values (Chen et al., arXiv:1904.02144, Section 4)."""
-        raise NotImplementedError
+        raise self._no_variant("hop_skip_jump")
 
     def hsj_probe_scale(self, d: int) -> float:
         """HopSkipJump's factor of ``theta * distance`` giving the radius of the probes of
         its gradient estimate, for inputs of ``d`` values."""
-        raise NotImplementedError
+        raise self._no_variant("hop_skip_jump")
 
     def hsj_update(self, grad: torch.Tensor) -> torch.Tensor:
         """HopSkipJump's update direction from its estimated boundary normal."""
-        raise NotImplementedError
+        raise self._no_variant("hop_skip_jump")
 
     def hsj_sample(
         self,
@@ -173,7 +187,7 @@ class Norm:
         dtype: torch.dtype,
     ) -> torch.Tensor:
         """HopSkipJump's raw random probe directions (normalised by the attack)."""
-        raise NotImplementedError
+        raise self._no_variant("hop_skip_jump")
 
     def hsj_search_range(
         self, dist0: torch.Tensor, theta: float
@@ -181,14 +195,17 @@ class Norm:
         """HopSkipJump's binary search towards the boundary: the upper end of the searched
         parameter (see :meth:`hsj_toward`) and the search's per-row threshold, for rows at
         distance ``dist0`` from their clean inputs."""
-        raise NotImplementedError
+        raise self._no_variant("hop_skip_jump")
 
     def hsj_toward(self, x0: torch.Tensor, xa: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """The point of HopSkipJump's binary search at parameter ``a`` (per row) between
         clean ``x0`` and adversarial ``xa``."""
-        raise NotImplementedError
+        raise self._no_variant("hop_skip_jump")
 
     # -------------------------------------------------------------- shared
+    def _no_variant(self, attack: str) -> ConfigError:
+        return ConfigError(f"{attack} has no {self.name} variant; use norm='linf' or 'l2'")
+
     def eps_grid(self, span: float = 1.0) -> list[float]:
         """The default eps grid (a robustness curve's radii) for inputs of width ``span``."""
         return [round(g * span, 6) for g in self.scale.grid]
@@ -256,6 +273,7 @@ class Linf(Norm):
     label = "L∞"
     aliases = ("inf", "l_inf", "linfinity")
     scale = EpsScale((0.025, 0.05, 0.1, 0.2, 0.3), 0.5, 0.1, 0.3)
+    audit_fractions = {"image": (0.05, 0.1, 0.15, 0.2, 0.3), "tabular": (0.05, 0.1, 0.25, 0.5)}
 
     def measure(self, delta: torch.Tensor) -> torch.Tensor:
         flat = delta.reshape(delta.shape[0], -1)
@@ -333,6 +351,7 @@ class L2(Norm):
     label = "L2"
     aliases = ("2", "l_2")
     scale = EpsScale((0.25, 0.5, 1.0, 2.0, 3.0), 5.0, 1.0, 3.0)
+    audit_fractions = {"image": (0.02, 0.04, 0.08, 0.12), "tabular": (0.025, 0.0625, 0.125, 0.25)}
 
     def measure(self, delta: torch.Tensor) -> torch.Tensor:
         return delta.reshape(delta.shape[0], -1).norm(p=2, dim=1)
@@ -406,6 +425,108 @@ class L2(Norm):
         return (1 - av) * x0 + av * xa
 
 
+class L1(Norm):
+    """The sum of absolute values: a budget spread over few coordinates (sparse attacks).
+
+    The steepest-ascent direction is SLIDE's top-k sign step (Tramèr and Boneh,
+    arXiv:1904.13000): the signs of the ``sparsity`` fraction of coordinates with the
+    largest gradient magnitude, scaled to unit L1 norm (L1-APGD, Croce and Hein,
+    arXiv:2103.01208, adapts k; here it is fixed). The projection is Duchi et al.'s
+    sort-based projection onto the L1 ball (ICML 2008, Figure 1); :meth:`clip` projects
+    exactly onto the ball intersected with the input box (the same soft threshold with
+    per-coordinate caps, its threshold found by bisection).
+    """
+
+    name = "l1"
+    label = "L1"
+    aliases = ("1", "l_1")
+    scale = EpsScale((1.0, 2.5, 5.0, 10.0, 15.0), 20.0, 5.0, 12.0)
+    # the L1 radius grows with the input size (max_radius = span * d): small fractions
+    # (MNIST-sized images: about 1.6 to 12.5)
+    audit_fractions = {"image": (0.002, 0.004, 0.008, 0.016), "tabular": (0.0125, 0.03, 0.06, 0.12)}
+    #: the fraction of coordinates a step moves (SLIDE's 99th percentile)
+    sparsity: ClassVar[float] = 0.01
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        return delta.reshape(delta.shape[0], -1).abs().sum(1)
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        flat = grad.reshape(grad.shape[0], -1)
+        k = max(1, math.ceil(self.sparsity * flat.shape[1])) if flat.shape[1] else 0
+        idx = flat.abs().topk(k, dim=1).indices
+        out = torch.zeros_like(flat).scatter_(1, idx, flat.gather(1, idx).sign() / max(k, 1))
+        return out.reshape(grad.shape)
+
+    def project(self, delta: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+        flat = delta.reshape(delta.shape[0], -1)
+        e = _per_row(eps, flat)
+        u = flat.abs().sort(dim=1, descending=True).values
+        css = u.cumsum(1)
+        j = torch.arange(1, flat.shape[1] + 1, device=flat.device, dtype=flat.dtype)
+        rho = (u - (css - e[:, None]) / j > 0).sum(1).clamp_min(1)
+        theta = ((css.gather(1, (rho - 1)[:, None]).squeeze(1) - e) / rho).clamp_min(0)
+        shrunk = flat.sign() * (flat.abs() - theta[:, None]).clamp_min(0)
+        inside = (self.measure(flat) <= e)[:, None]
+        return torch.where(inside, flat, shrunk).reshape(delta.shape)
+
+    def clip(
+        self,
+        x_adv: torch.Tensor,
+        x: torch.Tensor,
+        eps: float | torch.Tensor,
+        bounds: tuple[float, float] | None,
+    ) -> torch.Tensor:
+        if bounds is None:
+            return x + self.project(x_adv - x, eps)
+        v = (x_adv - x).reshape(x.shape[0], -1)
+        xf = x.reshape(x.shape[0], -1)
+        cap = torch.where(v > 0, bounds[1] - xf, xf - bounds[0]).clamp_min(0)
+        a, e = v.abs(), _per_row(eps, v)
+        lo, hi = torch.zeros_like(e), a.amax(1) if a.shape[1] else torch.zeros_like(e)
+        for _ in range(60):  # g(theta) = sum(clamp(a - theta, 0, cap)) decreases in theta
+            mid = (lo + hi) / 2
+            over = (a - mid[:, None]).clamp_min(0).minimum(cap).sum(1) > e
+            lo, hi = torch.where(over, mid, lo), torch.where(over, hi, mid)
+        theta = torch.where(a.minimum(cap).sum(1) > e, hi, torch.zeros_like(hi))
+        d = v.sign() * (a - theta[:, None]).clamp_min(0).minimum(cap)
+        return _clip(x + d.reshape(x.shape), bounds)
+
+    def _laplace(
+        self, shape: tuple[int, ...], x: torch.Tensor, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        e = torch.empty(shape, device=x.device, dtype=x.dtype).exponential_(generator=gen)
+        s = torch.randint(0, 2, shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
+        return e * s
+
+    def _uniform(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        # a point uniform on the unit sphere (normalised Laplace) scaled by u ** (1/d)
+        d = x[0].numel() if x.shape[0] else 1
+        r = torch.rand(x.shape[0], generator=gen, device=x.device, dtype=x.dtype)
+        return self._surface(x, gen) * _view(r.pow(1.0 / d), x)
+
+    def _surface(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        t = self._laplace(tuple(x.shape), x, gen)
+        return t / _view(self.measure(t).clamp_min(_TINY), t)
+
+    def dual(self, grad: torch.Tensor) -> torch.Tensor:
+        flat = grad.reshape(grad.shape[0], -1).abs()
+        return flat.amax(1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
+
+    def max_radius(self, bounds: tuple[float, float] | None, numel: int | None) -> float:
+        if bounds is None or numel is None:
+            return math.inf
+        return (bounds[1] - bounds[0]) * numel
+
+    def random_unit(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        return self.normalize(self._laplace(shape, torch.empty(0), generator))
+
+
+def _per_row(eps: float | torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    if isinstance(eps, torch.Tensor):
+        return eps.reshape(-1).to(flat.dtype)
+    return torch.full((flat.shape[0],), float(eps), device=flat.device, dtype=flat.dtype)
+
+
 class Ball:
     """The eps-balls around a batch of centres, intersected with the input bounds.
 
@@ -449,7 +570,7 @@ def _clip_hi(t: torch.Tensor, bounds: tuple[float, float] | None) -> torch.Tenso
 
 
 #: name -> norm object; the registry of threat models
-NORMS: dict[str, Norm] = {n.name: n for n in (Linf(), L2())}
+NORMS: dict[str, Norm] = {n.name: n for n in (Linf(), L2(), L1())}
 
 
 def list_norms() -> list[str]:

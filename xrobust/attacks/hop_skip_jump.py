@@ -79,6 +79,7 @@ from xrobust.attacks.base import Attack
 from xrobust.attacks.config import AttackConfig, check_positive_int, check_positive_number
 from xrobust.attacks.context import AttackContext, Batch, Outcome
 from xrobust.errors import ConfigError
+from xrobust.norms import get_norm
 
 __all__ = ["HopSkipJump", "HopSkipJumpConfig"]
 
@@ -126,6 +127,7 @@ class HopSkipJumpConfig(AttackConfig):
         check_positive_int("init_evals", self.init_evals)
         check_positive_int("max_evals", self.max_evals)
         check_positive_int("init_tries", self.init_tries)
+        get_norm(self.norm).hsj_theta_scale(1)  # a norm without an HSJ variant: ConfigError
         object.__setattr__(self, "gamma", check_positive_number("gamma", self.gamma))
         if self.max_evals < self.init_evals:
             raise ConfigError(

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from xrobust.norms import (
+    L1,
     L2,
     NORMS,
     Ball,
@@ -21,4 +22,15 @@ from xrobust.norms import (
     list_norms,
 )
 
-__all__ = ["L2", "NORMS", "Ball", "EpsScale", "EpsSlider", "Linf", "Norm", "get_norm", "list_norms"]
+__all__ = [
+    "L1",
+    "L2",
+    "NORMS",
+    "Ball",
+    "EpsScale",
+    "EpsSlider",
+    "Linf",
+    "Norm",
+    "get_norm",
+    "list_norms",
+]

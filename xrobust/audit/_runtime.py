@@ -175,21 +175,10 @@ class Runtime:
         return self.dist.broadcast_object(result)
 
 
-#: the audit's eps-grid policy, per norm: fractions of the norm's largest meaningful radius
-#: over the data range (images), or over a box one median feature spread wide (tabular)
-_IMAGE_GRID: dict[str, tuple[float, ...]] = {
-    "linf": (0.05, 0.1, 0.15, 0.2, 0.3),
-    "l2": (0.02, 0.04, 0.08, 0.12),
-}
-_TABULAR_GRID: dict[str, tuple[float, ...]] = {
-    "linf": (0.05, 0.1, 0.25, 0.5),
-    "l2": (0.025, 0.0625, 0.125, 0.25),
-}
-
-
 def default_eps(spec: DatasetSpec, norm: str, feature_std: torch.Tensor | None) -> list[float]:
     """An eps grid for ``norm`` from the data range (images) or feature spread (tabular):
-    fractions of ``Norm.max_radius`` of that range."""
+    the norm's ``audit_fractions`` of ``Norm.max_radius`` of that range (the grid policy
+    lives with the norm, :mod:`xrobust.norms`)."""
     from xrobust.attacks.norms import get_norm
 
     n = get_norm(norm)
@@ -197,9 +186,9 @@ def default_eps(spec: DatasetSpec, norm: str, feature_std: torch.Tensor | None) 
     lo, hi = spec.bounds
     if spec.modality == "tabular" or not math.isfinite(hi - lo):
         s = float(feature_std.median()) if feature_std is not None else 1.0
-        radius, fractions = n.max_radius((0.0, s), d), _TABULAR_GRID[n.name]
+        radius, fractions = n.max_radius((0.0, s), d), n.audit_fractions["tabular"]
     else:
-        radius, fractions = n.max_radius((lo, hi), d), _IMAGE_GRID[n.name]
+        radius, fractions = n.max_radius((lo, hi), d), n.audit_fractions["image"]
     return [_round(f * radius) for f in fractions]
 
 

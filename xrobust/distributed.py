@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import logging
 import os
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+#: how long a rank waits at exit for the others before leaving the group anyway (seconds)
+_EXIT_BARRIER_S = 30
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,17 @@ def process_group() -> Iterator[DistContext]:
 
 
 def _destroy() -> None:
-    if _initialised():
-        dist.destroy_process_group()
+    """Leave the process group. On gloo the ranks first meet at a barrier (bounded: a rank
+    that is gone is named in a warning, never waited for): a rank that tears its group down
+    while another is still closing its connections can make that one abort at exit."""
+    if not _initialised():
+        return
+    if dist.get_backend() == "gloo" and dist.get_world_size() > 1:
+        try:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=_EXIT_BARRIER_S))
+        except Exception as exc:  # a peer that crashed or left: leave anyway
+            _log.warning("leaving the process group without the other ranks: %s", exc)
+    dist.destroy_process_group()
 
 
 def all_reduce_sum(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:

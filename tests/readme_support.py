@@ -63,37 +63,46 @@ class _Lines:
             seen.append(line)
 
 
-class ShellSession:
+class _Session:
+    """A long-lived process fed on stdin, whose stdout ends each answer with a mark line."""
+
+    def _start(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self._proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1,
+        )  # fmt: skip
+        self._out = _Lines(self._proc.stdout)
+
+    def _ask(self, text: str, timeout: float) -> tuple[list[str], str]:
+        """Send ``text``; the lines printed before the mark, and the mark line's rest (the
+        process is killed if no mark comes within ``timeout``)."""
+        self._proc.stdin.write(text)
+        self._proc.stdin.flush()
+        try:
+            return self._out.until(_MARK, timeout)
+        except TimeoutError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class ShellSession(_Session):
     """One ``bash`` process; each line runs in it (not in a subshell), output to files."""
 
     def __init__(self, cwd: Path, env: dict[str, str], logs: Path) -> None:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         self._n = 0
-        self._proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc"],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        self._out = _Lines(self._proc.stdout)
+        self._start(["bash", "--noprofile", "--norc"], cwd, env)
 
     def run(self, line: str, timeout: float) -> Step:
         self._n += 1
         out, err = self.logs / f"{self._n:03d}.out", self.logs / f"{self._n:03d}.err"
         script = f'{{ {line}\n}} >"{out}" 2>"{err}" </dev/null\necho "{_MARK} $?"\n'
         t0 = time.perf_counter()
-        self._proc.stdin.write(script)
-        self._proc.stdin.flush()
-        try:
-            _, rc = self._out.until(_MARK, timeout)
-        except TimeoutError:
-            self.close()
-            raise
+        _, rc = self._ask(script, timeout)
         return Step(line, int(rc), out.read_text(), err.read_text(), time.perf_counter() - t0)
 
     def environment(self) -> dict[str, str]:
@@ -126,30 +135,14 @@ for request in sys.stdin:
 """
 
 
-class PythonSession:
+class PythonSession(_Session):
     """One ``python`` process in which every README Python block runs, in one namespace."""
 
     def __init__(self, python: str, cwd: Path, env: dict[str, str]) -> None:
-        self._proc = subprocess.Popen(
-            [python, "-u", "-c", _DRIVER],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        self._out = _Lines(self._proc.stdout)
+        self._start([python, "-u", "-c", _DRIVER], cwd, env)
 
     def run(self, code: str, timeout: float) -> Step:
-        self._proc.stdin.write(json.dumps(code) + "\n")
-        self._proc.stdin.flush()
-        try:
-            seen, result = self._out.until(_MARK, timeout)
-        except TimeoutError:
-            self.close()
-            raise
+        seen, result = self._ask(json.dumps(code) + "\n", timeout)
         info = json.loads(result)
         return Step(
             code, 1 if info["failed"] else 0, "".join(seen), info["failed"], info["seconds"]
